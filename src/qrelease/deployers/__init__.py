@@ -1,0 +1,1 @@
+"""The classical side: installing releases and switching environments; one Protocol, several backends."""

@@ -1,0 +1,95 @@
+"""The deployer Protocol and the release lock file every deployer writes.
+
+The engine drives a deployer in fixed steps: prepare (install, idempotent) -> check health
+-> switch (atomic) -> check health of what is now current -> maybe switch back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from qrelease.model.environment import Environment
+from qrelease.model.manifest import ReleaseManifest
+
+
+@dataclass(frozen=True)
+class ReleaseLock:
+    """What a deployed release pins, written as `qrelease.lock.json` inside the release.
+
+    The example apps read it at run time: it is how the quantum component travels with
+    the classical one. Fields: app, env, version, revision, target_id, profile, entry,
+    program (repo path), qir_sha256, deployed_at (ISO 8601 UTC).
+    """
+
+    app: str
+    env: str
+    version: str
+    revision: str
+    target_id: str
+    profile: str
+    entry: str
+    program: str
+    qir_sha256: str
+    deployed_at: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a deployer finds on its side for one (environment, app)."""
+
+    current: str | None
+    on_disk: tuple[str, ...] = ()
+    drift: str | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A release ready to switch to; `installed` is False when it was already on disk."""
+
+    version: str
+    installed: bool
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    """The outcome of a health command."""
+
+    ok: bool
+    message: str
+
+
+class DeployError(Exception):
+    """An install or switch failed; the message says why and names the release."""
+
+
+class Deployer(Protocol):
+    """Installs releases of the classical packages and switches which one is live."""
+
+    def observe(self, env: Environment, app: str) -> Observed:
+        """What is current and on disk for this app in this environment."""
+        ...
+
+    def prepare(
+        self, env: Environment, manifest: ReleaseManifest, lock: ReleaseLock, qir: str
+    ) -> Prepared:
+        """Install the release if it is not complete on disk; never touches what is live."""
+        ...
+
+    def check_health(
+        self, env: Environment, manifest: ReleaseManifest, *, current: bool
+    ) -> HealthResult:
+        """Run the manifest's health command in the release (or in `current` when asked)."""
+        ...
+
+    def switch(self, env: Environment, app: str, version: str) -> None:
+        """Make `version` live atomically; it must have been prepared."""
+        ...
+
+    def retire(self, env: Environment, app: str, keep: int) -> list[str]:
+        """Remove on-disk releases beyond the newest `keep` (never the live one)."""
+        ...
+
+    def remove(self, env: Environment, app: str) -> None:
+        """Take an app out of the environment entirely (prune)."""
+        ...

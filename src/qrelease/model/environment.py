@@ -1,0 +1,112 @@
+"""The environment file: which release each app runs in one environment, and how it deploys.
+
+Stored at `releases/<env>.yaml`; the pin lines under `apps:` are what promotion edits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from qrelease.model.manifest import Frozen
+from qrelease.model.types import DnsName, Duration, SemVer
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class VenvDeploy(Frozen):
+    """Local per-release virtualenvs under the state dir (the embedded default)."""
+
+    kind: Literal["venv"] = "venv"
+    index_url: str | None = None
+    find_links: str | None = None
+    keep: int = Field(default=5, ge=1, le=100)
+
+
+class ArmDeploy(Frozen):
+    """An Azure Resource Manager deployment of the classical environment."""
+
+    kind: Literal["arm"]
+    subscription: str = Field(min_length=1)
+    resource_group: str = Field(min_length=1)
+    template: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    location: str | None = None
+
+
+class LocalQuantum(Frozen):
+    """Quantum gates and target status from the local qdk and the built-in catalog."""
+
+    kind: Literal["local"] = "local"
+
+
+class AzureQuantum(Frozen):
+    """An Azure Quantum workspace whose provider status and targets are used."""
+
+    kind: Literal["azure"]
+    subscription: str = Field(min_length=1)
+    resource_group: str = Field(min_length=1)
+    workspace: str = Field(min_length=1)
+    location: str = Field(min_length=1)
+    max_queue_time: Duration | None = None
+    verification_job: bool = False
+    infrastructure: str | None = None
+
+
+class DenyWindow(Frozen):
+    """A recurring time (UTC) when nothing is promoted into the environment."""
+
+    start: time
+    end: time
+    days: tuple[Weekday, ...] = WEEKDAYS
+    reason: str = ""
+
+    def covers(self, moment: datetime) -> bool:
+        """True when `moment` (UTC) falls inside this window."""
+        day = WEEKDAYS[moment.weekday()]
+        clock = moment.time().replace(tzinfo=None)
+        if self.start <= self.end:
+            return day in self.days and self.start <= clock < self.end
+        previous_day = WEEKDAYS[(moment.weekday() - 1) % 7]
+        return (day in self.days and clock >= self.start) or (
+            previous_day in self.days and clock < self.end
+        )
+
+
+class Freeze(Frozen):
+    """A one-off freeze between two instants."""
+
+    start: datetime
+    end: datetime
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Freeze:
+        if self.end <= self.start:
+            raise ValueError("freeze end must be after its start")
+        return self
+
+
+class Policy(Frozen):
+    """How releases move through this environment."""
+
+    soak: Duration = timedelta(0)
+    auto_rollback: bool = True
+    auto_promote: bool = False
+    prune: bool = False
+    windows: tuple[DenyWindow, ...] = ()
+    freezes: tuple[Freeze, ...] = ()
+
+
+class Environment(Frozen):
+    """One environment (releases/<env>.yaml)."""
+
+    environment: DnsName
+    promote_from: DnsName | None = None
+    classical: Annotated[VenvDeploy | ArmDeploy, Field(discriminator="kind")] = VenvDeploy()
+    quantum: Annotated[LocalQuantum | AzureQuantum, Field(discriminator="kind")] = LocalQuantum()
+    policy: Policy = Policy()
+    apps: dict[DnsName, SemVer] = Field(default_factory=dict)

@@ -1,0 +1,164 @@
+"""The release manifest: what one version of an app is, classical and quantum together.
+
+Stored at `manifests/<app>/<version>.yaml`; immutable once an environment has applied it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from qrelease.model.types import DnsName, Duration, SemVer
+
+_PACKAGE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_PACKAGE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*\(.*\)$")
+
+
+class Frozen(BaseModel):
+    """Base for every stored value: immutable, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+
+class TargetProfile(StrEnum):
+    """QIR target profiles, in increasing capability."""
+
+    BASE = "Base"
+    ADAPTIVE_RI = "Adaptive_RI"
+    ADAPTIVE_RIF = "Adaptive_RIF"
+    ADAPTIVE = "Adaptive"
+    UNRESTRICTED = "Unrestricted"
+
+    def can_run(self, required: TargetProfile) -> bool:
+        """True when a target offering this profile runs a program compiled for `required`.
+
+        >>> TargetProfile.ADAPTIVE_RI.can_run(TargetProfile.BASE)
+        True
+        >>> TargetProfile.BASE.can_run(TargetProfile.ADAPTIVE_RI)
+        False
+        """
+        order = list(TargetProfile)
+        return order.index(self) >= order.index(required)
+
+
+def _check_program_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or value.startswith(("/", "\\")) or "\\" in value:
+        raise ValueError(f"{value!r} must be a relative path inside the app's manifest folder")
+    if any(part in ("..", "") for part in value.split("/")) or path.parts[0] == ".":
+        raise ValueError(f"{value!r} must not contain '..' or empty segments")
+    if path.suffix != ".qs":
+        raise ValueError(f"{value!r} is not a Q# source file (.qs)")
+    return value
+
+
+ProgramPath = Annotated[str, AfterValidator(_check_program_path)]
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+class Package(Frozen):
+    """One Python distribution of the release, pinned exactly."""
+
+    name: Annotated[str, _pattern(_PACKAGE_NAME, "a Python package name")]
+    version: Annotated[str, _pattern(_PACKAGE_VERSION, "an exact package version")]
+    sha256: Annotated[str, _pattern(_SHA256, "a lowercase hex sha256")] | None = None
+
+
+class HealthCheck(Frozen):
+    """A command run inside the release's virtualenv; exit 0 means healthy."""
+
+    command: tuple[str, ...] = Field(min_length=1)
+    timeout: Duration = timedelta(seconds=30)
+
+
+class Classical(Frozen):
+    """The classical side of a release: packages and how to tell they work."""
+
+    packages: tuple[Package, ...] = Field(min_length=1)
+    health: HealthCheck | None = None
+
+    @model_validator(mode="after")
+    def _unique_packages(self) -> Classical:
+        names = [p.name.lower().replace("_", "-") for p in self.packages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"package listed twice: {', '.join(dupes)}")
+        return self
+
+
+class TargetPin(Frozen):
+    """The quantum target a release is pinned to and the profile it is compiled for."""
+
+    id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+    profile: TargetProfile
+
+
+class EstimateGate(Frozen):
+    """Resource-estimate budget; each limit is optional."""
+
+    max_physical_qubits: int | None = Field(default=None, gt=0)
+    max_runtime: Duration | None = None
+
+
+class SmokeGate(Frozen):
+    """Seeded shots on the local simulator compared with the expected distribution."""
+
+    shots: int = Field(default=1000, gt=0, le=1_000_000)
+    seed: int = Field(default=0, ge=0)
+    expect: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(min_length=1)
+    max_distance: float = Field(default=0.1, gt=0.0, le=1.0)
+    method: Literal["tvd", "chi2"] = "tvd"
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SmokeGate:
+        total = sum(self.expect.values())
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"expected probabilities sum to {total:g}, not 1")
+        return self
+
+
+class Gates(Frozen):
+    """Quantum gates configured for this release (the profile gate always runs)."""
+
+    estimate: EstimateGate | None = None
+    smoke: SmokeGate | None = None
+
+
+class Quantum(Frozen):
+    """The quantum side of a release: a Q# program pinned to a target and profile."""
+
+    program: ProgramPath
+    entry: Annotated[str, _pattern(_ENTRY, "a Q# call expression such as Bell.Main()")]
+    target: TargetPin
+    gates: Gates = Gates()
+
+
+class ReleaseManifest(Frozen):
+    """One version of one app (manifests/<app>/<version>.yaml)."""
+
+    app: DnsName
+    version: SemVer
+    description: str = ""
+    classical: Classical
+    quantum: Quantum
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(app, version)."""
+        return (self.app, self.version)

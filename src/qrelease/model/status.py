@@ -1,0 +1,79 @@
+"""Closed vocabularies shared by every layer: sync, health, availability, gates, actions.
+
+Health has an explicit worse-than order so that aggregation is one `max`, the way
+Argo CD's gitops-engine compares health with `IsWorse`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Sync(StrEnum):
+    """Whether what runs matches what Git asks for."""
+
+    SYNCED = "Synced"
+    OUT_OF_SYNC = "OutOfSync"
+    UNKNOWN = "Unknown"
+
+
+class Health(StrEnum):
+    """How a deployed release is doing; members are declared best first.
+
+    >>> worst([Health.HEALTHY, Health.DEGRADED, Health.PROGRESSING])
+    <Health.DEGRADED: 'Degraded'>
+    >>> Health.MISSING.is_worse_than(Health.PROGRESSING)
+    True
+    """
+
+    HEALTHY = "Healthy"
+    SUSPENDED = "Suspended"
+    PROGRESSING = "Progressing"
+    MISSING = "Missing"
+    DEGRADED = "Degraded"
+    UNKNOWN = "Unknown"
+
+    @property
+    def rank(self) -> int:
+        """Position in the worse-than order (0 is best)."""
+        return _HEALTH_ORDER.index(self)
+
+    def is_worse_than(self, other: Health) -> bool:
+        """True when this health ranks below `other`."""
+        return self.rank > other.rank
+
+
+_HEALTH_ORDER: tuple[Health, ...] = tuple(Health)
+
+
+def worst(healths: Iterable[Health]) -> Health:
+    """The worst of several healths; Healthy for none."""
+    return max(healths, key=lambda health: health.rank, default=Health.HEALTHY)
+
+
+class Availability(StrEnum):
+    """A quantum target's availability: its own axis, never a reason to roll back."""
+
+    AVAILABLE = "Available"
+    DEGRADED = "Degraded"
+    UNAVAILABLE = "Unavailable"
+    UNKNOWN = "Unknown"
+
+
+class GateOutcome(StrEnum):
+    """The typed result of one quantum gate."""
+
+    PASSED = "Passed"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+    SKIPPED = "Skipped"
+
+
+class ActionKind(StrEnum):
+    """What the planner decided for one (environment, app)."""
+
+    DEPLOY = "Deploy"
+    NOOP = "Noop"
+    HOLD = "Hold"
+    PRUNE = "Prune"

@@ -1,0 +1,93 @@
+"""Small value types shared by the manifest and environment models: names, versions, durations."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+import semver
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def check_dns_label(value: str) -> str:
+    """Accept a lowercase DNS label (RFC 1123), as app and environment names must be.
+
+    >>> check_dns_label("bell-service")
+    'bell-service'
+    """
+    if not _DNS_LABEL.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a DNS label (lowercase letters, digits and '-', 1-63 chars, "
+            "starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def check_semver(value: str) -> str:
+    """Accept a semantic version string such as 1.2.3 or 2.0.0-rc.1.
+
+    >>> check_semver("1.10.0-rc.1")
+    '1.10.0-rc.1'
+    """
+    if not semver.Version.is_valid(value):
+        raise ValueError(f"{value!r} is not a semantic version (MAJOR.MINOR.PATCH)")
+    return value
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse `30s`, `10m`, `1h30m`, `2d` or a number of seconds into a timedelta.
+
+    >>> parse_duration("1h30m")
+    datetime.timedelta(seconds=5400)
+    >>> parse_duration(45)
+    datetime.timedelta(seconds=45)
+    """
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 1h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 1h")
+    text = value.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r} is not a duration like 30s, 10m, 1h30m or 2d")
+    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a timedelta back in the compact form.
+
+    >>> format_duration(timedelta(seconds=5400))
+    '1h30m'
+    """
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)
+
+
+def version_key(version: str) -> semver.Version:
+    """Sort key for semantic version strings."""
+    return semver.Version.parse(version)
+
+
+DnsName = Annotated[str, AfterValidator(check_dns_label)]
+SemVer = Annotated[str, AfterValidator(check_semver)]
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]

@@ -1,0 +1,1 @@
+"""The quantum side: gates before release, target status; one Protocol, several backends."""

@@ -1,0 +1,84 @@
+"""The quantum backend Protocol and its value types, with an in-memory fake for unit tests.
+
+The engine only sees `QuantumBackend`; `qdk.py` (local) and `azure.py` implement it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from qrelease.model.manifest import Quantum, TargetProfile
+from qrelease.model.status import Availability, GateOutcome
+
+
+@dataclass(frozen=True)
+class ProgramSource:
+    """A Q# program as read from Git: its repo path (for diagnostics) and its text."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The outcome of one gate with a message a person can act on."""
+
+    gate: str
+    outcome: GateOutcome
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EstimateSummary:
+    """The figures of a resource estimate that budgets and growth reports use."""
+
+    physical_qubits: int
+    runtime_ns: int
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """Every gate's result for one release, plus the compiled artifact when compilation worked."""
+
+    results: tuple[GateResult, ...]
+    qir: str | None = None
+    qir_sha256: str | None = None
+    estimate: EstimateSummary | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True when no gate Failed or was Inconclusive."""
+        return all(r.outcome in (GateOutcome.PASSED, GateOutcome.SKIPPED) for r in self.results)
+
+    def failures(self) -> list[GateResult]:
+        """The gates that stop the release."""
+        return [r for r in self.results if r.outcome in (GateOutcome.FAILED, GateOutcome.INCONCLUSIVE)]
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """What is known of a quantum target right now."""
+
+    target_id: str
+    availability: Availability
+    profile: TargetProfile | None = None
+    qubits: int | None = None
+    queue_time: timedelta | None = None
+    message: str = ""
+
+
+class QuantumBackend(Protocol):
+    """Runs the quantum gates for a release and reports target availability."""
+
+    def target_status(self, target_id: str) -> TargetStatus:
+        """Availability, profile and size of a target."""
+        ...
+
+    def run_gates(
+        self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+    ) -> GateReport:
+        """Profile, estimate and smoke gates for one release; never raises for a bad program."""
+        ...
