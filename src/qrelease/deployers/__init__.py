@@ -1,1 +1,1 @@
-"""The classical side: installing releases and switching environments; one Protocol, several backends."""
+"""The classical side: installing releases and switching which one is live."""

@@ -1,0 +1,70 @@
+"""The controller's TOML configuration (`controller/controller.toml`) and its defaults.
+
+Command-line flags override the file; the file overrides these defaults.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from qrelease.model.manifest import Frozen
+from qrelease.model.types import Duration
+
+DEFAULT_CONFIG = Path("controller/controller.toml")
+DEFAULT_STATE = Path(".qrelease")
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; the message names the file and field."""
+
+
+class SourceConfig(Frozen):
+    """Where the GitOps repo is and how often to look at it."""
+
+    url: str | None = None
+    branch: str = "main"
+    interval: Duration = timedelta(seconds=30)
+    resync: Duration = timedelta(minutes=5)
+    timeout: Duration = timedelta(seconds=60)
+
+
+class WebhookConfig(Frozen):
+    """The webhook receiver; the secret itself comes from the named environment variable."""
+
+    secret_env: str = "QRELEASE_WEBHOOK_SECRET"  # noqa: S105 the variable name, not a secret
+
+
+class ControllerConfig(Frozen):
+    """Everything the controller and the CLI read from the config file."""
+
+    source: SourceConfig = SourceConfig()
+    state_dir: Path = DEFAULT_STATE
+    listen: str = "127.0.0.1:8080"
+    webhook: WebhookConfig = WebhookConfig()
+    concurrency: int = Field(default=2, ge=1, le=64)
+    grace_period: Duration = timedelta(seconds=30)
+    actor: str = "qrelease-controller"
+
+
+def load_config(path: Path | None) -> ControllerConfig:
+    """Read the config file; no file (and none asked for) means the defaults."""
+    if path is None:
+        if not DEFAULT_CONFIG.is_file():
+            return ControllerConfig()
+        path = DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        return ControllerConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from None

@@ -1,0 +1,1 @@
+"""Reading and writing the GitOps repo; the only place GitPython is imported."""

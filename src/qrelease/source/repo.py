@@ -1,0 +1,126 @@
+"""Read a GitOps repo at any revision without a checkout, through the git CLI.
+
+GitPython's object API walks trees in Python and is 10-100x slower than git itself, so
+bulk reads go through `repo.git` passthrough: `ls-tree` for listings, `diff --name-only`
+for changes, and GitPython's persistent `cat-file --batch` process for blob contents.
+Call `close()` (or use the context manager) so long-running processes don't leak it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import git
+
+TRACKED_ROOTS = ("manifests", "releases")
+SYMLINK_MODE = "120000"
+GITLINK_MODE = "160000"
+
+
+class SourceError(Exception):
+    """The repository or a revision cannot be read; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One file in a tree listing (`git ls-tree -r -l`)."""
+
+    mode: str
+    sha: str
+    size: int
+    path: str
+
+    @property
+    def is_symlink(self) -> bool:
+        """True for a symbolic link (never followed)."""
+        return self.mode == SYMLINK_MODE
+
+    @property
+    def is_regular(self) -> bool:
+        """True for an ordinary file blob."""
+        return self.mode in ("100644", "100755")
+
+
+class GitRepo:
+    """A local git repository (bare or not) read through the git CLI."""
+
+    def __init__(self, path: Path | str) -> None:
+        try:
+            self._repo = git.Repo(path)
+        except (git.exc.NoSuchPathError, git.exc.InvalidGitRepositoryError):
+            raise SourceError(f"{path}: not a git repository") from None
+        self.path = Path(self._repo.git_dir if self._repo.bare else self._repo.working_dir)
+
+    def __enter__(self) -> GitRepo:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the persistent git processes and release file handles."""
+        self._repo.git.clear_cache()
+        self._repo.close()
+
+    @property
+    def git(self) -> git.Git:
+        """The raw git command passthrough, for the writer."""
+        return self._repo.git
+
+    def resolve(self, rev: str) -> str:
+        """The full commit id a revision names."""
+        try:
+            return str(
+                self._repo.git.rev_parse("--verify", "--end-of-options", f"{rev}^{{commit}}")
+            )
+        except git.exc.GitCommandError:
+            raise SourceError(f"unknown revision {rev!r}") from None
+
+    def list_files(self, rev: str, roots: Iterable[str] = TRACKED_ROOTS) -> list[TreeEntry]:
+        """Every file under `roots` at `rev`, with mode, blob id and size."""
+        output = self._repo.git.ls_tree("-r", "-l", "-z", "--full-tree", rev, "--", *roots)
+        return [_tree_entry(record) for record in output.split("\0") if record]
+
+    def read_blob(self, sha: str) -> bytes:
+        """The contents of one blob, through the persistent `cat-file --batch` process."""
+        _hexsha, kind, _size, data = self._repo.git.get_object_data(sha)
+        kind_name = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if kind_name != "blob":
+            raise SourceError(f"{sha} is a {kind!r}, not a blob")
+        return bytes(data)
+
+    def changed_paths(self, old: str, new: str, roots: Iterable[str] = TRACKED_ROOTS) -> list[str]:
+        """Paths under `roots` that differ between two revisions."""
+        output = self._repo.git.diff("--name-only", "-z", "--no-renames", old, new, "--", *roots)
+        return [path for path in output.split("\0") if path]
+
+    def commit_time(self, rev: str) -> int:
+        """Committer time of a revision, as a Unix timestamp."""
+        return int(self._repo.git.log("-1", "--format=%ct", rev))
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """True when `ancestor` is in the history of `descendant`."""
+        try:
+            self._repo.git.merge_base("--is-ancestor", ancestor, descendant)
+        except git.exc.GitCommandError:
+            return False
+        return True
+
+    def has_commit(self, sha: str) -> bool:
+        """True when the object database has this commit."""
+        try:
+            self._repo.git.cat_file("-e", f"{sha}^{{commit}}")
+        except git.exc.GitCommandError:
+            return False
+        return True
+
+
+def _tree_entry(record: str) -> TreeEntry:
+    meta, path = record.split("\t", 1)
+    mode, _kind, sha, size = meta.split()
+    return TreeEntry(mode=mode, sha=sha, size=int(size) if size != "-" else 0, path=path)

@@ -1,0 +1,77 @@
+"""Turning the `--repo` argument (a path or any URL git accepts) into a readable repository.
+
+A local repository is read in place; anything else is mirrored into the state dir and
+fetched, so the CLI and the controller read the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import git
+
+from qrelease.source.repo import GitRepo, SourceError
+
+
+def is_local_repo(location: str) -> bool:
+    """True when `location` is a directory holding a git repository."""
+    path = Path(location)
+    return path.is_dir() and ((path / ".git").exists() or (path / "HEAD").is_file())
+
+
+def open_repo(location: str, state_dir: Path) -> GitRepo:
+    """Open a local repository, or refresh a bare mirror of a remote one."""
+    if is_local_repo(location):
+        return GitRepo(location)
+    mirror = mirror_path(location, state_dir)
+    if not mirror.exists():
+        clone_mirror(location, mirror)
+    else:
+        fetch_mirror(mirror)
+    return GitRepo(mirror)
+
+
+def mirror_path(location: str, state_dir: Path) -> Path:
+    """Where the mirror of a remote repository lives under the state dir."""
+    digest = hashlib.sha256(location.encode()).hexdigest()[:16]
+    return state_dir / "sources" / f"{digest}.git"
+
+
+def clone_mirror(location: str, mirror: Path) -> None:
+    """Create a bare mirror of `location`."""
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        repo = git.Repo.clone_from(location, mirror, mirror=True)
+    except git.exc.GitCommandError as exc:
+        raise SourceError(f"cannot clone {redact_url(location)}: {_git_reason(exc)}") from None
+    repo.close()
+
+
+def fetch_mirror(mirror: Path) -> None:
+    """Bring a mirror up to date with its remote."""
+    repo = git.Repo(mirror)
+    try:
+        repo.git.fetch("--prune", "origin")
+    except git.exc.GitCommandError as exc:
+        raise SourceError(f"cannot fetch into {mirror}: {_git_reason(exc)}") from None
+    finally:
+        repo.close()
+
+
+def redact_url(url: str) -> str:
+    """Hide credentials embedded in a URL.
+
+    >>> redact_url("https://user:token@example.com/repo.git")
+    'https://***@example.com/repo.git'
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _git_reason(exc: git.exc.GitCommandError) -> str:
+    lines = [line.strip() for line in str(exc.stderr or "").splitlines() if line.strip()]
+    reason = lines[-1] if lines else f"git exited with {exc.status}"
+    return redact_url(reason.removeprefix("stderr: ").strip("'"))
