@@ -148,13 +148,9 @@ class Loader:
         errors = _located(entry.path, parsed.problems)
         stem = PurePosixPath(entry.path).stem
         model = parsed.model
+        key = (app_dir, stem)
         if isinstance(model, ReleaseManifest):
-            errors += _name_checks(
-                entry.path, parsed.lines, model.app, app_dir, model.version, stem
-            )
-            key = model.key
-        else:
-            key = (app_dir, stem)
+            errors += _name_checks(entry.path, parsed.lines, model, app_dir, stem)
         if key in out.manifest_paths:
             other = out.manifest_paths[key]
             errors.append(
@@ -223,9 +219,10 @@ def _located(path: str, problems: Iterable[tuple[int, str, str]]) -> list[LoadEr
 
 
 def _name_checks(
-    path: str, lines: Mapping[Path_, int], app: str, app_dir: str, version: str, stem: str
+    path: str, lines: Mapping[Path_, int], model: ReleaseManifest, app_dir: str, stem: str
 ) -> list[LoadError]:
     errors = []
+    app, version = model.app, model.version
     if app != app_dir:
         msg = f"{app!r} does not match the folder name {app_dir!r}"
         errors.append(LoadError(path, lines.get(("app",), 1), "app", msg))
@@ -236,9 +233,12 @@ def _name_checks(
 
 
 def _problems(exc: ValidationError, doc: YamlDoc) -> list[tuple[int, str, str]]:
+    errors = exc.errors(include_url=False)
+    locs = [_present_loc(error["loc"], doc.data) for error in errors]
     out = []
-    for error in exc.errors(include_url=False):
-        loc = _present_loc(error["loc"], doc.data)
+    for error, loc in zip(errors, locs, strict=True):
+        if error["type"] == "too_short" and any(o[: len(loc)] == loc != o for o in locs):
+            continue  # a list emptied by its own items' errors: those errors say it better
         out.append((doc.line_of(loc), dotted(loc), _message(error)))
     return out
 
@@ -254,7 +254,7 @@ def _present_loc(loc: tuple[int | str, ...], data: Any) -> Path_:
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             present.append(part)
             node = node[part]
-        elif index == len(loc) - 1 and not (isinstance(node, dict) and str(part) in node):
+        elif index == len(loc) - 1 and str(part).isidentifier():
             present.append(part)
     return tuple(present)
 

@@ -110,7 +110,9 @@ class _Builder:
         for index, item in enumerate(node.value):
             line = item.start_mark.line + 1
             self.lines[(*path, index)] = line
-            items.append(self.build(item, (*path, index), line))
+            reused = id(item) in self._seen  # an alias: its mark is the anchor's, not this use
+            used_at = max(line, node.start_mark.line + 1) if reused else line
+            items.append(self.build(item, (*path, index), used_at))
         return items
 
     def _scalar(self, node: yaml.Node) -> Any:

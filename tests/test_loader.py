@@ -1,0 +1,236 @@
+"""The loader on real git repos: every kind of bad input, revisions, and the parse cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from qrelease.cli import main
+from qrelease.source.loader import Loader
+from qrelease.source.repo import GitRepo
+from tests.conftest import GitOpsRepo
+
+GOOD_MANIFEST = "manifests/qrng/0.1.0.yaml"
+
+
+def validate(repo: GitOpsRepo, *args: str) -> tuple[int, str, str]:
+    """Run `qrelease validate` on the repo; (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(main, ["validate", "--repo", str(repo.path), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def load(repo: GitOpsRepo, rev: str = "HEAD") -> tuple[list[str], int, int]:
+    """(error lines, valid manifests, valid environments) at a revision."""
+    with GitRepo(repo.path) as git_repo:
+        snapshot = Loader(git_repo).load(rev)
+    return [str(e) for e in snapshot.errors], len(snapshot.manifests), len(snapshot.environments)
+
+
+def test_bundled_examples_are_valid(example_repo: GitOpsRepo) -> None:
+    code, out, err = validate(example_repo)
+    assert code == 0, err
+    assert "5 releases, 3 environments: valid" in out
+
+
+def test_bad_enum_names_file_line_field_and_the_choices(example_repo: GitOpsRepo) -> None:
+    path = "manifests/bell-service/1.1.0.yaml"
+    text = example_repo.read(path).replace("profile: Base", "profile: Adaptiv")
+    example_repo.write(path, text)
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "Adaptiv" in row)
+    assert code == 1
+    assert (
+        f"{path}:{line}: quantum.target.profile: 'Adaptiv' is not one of Base, Adaptive_RI, "
+        "Adaptive_RIF, Adaptive, Unrestricted" in err
+    )
+    # the staging pin on the broken release is reported too; every other release still loads
+    assert "releases/staging.yaml" in err and "is invalid" in err
+    errors, manifests, environments = load(example_repo)
+    assert manifests == 4 and environments == 3
+
+
+HOSTILE = {
+    "not a mapping": ("- just\n- a list\n", ":1: the document must be a mapping"),
+    "alias bomb": (
+        'a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+        "c: [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n",
+        ":2: YAML aliases and anchors are not allowed",
+    ),
+    "duplicate key": ("app: qrng\napp: qrng\n", ":2: app: duplicate key"),
+    "not utf-8": (b"app: q\xffrng\n", ":1: not UTF-8"),
+    "broken yaml": ("app: [qrng\n", "invalid YAML"),
+    "merge key": ("base: {a: 1}\n<<: {b: 2}\n", ":2: YAML merge keys"),
+    "empty": ("", ":1: the file is empty"),
+    "too large": ("app: qrng\n" + "#" * (1024 * 1024 + 10) + "\n", "limit is 1048576"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_yaml_is_refused_and_the_rest_loads(example_repo: GitOpsRepo, case: str) -> None:
+    content, expected = HOSTILE[case]
+    example_repo.write("manifests/qrng/0.3.0.yaml", content)
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    assert code == 1
+    assert f"manifests/qrng/0.3.0.yaml{expected}" in err or (
+        "manifests/qrng/0.3.0.yaml" in err and expected in err
+    )
+    assert "Traceback" not in err
+    _, manifests, environments = load(example_repo)
+    assert (manifests, environments) == (5, 3)
+
+
+def manifest_with(example_repo: GitOpsRepo, old: str, new: str, version: str = "0.3.0") -> str:
+    """Write a copy of a good manifest as a new version with one edit."""
+    text = example_repo.read(GOOD_MANIFEST).replace("version: 0.1.0", f"version: {version}")
+    assert old in text
+    path = f"manifests/qrng/{version}.yaml"
+    example_repo.write(path, text.replace(old, new))
+    return path
+
+
+FIELD_ERRORS = {
+    "program escapes": ("programs/qrng.qs", "../bell-service/programs/bell.qs", "quantum.program"),
+    "absolute program": ("programs/qrng.qs", "/etc/passwd.qs", "quantum.program"),
+    "missing program": ("programs/qrng.qs", "programs/nope.qs", "quantum.program"),
+    "unknown field": ("description:", "colour: blue\ndescription:", "colour: unknown field"),
+    "bad sha": ("version: 0.3.0}", "version: 0.3.0, sha256: abc}", "sha256"),
+    "probabilities": ("0.125\n", "0.5\n", "sum to"),
+    "bad duration": ("timeout: 30s", "timeout: soon", "classical.health.timeout"),
+    "bad app name": ("app: qrng", "app: QRNG_App", "app: 'QRNG_App' is not a DNS label"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIELD_ERRORS))
+def test_field_errors_name_the_field(example_repo: GitOpsRepo, case: str) -> None:
+    old, new, expected = FIELD_ERRORS[case]
+    path = manifest_with(example_repo, old, new)
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    assert code == 1
+    problem = next(line for line in err.splitlines() if line.startswith(path))
+    assert expected in problem
+    _, manifests, _ = load(example_repo)
+    assert manifests == 5
+
+
+def test_version_must_match_file_name(example_repo: GitOpsRepo) -> None:
+    text = example_repo.read(GOOD_MANIFEST)
+    example_repo.write("manifests/qrng/0.9.0.yaml", text)
+    example_repo.commit()
+    _, _, err = validate(example_repo)
+    assert (
+        "manifests/qrng/0.9.0.yaml:4: version: '0.1.0' does not match the file name '0.9.0'" in err
+    )
+
+
+def test_duplicate_release_in_yaml_and_yml(example_repo: GitOpsRepo) -> None:
+    example_repo.write("manifests/qrng/0.1.0.yml", example_repo.read(GOOD_MANIFEST))
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    assert code == 1 and "duplicate release qrng 0.1.0" in err
+
+
+def test_symlinks_are_refused(example_repo: GitOpsRepo) -> None:
+    os.symlink("/etc/hostname", example_repo.path / "manifests/qrng/programs/evil.qs")
+    os.symlink("dev.yaml", example_repo.path / "releases/qa.yaml")
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    assert code == 1
+    assert "manifests/qrng/programs/evil.qs: symbolic links are not allowed here" in err
+    assert "releases/qa.yaml: symbolic links are not allowed here" in err
+
+
+def test_program_symlink_leaving_the_app_folder_is_not_a_program(
+    example_repo: GitOpsRepo,
+) -> None:
+    os.symlink(
+        "../../bell-service/programs/bell.qs", example_repo.path / "manifests/qrng/programs/b.qs"
+    )
+    manifest_with(example_repo, "programs/qrng.qs", "programs/b.qs")
+    example_repo.commit()
+    _, _, err = validate(example_repo)
+    assert "manifests/qrng/programs/b.qs: symbolic links are not allowed here" in err
+    assert (
+        "manifests/qrng/0.3.0.yaml: quantum.program: manifests/qrng/programs/b.qs does not exist"
+        in err
+    )
+
+
+def test_cross_file_rules(example_repo: GitOpsRepo) -> None:
+    staging = example_repo.read("releases/staging.yaml")
+    example_repo.write("releases/staging.yaml", staging.replace("qrng: 0.2.0", "qrng: 9.9.9"))
+    example_repo.write("releases/qa.yaml", "environment: qa\npromote_from: nowhere\napps: {}\n")
+    dev = example_repo.read("releases/dev.yaml").replace(
+        "environment: dev\n", "environment: dev\npromote_from: prod\n"
+    )
+    example_repo.write("releases/dev.yaml", dev)
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    assert code == 1
+    pin_line = next(
+        i
+        for i, r in enumerate(example_repo.read("releases/staging.yaml").splitlines(), 1)
+        if "9.9.9" in r
+    )
+    assert (
+        f"releases/staging.yaml:{pin_line}: apps.qrng: no manifest manifests/qrng/9.9.9.yaml" in err
+    )
+    assert "releases/qa.yaml:2: promote_from: unknown environment 'nowhere'" in err
+    assert "releases/dev.yaml:3: promote_from: promotion chain forms a cycle" in err
+
+
+def test_environment_name_must_match_file(example_repo: GitOpsRepo) -> None:
+    example_repo.write("releases/qa.yaml", "environment: prod\n")
+    example_repo.commit()
+    _, _, err = validate(example_repo)
+    assert "releases/qa.yaml:1: environment: 'prod' does not match the file name 'qa'" in err
+
+
+def test_older_revision_reads_that_revisions_content(example_repo: GitOpsRepo) -> None:
+    first = example_repo.head
+    dev = example_repo.read("releases/dev.yaml").replace("qrng: 0.2.0", "qrng: 0.1.0")
+    example_repo.write("releases/dev.yaml", dev)
+    example_repo.commit("pin qrng back")
+    with GitRepo(example_repo.path) as git_repo:
+        loader = Loader(git_repo)
+        assert loader.load(first).environments["dev"].apps["qrng"] == "0.2.0"
+        assert loader.load("HEAD").environments["dev"].apps["qrng"] == "0.1.0"
+        assert git_repo.changed_paths(first, "HEAD") == ["releases/dev.yaml"]
+    code, out, _ = validate(example_repo, "--rev", first)
+    assert code == 0 and first[:12] in out
+
+
+def test_parse_cache_skips_unchanged_blobs(example_repo: GitOpsRepo) -> None:
+    with GitRepo(example_repo.path) as git_repo:
+        loader = Loader(git_repo)
+        loader.load("HEAD")
+        assert loader.parse_count == 8
+        loader.load("HEAD")
+        assert loader.parse_count == 8
+        dev = example_repo.read("releases/dev.yaml").replace("qrng: 0.2.0", "qrng: 0.1.0")
+        example_repo.write("releases/dev.yaml", dev)
+        example_repo.commit()
+        loader.load("HEAD")
+        assert loader.parse_count == 9
+
+
+def test_unknown_revision_is_exit_1(example_repo: GitOpsRepo) -> None:
+    code, _, err = validate(example_repo, "--rev", "no-such-branch")
+    assert code == 1 and "unknown revision 'no-such-branch'" in err
+
+
+def test_json_output_lists_errors(example_repo: GitOpsRepo) -> None:
+    example_repo.write("releases/qa.yaml", "environment: qa\nbogus: 1\n")
+    example_repo.commit()
+    import json
+
+    result = CliRunner().invoke(main, ["validate", "--repo", str(example_repo.path), "--json"])
+    data = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert data["errors"] == [
+        {"path": "releases/qa.yaml", "line": 2, "field": "bogus", "message": "unknown field"}
+    ]
