@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from click.testing import CliRunner
 
@@ -48,7 +46,7 @@ def test_bad_enum_names_file_line_field_and_the_choices(example_repo: GitOpsRepo
     )
     # the staging pin on the broken release is reported too; every other release still loads
     assert "releases/staging.yaml" in err and "is invalid" in err
-    errors, manifests, environments = load(example_repo)
+    _, manifests, environments = load(example_repo)
     assert manifests == 4 and environments == 3
 
 
@@ -135,8 +133,8 @@ def test_duplicate_release_in_yaml_and_yml(example_repo: GitOpsRepo) -> None:
 
 
 def test_symlinks_are_refused(example_repo: GitOpsRepo) -> None:
-    os.symlink("/etc/hostname", example_repo.path / "manifests/qrng/programs/evil.qs")
-    os.symlink("dev.yaml", example_repo.path / "releases/qa.yaml")
+    (example_repo.path / "manifests/qrng/programs/evil.qs").symlink_to("/etc/hostname")
+    (example_repo.path / "releases/qa.yaml").symlink_to("dev.yaml")
     example_repo.commit()
     code, _, err = validate(example_repo)
     assert code == 1
@@ -147,9 +145,8 @@ def test_symlinks_are_refused(example_repo: GitOpsRepo) -> None:
 def test_program_symlink_leaving_the_app_folder_is_not_a_program(
     example_repo: GitOpsRepo,
 ) -> None:
-    os.symlink(
-        "../../bell-service/programs/bell.qs", example_repo.path / "manifests/qrng/programs/b.qs"
-    )
+    link = example_repo.path / "manifests/qrng/programs/b.qs"
+    link.symlink_to("../../bell-service/programs/bell.qs")
     manifest_with(example_repo, "programs/qrng.qs", "programs/b.qs")
     example_repo.commit()
     _, _, err = validate(example_repo)
