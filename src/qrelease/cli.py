@@ -165,3 +165,133 @@ def validate(
         click.echo(f"{snapshot.revision[:12]}: {summary}: {status}")
     if not snapshot.ok:
         sys.exit(1)
+
+
+def _progress(env: str, app: str, step: str) -> None:
+    click.echo(f"{env}/{app}: {step}", err=True)
+
+
+def _print_status(rows: list[Any], as_json: bool) -> None:
+    if as_json:
+        emit_json([row.as_json() for row in rows])
+        return
+    headers = [
+        "ENV",
+        "APP",
+        "DESIRED",
+        "DEPLOYED",
+        "SYNC",
+        "HEALTH",
+        "TARGET",
+        "AVAILABILITY",
+        "MESSAGE",
+    ]
+    print_table(
+        headers,
+        [
+            [
+                r.env,
+                r.app,
+                r.desired or "-",
+                r.deployed or "-",
+                str(r.sync),
+                str(r.health),
+                r.target or "-",
+                str(r.availability),
+                r.message,
+            ]
+            for r in rows
+        ],
+    )
+
+
+@main.command("plan")
+@common_options
+@click.option("--env", "env_name", help="Only this environment.")
+@click.option("--rev", default="HEAD", show_default=True, help="Revision to plan for.")
+def plan_command(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    env_name: str | None,
+    rev: str,
+) -> None:
+    """What a reconcile would do, per environment and app (nothing changes)."""
+    from qrelease.runtime import engine
+
+    ctx = make_context(repo, state, config, as_json)
+    with opened(ctx) as git_repo, engine(git_repo, ctx.state_dir) as eng:
+        snapshot, the_plan = eng.plan(rev, env_name)
+    for error in snapshot.errors:
+        click.echo(str(error), err=True)
+    rows = [
+        [a.env, a.app, str(a.kind), a.from_version or "-", a.to_version or "-", a.reason]
+        for a in the_plan.actions
+    ]
+    if ctx.as_json:
+        emit_json(
+            {
+                "revision": the_plan.revision,
+                "actions": [
+                    dict(zip(["env", "app", "action", "from", "to", "reason"], row, strict=True))
+                    for row in rows
+                ],
+            }
+        )
+    else:
+        click.echo(f"revision {the_plan.revision[:12]}: {len(the_plan.changes)} change(s)")
+        print_table(["ENV", "APP", "ACTION", "FROM", "TO", "REASON"], rows)
+
+
+@main.command()
+@common_options
+@click.option("--env", "env_name", help="Only this environment.")
+@click.option("--rev", default="HEAD", show_default=True, help="Revision to apply.")
+@click.option("--retry", is_flag=True, help="Retry releases that already failed at this revision.")
+def reconcile(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    env_name: str | None,
+    rev: str,
+    retry: bool,
+) -> None:
+    """One reconcile pass, then print the resulting status."""
+    from qrelease.planning.status import status_rows
+    from qrelease.runtime import engine
+
+    ctx = make_context(repo, state, config, as_json)
+    with opened(ctx) as git_repo, engine(git_repo, ctx.state_dir, _progress) as eng:
+        result = eng.reconcile(rev, env_name, retry)
+        observed = [s for s in eng.store.all_observed() if env_name in (None, s.env)]
+    for error in result.snapshot.errors:
+        click.echo(str(error), err=True)
+    snap = result.snapshot
+    envs = {n: e for n, e in snap.environments.items() if env_name in (None, n)}
+    _print_status(status_rows(snap.revision, envs, snap.manifests, observed), ctx.as_json)
+    if result.failed or snap.errors:
+        sys.exit(1)
+
+
+@main.command()
+@common_options
+@click.option("--env", "env_name", help="Only this environment.")
+def status(
+    repo: str | None, state: Path | None, config: Path | None, as_json: bool, env_name: str | None
+) -> None:
+    """Apps x environments: desired, deployed, sync, health, target, availability."""
+    from qrelease.planning.status import status_rows
+    from qrelease.runtime import open_store
+
+    ctx = make_context(repo, state, config, as_json)
+    with opened(ctx) as git_repo:
+        snap = load_snapshot(git_repo, "HEAD")
+    store = open_store(ctx.state_dir)
+    try:
+        observed = [s for s in store.all_observed() if env_name in (None, s.env)]
+    finally:
+        store.close()
+    envs = {n: e for n, e in snap.environments.items() if env_name in (None, n)}
+    _print_status(status_rows(snap.revision, envs, snap.manifests, observed), ctx.as_json)

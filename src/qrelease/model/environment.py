@@ -23,6 +23,7 @@ class VenvDeploy(Frozen):
     kind: Literal["venv"] = "venv"
     index_url: str | None = None
     find_links: str | None = None
+    no_index: bool = False
     keep: int = Field(default=5, ge=1, le=100)
 
 

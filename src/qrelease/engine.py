@@ -1,0 +1,495 @@
+"""One reconcile pass: the only place that sequences side effects.
+
+Git -> snapshot (desired) + store and deployers (observed) -> pure plan -> for each change:
+quantum gates -> install -> health -> atomic switch -> health of what is live -> maybe switch
+back. Every step is recorded as an audit event together with the observed state it leads
+to, in one store transaction. An intent is written before the first side effect and
+cleared with the final record, so a pass after a crash knows what was half done.
+Each (environment, app) is isolated: one failure never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from qrelease.deployers.base import Deployer, DeployError, ReleaseLock
+from qrelease.model.environment import Environment
+from qrelease.model.events import Event, EventDraft, ObservedState
+from qrelease.model.manifest import ReleaseManifest
+from qrelease.model.status import ActionKind, Availability, Health, Sync
+from qrelease.planning.planner import Action, Desired, Plan, Seen, plan
+from qrelease.quantum.base import EstimateSummary, GateReport, ProgramSource, QuantumBackend
+from qrelease.source.loader import Loader, Snapshot, program_path
+from qrelease.source.repo import GitRepo
+from qrelease.store.sqlite import Store
+
+Progress = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Which deployer and quantum backend serve an environment."""
+
+    deployer_for: Callable[[Environment], Deployer]
+    quantum_for: Callable[[Environment], QuantumBackend]
+
+
+@dataclass
+class PassResult:
+    """What one pass decided and how each change ended."""
+
+    snapshot: Snapshot
+    plan: Plan
+    outcomes: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        """The (env, app) whose change did not go live."""
+        return [key for key, outcome in self.outcomes.items() if outcome != "Healthy"]
+
+
+class StepFailed(Exception):
+    """A rollout step failed; the release does not go live and the reason is recorded."""
+
+    def __init__(self, step: str, message: str, health: Health | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.message = message
+        self.health = health
+
+
+def utcnow() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+def _no_progress(env: str, app: str, step: str) -> None:
+    """Progress sink that discards."""
+
+
+class Engine:
+    """Runs reconcile passes for one GitOps repo against one store."""
+
+    def __init__(
+        self,
+        repo: GitRepo,
+        store: Store,
+        backends: Backends,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        progress: Progress = _no_progress,
+    ) -> None:
+        self.repo = repo
+        self.store = store
+        self.backends = backends
+        self.loader = Loader(repo)
+        self.clock = clock
+        self.progress = progress
+
+    # -- planning ---------------------------------------------------------------------
+
+    def plan(
+        self, rev: str = "HEAD", env_filter: str | None = None, retry: bool = False
+    ) -> tuple[Snapshot, Plan]:
+        """Load the desired state and decide, without changing anything."""
+        snapshot = self.loader.load(rev)
+        environments = _selected(snapshot.environments, env_filter)
+        desired = list(_desired(snapshot, environments))
+        seen = self._observe(snapshot, environments, desired, env_filter)
+        broken = _broken_environments(snapshot, env_filter)
+        return snapshot, plan(snapshot.revision, desired, seen, environments, retry, broken)
+
+    def _observe(
+        self,
+        snapshot: Snapshot,
+        environments: Mapping[str, Environment],
+        desired: list[Desired],
+        env_filter: str | None,
+    ) -> dict[tuple[str, str], Seen]:
+        stored = {(s.env, s.app): s for s in self.store.all_observed()}
+        keys = {(d.env.environment, d.app) for d in desired}
+        keys |= {k for k in stored if env_filter in (None, k[0])}
+        manifests = {(d.env.environment, d.app): d.manifest for d in desired}
+        availability = _AvailabilityCache(self.backends)
+        seen = {}
+        for key in sorted(keys):
+            env = environments.get(key[0]) or Environment(environment=key[0])
+            observed = self.backends.deployer_for(env).observe(env, key[1])
+            status = availability.of(env, manifests.get(key))
+            seen[key] = Seen(stored.get(key), observed.current, observed.drift, *status)
+        return seen
+
+    # -- the pass ---------------------------------------------------------------------
+
+    def reconcile(
+        self, rev: str = "HEAD", env_filter: str | None = None, retry: bool = False
+    ) -> PassResult:
+        """Plan, then carry out every action; one app's failure never stops another's."""
+        self.recover()
+        snapshot, the_plan = self.plan(rev, env_filter, retry)
+        result = PassResult(snapshot, the_plan)
+        run_id = self.store.begin_run(snapshot.revision, time=self.clock())
+        for action in the_plan.actions:
+            env = snapshot.environments.get(action.env) or Environment(environment=action.env)
+            result.outcomes[action.key] = self._apply(action, env, snapshot)
+        summary = {
+            "actions": len(the_plan.actions),
+            "changes": len(the_plan.changes),
+            "failed": [f"{e}/{a}" for e, a in result.failed],
+            "errors": len(snapshot.errors),
+        }
+        outcome = "failed" if result.failed or snapshot.errors else "succeeded"
+        self.store.finish_run(run_id, outcome, summary, time=self.clock())
+        self.store.set_meta("last_revision", snapshot.revision)
+        return result
+
+    def _apply(self, action: Action, env: Environment, snapshot: Snapshot) -> str:
+        if action.kind == ActionKind.DEPLOY:
+            return self._deploy(action, env, snapshot)
+        if action.kind == ActionKind.PRUNE:
+            return self._prune(action, env)
+        self._settle(action, snapshot.revision)
+        return str(action.kind)
+
+    # -- deploy -----------------------------------------------------------------------
+
+    def _deploy(self, action: Action, env: Environment, snapshot: Snapshot) -> str:
+        manifest = action.manifest
+        assert manifest is not None  # the planner only deploys valid releases
+        payload = {
+            "from": action.from_version,
+            "to": action.to_version,
+            "revision": snapshot.revision,
+        }
+        intent = self.store.put_intent(action.env, action.app, "deploy", payload, time=self.clock())
+        try:
+            return self._rollout(action, env, manifest, snapshot, intent)
+        except StepFailed as failure:
+            self._fail(action, snapshot.revision, failure, intent)
+        except DeployError as exc:
+            self._fail(action, snapshot.revision, StepFailed("install", str(exc)), intent)
+        except Exception as exc:  # an unexpected error must not stop the other apps
+            unexpected = StepFailed("error", f"{type(exc).__name__}: {exc}", Health.UNKNOWN)
+            self._fail(action, snapshot.revision, unexpected, intent)
+        return "Failed"
+
+    def _rollout(
+        self,
+        action: Action,
+        env: Environment,
+        manifest: ReleaseManifest,
+        snapshot: Snapshot,
+        intent: int,
+    ) -> str:
+        deployer = self.backends.deployer_for(env)
+        report = self._gates(action, env, manifest, snapshot)
+        lock = self._lock(action, manifest, snapshot.revision, report)
+        self._step(action, "install")
+        prepared = deployer.prepare(env, manifest, lock, report.qir or "")
+        self._event(
+            action, "install", snapshot.revision, "Succeeded", {"installed": prepared.installed}
+        )
+        self._check(deployer, env, manifest, current=False, action=action)
+        deployer.switch(env, action.app, manifest.version)
+        self._event(action, "switch", snapshot.revision, "Succeeded")
+        self._after_switch(action, env, deployer, manifest, snapshot.revision)
+        self._succeed(action, snapshot.revision, report, intent)
+        kept = env.classical.keep if env.classical.kind == "venv" else 5
+        deployer.retire(env, action.app, kept)
+        return "Healthy"
+
+    def _gates(
+        self, action: Action, env: Environment, manifest: ReleaseManifest, snapshot: Snapshot
+    ) -> GateReport:
+        self._step(action, "quantum gates")
+        path = program_path(manifest.app, manifest.quantum.program)
+        source = ProgramSource(path, self.repo.read_blob(snapshot.programs[path]).decode("utf-8"))
+        baseline = self._baseline(action)
+        report = self.backends.quantum_for(env).run_gates(source, manifest.quantum, baseline)
+        for gate in report.results:
+            details = {
+                "gate": gate.gate,
+                "message": gate.message,
+                "qir_sha256": report.qir_sha256,
+                **gate.details,
+            }
+            self._event(action, "gate", snapshot.revision, str(gate.outcome), details)
+        if not report.passed:
+            failures = "; ".join(
+                f"{g.gate} gate {g.outcome}: {g.message}" for g in report.failures()
+            )
+            raise StepFailed("gates", failures)
+        return report
+
+    def _baseline(self, action: Action) -> EstimateSummary | None:
+        """The resource estimate of the release running now, from its gate events."""
+        if action.from_version is None:
+            return None
+        for event in self.store.iter_events(
+            env=action.env, app=action.app, actions=["gate"], descending=True, limit=200
+        ):
+            details = event.details
+            if event.to_version == action.from_version and "physical_qubits" in details:
+                return EstimateSummary(int(details["physical_qubits"]), int(details["runtime_ns"]))
+        return None
+
+    def _lock(
+        self, action: Action, manifest: ReleaseManifest, revision: str, report: GateReport
+    ) -> ReleaseLock:
+        target = manifest.quantum.target
+        return ReleaseLock(
+            app=manifest.app,
+            env=action.env,
+            version=manifest.version,
+            revision=revision,
+            target_id=target.id,
+            profile=str(target.profile),
+            entry=manifest.quantum.entry,
+            program=program_path(manifest.app, manifest.quantum.program),
+            qir_sha256=report.qir_sha256 or "",
+            deployed_at=self.clock().isoformat(),
+        )
+
+    def _check(
+        self,
+        deployer: Deployer,
+        env: Environment,
+        manifest: ReleaseManifest,
+        *,
+        current: bool,
+        action: Action,
+    ) -> None:
+        self._step(action, "health check" + (" (live)" if current else ""))
+        health = deployer.check_health(env, manifest, current=current)
+        if not health.ok:
+            raise StepFailed("health", f"health check failed: {health.message}", Health.DEGRADED)
+
+    def _after_switch(
+        self,
+        action: Action,
+        env: Environment,
+        deployer: Deployer,
+        manifest: ReleaseManifest,
+        revision: str,
+    ) -> None:
+        try:
+            self._check(deployer, env, manifest, current=True, action=action)
+        except StepFailed as failure:
+            previous = action.from_version
+            if not (env.policy.auto_rollback and previous):
+                raise
+            deployer.switch(env, action.app, previous)
+            self._event(
+                action,
+                "auto-rollback",
+                revision,
+                "Degraded",
+                {"reason": failure.message, "restored": previous},
+            )
+            raise StepFailed(
+                "health", f"{failure.message}; rolled back to {previous}", Health.DEGRADED
+            ) from None
+
+    # -- recording --------------------------------------------------------------------
+
+    def _succeed(self, action: Action, revision: str, report: GateReport, intent: int) -> None:
+        now = self.clock()
+        state = self._state(action, revision).model_copy(
+            update={
+                "deployed": action.to_version,
+                "sync": Sync.SYNCED,
+                "health": Health.HEALTHY,
+                "message": "",
+                "healthy_since": now,
+                "failed_version": None,
+                "failed_revision": None,
+                "qir_sha256": report.qir_sha256,
+                "physical_qubits": report.estimate.physical_qubits if report.estimate else None,
+            }
+        )
+        with self.store.transaction():
+            self.store.put_observed(state)
+            self._event(action, "deploy", revision, "Healthy")
+            self.store.clear_intent(intent)
+
+    def _fail(self, action: Action, revision: str, failure: StepFailed, intent: int) -> None:
+        previous = self.store.get_observed(action.env, action.app)
+        health = failure.health or (previous.health if previous else Health.MISSING)
+        message = f"{failure.step} failed for {action.to_version}: {failure.message}"
+        state = self._state(action, revision).model_copy(
+            update={
+                "sync": Sync.OUT_OF_SYNC,
+                "health": health,
+                "message": message,
+                "failed_version": action.to_version,
+                "failed_revision": revision,
+            }
+        )
+        with self.store.transaction():
+            self.store.put_observed(state)
+            self._event(
+                action,
+                "deploy",
+                revision,
+                "Failed",
+                {"step": failure.step, "message": failure.message},
+            )
+            self.store.clear_intent(intent)
+        self.progress(action.env, action.app, message)
+
+    def _settle(self, action: Action, revision: str) -> None:
+        """Record a Noop or Hold, adding a hold event only when the reason is new."""
+        previous = self.store.get_observed(action.env, action.app)
+        update: dict[str, Any] = {"sync": action.sync, "message": action.reason}
+        if previous and previous.failed_version and previous.failed_version == action.to_version:
+            update["message"] = previous.message  # live but failed its health: keep saying why
+        if action.kind == ActionKind.NOOP and _failed_elsewhere(previous, action.to_version):
+            update.update(health=Health.HEALTHY, failed_version=None, failed_revision=None)
+        state = self._state(action, revision).model_copy(update=update)
+        if previous is not None and _same(previous, state):
+            return
+        new_hold = action.kind == ActionKind.HOLD and (
+            previous is None or previous.message != action.reason
+        )
+        with self.store.transaction():
+            self.store.put_observed(state)
+            if new_hold:
+                self._event(action, "hold", revision, "Held", {"reason": action.reason})
+
+    def _prune(self, action: Action, env: Environment) -> str:
+        self._step(action, "prune")
+        self.backends.deployer_for(env).remove(env, action.app)
+        with self.store.transaction():
+            self.store.delete_observed(action.env, action.app)
+            self._event(action, "prune", None, "Pruned", {"reason": action.reason})
+        return "Pruned"
+
+    def _state(self, action: Action, revision: str) -> ObservedState:
+        """The stored state of an app brought up to this pass (desired, target, time)."""
+        base = self.store.get_observed(action.env, action.app) or ObservedState(
+            env=action.env, app=action.app, health=Health.MISSING
+        )
+        manifest = action.manifest
+        update: dict[str, Any] = {
+            "desired": action.to_version,
+            "revision": revision,
+            "updated_at": self.clock(),
+        }
+        if action.from_version is not None or base.deployed is None:
+            update["deployed"] = action.from_version
+        if manifest is not None:
+            update["target"] = manifest.quantum.target.id
+            update["availability"] = action.availability
+        return base.model_copy(update=update)
+
+    def _event(
+        self,
+        action: Action,
+        kind: str,
+        revision: str | None,
+        outcome: str,
+        details: dict[str, Any] | None = None,
+    ) -> Event:
+        draft = EventDraft(
+            env=action.env,
+            app=action.app,
+            action=kind,
+            from_version=action.from_version,
+            to_version=action.to_version,
+            revision=revision,
+            reason=action.reason,
+            outcome=outcome,
+            details=details or {},
+        )
+        return self.store.append(draft, time=self.clock())
+
+    def _step(self, action: Action, step: str) -> None:
+        self.progress(action.env, action.app, step)
+
+    # -- crash recovery ---------------------------------------------------------------
+
+    def recover(self) -> list[Event]:
+        """Finish the record of any step a crash interrupted, from what is really live."""
+        recorded = []
+        for intent in self.store.pending_intents():
+            env = Environment(environment=intent.env)
+            live = self.backends.deployer_for(env).observe(env, intent.app).current
+            state = self.store.get_observed(intent.env, intent.app) or ObservedState(
+                env=intent.env, app=intent.app
+            )
+            state = state.model_copy(
+                update={
+                    "deployed": live,
+                    "health": Health.UNKNOWN,
+                    "message": f"recovered after an interrupted {intent.step}",
+                    "updated_at": self.clock(),
+                }
+            )
+            draft = EventDraft(
+                env=intent.env,
+                app=intent.app,
+                action="recover",
+                from_version=intent.payload.get("from"),
+                to_version=live,
+                revision=intent.payload.get("revision"),
+                outcome="Recovered",
+                details={"interrupted": intent.step, "intended": intent.payload},
+            )
+            with self.store.transaction():
+                self.store.put_observed(state)
+                recorded.append(self.store.append(draft, time=self.clock()))
+                self.store.clear_intent(intent.id)
+        return recorded
+
+
+class _AvailabilityCache:
+    """Target status looked up once per (backend kind, target) in a pass."""
+
+    def __init__(self, backends: Backends) -> None:
+        self._backends = backends
+        self._seen: dict[tuple[str, str], tuple[Availability, str]] = {}
+
+    def of(self, env: Environment, manifest: ReleaseManifest | None) -> tuple[Availability, str]:
+        if manifest is None:
+            return (Availability.UNKNOWN, "")
+        key = (env.quantum.model_dump_json(), manifest.quantum.target.id)
+        if key not in self._seen:
+            status = self._backends.quantum_for(env).target_status(key[1])
+            self._seen[key] = (status.availability, status.message)
+        return self._seen[key]
+
+
+def _selected(environments: Mapping[str, Environment], only: str | None) -> dict[str, Environment]:
+    return {name: env for name, env in environments.items() if only in (None, name)}
+
+
+def _desired(snapshot: Snapshot, environments: Mapping[str, Environment]) -> Iterator[Desired]:
+    problems = {(e.path, e.field): e.message for e in snapshot.errors}
+    for name, env in sorted(environments.items()):
+        path = snapshot.env_paths.get(name, f"releases/{name}.yaml")
+        for app, version in sorted(env.apps.items()):
+            manifest = snapshot.manifest(app, version)
+            yield Desired(env, app, version, manifest, problems.get((path, f"apps.{app}"), ""))
+
+
+def _broken_environments(snapshot: Snapshot, only: str | None) -> dict[str, str]:
+    broken: dict[str, str] = {}
+    for error in snapshot.errors:
+        parts = error.path.split("/")
+        name = parts[-1].rsplit(".", 1)[0]
+        if parts[0] == "releases" and name not in snapshot.environments and only in (None, name):
+            broken.setdefault(name, f"{error.path} is invalid: {error}")
+    return broken
+
+
+def _same(old: ObservedState, new: ObservedState) -> bool:
+    ignore = {"updated_at", "revision"}
+    return old.model_dump(exclude=ignore) == new.model_dump(exclude=ignore)
+
+
+def _failed_elsewhere(state: ObservedState | None, live: str | None) -> bool:
+    """True when the stored failure was about a release other than the one now live and wanted."""
+    return state is not None and state.failed_version not in (None, live)

@@ -1,0 +1,1 @@
+"""Pure decisions: desired x observed -> plan, and promotion policy. No I/O, no clock, no git."""
