@@ -55,7 +55,9 @@ class GateReport:
 
     def failures(self) -> list[GateResult]:
         """The gates that stop the release."""
-        return [r for r in self.results if r.outcome in (GateOutcome.FAILED, GateOutcome.INCONCLUSIVE)]
+        return [
+            r for r in self.results if r.outcome in (GateOutcome.FAILED, GateOutcome.INCONCLUSIVE)
+        ]
 
 
 @dataclass(frozen=True)

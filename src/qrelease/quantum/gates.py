@@ -1,0 +1,357 @@
+"""Judging gate figures: shot histograms and their statistics, resource-estimate budgets.
+
+Kept free of qdk so the judgements can be unit-tested, reused by every backend and reasoned
+about on their own: a smoke gate must not flap on sampling noise, so each test has an
+explicit Inconclusive band between "clearly matches" and "clearly does not".
+
+Canonical histogram keys: a shot's result is rendered the way Q# prints values —
+arrays as ``[Zero, One]``, tuples as ``(Zero, One)``, results as ``Zero``/``One``, booleans
+as ``true``/``false``, Unit as ``()``, separators always ``", "``. Manifest ``expect`` keys are
+brought to the same form by `canonical_text`, so ``"[Zero,One]"`` matches ``"[Zero, One]"``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from qrelease.model.manifest import EstimateGate, SmokeGate
+from qrelease.model.status import GateOutcome
+from qrelease.quantum.base import EstimateSummary, GateResult
+
+_COMMA = re.compile(r"\s*,\s*")
+_AFTER_OPEN = re.compile(r"([\[(])\s+")
+_BEFORE_CLOSE = re.compile(r"\s+([\])])")
+_EPSILON = 1e-15
+_TINY = 1e-300
+_MAX_ITERATIONS = 100_000
+_SHOWN_OUTCOMES = 16
+
+
+def canonical_key(value: object) -> str:
+    """The histogram key of one shot's result value.
+
+    >>> canonical_key(["Zero", "One"]), canonical_key(("One", True)), canonical_key(None)
+    ('[Zero, One]', '(One, true)', '()')
+    """
+    if value is None:
+        return "()"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(canonical_key(item) for item in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(canonical_key(item) for item in value) + ")"
+    return str(value)
+
+
+def canonical_text(key: str) -> str:
+    """A hand-written key (as in a manifest) in canonical spacing.
+
+    >>> canonical_text(" [ Zero,One ] ")
+    '[Zero, One]'
+    """
+    spaced = _COMMA.sub(", ", key.strip())
+    return _BEFORE_CLOSE.sub(r"\1", _AFTER_OPEN.sub(r"\1", spaced))
+
+
+def histogram(results: Iterable[object]) -> dict[str, int]:
+    """Count shot results by canonical key.
+
+    >>> histogram([["Zero", "Zero"], ["One", "One"], ["Zero", "Zero"]])
+    {'[Zero, Zero]': 2, '[One, One]': 1}
+    """
+    return dict(Counter(canonical_key(result) for result in results))
+
+
+def normalise_expect(expect: Mapping[str, float]) -> dict[str, float]:
+    """Expected probabilities keyed canonically; keys equal after spacing are merged."""
+    merged: dict[str, float] = {}
+    for key, probability in expect.items():
+        canonical = canonical_text(key)
+        merged[canonical] = merged.get(canonical, 0.0) + probability
+    return merged
+
+
+def frequencies(observed: Mapping[str, int]) -> dict[str, float]:
+    """Observed counts as fractions of all shots (empty for no shots)."""
+    shots = sum(observed.values())
+    return {key: count / shots for key, count in observed.items()} if shots else {}
+
+
+def total_variation(observed: Mapping[str, int], expected: Mapping[str, float]) -> float:
+    """Total variation distance between observed counts and expected probabilities.
+
+    >>> total_variation({"a": 50, "b": 50}, {"a": 0.5, "b": 0.5})
+    0.0
+    >>> total_variation({"a": 100}, {"b": 1.0})
+    1.0
+    """
+    observed_p = frequencies(observed)
+    outcomes = set(observed_p) | set(expected)
+    distance = sum(abs(observed_p.get(k, 0.0) - expected.get(k, 0.0)) for k in outcomes)
+    return min(1.0, distance / 2)
+
+
+def tvd_margin(shots: int, outcomes: int) -> float:
+    """Sampling-noise allowance 3·√(k/(4n)): three times the Cauchy–Schwarz bound ½·√(k/n).
+
+    The expected TVD between n shots and the k-outcome distribution they were drawn from
+    is at most ½·Σ√(pᵢ(1−pᵢ)/n) ≤ ½·√(k/n); three times that bound is the margin.
+
+    >>> round(tvd_margin(1000, 2), 4)
+    0.0671
+    """
+    return 3 * math.sqrt(max(outcomes, 1) / (4 * shots))
+
+
+def chi2_statistic(observed: Mapping[str, int], expected: Mapping[str, float]) -> tuple[float, int]:
+    """Pearson's chi-square and its degrees of freedom; infinite when an impossible outcome occurs.
+
+    >>> chi2_statistic({"a": 60, "b": 40}, {"a": 0.5, "b": 0.5})
+    (4.0, 1)
+    """
+    shots = sum(observed.values())
+    statistic = 0.0
+    for key in set(observed) | set(expected):
+        want = expected.get(key, 0.0) * shots
+        got = observed.get(key, 0)
+        if want > 0:
+            statistic += (got - want) ** 2 / want
+        elif got > 0:
+            statistic = math.inf
+    possible = sum(1 for probability in expected.values() if probability > 0)
+    return statistic, max(possible - 1, 0)
+
+
+def chi2_sf(statistic: float, dof: int) -> float:
+    """Chi-square survival function P(X ≥ statistic) for `dof` degrees of freedom.
+
+    >>> round(chi2_sf(3.841458820694124, 1), 6)
+    0.05
+    """
+    if dof < 0:
+        raise ValueError(f"degrees of freedom must be >= 0, not {dof}")
+    if dof == 0:
+        return 1.0 if statistic <= 0 else 0.0
+    return regularized_gamma_q(dof / 2, max(statistic, 0.0) / 2)
+
+
+def regularized_gamma_q(a: float, x: float) -> float:
+    """Upper regularized incomplete gamma Q(a, x) = Γ(a, x)/Γ(a), for a > 0 and x ≥ 0.
+
+    >>> round(regularized_gamma_q(1.0, 2.0), 12) == round(math.exp(-2.0), 12)
+    True
+    """
+    if a <= 0 or x < 0 or math.isnan(x):
+        raise ValueError(f"Q(a, x) needs a > 0 and x >= 0, not a={a}, x={x}")
+    if x == 0:
+        return 1.0
+    if math.isinf(x):
+        return 0.0
+    if x < a + 1:
+        return max(0.0, 1.0 - _gamma_p_series(a, x))
+    return min(1.0, _gamma_q_continued_fraction(a, x))
+
+
+def _gamma_prefactor(a: float, x: float) -> float:
+    """e^(−x)·x^a / Γ(a), computed in logs to stay finite."""
+    return math.exp(-x + a * math.log(x) - math.lgamma(a))
+
+
+def _gamma_p_series(a: float, x: float) -> float:
+    """Lower regularized gamma P(a, x) by its power series (converges fast for x < a + 1)."""
+    term = total = 1.0 / a
+    denominator = a
+    for _ in range(_MAX_ITERATIONS):
+        denominator += 1
+        term *= x / denominator
+        total += term
+        if abs(term) < abs(total) * _EPSILON:
+            break
+    return total * _gamma_prefactor(a, x)
+
+
+def _gamma_q_continued_fraction(a: float, x: float) -> float:
+    """Upper regularized gamma Q(a, x) by Lentz's continued fraction (for x ≥ a + 1)."""
+    b = x + 1 - a
+    c = 1 / _TINY
+    d = 1 / b
+    result = d
+    for step in range(1, _MAX_ITERATIONS):
+        numerator = -step * (step - a)
+        b += 2
+        d = numerator * d + b
+        d = 1 / (d if abs(d) > _TINY else _TINY)
+        c = b + numerator / c
+        c = c if abs(c) > _TINY else _TINY
+        result *= d * c
+        if abs(d * c - 1) < _EPSILON:
+            break
+    return result * _gamma_prefactor(a, x)
+
+
+def judge_smoke(observed: Mapping[str, int], smoke: SmokeGate) -> GateResult:
+    """Passed, Failed or Inconclusive for a shot histogram against the manifest's smoke gate."""
+    counts = histogram_of(observed)
+    expected = normalise_expect(smoke.expect)
+    shots = sum(counts.values())
+    if shots == 0:
+        return GateResult("smoke", GateOutcome.FAILED, "no shot completed", {"shots": 0})
+    if smoke.method == "chi2":
+        return _judge_chi2(counts, expected, smoke.max_distance)
+    return _judge_tvd(counts, expected, smoke.max_distance)
+
+
+def histogram_of(observed: Mapping[str, int]) -> dict[str, int]:
+    """Counts re-keyed canonically, merging keys that differ only in spacing."""
+    merged: Counter[str] = Counter()
+    for key, count in observed.items():
+        merged[canonical_text(key)] += count
+    return dict(merged)
+
+
+def _judge_tvd(counts: dict[str, int], expected: dict[str, float], limit: float) -> GateResult:
+    """TVD ≤ limit passes, TVD > limit + noise margin fails, in between is Inconclusive."""
+    shots = sum(counts.values())
+    distance = total_variation(counts, expected)
+    margin = tvd_margin(shots, sum(1 for p in expected.values() if p > 0))
+    details = _details("tvd", counts, expected) | {"distance": distance, "margin": margin}
+    if distance <= limit:
+        text = f"TVD {distance:.3f} <= {limit:g} over {shots} shots"
+        return GateResult("smoke", GateOutcome.PASSED, text, details)
+    if distance > limit + margin:
+        text = f"TVD {distance:.3f} > {limit:g} + noise margin {margin:.3f} over {shots} shots"
+        return GateResult("smoke", GateOutcome.FAILED, text + _unexpected(details), details)
+    text = (
+        f"TVD {distance:.3f} is above {limit:g} but within the noise margin {margin:.3f}"
+        f" of {shots} shots; more shots would decide"
+    )
+    return GateResult("smoke", GateOutcome.INCONCLUSIVE, text, details)
+
+
+def _judge_chi2(counts: dict[str, int], expected: dict[str, float], alpha: float) -> GateResult:
+    """p ≥ alpha passes, p < alpha/10 fails, in between is Inconclusive."""
+    shots = sum(counts.values())
+    statistic, dof = chi2_statistic(counts, expected)
+    p_value = chi2_sf(statistic, dof)
+    finite = statistic if math.isfinite(statistic) else None  # details stay strict JSON
+    details = _details("chi2", counts, expected)
+    details |= {"statistic": finite, "dof": dof, "p_value": p_value, "alpha": alpha}
+    summary = f"chi-square {statistic:.3f} (dof {dof}) over {shots} shots: p = {p_value:.3g}"
+    if p_value >= alpha:
+        return GateResult("smoke", GateOutcome.PASSED, f"{summary} >= {alpha:g}", details)
+    if p_value < alpha / 10:
+        text = f"{summary} < {alpha / 10:g}" + _unexpected(details)
+        return GateResult("smoke", GateOutcome.FAILED, text, details)
+    text = f"{summary} is between {alpha / 10:g} and {alpha:g}; more shots would decide"
+    return GateResult("smoke", GateOutcome.INCONCLUSIVE, text, details)
+
+
+def _details(method: str, counts: dict[str, int], expected: dict[str, float]) -> dict[str, Any]:
+    """The figures every smoke judgement reports, most frequent outcomes first."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    unexpected = [(key, count) for key, count in ranked if expected.get(key, 0.0) <= 0]
+    return {
+        "method": method,
+        "shots": sum(counts.values()),
+        "distinct_outcomes": len(ranked),
+        "observed": dict(ranked[:_SHOWN_OUTCOMES]),
+        "expected": expected,
+        "unexpected": dict(unexpected[:_SHOWN_OUTCOMES]),
+    }
+
+
+def _unexpected(details: Mapping[str, Any]) -> str:
+    """A message suffix naming outcomes that the manifest does not expect, if any."""
+    unexpected: dict[str, int] = details["unexpected"]
+    if not unexpected:
+        return ""
+    shown = ", ".join(f"{key} x{count}" for key, count in list(unexpected.items())[:4])
+    return f"; unexpected outcomes: {shown}"
+
+
+def judge_estimate(
+    summary: EstimateSummary, budget: EstimateGate, baseline: EstimateSummary | None
+) -> GateResult:
+    """Failed when the estimate exceeds a budget limit, else Passed; growth vs baseline is reported.
+
+    >>> budget = EstimateGate(max_physical_qubits=400)
+    >>> judge_estimate(EstimateSummary(450, 4000), budget, EstimateSummary(300, 4000)).message
+    'physical qubits 450 > budget 400 (+50.0% vs baseline); runtime 4 µs (+0.0% vs baseline)'
+    """
+    growth = estimate_growth(summary, baseline)
+    qubit_limit = budget.max_physical_qubits
+    runtime_limit = None if budget.max_runtime is None else _ns(budget.max_runtime)
+    qubits_over = qubit_limit is not None and summary.physical_qubits > qubit_limit
+    runtime_over = runtime_limit is not None and summary.runtime_ns > runtime_limit
+    parts = (
+        _figure("physical qubits", summary.physical_qubits, qubit_limit, str, growth["qubits"]),
+        _figure("runtime", summary.runtime_ns, runtime_limit, format_ns, growth["runtime"]),
+    )
+    details: dict[str, Any] = {
+        "physical_qubits": summary.physical_qubits,
+        "runtime_ns": summary.runtime_ns,
+        "max_physical_qubits": qubit_limit,
+        "max_runtime_ns": runtime_limit,
+        "baseline": None if baseline is None else vars(baseline),
+        "growth_percent": growth,
+    }
+    outcome = GateOutcome.FAILED if qubits_over or runtime_over else GateOutcome.PASSED
+    return GateResult("estimate", outcome, "; ".join(parts), details)
+
+
+def _figure(
+    name: str,
+    value: int,
+    limit: int | None,
+    show: Callable[[int], str],
+    percent: float | None,
+) -> str:
+    """One estimate figure with its budget and growth, e.g. "runtime 4 µs <= budget 1 ms"."""
+    text = f"{name} {show(value)}"
+    if limit is not None:
+        text += f" {'>' if value > limit else '<='} budget {show(limit)}"
+    return text if percent is None else f"{text} ({percent:+.1f}% vs baseline)"
+
+
+def estimate_growth(
+    summary: EstimateSummary, baseline: EstimateSummary | None
+) -> dict[str, float | None]:
+    """Percent growth of qubits and runtime over the baseline (None where it cannot be said).
+
+    >>> estimate_growth(EstimateSummary(450, 4000), EstimateSummary(300, 4000))
+    {'qubits': 50.0, 'runtime': 0.0}
+    """
+    if baseline is None:
+        return {"qubits": None, "runtime": None}
+    return {
+        "qubits": _percent(summary.physical_qubits, baseline.physical_qubits),
+        "runtime": _percent(summary.runtime_ns, baseline.runtime_ns),
+    }
+
+
+def _percent(value: int, base: int) -> float | None:
+    """Growth from `base` to `value` in percent, None for a zero base."""
+    return None if base == 0 else round((value - base) * 100 / base, 1)
+
+
+def _ns(duration: timedelta) -> int:
+    """A timedelta in whole nanoseconds, exactly."""
+    return (duration // timedelta(microseconds=1)) * 1000
+
+
+def format_ns(nanoseconds: int) -> str:
+    """A duration in nanoseconds for people.
+
+    >>> format_ns(4000), format_ns(1_500_000_000)
+    ('4 µs', '1.5 s')
+    """
+    for unit, size in (("s", 10**9), ("ms", 10**6), ("µs", 10**3)):
+        if nanoseconds >= size:
+            return f"{nanoseconds / size:.3g} {unit}"
+    return f"{nanoseconds} ns"

@@ -1,0 +1,319 @@
+"""The local quantum backend: compile, estimate and simulate Q# with the real qdk.
+
+This is the only module that imports qdk, so the SDK's untyped surface and its quirks stay
+here. qdk's interpreter is a native object that must be created, used and dropped on one
+thread ("unsendable"), so all qdk work runs on `_QDK_THREAD`, a single worker thread that
+also serialises releases; each release gets its own fresh `qdk.Context`, never the global
+interpreter. A bad program never raises: each qdk error becomes a Failed gate naming the qdk
+error code and the place in the program, `manifests/<app>/programs/<file>.qs:LINE:COLUMN`.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import re
+import time
+import types
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import qdk
+from qdk import qsharp
+from qdk.estimator import EstimatorError
+
+from qrelease.model.manifest import EstimateGate, Quantum, SmokeGate, TargetProfile
+from qrelease.model.status import Availability, GateOutcome
+from qrelease.quantum import catalog
+from qrelease.quantum.base import (
+    EstimateSummary,
+    GateReport,
+    GateResult,
+    ProgramSource,
+    TargetStatus,
+)
+from qrelease.quantum.gates import canonical_key, judge_estimate, judge_smoke
+
+_QDK_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qrelease-qdk")
+_SHOTS_PER_BATCH = 10_000
+_CODE = re.compile(r"^\s*(Qdk\.[A-Za-z0-9_.]+)", re.MULTILINE)
+_SUMMARY = re.compile(r"^\s*[x×]\s+(.+)$", re.MULTILINE)
+_DETAIL = re.compile(r"^\s*(?:`->|╰─▶)\s+(.+)$", re.MULTILINE)
+_HELP = re.compile(r"^\s*help:\s+(.+(?:\n[ \t]+\S.*)*)", re.MULTILINE)
+_LOCATION = re.compile(r"\[([^\[\]\s]+):(\d+):(\d+)\]")
+_QUBITS = re.compile(r'"required_num_qubits"="(\d+)"')
+_SOURCE_LABEL = "line_0"
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One qdk error, located in the program's repo path where qdk gave a place."""
+
+    code: str
+    message: str
+    where: str | None = None
+
+    def render(self) -> str:
+        """`path:line:col: code: message`, the way compilers and the CLI print problems."""
+        prefix = f"{self.where}: " if self.where else ""
+        return f"{prefix}{self.code}: {self.message}"
+
+
+class QdkFailure(Exception):
+    """A qdk call failed; carries what the user needs to fix the program."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        super().__init__("; ".join(d.render() for d in diagnostics))
+        self.diagnostics = diagnostics
+
+
+def diagnostics_of(error_text: str, program_path: str, entry: str) -> list[Diagnostic]:
+    """Every diagnostic in a qdk error message, with `line_0` mapped to the program path."""
+    starts = [match.start() for match in _CODE.finditer(error_text)]
+    if not starts:
+        first_line = next((line for line in error_text.splitlines() if line.strip()), "")
+        return [Diagnostic("qdk", first_line.strip() or "unknown error")]
+    ends = [*starts[1:], len(error_text)]
+    blocks = [error_text[start:end] for start, end in zip(starts, ends, strict=True)]
+    return [_diagnostic(block, program_path, entry) for block in blocks]
+
+
+def _diagnostic(block: str, program_path: str, entry: str) -> Diagnostic:
+    """One diagnostic from its block of miette-rendered text."""
+    code = _CODE.search(block)
+    summary = _SUMMARY.search(block)
+    detail = _DETAIL.search(block)
+    hint = _HELP.search(block)
+    parts = [m.group(1).strip() for m in (summary, detail) if m]
+    message = ": ".join(parts) or "error"
+    if hint:
+        message += f" (help: {' '.join(hint.group(1).split())})"
+    return Diagnostic(code.group(1) if code else "qdk", message, _where(block, program_path, entry))
+
+
+def _where(block: str, program_path: str, entry: str) -> str | None:
+    """`path:line:col` for a diagnostic's first labelled span, if it has one."""
+    location = _LOCATION.search(block)
+    if location is None:
+        return None
+    label, line, column = location.groups()
+    if label == _SOURCE_LABEL:
+        label = program_path
+    elif label == "<entry>":
+        label = f"entry {entry}"
+    return f"{label}:{line}:{column}"
+
+
+def _is_qdk_failure(error: BaseException) -> bool:
+    """True for errors a bad program can cause in qdk, including Rust panics."""
+    if isinstance(error, Exception | EstimatorError):
+        return True
+    return type(error).__name__ == "PanicException"
+
+
+def _guarded(step: Callable[[], _T], program: ProgramSource, entry: str) -> _T:
+    """Run one qdk step, turning anything a bad program can cause into a QdkFailure."""
+    try:
+        return step()
+    except BaseException as error:
+        if not _is_qdk_failure(error):
+            raise
+        if type(error).__name__ == "PanicException":
+            internal = Diagnostic("qdk.panic", f"qdk internal error: {str(error).strip()}")
+            raise QdkFailure([internal]) from error
+        raise QdkFailure(diagnostics_of(str(error), program.path, entry)) from error
+
+
+class _Session:
+    """A fresh qdk interpreter for one release; lives and dies on the qdk thread."""
+
+    def __init__(self, profile: TargetProfile) -> None:
+        self.started = time.perf_counter()
+        qdk_profile = getattr(qsharp.TargetProfile, profile.value)
+        self._context: Any = qdk.Context(target_profile=qdk_profile)
+
+    def load(self, source: str) -> None:
+        """Evaluate the program's declarations, capturing any output instead of printing it."""
+        self._context.eval(source, save_events=True)
+
+    def compile(self, entry: str) -> str:
+        """The QIR text of `entry` for the session's profile."""
+        return str(self._context.compile(entry))
+
+    def estimate(self, entry: str) -> EstimateSummary:
+        """Physical qubits and runtime from the resource estimator's default parameters."""
+        result: dict[str, Any] = dict(self._context.logical_counts(entry).estimate())
+        counts = result["physicalCounts"]
+        return EstimateSummary(int(counts["physicalQubits"]), int(counts["runtime"]))
+
+    def shots(self, entry: str, shots: int, seed: int) -> dict[str, int]:
+        """A seeded histogram: shot i seeds quantum and classical randomness with seed + i."""
+        histogram: Counter[str] = Counter()
+        for first in range(0, shots, _SHOTS_PER_BATCH):
+            size = min(_SHOTS_PER_BATCH, shots - first)
+            batch: list[dict[str, object]] = self._context.run(
+                entry, size, seed=seed + first, save_events=True
+            )
+            histogram.update(canonical_key(shot["result"]) for shot in batch)
+        return dict(histogram)
+
+    def close(self) -> None:
+        """Break the context's reference cycle so that it is freed here, on the qdk thread."""
+        self._context.code = types.SimpleNamespace()
+        del self._context
+        gc.collect()
+
+
+def required_qubits(qir: str) -> int | None:
+    """The `required_num_qubits` attribute of a QIR entry point, if present.
+
+    >>> required_qubits('attributes #0 = { "required_num_qubits"="2" }')
+    2
+    """
+    match = _QUBITS.search(qir)
+    return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """The profile gate's result and, when compilation worked, the QIR."""
+
+    result: GateResult
+    qir: str | None = None
+
+
+class QdkBackend:
+    """Runs the quantum gates locally with qdk; target status comes from the catalog."""
+
+    def target_status(self, target_id: str) -> TargetStatus:
+        """Available for catalog targets (simulated locally), Unknown for anything else."""
+        spec = catalog.resolve(target_id)
+        if spec is None:
+            known = ", ".join(catalog.known_ids())
+            text = f"unknown target {target_id!r}; known targets: {known}"
+            return TargetStatus(target_id, Availability.UNKNOWN, message=text)
+        text = "local backend: simulated with qdk; profile and qubits are catalog defaults"
+        available = Availability.AVAILABLE
+        return TargetStatus(target_id, available, spec.profile, spec.qubits, message=text)
+
+    def run_gates(
+        self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+    ) -> GateReport:
+        """Profile, estimate and smoke gates for one release; never raises for a bad program."""
+        return _QDK_THREAD.submit(_run_gates, program, quantum, baseline).result()
+
+
+def _run_gates(
+    program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+) -> GateReport:
+    """Every gate in one fresh session; runs on the qdk thread."""
+    session = _Session(quantum.target.profile)
+    try:
+        compiled = _profile_gate(session, program, quantum)
+        if compiled.result.outcome is GateOutcome.FAILED:
+            return _report(compiled, _blocked("estimate"), _blocked("smoke"), None)
+        estimate, summary = _estimate_gate(session, program, quantum, baseline)
+        smoke = _smoke_gate(session, program, quantum)
+        return _report(compiled, estimate, smoke, summary)
+    finally:
+        session.close()
+
+
+def _report(
+    compiled: _Compiled, estimate: GateResult, smoke: GateResult, summary: EstimateSummary | None
+) -> GateReport:
+    """The gate report, with the QIR digest when compilation worked."""
+    digest = None if compiled.qir is None else hashlib.sha256(compiled.qir.encode()).hexdigest()
+    results = (compiled.result, estimate, smoke)
+    return GateReport(results, qir=compiled.qir, qir_sha256=digest, estimate=summary)
+
+
+def _blocked(gate: str) -> GateResult:
+    """A gate that did not run because the profile gate failed."""
+    return GateResult(gate, GateOutcome.SKIPPED, "not run: profile gate failed")
+
+
+def _not_configured(gate: str) -> GateResult:
+    """A gate that the manifest does not configure."""
+    return GateResult(gate, GateOutcome.SKIPPED, f"not configured: no quantum.gates.{gate}")
+
+
+def _profile_gate(session: _Session, program: ProgramSource, quantum: Quantum) -> _Compiled:
+    """Compile the entry for the pinned profile and check the pin against the target."""
+    pin = quantum.target
+    started = session.started
+    try:
+        _guarded(lambda: session.load(program.text), program, quantum.entry)
+        qir = _guarded(lambda: session.compile(quantum.entry), program, quantum.entry)
+    except QdkFailure as failure:
+        problems = [d.render() for d in failure.diagnostics]
+        problems += catalog.pin_problems(pin.id, pin.profile, None)
+        details = _failure_details(failure, pin.id, pin.profile, started)
+        return _Compiled(GateResult("profile", GateOutcome.FAILED, "; ".join(problems), details))
+    checked = catalog.check_pin(pin.id, pin.profile, required_qubits(qir))
+    details = checked.details | {"seconds": _since(started)}
+    message = f"compiled for {pin.profile}; {checked.message}"
+    if checked.outcome is not GateOutcome.PASSED:
+        message = f"compiled for {pin.profile}, but {checked.message}"
+    return _Compiled(GateResult("profile", checked.outcome, message, details), qir)
+
+
+def _failure_details(
+    failure: QdkFailure, target_id: str, profile: TargetProfile, started: float
+) -> dict[str, Any]:
+    """Gate details for a qdk failure: its diagnostics, the pin and the time spent."""
+    return {
+        "target": target_id,
+        "profile": str(profile),
+        "diagnostics": [vars(d) for d in failure.diagnostics],
+        "seconds": _since(started),
+    }
+
+
+def _estimate_gate(
+    session: _Session, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+) -> tuple[GateResult, EstimateSummary | None]:
+    """Estimate resources and judge them against the manifest's budget."""
+    budget: EstimateGate | None = quantum.gates.estimate
+    if budget is None:
+        return _not_configured("estimate"), None
+    started = time.perf_counter()
+    try:
+        summary = _guarded(lambda: session.estimate(quantum.entry), program, quantum.entry)
+    except QdkFailure as failure:
+        text = f"resource estimation failed: {failure}"
+        details = _failure_details(failure, quantum.target.id, quantum.target.profile, started)
+        return GateResult("estimate", GateOutcome.FAILED, text, details), None
+    judged = judge_estimate(summary, budget, baseline)
+    return _timed(judged, started), summary
+
+
+def _smoke_gate(session: _Session, program: ProgramSource, quantum: Quantum) -> GateResult:
+    """Run seeded shots on the local simulator and compare with the expected distribution."""
+    smoke: SmokeGate | None = quantum.gates.smoke
+    if smoke is None:
+        return _not_configured("smoke")
+    started = time.perf_counter()
+    try:
+        observed = _guarded(
+            lambda: session.shots(quantum.entry, smoke.shots, smoke.seed), program, quantum.entry
+        )
+    except QdkFailure as failure:
+        details = _failure_details(failure, quantum.target.id, quantum.target.profile, started)
+        return GateResult("smoke", GateOutcome.FAILED, f"simulation failed: {failure}", details)
+    return _timed(judge_smoke(observed, smoke), started)
+
+
+def _timed(result: GateResult, started: float) -> GateResult:
+    """The result with the seconds the gate took added to its details."""
+    details = result.details | {"seconds": _since(started)}
+    return GateResult(result.gate, result.outcome, result.message, details)
+
+
+def _since(started: float) -> float:
+    """Seconds elapsed since a perf_counter reading, rounded to milliseconds."""
+    return round(time.perf_counter() - started, 3)
