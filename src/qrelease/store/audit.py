@@ -1,0 +1,156 @@
+"""The audit hash chain: how an event is linked to its predecessor, and how a chain is checked.
+
+Auditors must not have to trust the database file. Every event's `hash` covers its content,
+its `seq`, its `time` and its predecessor's hash (`Event.compute_hash`), so anyone holding
+the events can tell whether one was edited (its own hash no longer matches), deleted (a gap
+in `seq`, or a broken `prev_hash` link) or reordered (broken links). A chain alone cannot
+reveal that its newest events were cut off, or that the whole chain was rewritten by someone
+who recomputed every hash: anchor `ChainReport.head_hash` outside the file (for example in
+Git) to catch both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from qrelease.model.events import GENESIS_HASH, Event, EventDraft
+
+MAX_BREAKS = 100
+"""A report keeps at most this many breaks, so a wholly corrupted log cannot exhaust memory."""
+
+
+def as_utc(moment: datetime) -> datetime:
+    """The same instant in UTC; naive times are refused because their instant is unknown.
+
+    >>> from datetime import timedelta, timezone
+    >>> as_utc(datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))).isoformat()
+    '2024-05-01T12:00:00+00:00'
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment.isoformat()} has no time zone; give a timezone-aware time")
+    return moment.astimezone(UTC)
+
+
+def link(draft: EventDraft, *, seq: int, prev_hash: str, time: datetime) -> Event:
+    """The event that places `draft` at `seq`, right after the event whose hash is `prev_hash`.
+
+    `details` is normalised through JSON first, so the event reads back from storage with
+    exactly the content its hash covers.
+
+    >>> first = link(EventDraft(action="Deploy"), seq=1, prev_hash=GENESIS_HASH,
+    ...              time=datetime(2024, 5, 1, tzinfo=UTC))
+    >>> first.hash == first.recomputed_hash()
+    True
+    """
+    content = draft.model_dump(mode="json", include=set(EventDraft.model_fields))
+    body = json.loads(json.dumps(content, allow_nan=False))
+    normalised = EventDraft.model_validate(body)
+    moment = as_utc(time)
+    event_hash = Event.compute_hash(normalised, seq, moment, prev_hash)
+    return Event.model_validate(
+        {**body, "seq": seq, "time": moment, "prev_hash": prev_hash, "hash": event_hash}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """The first thing wrong at one place in the chain."""
+
+    seq: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What checking a chain found: how much was checked, where it broke, what it cites."""
+
+    checked: int
+    head_seq: int
+    head_hash: str
+    breaks: tuple[ChainBreak, ...]
+    revisions: Mapping[str, int] = field(default_factory=dict)
+    """Every Git revision the events cite, with the first seq citing it."""
+
+    @property
+    def ok(self) -> bool:
+        """True when no link is broken."""
+        return not self.breaks
+
+    @property
+    def first_break(self) -> ChainBreak | None:
+        """The earliest broken link, or None for an intact chain."""
+        return self.breaks[0] if self.breaks else None
+
+
+class ChainVerifier:
+    """Checks events fed in seq order one at a time, so a chain of any length streams through."""
+
+    def __init__(self) -> None:
+        self._tail_seq = 0
+        self._tail_hash: str | None = GENESIS_HASH
+        self._checked = 0
+        self._breaks: list[ChainBreak] = []
+        self._revisions: dict[str, int] = {}
+
+    def add(self, event: Event) -> None:
+        """Check one event against its predecessor and its own content."""
+        problem = self._link_problem(event.seq, event.prev_hash)
+        if problem is None and event.recomputed_hash() != event.hash:
+            problem = ChainBreak(event.seq, f"event {event.seq}: hash mismatch (content edited)")
+        if event.revision is not None:
+            self._revisions.setdefault(event.revision, event.seq)
+        self._advance(event.seq, event.hash, problem)
+
+    def add_unreadable(self, seq: int, stored_hash: object, error: str) -> None:
+        """Record a stored event that could not even be decoded."""
+        problem = self._gap_problem(seq) or ChainBreak(seq, f"event {seq}: unreadable ({error})")
+        self._advance(seq, stored_hash if isinstance(stored_hash, str) else None, problem)
+
+    def report(self) -> ChainReport:
+        """The findings so far."""
+        return ChainReport(
+            checked=self._checked,
+            head_seq=self._tail_seq,
+            head_hash=self._tail_hash or "",
+            breaks=tuple(self._breaks),
+            revisions=dict(self._revisions),
+        )
+
+    def _link_problem(self, seq: int, prev_hash: str) -> ChainBreak | None:
+        gap = self._gap_problem(seq)
+        if gap is not None or self._tail_hash is None or prev_hash == self._tail_hash:
+            return gap
+        if self._tail_seq == 0:
+            return ChainBreak(seq, f"event {seq}: prev_hash is not the genesis hash")
+        return ChainBreak(seq, f"event {seq}: prev_hash does not match event {self._tail_seq}")
+
+    def _gap_problem(self, seq: int) -> ChainBreak | None:
+        expected = self._tail_seq + 1
+        if seq == expected:
+            return None
+        if seq < expected:
+            return ChainBreak(seq, f"event {seq}: out of order after event {self._tail_seq}")
+        if self._tail_seq == 0:
+            return ChainBreak(expected, f"missing event(s) before {seq}")
+        return ChainBreak(expected, f"missing event(s) between {self._tail_seq} and {seq}")
+
+    def _advance(self, seq: int, stored_hash: str | None, problem: ChainBreak | None) -> None:
+        if problem is not None and len(self._breaks) < MAX_BREAKS:
+            self._breaks.append(problem)
+        self._checked += 1
+        self._tail_seq = seq
+        self._tail_hash = stored_hash
+
+
+def verify_chain(events: Iterable[Event]) -> ChainReport:
+    """Check a whole chain given in seq order, starting from its first event."""
+    verifier = ChainVerifier()
+    for event in events:
+        verifier.add(event)
+    return verifier.report()

@@ -1,0 +1,657 @@
+"""The controller's durable state in one SQLite file: observed state, runs, intents, audit log.
+
+The controller must survive crashes and restarts without losing what it knows, and auditors
+must be able to read and verify every change it ever made; one SQLite file in the state
+directory does both with no server to run.
+
+Stored format, schema version 1 (`PRAGMA user_version` holds the version; `_MIGRATIONS`
+lists the steps, each applied in its own transaction):
+
+- ``meta(key TEXT PRIMARY KEY, value TEXT)`` — small facts such as the last applied revision.
+- ``observed(env, app, desired, deployed, sync, health, target, availability, message,
+  revision, updated_at, healthy_since, failed_version, failed_revision, qir_sha256,
+  physical_qubits INTEGER)`` — one `ObservedState` per row, primary key ``(env, app)``.
+- ``runs(id INTEGER PRIMARY KEY AUTOINCREMENT, revision, started_at, finished_at, outcome,
+  summary)`` — one row per reconcile pass; `summary` is a JSON object.
+- ``events(seq INTEGER PRIMARY KEY, time, env, app, action, from_version, to_version,
+  revision, actor, reason, outcome, details, prev_hash, hash UNIQUE)`` — the audit chain
+  (see `store/audit.py`); `details` is a JSON object. Indexes ``(env, seq)``, ``(app, seq)``,
+  ``(env, app, seq)`` and ``(time)`` serve history queries. Triggers abort any UPDATE or
+  DELETE, and any INSERT whose seq and prev_hash do not extend the chain.
+- ``intents(id INTEGER PRIMARY KEY AUTOINCREMENT, env, app, step, payload, created_at)`` —
+  what a side effect is about to do, written before it starts and cleared after it ends,
+  so a pass after a crash knows what was half done; `payload` is a JSON object. Ids are
+  never reused.
+
+Times are UTC ISO 8601 text with microseconds (``2024-05-01T12:00:00.000000+00:00``), so
+text order is time order; naive datetimes are refused. Enums are stored as their values.
+
+Durability: WAL journal with ``synchronous=FULL``. NORMAL is crash-safe for the file but may
+lose the last commits on power loss, and here a lost commit is an intent written before a
+deployment, or the audit event of one that happened; writes are a few per reconcile pass,
+so an fsync each costs nothing that matters.
+
+Concurrency: every write runs in ``BEGIN IMMEDIATE``, which takes the write lock before
+reading the chain's tail, so processes appending at once queue (up to the busy timeout)
+instead of forking the chain. A `Store` belongs to the thread that opened it (sqlite3's
+same-thread check stays on); other threads and processes open their own `Store` on the
+same file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Generator, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic_core import to_jsonable_python
+
+from qrelease.model.events import GENESIS_HASH, Event, EventDraft, ObservedState
+from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
+
+BUSY_TIMEOUT_SECONDS = 10.0
+_FETCH_BATCH = 500
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE observed (
+            env TEXT NOT NULL, app TEXT NOT NULL,
+            desired TEXT, deployed TEXT,
+            sync TEXT NOT NULL, health TEXT NOT NULL,
+            target TEXT, availability TEXT NOT NULL,
+            message TEXT NOT NULL, revision TEXT,
+            updated_at TEXT, healthy_since TEXT,
+            failed_version TEXT, failed_revision TEXT,
+            qir_sha256 TEXT, physical_qubits INTEGER,
+            PRIMARY KEY (env, app))""",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, revision TEXT,
+            started_at TEXT NOT NULL, finished_at TEXT, outcome TEXT,
+            summary TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(summary)))""",
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY, time TEXT NOT NULL,
+            env TEXT NOT NULL, app TEXT NOT NULL, action TEXT NOT NULL,
+            from_version TEXT, to_version TEXT, revision TEXT,
+            actor TEXT NOT NULL, reason TEXT NOT NULL, outcome TEXT NOT NULL,
+            details TEXT NOT NULL CHECK (json_valid(details)),
+            prev_hash TEXT NOT NULL, hash TEXT NOT NULL UNIQUE)""",
+        "CREATE INDEX events_by_env ON events (env, seq)",
+        "CREATE INDEX events_by_app ON events (app, seq)",
+        "CREATE INDEX events_by_env_app ON events (env, app, seq)",
+        "CREATE INDEX events_by_time ON events (time)",
+        """CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+            BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END""",
+        """CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+            BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END""",
+        f"""CREATE TRIGGER events_extend_chain BEFORE INSERT ON events
+            WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM events)
+              OR NEW.prev_hash IS NOT COALESCE(
+                   (SELECT hash FROM events ORDER BY seq DESC LIMIT 1), '{GENESIS_HASH}')
+            BEGIN SELECT RAISE(ABORT, 'audit event does not extend the chain'); END""",  # noqa: S608 only the GENESIS_HASH constant is interpolated
+        """CREATE TABLE intents (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            env TEXT NOT NULL, app TEXT NOT NULL, step TEXT NOT NULL,
+            payload TEXT NOT NULL CHECK (json_valid(payload)), created_at TEXT NOT NULL)""",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_EVENT_COLUMNS = (
+    "seq, time, env, app, action, from_version, to_version, revision, "
+    "actor, reason, outcome, details, prev_hash, hash"
+)
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 14)})"  # noqa: S608 constant column list
+_OBSERVED_COLUMNS = (
+    "env",
+    "app",
+    "desired",
+    "deployed",
+    "sync",
+    "health",
+    "target",
+    "availability",
+    "message",
+    "revision",
+    "updated_at",
+    "healthy_since",
+    "failed_version",
+    "failed_revision",
+    "qir_sha256",
+    "physical_qubits",
+)
+_UPSERT_OBSERVED = (
+    f"INSERT INTO observed ({', '.join(_OBSERVED_COLUMNS)}) "  # noqa: S608 constant column list
+    f"VALUES ({', '.join('?' * len(_OBSERVED_COLUMNS))}) ON CONFLICT (env, app) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _OBSERVED_COLUMNS[2:])
+)
+
+
+class StoreError(Exception):
+    """The state database cannot be used as asked."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer qrelease whose schema this one does not know."""
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One reconcile pass as recorded: unfinished while `finished_at` is None."""
+
+    id: int
+    revision: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A side effect that was announced and not yet cleared: the work a crash may have cut."""
+
+    id: int
+    env: str
+    app: str
+    step: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """Which events a history query selects, and in which order; None means no constraint.
+
+    `since` is inclusive, `until` exclusive; `after_seq` and `before_seq` are exclusive;
+    `actions` is a collection of action names (a single name also works).
+    """
+
+    env: str | None = None
+    app: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    actions: Collection[str] | None = None
+    after_seq: int | None = None
+    before_seq: int | None = None
+    limit: int | None = None
+    descending: bool = False
+
+    def sql(self) -> tuple[str, list[object]]:
+        """The parameterised SELECT for this filter."""
+        clauses, params = self._where()
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        order = " ORDER BY seq DESC" if self.descending else " ORDER BY seq"
+        limit = ""
+        if self.limit is not None:
+            if self.limit < 0:
+                raise ValueError(f"limit must not be negative, got {self.limit}")
+            limit = " LIMIT ?"
+            params.append(self.limit)
+        return f"SELECT {_EVENT_COLUMNS} FROM events{where}{order}{limit}", params  # noqa: S608 clauses are constants, values bound
+
+    def _where(self) -> tuple[list[str], list[object]]:
+        bounds: list[tuple[str, object]] = [
+            ("env = ?", self.env),
+            ("app = ?", self.app),
+            ("time >= ?", None if self.since is None else _time_text(self.since)),
+            ("time < ?", None if self.until is None else _time_text(self.until)),
+            ("seq > ?", self.after_seq),
+            ("seq < ?", self.before_seq),
+        ]
+        pairs = [(clause, value) for clause, value in bounds if value is not None]
+        clauses, params = [clause for clause, _ in pairs], [value for _, value in pairs]
+        if self.actions is not None:
+            actions = sorted({self.actions} if isinstance(self.actions, str) else set(self.actions))
+            clauses.append(f"action IN ({', '.join('?' * len(actions))})" if actions else "0")
+            params.extend(actions)
+        return clauses, params
+
+
+class Store:
+    """The controller's SQLite state; open with `Store.open(path)` or `Store.in_memory()`."""
+
+    def __init__(self, connection: sqlite3.Connection, location: str) -> None:
+        self._connection = connection
+        self.location = location
+        self._depth = 0
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating it and its directory if needed) and migrate the database at `path`."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(_connect(str(path)), str(path))
+
+    @classmethod
+    def in_memory(cls) -> Store:
+        """A private, empty database that lives as long as the Store: for tests and dry runs."""
+        return cls(_connect(":memory:"), ":memory:")
+
+    def close(self) -> None:
+        """Close the connection; closing twice is harmless."""
+        self._connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        return _user_version(self._connection)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one commit, rolled back whole if the block raises; nests."""
+        with _savepoint(self._connection) if self._depth else _immediate(self._connection):
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+
+    # -- audit events -----------------------------------------------------------------
+
+    def append(self, draft: EventDraft, *, time: datetime | None = None) -> Event:
+        """Chain `draft` after the newest event (at `time`, default now) and store it."""
+        moment = datetime.now(UTC) if time is None else time
+        with self.transaction():
+            tail_seq, tail_hash = self._chain_tail()
+            event = link(draft, seq=tail_seq + 1, prev_hash=tail_hash, time=moment)
+            self._connection.execute(_INSERT_EVENT, _event_row(event))
+        return event
+
+    def iter_events(
+        self,
+        *,
+        app: str | None = None,
+        env: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actions: Collection[str] | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> Generator[Event, None, None]:
+        """Stream matching events in batches; exhaust or close the iterator to free its cursor."""
+        history = HistoryFilter(
+            env=env,
+            app=app,
+            since=since,
+            until=until,
+            actions=actions,
+            after_seq=after_seq,
+            before_seq=before_seq,
+            limit=limit,
+            descending=descending,
+        )
+        for row in self._stream(*history.sql()):
+            yield _event_from_row(row)
+
+    def events(
+        self,
+        *,
+        app: str | None = None,
+        env: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actions: Collection[str] | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[Event]:
+        """Matching events in seq order (newest first when `descending`)."""
+        history = HistoryFilter(
+            env=env,
+            app=app,
+            since=since,
+            until=until,
+            actions=actions,
+            after_seq=after_seq,
+            before_seq=before_seq,
+            limit=limit,
+            descending=descending,
+        )
+        return [_event_from_row(row) for row in self._stream(*history.sql())]
+
+    def last_event(self, env: str, app: str, action: str | None = None) -> Event | None:
+        """The newest event for (env, app), optionally of one action."""
+        actions = None if action is None else (action,)
+        newest = self.events(env=env, app=app, actions=actions, limit=1, descending=True)
+        return newest[0] if newest else None
+
+    def count_events(self) -> int:
+        """How many events the log holds."""
+        row = self._connection.execute("SELECT COUNT(*) FROM events").fetchone()
+        return int(row[0])
+
+    def query_plan(self, history: HistoryFilter) -> list[str]:
+        """SQLite's plan for a history query, one line per step: to check index use."""
+        sql, params = history.sql()
+        rows = self._connection.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+        return [str(row["detail"]) for row in rows]
+
+    def verify(self) -> ChainReport:
+        """Stream every stored event in seq order through the chain check."""
+        verifier = ChainVerifier()
+        for row in self._stream(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq", []):  # noqa: S608 constant
+            try:
+                verifier.add(_event_from_row(row))
+            except (ValueError, TypeError) as error:
+                verifier.add_unreadable(int(row["seq"]), row["hash"], _first_line(error))
+        return verifier.report()
+
+    # -- observed state ---------------------------------------------------------------
+
+    def put_observed(self, state: ObservedState) -> None:
+        """Record the controller's latest view of one (env, app), replacing the previous."""
+        with self.transaction():
+            self._connection.execute(_UPSERT_OBSERVED, _observed_row(state))
+
+    def get_observed(self, env: str, app: str) -> ObservedState | None:
+        """The recorded state of one (env, app), if any."""
+        row = self._connection.execute(
+            "SELECT * FROM observed WHERE env = ? AND app = ?", (env, app)
+        ).fetchone()
+        return None if row is None else _observed_from_row(row)
+
+    def all_observed(self) -> list[ObservedState]:
+        """Every recorded (env, app) state, ordered by env then app."""
+        rows = self._connection.execute("SELECT * FROM observed ORDER BY env, app").fetchall()
+        return [_observed_from_row(row) for row in rows]
+
+    def delete_observed(self, env: str, app: str) -> None:
+        """Forget one (env, app); forgetting an unknown one is harmless."""
+        with self.transaction():
+            self._connection.execute("DELETE FROM observed WHERE env = ? AND app = ?", (env, app))
+
+    # -- runs -------------------------------------------------------------------------
+
+    def begin_run(self, revision: str | None, *, time: datetime | None = None) -> int:
+        """Record the start of a reconcile pass over `revision`; returns the run's id."""
+        with self.transaction():
+            cursor = self._connection.execute(
+                "INSERT INTO runs (revision, started_at) VALUES (?, ?)",
+                (revision, _time_text(time or datetime.now(UTC))),
+            )
+        return _rowid(cursor)
+
+    def finish_run(
+        self, run_id: int, outcome: str, summary: dict[str, Any], *, time: datetime | None = None
+    ) -> None:
+        """Record how an unfinished run ended."""
+        with self.transaction():
+            cursor = self._connection.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ?, summary = ? "
+                "WHERE id = ? AND finished_at IS NULL",
+                (_time_text(time or datetime.now(UTC)), outcome, _json_text(summary), run_id),
+            )
+        if cursor.rowcount != 1:
+            raise StoreError(f"run {run_id} does not exist or has already finished")
+
+    def last_run(self) -> Run | None:
+        """The most recently started run, finished or not."""
+        row = self._connection.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else _run_from_row(row)
+
+    # -- intents ----------------------------------------------------------------------
+
+    def put_intent(
+        self,
+        env: str,
+        app: str,
+        step: str,
+        payload: dict[str, Any],
+        *,
+        time: datetime | None = None,
+    ) -> int:
+        """Announce a side effect before starting it; returns the id to clear it with."""
+        with self.transaction():
+            cursor = self._connection.execute(
+                "INSERT INTO intents (env, app, step, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+                (env, app, step, _json_text(payload), _time_text(time or datetime.now(UTC))),
+            )
+        return _rowid(cursor)
+
+    def clear_intent(self, intent_id: int) -> None:
+        """Mark an announced side effect done (or undone); clearing twice is harmless."""
+        with self.transaction():
+            self._connection.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
+
+    def pending_intents(self) -> list[Intent]:
+        """Announced side effects not yet cleared, oldest first."""
+        rows = self._connection.execute("SELECT * FROM intents ORDER BY id").fetchall()
+        return [_intent_from_row(row) for row in rows]
+
+    # -- meta -------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under `key`, if any."""
+        row = self._connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store `value` under `key`, replacing any previous value."""
+        with self.transaction():
+            self._connection.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _chain_tail(self) -> tuple[int, str]:
+        row = self._connection.execute(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return (0, GENESIS_HASH) if row is None else (int(row["seq"]), str(row["hash"]))
+
+    def _stream(self, sql: str, params: list[object]) -> Iterator[sqlite3.Row]:
+        cursor = self._connection.execute(sql, params)
+        try:
+            while batch := cursor.fetchmany(_FETCH_BATCH):
+                yield from batch
+        finally:
+            with suppress(sqlite3.ProgrammingError):  # the Store was closed mid-iteration
+                cursor.close()
+
+
+def _connect(location: str) -> sqlite3.Connection:
+    """A configured, migrated connection; closed again if any of that fails."""
+    connection = sqlite3.connect(location, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    connection.row_factory = sqlite3.Row
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        _migrate(connection, location)
+    except sqlite3.DatabaseError as error:
+        connection.close()
+        raise StoreError(f"{location}: not a usable qrelease state database ({error})") from error
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _migrate(connection: sqlite3.Connection, location: str) -> None:
+    """Apply each missing migration in its own transaction, refusing a newer schema."""
+    while (version := _checked_version(connection, location)) < SCHEMA_VERSION:
+        with _immediate(connection):
+            if _checked_version(connection, location) != version:
+                continue  # another process migrated meanwhile; look again
+            for statement in _MIGRATIONS[version]:
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {version + 1:d}")
+
+
+def _checked_version(connection: sqlite3.Connection, location: str) -> int:
+    """The database's schema version, refused when newer than this code knows."""
+    version = _user_version(connection)
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"{location}: schema version {version} is newer than {SCHEMA_VERSION}, the newest "
+            "this qrelease knows; upgrade qrelease to use this state"
+        )
+    return version
+
+
+def _user_version(connection: sqlite3.Connection) -> int:
+    """The `PRAGMA user_version` of the database."""
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
+
+@contextmanager
+def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
+    """An outermost transaction that holds the write lock from its start."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    try:
+        connection.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+        raise
+
+
+@contextmanager
+def _savepoint(connection: sqlite3.Connection) -> Iterator[None]:
+    """A nested transaction: rolls back to where it began if the block raises."""
+    connection.execute("SAVEPOINT nested")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK TO nested")
+        connection.execute("RELEASE nested")
+        raise
+    connection.execute("RELEASE nested")
+
+
+def _time_text(moment: datetime) -> str:
+    """The stored form of a time: fixed-width UTC ISO 8601, so text order is time order."""
+    return as_utc(moment).isoformat(timespec="microseconds")
+
+
+def _time_value(text: object) -> datetime | None:
+    """A stored time read back (None stays None)."""
+    return None if text is None else datetime.fromisoformat(str(text))
+
+
+def _json_text(value: dict[str, Any]) -> str:
+    """The stored form of a JSON object (datetimes, enums and models converted as pydantic does)."""
+    return json.dumps(to_jsonable_python(value), sort_keys=True, allow_nan=False)
+
+
+def _json_object(text: object) -> dict[str, Any]:
+    """A stored JSON object read back."""
+    value = json.loads(str(text))
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    """The id SQLite gave the row a cursor just inserted."""
+    if cursor.lastrowid is None:
+        raise StoreError("insert returned no row id")
+    return cursor.lastrowid
+
+
+def _event_row(event: Event) -> tuple[object, ...]:
+    """An event as the values of `_INSERT_EVENT`."""
+    return (
+        event.seq,
+        _time_text(event.time),
+        event.env,
+        event.app,
+        event.action,
+        event.from_version,
+        event.to_version,
+        event.revision,
+        event.actor,
+        event.reason,
+        event.outcome,
+        json.dumps(event.details, sort_keys=True, ensure_ascii=False, allow_nan=False),
+        event.prev_hash,
+        event.hash,
+    )
+
+
+def _event_from_row(row: sqlite3.Row) -> Event:
+    """A stored event read back; raises ValueError if the row was mangled."""
+    fields = dict(zip(row.keys(), row, strict=True))
+    fields["time"] = _time_value(fields["time"])
+    fields["details"] = _json_object(fields["details"])
+    return Event.model_validate(fields)
+
+
+def _observed_row(state: ObservedState) -> tuple[object, ...]:
+    """An observed state as the values of `_UPSERT_OBSERVED`."""
+    return tuple(_column_value(getattr(state, column)) for column in _OBSERVED_COLUMNS)
+
+
+def _column_value(value: object) -> object:
+    """A field value as SQLite stores it."""
+    if isinstance(value, datetime):
+        return _time_text(value)
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def _observed_from_row(row: sqlite3.Row) -> ObservedState:
+    """A stored observed state read back."""
+    fields = dict(zip(row.keys(), row, strict=True))
+    for column in ("updated_at", "healthy_since"):
+        fields[column] = _time_value(fields[column])
+    return ObservedState.model_validate(fields)
+
+
+def _run_from_row(row: sqlite3.Row) -> Run:
+    """A stored run read back."""
+    return Run(
+        id=int(row["id"]),
+        revision=row["revision"],
+        started_at=datetime.fromisoformat(row["started_at"]),
+        finished_at=_time_value(row["finished_at"]),
+        outcome=row["outcome"],
+        summary=_json_object(row["summary"]),
+    )
+
+
+def _intent_from_row(row: sqlite3.Row) -> Intent:
+    """A stored intent read back."""
+    return Intent(
+        id=int(row["id"]),
+        env=str(row["env"]),
+        app=str(row["app"]),
+        step=str(row["step"]),
+        payload=_json_object(row["payload"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message, for a one-line report."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
