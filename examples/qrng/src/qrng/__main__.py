@@ -1,0 +1,5 @@
+"""Run as `python -m qrng`."""
+
+from qrng.cli import main
+
+raise SystemExit(main())

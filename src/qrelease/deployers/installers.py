@@ -1,0 +1,275 @@
+"""Create virtualenvs and install pinned packages into them, with uv or (fallback) pip.
+
+The venv deployer builds each release in a temporary directory and renames it into place,
+so an installer must leave a virtualenv that still works after that move: uv's
+`--relocatable` venvs do; pip's absolute shebangs are rewritten by `relocate()`.
+Every command runs with a timeout, its output goes to a temporary file and only a
+bounded tail is read back, and credentials in URLs never reach a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+OUTPUT_TAIL_BYTES = 4000
+VENV_TIMEOUT_SECONDS = 120.0
+INSTALL_TIMEOUT_SECONDS = 900.0
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_MAX_SCRIPT_BYTES = 1024 * 1024
+_UV_SOURCE_VARS = (
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX_URL",
+    "UV_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
+)
+_PIP_SOURCE_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX")
+
+
+def redact(text: str) -> str:
+    """Replace the user:password part of every URL in `text` with ***.
+
+    >>> redact("fetching https://user:token@pkgs.example/simple failed")
+    'fetching https://***@pkgs.example/simple failed'
+    """
+    return _URL_USERINFO.sub("***@", text)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished command: exit code (None when it timed out) and the tail of its output."""
+
+    returncode: int | None
+    output: str
+
+
+def _tail(sink: IO[bytes], limit: int) -> str:
+    """The last `limit` bytes written to `sink`, decoded leniently."""
+    size = sink.seek(0, os.SEEK_END)
+    sink.seek(max(0, size - limit))
+    return sink.read(limit).decode("utf-8", errors="replace").strip()
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill a command and everything it started, then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def run_bounded(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    tail: int = OUTPUT_TAIL_BYTES,
+) -> Completed:
+    """Run `argv` (never through a shell) with a timeout, keeping the tail of stdout+stderr."""
+    with tempfile.TemporaryFile(prefix="qrelease-out-") as sink:
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=None if env is None else dict(env),
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as error:
+            return Completed(127, f"cannot run {argv[0]}: {error.strerror}")
+        try:
+            code: int | None = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            code = None
+        return Completed(code, redact(_tail(sink, tail)))
+
+
+class InstallFailed(Exception):
+    """An installer step failed; carries what failed and the tail of the tool's output."""
+
+    def __init__(self, step: str, output: str) -> None:
+        super().__init__(f"{step} failed")
+        self.step = step
+        self.output = output
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where packages come from; `find_links` is already resolved to a path or URL.
+
+    `find_links` adds a wheel directory or page to the index, as in pip and uv;
+    `index_url` replaces the default index; `no_index` installs from `find_links` alone.
+    """
+
+    find_links: str | None = None
+    index_url: str | None = None
+    no_index: bool = False
+
+
+class Installer(Protocol):
+    """Creates a virtualenv and installs a requirements file into it."""
+
+    name: str
+
+    def create_venv(self, venv: Path) -> None:
+        """Create an empty virtualenv at `venv`; raise InstallFailed on error."""
+        ...
+
+    def install(self, venv: Path, requirements: Path, sources: Sources) -> None:
+        """Install `requirements` into `venv`; raise InstallFailed on error."""
+        ...
+
+    def relocate(self, venv: Path, final: Path) -> None:
+        """Make the virtualenv at `venv` work once it has been moved to `final`."""
+        ...
+
+
+def _checked(step: str, completed: Completed, timeout: float) -> None:
+    """Raise InstallFailed unless the command exited 0."""
+    if completed.returncode is None:
+        raise InstallFailed(f"{step} (timed out after {timeout:g}s)", completed.output)
+    if completed.returncode != 0:
+        raise InstallFailed(f"{step} (exit {completed.returncode})", completed.output)
+
+
+def _source_args(sources: Sources) -> list[str]:
+    """Command-line options for the sources; the index URL goes by environment instead."""
+    args = ["--find-links", sources.find_links] if sources.find_links else []
+    if sources.no_index:
+        args.append("--no-index")
+    return args
+
+
+def _source_env(sources: Sources, names: Sequence[str], index_var: str) -> dict[str, str]:
+    """This process's environment, with the operator's package sources replaced by ours.
+
+    When the environment file replaces the index (or goes offline), the operator's index
+    settings are dropped; a `find_links` alone adds to them.
+    """
+    env = dict(os.environ)
+    if sources.index_url or sources.no_index:
+        for name in names:
+            env.pop(name, None)
+    if sources.index_url:
+        env[index_var] = sources.index_url
+    return env
+
+
+class UvInstaller:
+    """uv: relocatable venvs, verified hashes where given, no config files consulted.
+
+    The index URL is passed as UV_DEFAULT_INDEX so credentials stay out of argv.
+    """
+
+    name = "uv"
+
+    def __init__(self, uv: str, python: str, *, timeout: float = INSTALL_TIMEOUT_SECONDS) -> None:
+        self.uv = uv
+        self.python = python
+        self.timeout = timeout
+
+    def create_venv(self, venv: Path) -> None:
+        """Create a relocatable venv for the configured interpreter, never downloading one."""
+        argv = [self.uv, "venv", "--relocatable", "--no-config", "--no-python-downloads"]
+        argv += ["--quiet", "--python", self.python, str(venv)]
+        completed = run_bounded(argv, timeout=VENV_TIMEOUT_SECONDS, cwd=venv.parent)
+        _checked("uv venv", completed, VENV_TIMEOUT_SECONDS)
+
+    def install(self, venv: Path, requirements: Path, sources: Sources) -> None:
+        """`uv pip install -r requirements` into the venv's interpreter."""
+        argv = [self.uv, "pip", "install", "--no-config", "--python", str(venv_python(venv))]
+        argv += [*_source_args(sources), "-r", str(requirements)]
+        env = _source_env(sources, _UV_SOURCE_VARS, "UV_DEFAULT_INDEX")
+        completed = run_bounded(argv, timeout=self.timeout, env=env, cwd=venv.parent)
+        _checked("uv pip install", completed, self.timeout)
+
+    def relocate(self, venv: Path, final: Path) -> None:
+        """Nothing to do: the venv was created `--relocatable`."""
+
+
+class PipInstaller:
+    """The fallback when uv is missing: `python -m venv` and the running interpreter's pip.
+
+    pip checks hashes all-or-nothing: once one requirement has a hash, every requirement
+    and dependency needs one. Config files are ignored (PIP_CONFIG_FILE=/dev/null).
+    """
+
+    name = "pip"
+
+    def __init__(self, python: str, *, timeout: float = INSTALL_TIMEOUT_SECONDS) -> None:
+        self.python = python
+        self.timeout = timeout
+
+    def create_venv(self, venv: Path) -> None:
+        """Create a venv without pip inside it (pip runs from outside with --python)."""
+        argv = [self.python, "-m", "venv", "--without-pip", str(venv)]
+        completed = run_bounded(argv, timeout=VENV_TIMEOUT_SECONDS, cwd=venv.parent)
+        _checked("python -m venv", completed, VENV_TIMEOUT_SECONDS)
+
+    def install(self, venv: Path, requirements: Path, sources: Sources) -> None:
+        """`pip --python <venv python> install -r requirements`."""
+        argv = [sys.executable, "-m", "pip", "--python", str(venv_python(venv)), "install"]
+        argv += ["--no-input", "--disable-pip-version-check", *_source_args(sources)]
+        argv += ["-r", str(requirements)]
+        env = _source_env(sources, _PIP_SOURCE_VARS, "PIP_INDEX_URL")
+        env["PIP_CONFIG_FILE"] = os.devnull
+        completed = run_bounded(argv, timeout=self.timeout, env=env, cwd=venv.parent)
+        _checked("pip install", completed, self.timeout)
+
+    def relocate(self, venv: Path, final: Path) -> None:
+        """Rewrite the build path to the final path in the scripts under bin/."""
+        old, new = str(venv).encode(), str(final).encode()
+        for script in venv_bin(venv).iterdir():
+            if script.is_symlink() or not script.is_file():
+                continue
+            if script.stat().st_size > _MAX_SCRIPT_BYTES:
+                continue
+            content = script.read_bytes()
+            if old in content:
+                script.write_bytes(content.replace(old, new))
+
+
+def venv_bin(venv: Path) -> Path:
+    """The directory holding a virtualenv's interpreter and console scripts."""
+    return venv / "bin"
+
+
+def venv_python(venv: Path) -> Path:
+    """A virtualenv's interpreter."""
+    return venv_bin(venv) / "python"
+
+
+def find_uv() -> str | None:
+    """The uv executable shipped with qrelease's own dependencies, else one on PATH."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        return shutil.which("uv")
+    try:
+        return find_uv_bin()
+    except FileNotFoundError:
+        return shutil.which("uv")
+
+
+def default_installer(python: str | None = None) -> Installer:
+    """uv when it can be found, else pip; release venvs use `python` (default: this one)."""
+    interpreter = python or sys.executable
+    uv = find_uv()
+    if uv is not None:
+        return UvInstaller(uv, interpreter)
+    return PipInstaller(interpreter)
