@@ -114,3 +114,9 @@ def test_health_order_worst_wins() -> None:
     assert worst([Health.MISSING, Health.PROGRESSING]) == Health.MISSING
     assert worst([Health.DEGRADED, Health.UNKNOWN]) == Health.UNKNOWN
     assert worst([]) == Health.HEALTHY
+
+
+def test_live_release_unverified_after_a_crash_is_verified_again() -> None:
+    state = ObservedState(env="dev", app="bell", deployed="1.1.0", health=Health.UNKNOWN)
+    action = decide(REV, desired(), Seen(state=state, current="1.1.0"))
+    assert action.kind == ActionKind.DEPLOY and "interrupted" in action.reason

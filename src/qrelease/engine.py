@@ -48,7 +48,7 @@ class PassResult:
     @property
     def failed(self) -> list[tuple[str, str]]:
         """The (env, app) whose change did not go live."""
-        return [key for key, outcome in self.outcomes.items() if outcome != "Healthy"]
+        return [key for key, outcome in self.outcomes.items() if outcome == "Failed"]
 
 
 class StepFailed(Exception):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from qrelease.model.environment import Environment
 from qrelease.model.events import ObservedState
 from qrelease.model.manifest import ReleaseManifest
-from qrelease.model.status import ActionKind, Availability, Sync
+from qrelease.model.status import ActionKind, Availability, Health, Sync
 
 BLOCKING_AVAILABILITY = (Availability.DEGRADED, Availability.UNAVAILABLE)
 
@@ -120,7 +120,8 @@ def decide(revision: str, desired: Desired, seen: Seen, retry: bool = False) -> 
         return act(
             ActionKind.HOLD, _sync(current, version), desired.problem or "release is invalid"
         )
-    if current == version and seen.drift is None:
+    unverified = _unverified(seen.state)
+    if current == version and seen.drift is None and not unverified:
         return act(ActionKind.NOOP, Sync.SYNCED)
     failed = _failed_here(seen.state, version, revision)
     if failed and not retry:
@@ -130,7 +131,11 @@ def decide(revision: str, desired: Desired, seen: Seen, retry: bool = False) -> 
         detail = f": {seen.availability_message}" if seen.availability_message else ""
         reason = f"target {target} is {seen.availability}{detail}; rollout on hold"
         return act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason)
-    reason = f"repair: {seen.drift}" if current == version else ""
+    reason = ""
+    if current == version:
+        reason = (
+            f"repair: {seen.drift}" if seen.drift else "verify: live after an interrupted deploy"
+        )
     return act(ActionKind.DEPLOY, Sync.OUT_OF_SYNC, reason)
 
 
@@ -161,3 +166,8 @@ def _failed_here(state: ObservedState | None, version: str, revision: str) -> st
     if state is None or state.failed_version != version or state.failed_revision != revision:
         return ""
     return f"{version} failed at this revision ({state.message}); push a new revision or retry"
+
+
+def _unverified(state: ObservedState | None) -> bool:
+    """True when a crash interrupted a deploy and nobody has checked what is live since."""
+    return state is not None and state.health == Health.UNKNOWN and state.failed_version is None

@@ -57,3 +57,14 @@ def identity_env(repo: git.Repo) -> dict[str, str]:
     except git.exc.GitCommandError:
         return dict(FALLBACK_IDENTITY)
     return {}
+
+
+def push_mirror(work: Path, bare: Path) -> None:
+    """Create a bare repository at `bare` holding every branch of the repository at `work`."""
+    repo = git.Repo.init(bare, bare=True, initial_branch="main")
+    repo.close()
+    source = git.Repo(work)
+    try:
+        source.git.push(str(bare), "--all")
+    finally:
+        source.close()

@@ -1,0 +1,5 @@
+"""`python -m qrelease` runs the command line."""
+
+from qrelease.cli import main
+
+main()
