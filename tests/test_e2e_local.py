@@ -171,7 +171,7 @@ def test_failing_health_after_switch_rolls_back_and_does_not_loop(user: User) ->
     row = user.status()[("prod", "bell-service")]
     assert row["deployed"] == "1.0.0" and row["health"] == "Degraded"
     assert "rolled back to 1.0.0" in row["message"]
-    assert os.readlink(user.state / "envs/prod/bell-service/current") == "releases/1.0.0"
+    assert (user.state / "envs/prod/bell-service/current").readlink() == Path("releases/1.0.0")
     assert ("auto-rollback", "Degraded") in user.events("prod", "bell-service")
     count = len(user.events("prod", "bell-service"))
     user.reconcile(check=False)
