@@ -295,3 +295,275 @@ def status(
         store.close()
     envs = {n: e for n, e in snap.environments.items() if env_name in (None, n)}
     _print_status(status_rows(snap.revision, envs, snap.manifests, observed), ctx.as_json)
+
+
+def _promoter(ctx: Context) -> Any:
+    from qrelease.engine import utcnow
+    from qrelease.promotion import Promoter
+    from qrelease.runtime import LocalBackends, open_store
+
+    store = open_store(ctx.state_dir)
+    local = LocalBackends(ctx.state_dir)
+    return Promoter(
+        ctx.repo, ctx.state_dir, store, local.quantum_for, utcnow, ctx.config.source.branch
+    )
+
+
+def _report(result: Any, as_json: bool) -> None:
+    change = result.change
+    if as_json:
+        emit_json(
+            {
+                "action": change.action,
+                "env": change.env,
+                "app": change.app,
+                "from": change.from_version,
+                "to": change.to_version,
+                "refused": result.refused,
+                "checks": [vars(c) for c in result.checks],
+                "override": list(change.override),
+                "commit": result.published.commit if result.published else None,
+                "pushed": result.published.pushed if result.published else False,
+            }
+        )
+    else:
+        for check in result.checks:
+            click.echo(check.render(), err=result.refused)
+        if result.refused:
+            names = ", ".join(c.name for c in result.checks if not c.passed)
+            click.echo(
+                f"refused: {change.action} {change.app} {change.to_version} to {change.env}: "
+                f"{names} (--force overrides, and is recorded)",
+                err=True,
+            )
+        else:
+            where = "pushed" if result.published.pushed else "committed locally (no remote)"
+            forced = f" (override: {', '.join(change.override)})" if change.override else ""
+            commit = result.published.commit[:12]
+            click.echo(
+                f"{change.action} {change.app} {change.from_version or 'none'} -> "
+                f"{change.to_version} in {change.env}: {commit} {where}{forced}"
+            )
+    if result.refused:
+        sys.exit(1)
+
+
+def _run_promotion(ctx: Context, call: Callable[[Any], Any]) -> None:
+    from qrelease.promotion import PromotionError
+
+    promoter = _promoter(ctx)
+    try:
+        result = call(promoter)
+    except (PromotionError, SourceError) as exc:
+        raise Failed(str(exc)) from None
+    finally:
+        promoter.store.close()
+    _report(result, ctx.as_json)
+
+
+@main.command()
+@common_options
+@click.argument("app")
+@click.option("--to", "env_name", required=True, help="Environment to promote into.")
+@click.option("--version", "version", help="Release to pin (default: Healthy upstream).")
+@click.option("--reason", required=True, help="Why; recorded in the commit and the audit log.")
+@click.option("--actor", help="Commit author, 'Name <email>' (default: git config).")
+@click.option("--force", is_flag=True, help="Override failed policy checks (recorded).")
+def promote(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    app: str,
+    env_name: str,
+    version: str | None,
+    reason: str,
+    actor: str | None,
+    force: bool,
+) -> None:
+    """Commit (and push) a new pin; policy checked first."""
+    ctx = make_context(repo, state, config, as_json)
+    _run_promotion(
+        ctx, lambda p: p.promote(app, env_name, version, reason, actor=actor, force=force)
+    )
+
+
+@main.command()
+@common_options
+@click.argument("app")
+@click.option("--env", "env_name", required=True, help="Environment to roll back.")
+@click.option("--to", "version", help="Release to pin (default: the last Healthy one there).")
+@click.option("--reason", required=True, help="Why; recorded in the commit and the audit log.")
+@click.option("--actor", help="Commit author, 'Name <email>' (default: git config).")
+def rollback(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    app: str,
+    env_name: str,
+    version: str | None,
+    reason: str,
+    actor: str | None,
+) -> None:
+    """Commit (and push) an older pin; holds auto-promotion until the next promote."""
+    ctx = make_context(repo, state, config, as_json)
+    _run_promotion(ctx, lambda p: p.rollback(app, env_name, version, reason, actor=actor))
+
+
+@main.command()
+@common_options
+@click.argument("app")
+@click.argument("from_version")
+@click.argument("to_version")
+@click.option("--rev", default="HEAD", show_default=True, help="Revision to read both from.")
+def diff(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    app: str,
+    from_version: str,
+    to_version: str,
+    rev: str,
+) -> None:
+    """What changes between two releases of an app."""
+    from qrelease.promotion import PromotionError, diff_releases
+
+    ctx = make_context(repo, state, config, as_json)
+    with opened(ctx) as git_repo:
+        snapshot = load_snapshot(git_repo, rev)
+        try:
+            result = diff_releases(git_repo, snapshot, app, from_version, to_version)
+        except PromotionError as exc:
+            raise Failed(str(exc)) from None
+    if ctx.as_json:
+        emit_json(
+            {
+                "app": app,
+                "from": from_version,
+                "to": to_version,
+                "fields": [{"field": f, "from": a, "to": b} for f, a, b in result.fields],
+                "program_diff": result.program_diff,
+            }
+        )
+        return
+    click.echo(f"{app} {from_version} -> {to_version}")
+    print_table(
+        ["FIELD", from_version, to_version],
+        [list(row) for row in result.fields] or [["(no field changes)", "", ""]],
+    )
+    for line in result.program_diff:
+        click.echo(line)
+
+
+@main.command()
+@common_options
+@click.option("--app", help="Only this app.")
+@click.option("--env", "env_name", help="Only this environment.")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+    help="Only from this time (ISO 8601, UTC unless a zone is given).",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+def history(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    app: str | None,
+    env_name: str | None,
+    since: Any,
+    fmt: str,
+) -> None:
+    """One timeline: who changed which pin (Git) and what the controller did."""
+    import csv
+    from datetime import UTC
+
+    from qrelease.history import COLUMNS, timeline
+    from qrelease.runtime import open_store
+
+    ctx = make_context(repo, state, config, as_json)
+    moment = since.replace(tzinfo=since.tzinfo or UTC) if since else None
+    store = open_store(ctx.state_dir)
+    try:
+        with opened(ctx) as git_repo:
+            rows = [
+                e.as_json()
+                for e in timeline(
+                    store, git_repo, _branch_rev(ctx, git_repo), env=env_name, app=app, since=moment
+                )
+            ]
+    finally:
+        store.close()
+    if fmt == "json" or ctx.as_json:
+        emit_json(rows)
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        shown = [
+            "time",
+            "env",
+            "app",
+            "action",
+            "from_version",
+            "to_version",
+            "actor",
+            "outcome",
+            "reason",
+        ]
+        print_table(
+            [c.upper() for c in shown],
+            [
+                [str(r[c] or "-")[:19] if c == "time" else str(r[c] or "-") for c in shown]
+                for r in rows
+            ],
+        )
+
+
+def _branch_rev(ctx: Context, git_repo: GitRepo) -> str:
+    """The tracked branch if the repo has it, else HEAD."""
+    try:
+        return git_repo.resolve(ctx.config.source.branch)
+    except SourceError:
+        return "HEAD"
+
+
+@main.group()
+def audit() -> None:
+    """Audit the controller's history."""
+
+
+@audit.command("verify")
+@common_options
+def audit_verify(repo: str | None, state: Path | None, config: Path | None, as_json: bool) -> None:
+    """Check the event chain and its links to Git; exit 1 naming the first break."""
+    from qrelease.history import audit_problems
+    from qrelease.runtime import open_store
+
+    ctx = make_context(repo, state, config, as_json)
+    store = open_store(ctx.state_dir)
+    try:
+        with opened(ctx) as git_repo:
+            problems = audit_problems(store, git_repo, _branch_rev(ctx, git_repo))
+        count = store.count_events()
+    finally:
+        store.close()
+    if ctx.as_json:
+        emit_json({"ok": not problems, "events": count, "problems": problems})
+    else:
+        for problem in problems:
+            click.echo(problem, err=True)
+        click.echo(
+            f"{count} events: "
+            + (
+                "chain intact, every revision in Git"
+                if not problems
+                else f"{len(problems)} problem(s); first: {problems[0]}"
+            )
+        )
+    if problems:
+        sys.exit(1)

@@ -216,7 +216,8 @@ class Engine:
                 "qir_sha256": report.qir_sha256,
                 **gate.details,
             }
-            self._event(action, "gate", snapshot.revision, str(gate.outcome), details)
+            reason = f"{gate.gate}: {gate.message}"
+            self._event(action, "gate", snapshot.revision, str(gate.outcome), details, reason)
         if not report.passed:
             failures = "; ".join(
                 f"{g.gate} gate {g.outcome}: {g.message}" for g in report.failures()
@@ -392,6 +393,7 @@ class Engine:
         revision: str | None,
         outcome: str,
         details: dict[str, Any] | None = None,
+        reason: str | None = None,
     ) -> Event:
         draft = EventDraft(
             env=action.env,
@@ -400,7 +402,7 @@ class Engine:
             from_version=action.from_version,
             to_version=action.to_version,
             revision=revision,
-            reason=action.reason,
+            reason=action.reason if reason is None else reason,
             outcome=outcome,
             details=details or {},
         )

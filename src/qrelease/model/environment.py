@@ -5,10 +5,10 @@ Stored at `releases/<env>.yaml`; the pin lines under `apps:` are what promotion 
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from qrelease.model.manifest import Frozen
 from qrelease.model.types import DnsName, Duration, SemVer
@@ -83,6 +83,12 @@ class Freeze(Frozen):
     start: datetime
     end: datetime
     reason: str = ""
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        """A freeze written without a zone is in UTC, like the deny windows."""
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     @model_validator(mode="after")
     def _ordered(self) -> Freeze:

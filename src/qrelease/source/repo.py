@@ -99,6 +99,14 @@ class GitRepo:
         output = self._repo.git.diff("--name-only", "-z", "--no-renames", old, new, "--", *roots)
         return [path for path in output.split("\0") if path]
 
+    def show_file(self, rev: str, path: str) -> bytes | None:
+        """A file's bytes at a revision, or None when it does not exist there."""
+        try:
+            sha = self._repo.git.rev_parse("--verify", "--quiet", f"{rev}:{path}")
+        except git.exc.GitCommandError:
+            return None
+        return self.read_blob(str(sha))
+
     def commit_time(self, rev: str) -> int:
         """Committer time of a revision, as a Unix timestamp."""
         return int(self._repo.git.log("-1", "--format=%ct", rev))
