@@ -269,3 +269,72 @@ def test_audit_verify_finds_a_revision_missing_from_git(remote: Remote, tmp_path
     code, _, err = cli(remote, "audit", "verify")
     assert code == 1 and "revision ffffffffffff is not in the repository's history" in err
     remote.store = Store.open(remote.state / "qrelease.db")
+
+
+def test_auto_promotion_commits_as_the_controller_and_respects_a_rollback_hold(
+    remote: Remote,
+) -> None:
+    from qrelease.autopromote import auto_promote
+
+    staging = remote.other.read("releases/staging.yaml").replace(
+        "auto_promote: false", "auto_promote: true"
+    )
+    remote.other.write("releases/staging.yaml", staging)
+    remote.other.commit("staging auto-promotes")
+    remote.other.git("push", "-q", "origin", "main")
+    promoter = remote.promoter()
+    with GitRepo(remote.bare) as repo:
+        held = lambda env, app: rollback_hold(repo, "main", env, app) is not None  # noqa: E731
+        results = auto_promote(promoter, promoter.snapshot(), held)
+    assert [(r.change.env, r.change.app, r.change.to_version) for r in results] == [
+        ("staging", "bell-service", "1.2.0")
+    ]
+    assert remote.git("log", "-1", "--format=%an", "main").strip() == "qrelease-controller"
+    # roll it back: the next auto-promotion pass leaves it alone
+    with GitRepo(remote.bare) as repo:
+        backends = Backends(lambda env: MemoryDeployer(), lambda env: remote.quantum)
+        Engine(repo, remote.store, backends, clock=lambda: LATER).reconcile("main")
+    remote.promoter().rollback("bell-service", "staging", "1.1.0", "not yet")
+    promoter = remote.promoter(LATER + timedelta(hours=3))
+    with GitRepo(remote.bare) as repo:
+        held = lambda env, app: rollback_hold(repo, "main", env, app) is not None  # noqa: E731
+        assert auto_promote(promoter, promoter.snapshot(), held) == []
+
+
+def test_untrusted_head_holds_every_environment(remote: Remote) -> None:
+    from qrelease.source.signatures import TrustedKeys, verify_revision
+
+    keys = TrustedKeys(allowed_signers=remote.state / "allowed_signers")
+    keys.allowed_signers.write_text("")  # type: ignore[union-attr]
+    with GitRepo(remote.bare) as repo:
+        verify = lambda rev: verify_revision(repo, rev, keys)  # noqa: E731
+        backends = Backends(lambda env: MemoryDeployer(), lambda env: remote.quantum)
+        engine = Engine(repo, remote.store, backends, clock=lambda: LATER, verify=verify)
+        result = engine.reconcile("main")
+    assert {a.kind.value for a in result.plan.actions} == {"Hold"}
+    state = remote.store.get_observed("prod", "qrng")
+    assert state is not None and "is not signed; nothing from it is applied" in state.message
+
+
+def test_ssh_signed_head_from_a_trusted_key_is_applied(remote: Remote, tmp_path: Path) -> None:
+    from qrelease.source.signatures import TrustedKeys, verify_revision
+
+    key = tmp_path / "release-key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rm@example.com", "-f", str(key)],
+        check=True,
+    )
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"author@example.test {key.with_suffix('.pub').read_text()}")
+    remote.other.git("config", "gpg.format", "ssh")
+    remote.other.git("config", "user.signingkey", str(key))
+    remote.other.write("README.md", "signed\n")
+    remote.other.git("add", "README.md")
+    remote.other.git("commit", "-q", "-S", "-m", "signed change")
+    remote.other.git("push", "-q", "origin", "main")
+    with GitRepo(remote.bare) as repo:
+        assert verify_revision(repo, "main", TrustedKeys(allowed_signers=allowed)) is None
+        stranger = tmp_path / "stranger"
+        stranger.write_text("")
+        problem = verify_revision(repo, "main", TrustedKeys(allowed_signers=stranger))
+    assert problem is not None and "nothing from it is applied" in problem

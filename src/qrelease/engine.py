@@ -20,7 +20,7 @@ from qrelease.model.environment import Environment
 from qrelease.model.events import Event, EventDraft, ObservedState
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.status import ActionKind, Availability, Health, Sync
-from qrelease.planning.planner import Action, Desired, Plan, Seen, plan
+from qrelease.planning.planner import Action, Desired, Plan, Seen, hold_all, plan
 from qrelease.quantum.base import EstimateSummary, GateReport, ProgramSource, QuantumBackend
 from qrelease.source.loader import Loader, Snapshot, program_path
 from qrelease.source.repo import GitRepo
@@ -81,6 +81,7 @@ class Engine:
         *,
         clock: Callable[[], datetime] = utcnow,
         progress: Progress = _no_progress,
+        verify: Callable[[str], str | None] | None = None,
     ) -> None:
         self.repo = repo
         self.store = store
@@ -88,6 +89,7 @@ class Engine:
         self.loader = Loader(repo)
         self.clock = clock
         self.progress = progress
+        self.verify = verify
 
     # -- planning ---------------------------------------------------------------------
 
@@ -100,7 +102,9 @@ class Engine:
         desired = list(_desired(snapshot, environments))
         seen = self._observe(snapshot, environments, desired, env_filter)
         broken = _broken_environments(snapshot, env_filter)
-        return snapshot, plan(snapshot.revision, desired, seen, environments, retry, broken)
+        the_plan = plan(snapshot.revision, desired, seen, environments, retry, broken)
+        refusal = self.verify(snapshot.revision) if self.verify else None
+        return snapshot, hold_all(the_plan, refusal) if refusal else the_plan
 
     def _observe(
         self,

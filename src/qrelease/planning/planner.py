@@ -8,7 +8,7 @@ deployers and targets report; it alone acts on the result.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from qrelease.model.environment import Environment
 from qrelease.model.events import ObservedState
@@ -104,6 +104,12 @@ def plan(
         else:
             actions.append(decide_unwanted(key, observed, environments.get(key[0])))
     return Plan(revision=revision, actions=tuple(sorted(actions, key=lambda a: a.key)))
+
+
+def hold_all(the_plan: Plan, reason: str) -> Plan:
+    """The same plan with every action turned into a Hold (an untrusted revision, say)."""
+    held = [replace(action, kind=ActionKind.HOLD, reason=reason) for action in the_plan.actions]
+    return Plan(the_plan.revision, tuple(held))
 
 
 def decide(revision: str, desired: Desired, seen: Seen, retry: bool = False) -> Action:
