@@ -567,3 +567,57 @@ def audit_verify(repo: str | None, state: Path | None, config: Path | None, as_j
         )
     if problems:
         sys.exit(1)
+
+
+@main.group()
+def controller() -> None:
+    """The controller daemon."""
+
+
+@controller.command("run")
+@click.option("--repo", help="GitOps repo path or URL (default: the config's source.url).")
+@click.option("--state", type=click.Path(path_type=Path), help="State dir (default .qrelease/).")
+@click.option("--config", type=click.Path(path_type=Path), help="TOML config file.")
+@click.option("--interval", help="Poll interval, e.g. 30s (default: config, else 30s).")
+@click.option("--listen", help="HTTP address for webhooks and probes, e.g. 127.0.0.1:8080.")
+@click.option("--once", is_flag=True, help="One fetch and one pass, then exit (no HTTP server).")
+def controller_run(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    interval: str | None,
+    listen: str | None,
+    once: bool,
+) -> None:
+    """Run the controller: poll Git, receive webhooks, reconcile, serve /metrics."""
+    from qrelease.daemon import run_controller
+    from qrelease.model.types import parse_duration
+
+    try:
+        loaded = load_config(config)
+        every = parse_duration(interval) if interval else None
+    except (ConfigError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    sys.exit(
+        run_controller(
+            loaded,
+            repo=repo,
+            state_dir=state,
+            interval=every,
+            listen=listen,
+            config_path=config,
+            once=once,
+        )
+    )
+
+
+@main.command()
+@click.option(
+    "--state", type=click.Path(path_type=Path), default=Path(".qrelease"), show_default=True
+)
+@click.option("--listen", default="127.0.0.1:8080", show_default=True)
+def demo(state: Path, listen: str) -> None:
+    """Run the controller on a local demo remote made from the bundled examples."""
+    from qrelease.daemon import run_demo
+
+    sys.exit(run_demo(state, listen))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import tomllib
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 
@@ -30,12 +31,20 @@ class SourceConfig(Frozen):
     interval: Duration = timedelta(seconds=30)
     resync: Duration = timedelta(minutes=5)
     timeout: Duration = timedelta(seconds=60)
+    max_backoff: Duration = timedelta(minutes=10)
 
 
 class WebhookConfig(Frozen):
     """The webhook receiver; the secret itself comes from the named environment variable."""
 
     secret_env: str = "QRELEASE_WEBHOOK_SECRET"  # noqa: S105 the variable name, not a secret
+
+
+class VerifyConfig(Frozen):
+    """Signed-commit verification: apply only heads signed by one of these trusted keys."""
+
+    trusted_keys: Path | None = None
+    gpg_home: Path | None = None
 
 
 class ControllerConfig(Frozen):
@@ -48,6 +57,8 @@ class ControllerConfig(Frozen):
     concurrency: int = Field(default=2, ge=1, le=64)
     grace_period: Duration = timedelta(seconds=30)
     actor: str = "qrelease-controller"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    verify: VerifyConfig = VerifyConfig()
 
 
 def load_config(path: Path | None) -> ControllerConfig:

@@ -13,6 +13,8 @@ import git
 
 from qrelease.source.repo import GitRepo, SourceError
 
+FETCH_TIMEOUT = 60.0
+
 
 def is_local_repo(location: str) -> bool:
     """True when `location` is a directory holding a git repository."""
@@ -38,21 +40,21 @@ def mirror_path(location: str, state_dir: Path) -> Path:
     return state_dir / "sources" / f"{digest}.git"
 
 
-def clone_mirror(location: str, mirror: Path) -> None:
+def clone_mirror(location: str, mirror: Path, timeout: float = FETCH_TIMEOUT) -> None:
     """Create a bare mirror of `location`."""
     mirror.parent.mkdir(parents=True, exist_ok=True)
     try:
-        repo = git.Repo.clone_from(location, mirror, mirror=True)
+        repo = git.Repo.clone_from(location, mirror, mirror=True, kill_after_timeout=timeout)
     except git.exc.GitCommandError as exc:
         raise SourceError(f"cannot clone {redact_url(location)}: {_git_reason(exc)}") from None
     repo.close()
 
 
-def fetch_mirror(mirror: Path) -> None:
+def fetch_mirror(mirror: Path, timeout: float = FETCH_TIMEOUT) -> None:
     """Bring a mirror up to date with its remote."""
     repo = git.Repo(mirror)
     try:
-        repo.git.fetch("--prune", "origin")
+        repo.git.fetch("--prune", "origin", kill_after_timeout=timeout)
     except git.exc.GitCommandError as exc:
         raise SourceError(f"cannot fetch into {mirror}: {_git_reason(exc)}") from None
     finally:
@@ -72,6 +74,12 @@ def redact_url(url: str) -> str:
 
 
 def _git_reason(exc: git.exc.GitCommandError) -> str:
-    lines = [line.strip() for line in str(exc.stderr or "").splitlines() if line.strip()]
-    reason = lines[-1] if lines else f"git exited with {exc.status}"
-    return redact_url(reason.removeprefix("stderr: ").strip("'"))
+    """The most telling line of git's complaint: its first `fatal:`/`error:` line."""
+    lines = [
+        line.strip().removeprefix("stderr: ").strip("'")
+        for line in str(exc.stderr or "").splitlines()
+    ]
+    lines = [line for line in lines if line]
+    telling = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    reason = (telling or lines or [f"git exited with {exc.status}"])[0]
+    return redact_url(reason)

@@ -1,0 +1,99 @@
+"""Prometheus metrics of one controller, in its own registry.
+
+A private `CollectorRegistry` (not prometheus-client's global one) keeps two controllers
+in one process, as tests run them, from sharing counters, and keeps library metrics out.
+Names follow Prometheus conventions: `_total` counters, `_seconds` durations.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+PASS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+FETCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """Every metric the controller exports, and how a pass, a fetch or a webhook updates them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.reconcile_seconds = Histogram(
+            "qrelease_reconcile_duration_seconds",
+            "Wall time of one reconcile pass.",
+            registry=r,
+            buckets=PASS_BUCKETS,
+        )
+        self.passes = Counter(
+            "qrelease_reconcile_passes",
+            "Reconcile passes by outcome (succeeded, failed, error).",
+            ["outcome"],
+            registry=r,
+        )
+        self.apps = Gauge(
+            "qrelease_apps",
+            "Apps per environment by sync and health.",
+            ["env", "sync", "health"],
+            registry=r,
+        )
+        self.gates = Counter(
+            "qrelease_gate_outcomes",
+            "Quantum gate results by gate and outcome.",
+            ["gate", "outcome"],
+            registry=r,
+        )
+        self.fetch_seconds = Histogram(
+            "qrelease_source_fetch_duration_seconds",
+            "Wall time of one fetch of the GitOps repo.",
+            registry=r,
+            buckets=FETCH_BUCKETS,
+        )
+        self.last_fetch = Gauge(
+            "qrelease_source_last_fetch_timestamp_seconds",
+            "Unix time of the last successful fetch.",
+            registry=r,
+        )
+        self.source_errors = Counter(
+            "qrelease_source_errors", "Failed fetches of the GitOps repo.", registry=r
+        )
+        self.source_up = Gauge(
+            "qrelease_source_up", "1 when the last fetch succeeded, else 0.", registry=r
+        )
+        self.webhooks = Counter(
+            "qrelease_webhook_requests",
+            "Webhook calls by provider and result (accepted, unauthorized, too_large, disabled).",
+            ["provider", "result"],
+            registry=r,
+        )
+
+    def record_fetch(self, seconds: float, ok: bool, at: float) -> None:
+        """Count one fetch: its duration, and either the success time or one more error."""
+        self.fetch_seconds.observe(seconds)
+        self.source_up.set(1 if ok else 0)
+        if ok:
+            self.last_fetch.set(at)
+        else:
+            self.source_errors.inc()
+
+    def record_pass(
+        self, seconds: float, outcome: str, gate_outcomes: Iterable[tuple[str, str]]
+    ) -> None:
+        """Count one pass, its duration and the gate results it recorded."""
+        self.reconcile_seconds.observe(seconds)
+        self.passes.labels(outcome=outcome).inc()
+        for (gate, result), count in Tally(gate_outcomes).items():
+            self.gates.labels(gate=gate, outcome=result).inc(count)
+
+    def record_apps(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Replace the apps gauge with counts of (env, sync, health) over the status rows."""
+        self.apps.clear()
+        for (env, sync, health), count in Tally(rows).items():
+            self.apps.labels(env=env, sync=sync, health=health).set(count)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)

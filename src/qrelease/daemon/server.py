@@ -1,0 +1,196 @@
+"""The controller's HTTP surface: probes, metrics, status and the Git webhook, on uvicorn.
+
+Handlers only read the shared `View` and poke the reconcile thread; none of them touches
+git or the store, so the server answers in microseconds even in the middle of a long pass.
+uvicorn runs on its own thread with a socket bound up front, so a port clash is reported
+at start and port 0 (tests) tells the caller which port it got.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from structlog.typing import FilteringBoundLogger
+
+from qrelease.daemon.logs import ForwardHandler
+from qrelease.daemon.metrics import Metrics
+from qrelease.daemon.settings import Address
+from qrelease.daemon.state import ControllerState
+from qrelease.daemon.webhooks import MAX_BODY_BYTES, declared_too_large, verify
+
+STARTUP_TIMEOUT_SECONDS = 10.0
+SHUTDOWN_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What the handlers may use: the shared view, metrics, the secret's variable, the trigger."""
+
+    state: ControllerState
+    metrics: Metrics
+    secret_env: Callable[[], str]
+    trigger: Callable[[str], None]
+    log: FilteringBoundLogger
+
+
+def make_app(endpoints: Endpoints) -> Starlette:
+    """The ASGI app: /healthz, /readyz, /metrics, /status and POST /hooks/git."""
+    handlers = _Handlers(endpoints)
+    return Starlette(
+        routes=[
+            Route("/healthz", handlers.healthz, methods=["GET"]),
+            Route("/readyz", handlers.readyz, methods=["GET"]),
+            Route("/metrics", handlers.metrics, methods=["GET"]),
+            Route("/status", handlers.status, methods=["GET"]),
+            Route("/hooks/git", handlers.hook, methods=["POST"]),
+        ]
+    )
+
+
+class _Handlers:
+    """The route handlers, bound to one controller's endpoints."""
+
+    def __init__(self, endpoints: Endpoints) -> None:
+        self.e = endpoints
+
+    async def healthz(self, request: Request) -> Response:
+        """200 while the process serves requests: the liveness probe."""
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(self, request: Request) -> Response:
+        """200 once fetched, with the store open and the last fetch good; else 503 and why."""
+        body = self.e.state.view.readiness()
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text exposition of this controller's registry."""
+        return Response(self.e.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    async def status(self, request: Request) -> Response:
+        """The last-known status rows, the source and the last pass, as JSON."""
+        return JSONResponse(self.e.state.view.as_json())
+
+    async def hook(self, request: Request) -> Response:
+        """A validly signed call triggers a fetch and a pass; the payload itself is never used."""
+        env_name = self.e.secret_env()
+        secret = os.environ.get(env_name)
+        if not secret:
+            return self._refuse(
+                "unknown", "disabled", 503, f"webhook receiver disabled: {env_name} is not set"
+            )
+        body = await _read_limited(request, MAX_BODY_BYTES)
+        if body is None:
+            return self._refuse("unknown", "too_large", 413, f"body over {MAX_BODY_BYTES} bytes")
+        verdict = verify(dict(request.headers), body, secret)
+        if not verdict.valid:
+            return self._refuse(
+                verdict.provider, "unauthorized", 401, "invalid or missing signature"
+            )
+        self.e.metrics.webhooks.labels(provider=verdict.provider, result="accepted").inc()
+        self.e.log.info("webhook accepted", provider=verdict.provider)
+        self.e.trigger(f"webhook:{verdict.provider}")
+        return JSONResponse({"accepted": True, "provider": verdict.provider}, status_code=202)
+
+    def _refuse(self, provider: str, result: str, code: int, message: str) -> Response:
+        self.e.metrics.webhooks.labels(provider=provider, result=result).inc()
+        self.e.log.warning("webhook refused", provider=provider, result=result, status=code)
+        headers = {"WWW-Authenticate": 'Basic realm="qrelease"'} if code == 401 else None
+        return JSONResponse({"error": message}, status_code=code, headers=headers)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it exceeds `limit` (whatever Content-Length claimed)."""
+    if declared_too_large(request.headers.get("content-length"), limit):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+class HttpServer:
+    """uvicorn serving the app on its own thread, on a socket bound by the constructor."""
+
+    def __init__(self, app: Starlette, address: Address, log: FilteringBoundLogger) -> None:
+        self._socket = bind(address)
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            log_level=None,
+            access_log=False,
+            lifespan="off",
+            loop="asyncio",
+            http="h11",
+            server_header=False,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, name="qrelease-http", daemon=True)
+        self._forward = ForwardHandler(log)
+
+    @property
+    def address(self) -> Address:
+        """Where the server listens (the real port when 0 was asked for)."""
+        host, port = self._socket.getsockname()[:2]
+        return Address(str(host), int(port))
+
+    @property
+    def alive(self) -> bool:
+        """True while the server thread runs."""
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start serving and wait until the server accepts connections."""
+        _attach(self._forward)
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the HTTP server did not start on {self.address}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop serving (open requests get a short grace) and close the socket."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(SHUTDOWN_TIMEOUT_SECONDS)
+        self._socket.close()
+        _detach(self._forward)
+
+    def _serve(self) -> None:
+        self._server.run(sockets=[self._socket])
+
+
+def bind(address: Address) -> socket.socket:
+    """A listening TCP socket on `address`; OSError (e.g. port in use) goes to the caller."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    return socket.create_server((address.host, address.port), family=family, backlog=128)
+
+
+def _attach(handler: logging.Handler) -> None:
+    """Send uvicorn's warnings and errors into the structured log."""
+    logger = logging.getLogger("uvicorn")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
+def _detach(handler: logging.Handler) -> None:
+    logger = logging.getLogger("uvicorn")
+    logger.removeHandler(handler)
+    if not logger.handlers:
+        logger.propagate = True

@@ -1,0 +1,138 @@
+"""What the controller knows right now, shared between the reconcile thread and the HTTP server.
+
+The reconcile thread is the only writer; HTTP handlers read. Each change replaces one
+frozen `View` under a lock, so a reader always sees a consistent picture (never a
+revision from one pass with the rows of another) and last-known-good state stays served
+while the source is failing.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """How the latest reconcile pass went."""
+
+    revision: str | None
+    outcome: str
+    started_at: datetime
+    seconds: float
+    trigger: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class View:
+    """One consistent picture of the controller, as /status, /readyz and the TUI show it."""
+
+    url: str
+    branch: str
+    interval: timedelta
+    resync: timedelta
+    fetched_revision: str | None = None
+    last_fetch_at: datetime | None = None
+    fetched_once: bool = False
+    source_error: str | None = None
+    failures: int = 0
+    next_poll_at: datetime | None = None
+    store_open: bool = False
+    store_error: str | None = None
+    passes: int = 0
+    last_pass: PassRecord | None = None
+    rows: tuple[dict[str, Any], ...] = ()
+    rows_revision: str | None = None
+    stopping: bool = False
+
+    def not_ready_reasons(self) -> list[str]:
+        """Why the controller is not ready; empty when it is."""
+        reasons = []
+        if not self.fetched_once:
+            reasons.append("the source has not been fetched yet")
+        if self.source_error:
+            reasons.append("the last fetch failed")
+        if not self.store_open:
+            reasons.append("the state store is not open")
+        if self.stopping:
+            reasons.append("the controller is stopping")
+        return reasons
+
+    def readiness(self) -> dict[str, Any]:
+        """The /readyz body: ready or not, why, and the source error if there is one."""
+        reasons = self.not_ready_reasons()
+        return {
+            "ready": not reasons,
+            "reasons": reasons,
+            "source_error": self.source_error,
+            "store_error": self.store_error,
+            "revision": self.fetched_revision,
+            "last_fetch_at": _iso(self.last_fetch_at),
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        """The /status body: the source, the last pass and every status row."""
+        return {
+            "ready": not self.not_ready_reasons(),
+            "source": {
+                "url": self.url,
+                "branch": self.branch,
+                "revision": self.fetched_revision,
+                "last_fetch_at": _iso(self.last_fetch_at),
+                "error": self.source_error,
+                "consecutive_failures": self.failures,
+                "next_poll_at": _iso(self.next_poll_at),
+                "interval_seconds": self.interval.total_seconds(),
+                "resync_seconds": self.resync.total_seconds(),
+            },
+            "passes": self.passes,
+            "last_pass": _pass_json(self.last_pass),
+            "revision": self.rows_revision,
+            "rows": list(self.rows),
+            "stopping": self.stopping,
+        }
+
+
+class ControllerState:
+    """The current `View`, replaced whole under a lock."""
+
+    def __init__(self, view: View) -> None:
+        self._lock = threading.Lock()
+        self._view = view
+
+    @property
+    def view(self) -> View:
+        """The current picture (immutable: safe to use after the lock is released)."""
+        with self._lock:
+            return self._view
+
+    def update(self, **changes: Any) -> View:
+        """Replace some fields of the view; returns the new view."""
+        with self._lock:
+            self._view = replace(self._view, **changes)
+            return self._view
+
+    def pass_finished(self, record: PassRecord) -> None:
+        """Record a finished pass and count it."""
+        with self._lock:
+            self._view = replace(self._view, last_pass=record, passes=self._view.passes + 1)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _pass_json(record: PassRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {
+        "revision": record.revision,
+        "outcome": record.outcome,
+        "started_at": record.started_at.isoformat(),
+        "seconds": round(record.seconds, 6),
+        "trigger": record.trigger,
+        "summary": record.summary,
+    }
