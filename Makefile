@@ -19,8 +19,8 @@ run: $(STAMP)
 	$(BIN)/qrelease demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check src tests $(wildcard benchmarks)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
