@@ -231,3 +231,14 @@ def test_json_output_lists_errors(example_repo: GitOpsRepo) -> None:
     assert data["errors"] == [
         {"path": "releases/qa.yaml", "line": 2, "field": "bogus", "message": "unknown field"}
     ]
+
+
+def test_batch_read_matches_single_reads_and_names_a_missing_blob(example_repo: GitOpsRepo) -> None:
+    from qrelease.source.repo import SourceError
+
+    with GitRepo(example_repo.path) as git_repo:
+        entries = git_repo.list_files("HEAD")
+        batch = git_repo.read_blobs(e.sha for e in entries)
+        assert batch == {e.sha: git_repo.read_blob(e.sha) for e in entries}
+        with pytest.raises(SourceError, match=r"0{40} is not a readable blob"):
+            git_repo.read_blobs([entries[0].sha, "0" * 40])

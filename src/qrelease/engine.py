@@ -456,12 +456,12 @@ class _AvailabilityCache:
 
     def __init__(self, backends: Backends) -> None:
         self._backends = backends
-        self._seen: dict[tuple[str, str], tuple[Availability, str]] = {}
+        self._seen: dict[tuple[object, str], tuple[Availability, str]] = {}
 
     def of(self, env: Environment, manifest: ReleaseManifest | None) -> tuple[Availability, str]:
         if manifest is None:
             return (Availability.UNKNOWN, "")
-        key = (env.quantum.model_dump_json(), manifest.quantum.target.id)
+        key = (env.quantum, manifest.quantum.target.id)  # frozen models hash by value
         if key not in self._seen:
             status = self._backends.quantum_for(env).target_status(key[1])
             self._seen[key] = (status.availability, status.message)

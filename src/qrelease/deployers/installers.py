@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,12 +92,30 @@ def run_bounded(
             )
         except OSError as error:
             return Completed(127, f"cannot run {argv[0]}: {error.strerror}")
-        try:
-            code: int | None = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            code = None
+        code = _wait(process, timeout)
         return Completed(code, redact(_tail(sink, tail)))
+
+
+def _wait(process: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """Block until the process exits (no polling), killing its group if `timeout` passes first.
+
+    `Popen.wait(timeout=...)` polls with sleeps of up to 50 ms, which adds that much to
+    every short installer and health command; a timer thread costs nothing until it fires.
+    """
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        _kill_group(process)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        code = process.wait()
+    finally:
+        timer.cancel()
+    return None if expired.is_set() else code
 
 
 class InstallFailed(Exception):

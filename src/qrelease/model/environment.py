@@ -28,7 +28,13 @@ class VenvDeploy(Frozen):
 
 
 class ArmDeploy(Frozen):
-    """An Azure Resource Manager deployment of the classical environment."""
+    """An Azure Resource Manager deployment of the classical environment.
+
+    `template` is a repo path to an ARM template (JSON); `parameters` are plain values (or
+    ARM `{"value": ...}` / `{"reference": ...}` objects). `health_output` names the
+    deployment output holding a URL to probe; `location` lets the deployer create the
+    resource group when it is missing.
+    """
 
     kind: Literal["arm"]
     subscription: str = Field(min_length=1)
@@ -36,6 +42,9 @@ class ArmDeploy(Frozen):
     template: str = Field(min_length=1)
     parameters: dict[str, Any] = Field(default_factory=dict)
     location: str | None = None
+    health_output: str = Field(default="healthUrl", min_length=1)
+    health_timeout: Duration = timedelta(seconds=30)
+    deploy_timeout: Duration = timedelta(minutes=30)
 
 
 class LocalQuantum(Frozen):
@@ -45,7 +54,15 @@ class LocalQuantum(Frozen):
 
 
 class AzureQuantum(Frozen):
-    """An Azure Quantum workspace whose provider status and targets are used."""
+    """An Azure Quantum workspace whose provider status and targets are used.
+
+    Credentials never live here: `connection_string_env` names an environment variable
+    holding the workspace's API-key connection string; without it azure-identity's
+    DefaultAzureCredential is used. `verification_target` (an emulator or simulator in
+    non-production environments) receives the verification job instead of the pinned
+    target. `infrastructure` is a repo path to the ARM template of the workspace and its
+    storage account, deployed into `resource_group` only when it changes.
+    """
 
     kind: Literal["azure"]
     subscription: str = Field(min_length=1)
@@ -54,7 +71,16 @@ class AzureQuantum(Frozen):
     location: str = Field(min_length=1)
     max_queue_time: Duration | None = None
     verification_job: bool = False
+    verification_target: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9._-]*$"
+    )
+    verification_timeout: Duration = timedelta(minutes=10)
+    verification_shots: int | None = Field(default=None, gt=0, le=1_000_000)
+    connection_string_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+    )
     infrastructure: str | None = None
+    infrastructure_parameters: dict[str, Any] = Field(default_factory=dict)
 
 
 class DenyWindow(Frozen):

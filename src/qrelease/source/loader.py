@@ -103,14 +103,29 @@ class Loader:
     def __init__(self, repo: GitRepo) -> None:
         self._repo = repo
         self._cache: OrderedDict[tuple[str, str], _Parsed] = OrderedDict()
+        self._prefetched: dict[str, bytes] = {}
         self.parse_count = 0
+
+    def _prefetch(self, entries: list[TreeEntry]) -> None:
+        """Read every uncached manifest and environment file in one batch."""
+        wanted = [
+            entry.sha
+            for entry in entries
+            if (schema := _schema_for(entry)) is not None
+            and (schema.__name__, entry.sha) not in self._cache
+            and entry.size <= MAX_FILE_BYTES
+        ]
+        self._prefetched = self._repo.read_blobs(wanted)
 
     def load(self, rev: str = "HEAD") -> Snapshot:
         """Read and validate every manifest and environment file at `rev`."""
         revision = self._repo.resolve(rev)
         collected = _Collected()
-        for entry in self._repo.list_files(revision):
+        entries = self._repo.list_files(revision)
+        self._prefetch(entries)
+        for entry in entries:
             self._visit(entry, collected)
+        self._prefetched.clear()
         _check_manifest_programs(collected)
         _check_environments(collected)
         return Snapshot(
@@ -200,14 +215,27 @@ class Loader:
         if entry.size > MAX_FILE_BYTES:
             msg = f"file is {entry.size} bytes; the limit is {MAX_FILE_BYTES} (1 MiB)"
             return _Parsed(None, ((0, "", msg),), {})
+        raw = self._prefetched.pop(entry.sha, None)
         try:
-            doc = parse_mapping(self._repo.read_blob(entry.sha))
+            doc = parse_mapping(raw if raw is not None else self._repo.read_blob(entry.sha))
         except YamlError as exc:
             return _Parsed(None, ((exc.line, "", exc.message),), {})
         try:
             return _Parsed(schema.model_validate(doc.data), (), doc.lines)
         except ValidationError as exc:
             return _Parsed(None, tuple(_problems(exc, doc)), doc.lines)
+
+
+def _schema_for(entry: TreeEntry) -> type[BaseModel] | None:
+    """Which model a regular file at this path holds, if any."""
+    if not entry.is_regular or not _is_yaml(entry.path):
+        return None
+    parts = entry.path.split("/")
+    if parts[0] == "manifests" and len(parts) == 3:
+        return ReleaseManifest
+    if parts[0] == "releases" and len(parts) == 2:
+        return Environment
+    return None
 
 
 def _is_yaml(path: str) -> bool:

@@ -8,10 +8,14 @@ Call `close()` (or use the context manager) so long-running processes don't leak
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 import git
 
@@ -94,6 +98,26 @@ class GitRepo:
             raise SourceError(f"{sha} is a {kind!r}, not a blob")
         return bytes(data)
 
+    def read_blobs(self, shas: Iterable[str]) -> dict[str, bytes]:
+        """Many blobs through one `git cat-file --batch` run (requests written by a thread)."""
+        wanted = list(dict.fromkeys(shas))
+        if not wanted:
+            return {}
+        argv = ["git", "--git-dir", str(self._repo.git_dir), "cat-file", "--batch"]
+        with subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        ) as process:
+            assert process.stdin is not None and process.stdout is not None
+            writer = threading.Thread(target=_feed, args=(process.stdin, wanted), daemon=True)
+            writer.start()
+            try:
+                return {sha: _read_one(process.stdout, sha) for sha in wanted}
+            except BaseException:
+                process.kill()  # unblocks the writer if git stopped reading
+                raise
+            finally:
+                writer.join()
+
     def changed_paths(self, old: str, new: str, roots: Iterable[str] = TRACKED_ROOTS) -> list[str]:
         """Paths under `roots` that differ between two revisions."""
         output = self._repo.git.diff("--name-only", "-z", "--no-renames", old, new, "--", *roots)
@@ -132,3 +156,21 @@ def _tree_entry(record: str) -> TreeEntry:
     meta, path = record.split("\t", 1)
     mode, _kind, sha, size = meta.split()
     return TreeEntry(mode=mode, sha=sha, size=int(size) if size != "-" else 0, path=path)
+
+
+def _feed(stdin: IO[bytes], shas: list[str]) -> None:
+    """Write one request line per blob, then close so git knows the batch is complete."""
+    with contextlib.suppress(BrokenPipeError), stdin:
+        stdin.write("".join(f"{sha}\n" for sha in shas).encode())
+
+
+def _read_one(stdout: IO[bytes], sha: str) -> bytes:
+    """Read one `<sha> blob <size>` answer and its content from a `cat-file --batch` stream."""
+    header = stdout.readline().split()
+    if len(header) != 3 or header[1] != b"blob":
+        raise SourceError(
+            f"{sha} is not a readable blob ({b' '.join(header).decode(errors='replace')})"
+        )
+    data = stdout.read(int(header[2]))
+    stdout.read(1)
+    return data

@@ -16,7 +16,6 @@ MAX_FILE_BYTES = 1024 * 1024
 Path_ = tuple[str | int, ...]
 _INT_TAG = "tag:yaml.org,2002:int"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-_CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
 class YamlError(Exception):
@@ -77,6 +76,8 @@ class _Builder:
     def __init__(self) -> None:
         self.lines: dict[Path_, int] = {}
         self._seen: set[int] = set()
+        # One constructor per document: its cache of built values must not outlive it.
+        self._constructor = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, path: Path_, used_at: int = 0) -> Any:
         if id(node) in self._seen:
@@ -119,7 +120,7 @@ class _Builder:
         if node.tag == _INT_TAG and ":" in node.value:
             return node.value  # YAML 1.1 base-60 ints: "22:00" is a time of day, not 1320
         try:
-            return _CONSTRUCTOR.construct_object(node, deep=True)
+            return self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise YamlError(node.start_mark.line + 1, f"invalid value: {exc}") from None
 

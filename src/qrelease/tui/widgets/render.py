@@ -1,0 +1,85 @@
+"""Rich renderings shared by the screens; colour only repeats what the glyphs already say."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from rich.text import Text
+
+from qrelease.model.status import Availability, Health, Sync
+from qrelease.planning.policy import Check
+from qrelease.planning.status import StatusRow
+from qrelease.tui.board import cell_parts
+
+HEALTH_STYLES: Mapping[Health, str] = {
+    Health.HEALTHY: "green",
+    Health.SUSPENDED: "blue",
+    Health.PROGRESSING: "yellow",
+    Health.MISSING: "bright_black",
+    Health.DEGRADED: "bold red",
+    Health.UNKNOWN: "magenta",
+}
+SYNC_STYLES: Mapping[Sync, str] = {
+    Sync.SYNCED: "green",
+    Sync.OUT_OF_SYNC: "yellow",
+    Sync.UNKNOWN: "magenta",
+}
+AVAILABILITY_STYLES: Mapping[Availability, str] = {
+    Availability.AVAILABLE: "green",
+    Availability.DEGRADED: "yellow",
+    Availability.UNAVAILABLE: "bold red",
+    Availability.UNKNOWN: "magenta",
+}
+OUTCOME_MARKS: Mapping[str, tuple[str, str]] = {
+    "Passed": ("✓", "green"),
+    "Healthy": ("✓", "green"),
+    "Succeeded": ("✓", "green"),
+    "Committed": ("✓", "green"),
+    "Failed": ("✗", "bold red"),
+    "Degraded": ("✗", "bold red"),
+    "Forced": ("!", "yellow"),
+    "Inconclusive": ("?", "yellow"),
+    "Skipped": ("–", "bright_black"),
+}
+
+
+def styled_cell(row: StatusRow | None) -> Text:
+    """A matrix cell: versions (yellow while out of sync), then the coloured glyphs."""
+    if row is None:
+        return Text("·", style="bright_black")
+    versions, sync, health, target = cell_parts(row)
+    return Text.assemble(
+        (versions, "yellow" if row.sync == Sync.OUT_OF_SYNC else ""),
+        " ",
+        (sync, SYNC_STYLES[row.sync]),
+        (health, HEALTH_STYLES[row.health]),
+        (target, AVAILABILITY_STYLES[row.availability]),
+    )
+
+
+def outcome_mark(outcome: str) -> Text:
+    """A glyph and colour for a gate or event outcome (plain text for unusual ones)."""
+    mark, style = OUTCOME_MARKS.get(outcome, ("·", ""))
+    return Text(f"{mark} {outcome}", style=style)
+
+
+def check_lines(checks: Iterable[Check]) -> Text:
+    """Policy checks one per line, `✓ name: detail` in green or `✗ name: detail` in red."""
+    lines = [
+        Text(check.render(), style="green" if check.passed else "bold red") for check in checks
+    ]
+    return Text("\n").join(lines)
+
+
+def diff_lines(lines: Iterable[str]) -> Text:
+    """A unified diff with additions green, removals red and hunk headers dim."""
+    styled = [Text(line, style=_diff_style(line)) for line in lines]
+    return Text("\n").join(styled) if styled else Text("(the program text is the same)")
+
+
+def _diff_style(line: str) -> str:
+    if line.startswith(("+++", "---")):
+        return "bold"
+    if line.startswith("@@"):
+        return "cyan"
+    return {"+": "green", "-": "red"}.get(line[:1], "")
