@@ -220,3 +220,56 @@ def test_sigkill_during_deploys_then_restart_converges(user: User) -> None:
         seqs = [e.seq for e in store.events()]
     assert seqs == list(range(1, len(seqs) + 1))
     assert not list(user.state.glob("envs/*/*/releases/.*"))  # partial builds cleaned up
+
+
+def test_promote_through_every_environment_then_roll_back_prod(user: User) -> None:
+    for env in ("staging", "prod"):
+        text = user.repo.read(f"releases/{env}.yaml").replace("soak: 10m", "soak: 0s")
+        text = text.replace("soak: 1h", "soak: 0s")
+        lines = text.splitlines(keepends=True)
+        text = "".join(line for line in lines if "windows:" not in line and "[fri]" not in line)
+        user.repo.write(f"releases/{env}.yaml", text)
+    user.repo.commit("no soak, no windows for this test")
+    remote = user.root / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(user.repo.path), str(remote)], check=True)
+    at = ("--repo", "remote.git", "--state", "state")
+    user.run("reconcile", *at)
+    user.run(
+        "promote", "qrng", "--to", "prod", "--version", "0.2.0", "--reason", "x", *at, check=False
+    )
+    for env in ("staging", "prod"):
+        done = user.run(
+            "promote",
+            "bell-service",
+            "--to",
+            env,
+            "--reason",
+            f"to {env}",
+            "--actor",
+            "Rel Manager <rm@example.com>",
+            *at,
+        )
+        assert f"in {env}:" in done.stdout and "pushed" in done.stdout
+        user.run("reconcile", *at)
+    rows = {(r["env"], r["app"]): r for r in json.loads(user.run("status", *at, "--json").stdout)}
+    assert rows[("prod", "bell-service")]["deployed"] == "1.2.0"
+    assert rows[("prod", "bell-service")]["health"] == "Healthy"
+    user.run("rollback", "bell-service", "--env", "prod", "--reason", "feed-forward flaky", *at)
+    user.run("reconcile", *at)
+    rows = {(r["env"], r["app"]): r for r in json.loads(user.run("status", *at, "--json").stdout)}
+    assert rows[("prod", "bell-service")]["deployed"] == "1.0.0"
+    with Store.open(user.state / "qrelease.db") as store:
+        install = store.events(env="prod", app="bell-service", actions=["install"])[-1]
+    assert install.to_version == "1.0.0" and install.details["installed"] is False  # a switch
+    history = json.loads(
+        user.run(
+            "history", *at, "--env", "prod", "--app", "bell-service", "--format", "json"
+        ).stdout
+    )
+    promote = next(r for r in history if r["source"] == "git" and r["action"] == "promote")
+    assert promote["actor"] == "Rel Manager <rm@example.com>" and promote["reason"] == "to prod"
+    assert any(r["action"] == "gate" and r["outcome"] == "Passed" for r in history)
+    assert any(r["action"] == "rollback" and r["reason"] == "feed-forward flaky" for r in history)
+    csv_rows = user.run("history", *at, "--format", "csv").stdout.splitlines()
+    assert csv_rows[0].startswith("seq,time,env,app,action") and len(csv_rows) > 10
+    assert "chain intact" in user.run("audit", "verify", *at).stdout
