@@ -221,3 +221,18 @@ def test_removed_app_is_out_of_sync_not_removed(rig: Rig) -> None:
     rig.engine.reconcile()
     assert ("remove", "dev", "qrng") in rig.deployer.calls
     assert rig.store.get_observed("dev", "qrng") is None
+
+
+def test_parallel_rollouts_keep_one_valid_chain(example_repo: GitOpsRepo, tmp_path: Path) -> None:
+    rig = Rig(example_repo, tmp_path / "state")
+    rig.engine.concurrency = 3
+    try:
+        result = rig.engine.reconcile()
+        assert set(result.outcomes.values()) == {"Healthy"}
+        assert rig.store.verify().ok
+        for env, app in ALL:
+            steps = [e.action for e in rig.store.events(env=env, app=app)]
+            assert steps == ["gate", "gate", "gate", "install", "switch", "deploy"]
+        assert rig.store.pending_intents() == []
+    finally:
+        rig.close()

@@ -263,7 +263,10 @@ def reconcile(
     from qrelease.runtime import engine
 
     ctx = make_context(repo, state, config, as_json)
-    with opened(ctx) as git_repo, engine(git_repo, ctx.state_dir, _progress) as eng:
+    with (
+        opened(ctx) as git_repo,
+        engine(git_repo, ctx.state_dir, _progress, ctx.config.concurrency) as eng,
+    ):
         result = eng.reconcile(rev, env_name, retry)
         observed = [s for s in eng.store.all_observed() if env_name in (None, s.env)]
     for error in result.snapshot.errors:
@@ -621,3 +624,15 @@ def demo(state: Path, listen: str) -> None:
     from qrelease.daemon import run_demo
 
     sys.exit(run_demo(state, listen))
+
+
+@main.command()
+@click.option("--repo", help="GitOps repo path or URL (default: config, else .).")
+@click.option("--state", type=click.Path(path_type=Path), help="State dir (default .qrelease/).")
+@click.option("--config", type=click.Path(path_type=Path), help="TOML config file.")
+def tui(repo: str | None, state: Path | None, config: Path | None) -> None:
+    """The Textual UI: watch, promote and roll back."""
+    from qrelease.tui.app import run_tui
+
+    ctx = make_context(repo, state, config, False)
+    sys.exit(run_tui(ctx.repo, ctx.state_dir, ctx.config.source.branch))

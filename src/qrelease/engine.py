@@ -10,9 +10,12 @@ Each (environment, app) is isolated: one failure never stops the others.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from qrelease.deployers.base import Deployer, DeployError, ReleaseLock
@@ -82,14 +85,22 @@ class Engine:
         clock: Callable[[], datetime] = utcnow,
         progress: Progress = _no_progress,
         verify: Callable[[str], str | None] | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.repo = repo
-        self.store = store
+        self._main_store = store
+        self._local = threading.local()
+        self.concurrency = concurrency
         self.backends = backends
         self.loader = Loader(repo)
         self.clock = clock
         self.progress = progress
         self.verify = verify
+
+    @property
+    def store(self) -> Store:
+        """This thread's store: rollout workers each hold their own SQLite connection."""
+        return getattr(self._local, "store", None) or self._main_store
 
     # -- planning ---------------------------------------------------------------------
 
@@ -136,9 +147,11 @@ class Engine:
         snapshot, the_plan = self.plan(rev, env_filter, retry)
         result = PassResult(snapshot, the_plan)
         run_id = self.store.begin_run(snapshot.revision, time=self.clock())
+        deploys = [a for a in the_plan.actions if a.kind == ActionKind.DEPLOY]
         for action in the_plan.actions:
-            env = snapshot.environments.get(action.env) or Environment(environment=action.env)
-            result.outcomes[action.key] = self._apply(action, env, snapshot)
+            if action.kind != ActionKind.DEPLOY:
+                result.outcomes[action.key] = self._apply(action, _env(snapshot, action), snapshot)
+        result.outcomes.update(self._deploy_all(deploys, snapshot))
         summary = {
             "actions": len(the_plan.actions),
             "changes": len(the_plan.changes),
@@ -149,6 +162,24 @@ class Engine:
         self.store.finish_run(run_id, outcome, summary, time=self.clock())
         self.store.set_meta("last_revision", snapshot.revision)
         return result
+
+    def _deploy_all(self, deploys: list[Action], snapshot: Snapshot) -> dict[tuple[str, str], str]:
+        """Roll out every Deploy, `concurrency` at a time when the store is a file."""
+        parallel = self.concurrency > 1 and len(deploys) > 1 and self.store.location != ":memory:"
+        if not parallel:
+            return {a.key: self._deploy(a, _env(snapshot, a), snapshot) for a in deploys}
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="rollout") as pool:
+            outcomes = pool.map(lambda action: self._deploy_in_worker(action, snapshot), deploys)
+            return {action.key: outcome for action, outcome in zip(deploys, outcomes, strict=True)}
+
+    def _deploy_in_worker(self, action: Action, snapshot: Snapshot) -> str:
+        """One rollout on a pool thread, with a store connection of its own."""
+        with Store.open(Path(self._main_store.location)) as store:
+            self._local.store = store
+            try:
+                return self._deploy(action, _env(snapshot, action), snapshot)
+            finally:
+                del self._local.store
 
     def _apply(self, action: Action, env: Environment, snapshot: Snapshot) -> str:
         if action.kind == ActionKind.DEPLOY:
@@ -466,6 +497,11 @@ class _AvailabilityCache:
             status = self._backends.quantum_for(env).target_status(key[1])
             self._seen[key] = (status.availability, status.message)
         return self._seen[key]
+
+
+def _env(snapshot: Snapshot, action: Action) -> Environment:
+    """The action's environment (a bare one when its file is gone or invalid)."""
+    return snapshot.environments.get(action.env) or Environment(environment=action.env)
 
 
 def _selected(environments: Mapping[str, Environment], only: str | None) -> dict[str, Environment]:

@@ -62,15 +62,20 @@ def open_store(state_dir: Path) -> Store:
 
 
 @contextmanager
-def engine(repo: GitRepo, state_dir: Path, progress: Progress | None = None) -> Iterator[Engine]:
+def engine(
+    repo: GitRepo, state_dir: Path, progress: Progress | None = None, concurrency: int = 1
+) -> Iterator[Engine]:
     """An engine over the local backends, with the store closed afterwards."""
     local = LocalBackends(state_dir)
     local.recover()
     store = open_store(state_dir)
     try:
-        if progress is None:
-            yield Engine(repo, store, local.backends())
-        else:
-            yield Engine(repo, store, local.backends(), progress=progress)
+        yield Engine(
+            repo, store, local.backends(), progress=progress or _quiet, concurrency=concurrency
+        )
     finally:
         store.close()
+
+
+def _quiet(env: str, app: str, step: str) -> None:
+    """Progress sink that discards."""

@@ -343,6 +343,7 @@ class Reconciler:
                 self._backends,
                 progress=self._on_step,
                 verify=self._verifier(),
+                concurrency=self.config.concurrency,
             )
         return self._engine
 

@@ -57,6 +57,7 @@ class GitRepo:
         except (git.exc.NoSuchPathError, git.exc.InvalidGitRepositoryError):
             raise SourceError(f"{path}: not a git repository") from None
         self.path = Path(self._repo.git_dir if self._repo.bare else self._repo.working_dir)
+        self._batch_lock = threading.Lock()  # the persistent cat-file process serves one caller
 
     def __enter__(self) -> GitRepo:
         return self
@@ -68,7 +69,8 @@ class GitRepo:
 
     def close(self) -> None:
         """Stop the persistent git processes and release file handles."""
-        self._repo.git.clear_cache()
+        with self._batch_lock:
+            self._repo.git.clear_cache()
         self._repo.close()
 
     @property
@@ -92,7 +94,8 @@ class GitRepo:
 
     def read_blob(self, sha: str) -> bytes:
         """The contents of one blob, through the persistent `cat-file --batch` process."""
-        _hexsha, kind, _size, data = self._repo.git.get_object_data(sha)
+        with self._batch_lock:
+            _hexsha, kind, _size, data = self._repo.git.get_object_data(sha)
         kind_name = kind.decode() if isinstance(kind, bytes) else str(kind)
         if kind_name != "blob":
             raise SourceError(f"{sha} is a {kind!r}, not a blob")
