@@ -170,6 +170,7 @@ class TransientLog(HTTPPolicy):  # type: ignore[type-arg]  # azure-core's policy
         status = response.http_response.status_code
         if status in TRANSIENT_STATUS:
             self._note(f"HTTP {status} on {where}")
+            _release(response.http_response)
         return response
 
     def _note(self, text: str) -> None:
@@ -182,6 +183,16 @@ class TransientLog(HTTPPolicy):  # type: ignore[type-arg]  # azure-core's policy
         with self._lock:
             notes, self._notes = self._notes, []
         return notes
+
+
+def _release(http_response: Any) -> None:
+    """Read a response's body so its connection goes back to the pool (or is closed)."""
+    read = getattr(http_response, "read", None)
+    if callable(read):
+        try:
+            read()
+        except Exception as error:  # a broken error body must not hide the retry
+            log.debug("could not read a transient error response: %s", type(error).__name__)
 
 
 def _path(url: str) -> str:

@@ -29,8 +29,8 @@ declares it: `releaseVersion`, `packageVersion` (the package named like the app)
 `releaseLock` (the ReleaseLock as an object). They override `classical.parameters`.
 
 The quantum environment (workspace + storage account) has its own template and resource
-group and its own lifecycle: `ensure_quantum_infrastructure` deploys it only when the
-template or its parameters change, tracked by their sha256 in a deployment tag.
+group and its own lifecycle: `ArmDeployer.ensure_quantum_infrastructure` deploys it only
+when the template or its parameters change, tracked by their sha256 in a deployment tag.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -106,6 +107,17 @@ def deployment_name(*parts: str) -> str:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     return f"{name[: MAX_NAME - 11]}-{digest}"
+
+
+def storage_account_name(workspace: str) -> str:
+    """A storage account name for a workspace: 3-24 lowercase letters and digits, stable.
+
+    >>> storage_account_name("qws-bell-staging")
+    'stqwsbellstaging9cd533'
+    """
+    letters = re.sub(r"[^a-z0-9]", "", workspace.lower())
+    digest = hashlib.sha256(workspace.encode()).hexdigest()[:6]
+    return f"st{letters[:16]}{digest}"
 
 
 def template_digest(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> str:
@@ -301,6 +313,7 @@ class ArmDeployer:
         self._clients_by_subscription: dict[str, _Clients] = {}
         self._prepared: dict[tuple[str, str, str], _Release] = {}
         self._last_seen: dict[tuple[str, str], str | None] = {}
+        self._lock = threading.Lock()  # the engine may roll out several apps at once
         self._log = TransientLog()
 
     # -- the Deployer Protocol
@@ -421,9 +434,10 @@ class ArmDeployer:
 
     def close(self) -> None:
         """Close every SDK client."""
-        for clients in self._clients_by_subscription.values():
-            clients.close()
-        self._clients_by_subscription.clear()
+        with self._lock:
+            for clients in self._clients_by_subscription.values():
+                clients.close()
+            self._clients_by_subscription.clear()
 
     # -- steps
 
@@ -626,16 +640,20 @@ class ArmDeployer:
 
         The template and its parameters are hashed; the deployment carries the digest in its
         `qrelease-template-sha256` tag, so an unchanged template costs one GET and no
-        deployment. Template parameters `workspaceName` and `location` are filled from the
-        environment when declared; `quantum.infrastructure_parameters` add to and override them.
+        deployment. The template's `workspaceName`, `location` and `storageAccountName`
+        parameters, when declared, are filled from the environment file.
         """
         quantum = env.quantum
         if not isinstance(quantum, AzureQuantum) or not quantum.infrastructure:
             return InfrastructureResult(False, "", "", message="no quantum.infrastructure template")
         template = self.template(env.environment, quantum.infrastructure)
-        offered = {"workspaceName": quantum.workspace, "location": quantum.location}
+        offered = {
+            "workspaceName": quantum.workspace,
+            "location": quantum.location,
+            "storageAccountName": quantum.storage_account
+            or storage_account_name(quantum.workspace),
+        }
         parameters = deployment_parameters(template, {}, offered)
-        parameters |= {k: arm_value(v) for k, v in quantum.infrastructure_parameters.items()}
         digest = template_digest(template, parameters)
         name = deployment_name("qrelease-quantum", quantum.workspace)
         clients = self._clients(quantum.subscription)
@@ -679,23 +697,28 @@ class ArmDeployer:
         return self._choice
 
     def _clients(self, subscription: str) -> _Clients:
-        """The SDK clients of a subscription, created on first use."""
-        if subscription not in self._clients_by_subscription:
-            credential = self._credential().credential
-            options: dict[str, Any] = {
-                **self.retry.pipeline_options(),
-                "per_retry_policies": [self._log],
-                "connection_verify": self.connection_verify,
-                "polling_interval": self.poll_interval,
-                "user_agent": "qrelease",
-            }
-            if self.base_url:
-                options["base_url"] = self.base_url
-            self._clients_by_subscription[subscription] = _Clients(
-                ResourceManagementClient(credential, subscription, **options),
-                DeploymentsMgmtClient(credential, subscription, **options),
-            )
-        return self._clients_by_subscription[subscription]
+        """The SDK clients of a subscription, created once on first use."""
+        with self._lock:
+            if subscription not in self._clients_by_subscription:
+                self._clients_by_subscription[subscription] = self._new_clients(subscription)
+            return self._clients_by_subscription[subscription]
+
+    def _new_clients(self, subscription: str) -> _Clients:
+        """SDK clients for one subscription with qrelease's pipeline options."""
+        credential = self._credential().credential
+        options: dict[str, Any] = {
+            **self.retry.pipeline_options(),
+            "per_retry_policies": [self._log],
+            "connection_verify": self.connection_verify,
+            "polling_interval": self.poll_interval,
+            "user_agent": "qrelease",
+        }
+        if self.base_url:
+            options["base_url"] = self.base_url
+        return _Clients(
+            ResourceManagementClient(credential, subscription, **options),
+            DeploymentsMgmtClient(credential, subscription, **options),
+        )
 
     @contextmanager
     def _errors(self, env_name: str, doing: str) -> Iterator[None]:

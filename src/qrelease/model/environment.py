@@ -61,7 +61,9 @@ class AzureQuantum(Frozen):
     DefaultAzureCredential is used. `verification_target` (an emulator or simulator in
     non-production environments) receives the verification job instead of the pinned
     target. `infrastructure` is a repo path to the ARM template of the workspace and its
-    storage account, deployed into `resource_group` only when it changes.
+    storage account (`storage_account`, derived from the workspace name when absent),
+    deployed into `resource_group` only when it changes. Every field is hashable: the
+    engine caches target status by this block's value.
     """
 
     kind: Literal["azure"]
@@ -80,7 +82,7 @@ class AzureQuantum(Frozen):
         default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
     )
     infrastructure: str | None = None
-    infrastructure_parameters: dict[str, Any] = Field(default_factory=dict)
+    storage_account: str | None = Field(default=None, pattern=r"^[a-z0-9]{3,24}$")
 
 
 class DenyWindow(Frozen):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -140,10 +141,20 @@ def parse_availability(text: object) -> Availability:
     return Availability.UNKNOWN
 
 
-def _worse(first: Availability, second: Availability) -> Availability:
-    """The worse of two availabilities; Unknown loses to anything known."""
-    known = [a for a in (first, second) if a in _AVAILABILITY_ORDER]
-    return max(known, key=_AVAILABILITY_ORDER.index, default=Availability.UNKNOWN)
+def combined_availability(provider: Availability, target: Availability) -> Availability:
+    """The target's availability, made worse by its provider's (never better).
+
+    >>> combined_availability(Availability.UNAVAILABLE, Availability.AVAILABLE)
+    <Availability.UNAVAILABLE: 'Unavailable'>
+    >>> combined_availability(Availability.AVAILABLE, Availability.UNKNOWN)
+    <Availability.UNKNOWN: 'Unknown'>
+    """
+    if provider in (Availability.DEGRADED, Availability.UNAVAILABLE) and (
+        target not in _AVAILABILITY_ORDER
+        or _AVAILABILITY_ORDER.index(provider) > _AVAILABILITY_ORDER.index(target)
+    ):
+        return provider
+    return target
 
 
 def _optional_int(value: object) -> int | None:
@@ -161,7 +172,7 @@ def service_targets(providers: list[dict[str, Any]]) -> dict[str, ServiceTarget]
             found[target_id] = ServiceTarget(
                 target_id=target_id,
                 provider_id=str(provider.get("id", "")),
-                availability=_worse(
+                availability=combined_availability(
                     provider_availability, parse_availability(target.get("currentAvailability"))
                 ),
                 queue_seconds=_optional_int(target.get("averageQueueTime")),
@@ -417,6 +428,7 @@ class AzureQuantumBackend:
         self.connection_verify = connection_verify
         self._workspace: _Workspace | None = None
         self._connection: _Connection | None = None
+        self._lock = threading.RLock()  # the engine may roll out several apps at once
         self._log = TransientLog()
         redact_loggers(SDK_LOGGERS)
 
@@ -460,9 +472,10 @@ class AzureQuantumBackend:
 
     def close(self) -> None:
         """Close the workspace's HTTP clients."""
-        if self._workspace is not None:
-            self._workspace.close()
-            self._workspace = None
+        with self._lock:
+            if self._workspace is not None:
+                self._workspace.close()
+                self._workspace = None
 
     # -- service calls
 
@@ -475,15 +488,19 @@ class AzureQuantumBackend:
         return self.local
 
     def _connect(self) -> _Connection:
-        """The credential (given, API key from the environment, or azure-identity)."""
-        if self._connection is None:
-            if self.credential is not None:
-                self._connection = _Connection(given_credential(self.credential), self.endpoint)
-            elif self.settings.connection_string_env:
-                self._connection = self._from_connection_string(self.settings.connection_string_env)
-            else:
-                self._connection = _Connection(default_credential(), self.endpoint)
-        return self._connection
+        """The credential and endpoint, chosen once (a missing variable is re-read next time)."""
+        with self._lock:
+            if self._connection is None:
+                self._connection = self._choose_connection()
+            return self._connection
+
+    def _choose_connection(self) -> _Connection:
+        """The credential given, else an API key from the environment, else azure-identity."""
+        if self.credential is not None:
+            return _Connection(given_credential(self.credential), self.endpoint)
+        if self.settings.connection_string_env:
+            return self._from_connection_string(self.settings.connection_string_env)
+        return _Connection(default_credential(), self.endpoint)
 
     def _from_connection_string(self, variable: str) -> _Connection:
         """An API-key credential from the connection string in an environment variable."""
@@ -522,31 +539,32 @@ class AzureQuantumBackend:
             )
 
     def _open(self) -> _Workspace:
-        """The SDK workspace, created on first use."""
-        if self._workspace is None:
-            connection = self._connect()
-            settings = self.settings
-            options = {
-                **self.retry.pipeline_options(),
-                "per_retry_policies": [self._log],
-                "connection_verify": self.connection_verify,
-            }
-            extra = {"_quantum_endpoint": connection.endpoint} if connection.endpoint else {}
+        """The SDK workspace, created once on first use, even with concurrent rollouts."""
+        with self._lock:
+            if self._workspace is None:
+                self._workspace = self._call("connecting to the workspace", self._new_workspace)
+            return self._workspace
 
-            def make() -> _Workspace:
-                return _Workspace(
-                    options,
-                    subscription_id=settings.subscription,
-                    resource_group=settings.resource_group,
-                    name=settings.workspace,
-                    location=settings.location,
-                    credential=connection.choice.credential,
-                    user_agent=USER_AGENT,
-                    **extra,
-                )
-
-            self._workspace = self._call("connecting to the workspace", make)
-        return self._workspace
+    def _new_workspace(self) -> _Workspace:
+        """An SDK workspace with qrelease's pipeline options (no request is made yet)."""
+        connection = self._connect()
+        settings = self.settings
+        options = {
+            **self.retry.pipeline_options(),
+            "per_retry_policies": [self._log],
+            "connection_verify": self.connection_verify,
+        }
+        extra = {"_quantum_endpoint": connection.endpoint} if connection.endpoint else {}
+        return _Workspace(
+            options,
+            subscription_id=settings.subscription,
+            resource_group=settings.resource_group,
+            name=settings.workspace,
+            location=settings.location,
+            credential=connection.choice.credential,
+            user_agent=USER_AGENT,
+            **extra,
+        )
 
     def _call(self, doing: str, step: Callable[[], _T]) -> _T:
         """Run one SDK call, turning its failures into auth, unavailable or service errors."""
