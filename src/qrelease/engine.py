@@ -143,7 +143,7 @@ class Engine:
         self, rev: str = "HEAD", env_filter: str | None = None, retry: bool = False
     ) -> PassResult:
         """Plan, then carry out every action; one app's failure never stops another's."""
-        self.recover()
+        self.recover(self.loader.load(rev).environments)
         snapshot, the_plan = self.plan(rev, env_filter, retry)
         result = PassResult(snapshot, the_plan)
         run_id = self.store.begin_run(snapshot.revision, time=self.clock())
@@ -448,11 +448,12 @@ class Engine:
 
     # -- crash recovery ---------------------------------------------------------------
 
-    def recover(self) -> list[Event]:
+    def recover(self, environments: Mapping[str, Environment] | None = None) -> list[Event]:
         """Finish the record of any step a crash interrupted, from what is really live."""
         recorded = []
         for intent in self.store.pending_intents():
-            env = Environment(environment=intent.env)
+            known = (environments or {}).get(intent.env)
+            env = known or Environment(environment=intent.env)
             live = self.backends.deployer_for(env).observe(env, intent.app).current
             state = self.store.get_observed(intent.env, intent.app) or ObservedState(
                 env=intent.env, app=intent.app

@@ -27,7 +27,7 @@ from qrelease.daemon.state import ControllerState, PassRecord
 from qrelease.engine import Backends, Engine, PassResult, utcnow
 from qrelease.planning.status import status_rows
 from qrelease.promotion import Promoter
-from qrelease.runtime import LocalBackends, open_store
+from qrelease.runtime import LocalBackends, TemplateReader, open_store
 from qrelease.source.pinlog import rollback_hold
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys, verify_revision
@@ -38,9 +38,9 @@ BackendsFactory = Callable[[Path], Backends]
 WEBHOOK = "webhook"
 
 
-def local_backends(state_dir: Path) -> Backends:
-    """The real backends (venv deployer, qdk), after cleaning up an interrupted install."""
-    local = LocalBackends(state_dir)
+def local_backends(state_dir: Path, read_template: TemplateReader | None = None) -> Backends:
+    """The real backends, after cleaning up an interrupted install."""
+    local = LocalBackends(state_dir, read_template)
     local.recover()
     return local.backends()
 
@@ -117,7 +117,10 @@ class Reconciler:
     def open(self) -> None:
         """Open the store and backends on this thread and show last-known-good status."""
         self._store = open_store(self.config.state_dir)
-        self._backends = self._backends_factory(self.config.state_dir)
+        if self._backends_factory is local_backends:
+            self._backends = local_backends(self.config.state_dir, self._read_template)
+        else:
+            self._backends = self._backends_factory(self.config.state_dir)
         self.state.update(store_open=True, store_error=None)
         self._show_known_status()
 
@@ -346,6 +349,11 @@ class Reconciler:
                 concurrency=self.config.concurrency,
             )
         return self._engine
+
+    def _read_template(self, path: str) -> bytes | None:
+        """An ARM template from the mirror, at the revision being reconciled."""
+        revision = self._current_revision or f"refs/heads/{self.config.source.branch}"
+        return self._git().show_file(revision, path)
 
     def _verifier(self) -> Callable[[str], str | None] | None:
         """Signed-commit verification when trusted keys are configured."""
