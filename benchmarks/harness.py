@@ -48,7 +48,13 @@ class Sizes:
     @classmethod
     def full(cls) -> Sizes:
         """The sizes of the performance goals (issue 8)."""
-        return cls(apps=1000, versions=5, history_commits=2000, events=100_000, reconcile_apps=1000)
+        return cls(
+            apps=1000,
+            versions=5,
+            history_commits=2000,
+            events=100_000,
+            reconcile_apps=1000,
+        )
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -118,8 +124,10 @@ class Row:
     """One line of the results table.
 
     `kind` is "ratio" (ours / reference median, target is the highest ratio that passes),
-    "absolute" (ours median in seconds, target is the most seconds that pass), "pending"
+    "absolute" (ours median, target is the most that passes), "pending"
     (not measurable yet; no numbers, `notes` say why) or "error" (the benchmark crashed).
+    `unit` is what the numbers of an absolute row are: "s" (seconds, the default), "MiB",
+    or a count such as "fds"; ratio rows always time in seconds.
     """
 
     name: str
@@ -129,6 +137,7 @@ class Row:
     reference: Stats | None = None
     reference_name: str = ""
     notes: tuple[str, ...] = ()
+    unit: str = "s"
 
     @property
     def ratio(self) -> float | None:
@@ -167,6 +176,7 @@ class Row:
             "value": self.value,
             "verdict": self.verdict,
             "notes": list(self.notes),
+            "unit": self.unit,
         }
 
     @classmethod
@@ -180,6 +190,7 @@ class Row:
             reference=Stats.from_json(data["reference"]),
             reference_name=data["reference_name"],
             notes=tuple(data["notes"]),
+            unit=data.get("unit", "s"),
         )
 
 
@@ -275,7 +286,10 @@ def _where(key: tuple[str, int, str]) -> str:
 def pending_row(name: str, reason: str, reference_name: str = "") -> Row:
     """A row that cannot be measured yet (`reason` says why); it carries no numbers."""
     return Row(
-        name, "pending", reference_name=reference_name, notes=(f"not yet measurable: {reason}",)
+        name,
+        "pending",
+        reference_name=reference_name,
+        notes=(f"not yet measurable: {reason}",),
     )
 
 
@@ -291,29 +305,38 @@ def _seconds(value: float) -> str:
     return f"{value * 1e6:.0f}µs"
 
 
-def _stats_cell(stats: Stats | None) -> str:
+def _amount(value: float, unit: str) -> str:
+    """A number in its unit: seconds scaled for reading, anything else to one decimal."""
+    return _seconds(value) if unit == "s" else f"{round(value, 1):g} {unit}"
+
+
+def _stats_cell(stats: Stats | None, unit: str) -> str:
     if stats is None:
         return "-"
-    return f"{_seconds(stats.median)} [{_seconds(stats.min)}-{_seconds(stats.max)}]"
+    return f"{_amount(stats.median, unit)} [{_amount(stats.min, unit)}-{_amount(stats.max, unit)}]"
 
 
 def _value_cell(row: Row) -> str:
     if row.value is None:
         return "-"
-    return f"{row.value:.1f}s" if row.kind == "absolute" else f"{row.value:.3f}x"
+    if row.kind != "absolute":
+        return f"{row.value:.3f}x"
+    return f"{row.value:.1f}s" if row.unit == "s" else _amount(row.value, row.unit)
 
 
 def _target_cell(row: Row) -> str:
     if row.target is None:
         return "-"
-    return f"<= {row.target:g}s" if row.kind == "absolute" else f"<= {row.target:g}x"
+    if row.kind != "absolute":
+        return f"<= {row.target:g}x"
+    return f"<= {row.target:g}s" if row.unit == "s" else f"<= {row.target:g} {row.unit}"
 
 
 def _cells(row: Row) -> tuple[str, ...]:
     return (
         row.name,
-        _stats_cell(row.ours),
-        _stats_cell(row.reference),
+        _stats_cell(row.ours, row.unit if row.kind == "absolute" else "s"),
+        _stats_cell(row.reference, "s"),
         _value_cell(row),
         _target_cell(row),
         row.verdict,

@@ -18,7 +18,8 @@ MODULES = (
     "bench_history",
     "bench_gates",
     "bench_reconcile",
-    "bench_pending",
+    "bench_daemon",
+    "bench_tui",
 )
 
 

@@ -21,13 +21,20 @@ def _tiny(workdir: Path) -> Context:
 
 
 def _measured(row: Row) -> bool:
-    """True when a row carries real, positive timings for what its kind needs."""
-    if row.ours is None or row.ours.median <= 0:
+    """True when a row carries real measurements for what its kind needs.
+
+    Timings and sizes must be positive; a soak row's growth (RSS, open fds) may be 0 or less.
+    """
+    if row.ours is None:
+        return False
+    if row.name.startswith("soak:"):
+        return row.kind == "absolute" and len(row.ours.samples) == 1
+    if row.ours.median <= 0:
         return False
     return row.kind == "absolute" or (row.reference is not None and row.reference.median > 0)
 
 
-@pytest.mark.parametrize("name", [m for m in suite.MODULES if m != "bench_pending"])
+@pytest.mark.parametrize("name", suite.MODULES)
 def test_benchmark_runs_at_a_tiny_size(name: str, tmp_path: Path) -> None:
     rows = suite.runner(name)(_tiny(tmp_path))
     assert rows
@@ -38,23 +45,16 @@ def test_benchmark_runs_at_a_tiny_size(name: str, tmp_path: Path) -> None:
         assert len(row.ours.samples if row.ours else ()) == 1
 
 
-def test_pending_rows_carry_no_numbers(tmp_path: Path) -> None:
-    rows = suite.runner("bench_pending")(_tiny(tmp_path))
-    assert [row.verdict for row in rows] == ["PENDING"] * len(rows)
-    assert all(row.ours is None and row.reference is None for row in rows)
-    assert all(row.notes[0].startswith("not yet measurable: ") for row in rows)
-
-
 def test_main_prints_the_table_and_writes_results(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     results = tmp_path / "results.json"
     argv = ["--reps", "1", "--no-profile", "--results", str(results)]
     argv += ["--data", str(tmp_path / "data")]
-    code = main([*argv, "--only", "history", "--only", "pending"], sizes=Sizes.tiny())
+    code = main([*argv, "--only", "history"], sizes=Sizes.tiny())
     assert code == 0
     out = capsys.readouterr().out
-    assert "history of one env" in out and "PENDING" in out
+    assert "history of one env" in out
     document = json.loads(results.read_text())
     keys = {"date", "machine", "load_average", "mode", "reps", "total_seconds", "modules", "rows"}
     assert keys <= set(document)

@@ -242,3 +242,17 @@ def test_batch_read_matches_single_reads_and_names_a_missing_blob(example_repo: 
         assert batch == {e.sha: git_repo.read_blob(e.sha) for e in entries}
         with pytest.raises(SourceError, match=r"0{40} is not a readable blob"):
             git_repo.read_blobs([entries[0].sha, "0" * 40])
+
+
+def test_parse_cache_forgets_files_no_recent_load_used(example_repo: GitOpsRepo) -> None:
+    with GitRepo(example_repo.path) as git_repo:
+        loader = Loader(git_repo)
+        loader.load("HEAD")
+        for version in ("0.1.0", "0.2.0", "0.1.0"):
+            dev = example_repo.read("releases/dev.yaml").splitlines()
+            dev = [f"  qrng: {version}" if line.startswith("  qrng:") else line for line in dev]
+            example_repo.write("releases/dev.yaml", "\n".join(dev) + f"\n# {version}\n")
+            example_repo.commit()
+            loader.load("HEAD")
+        # 8 files in the newest load, plus the one dev.yaml the load before it used
+        assert len(loader._cache) == 9

@@ -104,6 +104,8 @@ class Loader:
         self._repo = repo
         self._cache: OrderedDict[tuple[str, str], _Parsed] = OrderedDict()
         self._prefetched: dict[str, bytes] = {}
+        self._used_now: set[tuple[str, str]] = set()
+        self._used_before: set[tuple[str, str]] = set()
         self.parse_count = 0
 
     def _prefetch(self, entries: list[TreeEntry]) -> None:
@@ -126,6 +128,7 @@ class Loader:
         for entry in entries:
             self._visit(entry, collected)
         self._prefetched.clear()
+        self._forget_superseded()
         _check_manifest_programs(collected)
         _check_environments(collected)
         return Snapshot(
@@ -198,8 +201,16 @@ class Loader:
                 out.env_lines[model.environment] = parsed.lines
         out.errors += errors
 
+    def _forget_superseded(self) -> None:
+        """Keep only parses the last two loads used, so a daemon's memory stays flat."""
+        keep = self._used_now | self._used_before
+        for key in [key for key in self._cache if key not in keep]:
+            del self._cache[key]
+        self._used_before, self._used_now = self._used_now, set()
+
     def _parse(self, entry: TreeEntry, schema: type[BaseModel]) -> _Parsed:
         key = (schema.__name__, entry.sha)
+        self._used_now.add(key)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
