@@ -256,3 +256,14 @@ def test_parse_cache_forgets_files_no_recent_load_used(example_repo: GitOpsRepo)
             loader.load("HEAD")
         # 8 files in the newest load, plus the one dev.yaml the load before it used
         assert len(loader._cache) == 9
+
+
+def test_read_ref_agrees_with_git_for_loose_and_packed_refs(example_repo: GitOpsRepo) -> None:
+    from qrelease.source.repo import SourceError
+
+    with GitRepo(example_repo.path) as git_repo:
+        assert git_repo.read_ref("refs/heads/main") == example_repo.head
+        example_repo.git("pack-refs", "--all")
+        assert git_repo.read_ref("refs/heads/main") == example_repo.head
+        with pytest.raises(SourceError):
+            git_repo.read_ref("refs/heads/nope")

@@ -172,7 +172,7 @@ class Reconciler:
         started = time.monotonic()
         try:
             self.mirror.refresh()
-            revision = self._git().resolve(f"refs/heads/{config.source.branch}")
+            revision = self._git().read_ref(f"refs/heads/{config.source.branch}")
         except Exception as error:  # SourceError, or a mirror git cannot even open
             reason = str(error) if isinstance(error, SourceError) else _describe(error)
             self._fetch_failed(

@@ -87,6 +87,25 @@ class GitRepo:
         except git.exc.GitCommandError:
             raise SourceError(f"unknown revision {rev!r}") from None
 
+    def read_ref(self, ref: str) -> str:
+        """The commit a full ref name points at, read from the ref files without running git.
+
+        A loose ref file wins over `packed-refs`, as in git; anything unusual (a symbolic
+        ref, a tag object) falls back to `resolve`.
+        """
+        git_dir = Path(self._repo.git_dir)
+        loose = git_dir / ref
+        if loose.is_file():
+            value = loose.read_text(encoding="ascii", errors="replace").strip()
+            return value if _is_sha(value) else self.resolve(ref)
+        packed = git_dir / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text(encoding="utf-8", errors="replace").splitlines():
+                sha, _, name = line.partition(" ")
+                if name == ref and _is_sha(sha):
+                    return sha
+        return self.resolve(ref)
+
     def list_files(self, rev: str, roots: Iterable[str] = TRACKED_ROOTS) -> list[TreeEntry]:
         """Every file under `roots` at `rev`, with mode, blob id and size."""
         output = self._repo.git.ls_tree("-r", "-l", "-z", "--full-tree", rev, "--", *roots)
@@ -177,3 +196,7 @@ def _read_one(stdout: IO[bytes], sha: str) -> bytes:
     data = stdout.read(int(header[2]))
     stdout.read(1)
     return data
+
+
+def _is_sha(value: str) -> bool:
+    return len(value) == 40 and all(c in "0123456789abcdef" for c in value)
