@@ -620,3 +620,13 @@ def test_the_example_environments_validate(name: str) -> None:
     assert env.classical.kind == "arm" and env.quantum.kind == "azure"
     assert env.classical.template == APP_TEMPLATE
     assert env.quantum.infrastructure == QUANTUM_TEMPLATE
+
+
+def test_the_arm_deployer_previews_plans() -> None:
+    from qrelease.deployers.base import Previewer
+
+    deployer = ArmDeployer(lambda path: None)
+    try:
+        assert isinstance(deployer, Previewer)
+    finally:
+        deployer.close()

@@ -236,3 +236,21 @@ def test_parallel_rollouts_keep_one_valid_chain(example_repo: GitOpsRepo, tmp_pa
         assert rig.store.pending_intents() == []
     finally:
         rig.close()
+
+
+def test_plan_previews_come_from_deployers_that_can_tell(rig: Rig) -> None:
+    from qrelease.deployers.base import DeployError
+
+    class PreviewingDeployer(MemoryDeployer):
+        def what_if(self, env, manifest):  # type: ignore[no-untyped-def]
+            if manifest.app == "qrng":
+                raise DeployError("ARM said no")
+            return [f"Modify Microsoft.Web/sites/{manifest.app}-{env.environment}"]
+
+    rig.deployer = PreviewingDeployer()
+    snapshot, the_plan = rig.engine.plan()
+    previews = rig.engine.previews(snapshot, the_plan)
+    assert previews[("dev", "bell-service")] == ["Modify Microsoft.Web/sites/bell-service-dev"]
+    assert previews[("dev", "qrng")] == ["what-if failed: ARM said no"]
+    rig.deployer = MemoryDeployer()
+    assert rig.engine.previews(*rig.engine.plan()) == {}

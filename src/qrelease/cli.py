@@ -223,6 +223,7 @@ def plan_command(
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo, engine(git_repo, ctx.state_dir) as eng:
         snapshot, the_plan = eng.plan(rev, env_name)
+        previews = eng.previews(snapshot, the_plan)
     for error in snapshot.errors:
         click.echo(str(error), err=True)
     rows = [
@@ -234,7 +235,12 @@ def plan_command(
             {
                 "revision": the_plan.revision,
                 "actions": [
-                    dict(zip(["env", "app", "action", "from", "to", "reason"], row, strict=True))
+                    {
+                        **dict(
+                            zip(["env", "app", "action", "from", "to", "reason"], row, strict=True)
+                        ),
+                        "what_if": previews.get((row[0], row[1]), []),
+                    }
                     for row in rows
                 ],
             }
@@ -242,6 +248,10 @@ def plan_command(
     else:
         click.echo(f"revision {the_plan.revision[:12]}: {len(the_plan.changes)} change(s)")
         print_table(["ENV", "APP", "ACTION", "FROM", "TO", "REASON"], rows)
+        for (env_key, app_key), lines in sorted(previews.items()):
+            click.echo(f"{env_key}/{app_key} what-if:")
+            for line in lines or ["no changes"]:
+                click.echo(f"  {line}")
 
 
 @main.command()

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from qrelease.deployers.base import Deployer, DeployError, ReleaseLock
+from qrelease.deployers.base import Deployer, DeployError, Previewer, ReleaseLock
 from qrelease.model.environment import Environment
 from qrelease.model.events import Event, EventDraft, ObservedState
 from qrelease.model.manifest import ReleaseManifest
@@ -136,6 +136,20 @@ class Engine:
             status = availability.of(env, manifests.get(key))
             seen[key] = Seen(stored.get(key), observed.current, observed.drift, *status)
         return seen
+
+    def previews(self, snapshot: Snapshot, the_plan: Plan) -> dict[tuple[str, str], list[str]]:
+        """What each Deploy would change, for deployers that can tell (ARM what-if)."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for action in the_plan.of_kind(ActionKind.DEPLOY):
+            env = _env(snapshot, action)
+            deployer = self.backends.deployer_for(env)
+            if action.manifest is None or not isinstance(deployer, Previewer):
+                continue
+            try:
+                out[action.key] = deployer.what_if(env, action.manifest)
+            except DeployError as error:
+                out[action.key] = [f"what-if failed: {error}"]
+        return out
 
     # -- the pass ---------------------------------------------------------------------
 

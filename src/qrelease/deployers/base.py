@@ -7,7 +7,7 @@ The engine drives a deployer in fixed steps: prepare (install, idempotent) -> ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
@@ -92,4 +92,13 @@ class Deployer(Protocol):
 
     def remove(self, env: Environment, app: str) -> None:
         """Take an app out of the environment entirely (prune)."""
+        ...
+
+
+@runtime_checkable
+class Previewer(Protocol):
+    """A deployer that can say what a deploy would change without changing it (ARM what-if)."""
+
+    def what_if(self, env: Environment, manifest: ReleaseManifest) -> list[str]:
+        """One line per change the release would make."""
         ...
