@@ -219,7 +219,7 @@ def test_the_service_profile_passes_what_the_catalog_allows(make_backend: Make) 
     assert gate(report, "verification").outcome is GateOutcome.SKIPPED
 
 
-def test_a_target_only_the_service_knows_passes_profile_but_leaves_skipped_gates_undecided(
+def test_a_target_only_the_service_knows_is_judged_by_the_service_and_every_gate_runs(
     workspace: Workspace, make_backend: Make
 ) -> None:
     workspace.fake.set_target("acme.qpu.one", profile="Adaptive_RI", qubits=30)
@@ -230,9 +230,10 @@ def test_a_target_only_the_service_knows_passes_profile_but_leaves_skipped_gates
 
     report = make_backend().run_gates(program, pinned, None)
 
-    assert gate(report, "profile").outcome is GateOutcome.PASSED
-    assert gate(report, "estimate").outcome is GateOutcome.INCONCLUSIVE
-    assert not report.passed
+    assert gate(report, "profile").outcome is GateOutcome.PASSED  # the service wins
+    assert gate(report, "estimate").outcome is GateOutcome.PASSED  # judged, not skipped
+    assert gate(report, "smoke").outcome is GateOutcome.PASSED
+    assert report.passed
 
 
 # -- the verification job ---------------------------------------------------------------

@@ -214,7 +214,7 @@ def _run_gates(
     session = _Session(quantum.target.profile)
     try:
         compiled = _profile_gate(session, program, quantum)
-        if compiled.result.outcome is GateOutcome.FAILED:
+        if compiled.qir is None:  # it did not compile; a pin the catalog refuses still runs on
             return _report(compiled, _blocked("estimate"), _blocked("smoke"), None)
         estimate, summary = _estimate_gate(session, program, quantum, baseline)
         smoke = _smoke_gate(session, program, quantum)
