@@ -24,6 +24,7 @@ from typing import Any
 from benchmarks.fixtures import wheel_builder
 from benchmarks.gitdata import BELL_PROGRAM, app_name, environment_yaml, fast_import, manifest_yaml
 from benchmarks.harness import Action, Context, Row, Stats, Trial, with_profile
+from qrelease.config import ControllerConfig
 from qrelease.deployers.installers import Installer, Sources, default_installer
 from qrelease.deployers.venv import VenvDeployer
 from qrelease.engine import Backends, Engine, PassResult
@@ -124,7 +125,8 @@ class Fleet:
         timed, quantum = TimedDeployer(deployer, clock), TimedQuantum(clock)
         backends = Backends(lambda env: timed, lambda env: quantum)
         with GitRepo(self.root / "gitops.git") as repo, Store.open(state / "qrelease.db") as store:
-            engine = Engine(repo, store, backends)
+            # the controller's default concurrency: what `qrelease controller run` does
+            engine = Engine(repo, store, backends, concurrency=ControllerConfig().concurrency)
             yield lambda: results.append(engine.reconcile(self.revision))
 
 
