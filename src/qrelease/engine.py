@@ -69,7 +69,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _no_progress(env: str, app: str, step: str) -> None:
+def no_progress(env: str, app: str, step: str) -> None:
     """Progress sink that discards."""
 
 
@@ -83,7 +83,7 @@ class Engine:
         backends: Backends,
         *,
         clock: Callable[[], datetime] = utcnow,
-        progress: Progress = _no_progress,
+        progress: Progress = no_progress,
         verify: Callable[[str], str | None] | None = None,
         concurrency: int = 1,
     ) -> None:
@@ -157,8 +157,9 @@ class Engine:
         self, rev: str = "HEAD", env_filter: str | None = None, retry: bool = False
     ) -> PassResult:
         """Plan, then carry out every action; one app's failure never stops another's."""
-        self.recover(self.loader.load(rev).environments)
-        snapshot, the_plan = self.plan(rev, env_filter, retry)
+        snapshot = self.loader.load(rev)
+        self.recover(snapshot.environments)
+        snapshot, the_plan = self.plan(snapshot.revision, env_filter, retry)
         result = PassResult(snapshot, the_plan)
         run_id = self.store.begin_run(snapshot.revision, time=self.clock())
         deploys = [a for a in the_plan.actions if a.kind == ActionKind.DEPLOY]

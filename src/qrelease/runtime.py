@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from qrelease.deployers.base import Deployer, DeployError
-from qrelease.engine import Backends, Engine, Progress
+from qrelease.engine import Backends, Engine, Progress, no_progress
 from qrelease.model.environment import AzureQuantum, Environment
 from qrelease.quantum.base import QuantumBackend
 from qrelease.source.repo import GitRepo
@@ -112,11 +112,7 @@ def engine(
     store = open_store(state_dir)
     try:
         yield Engine(
-            repo, store, local.backends(), progress=progress or _quiet, concurrency=concurrency
+            repo, store, local.backends(), progress=progress or no_progress, concurrency=concurrency
         )
     finally:
         store.close()
-
-
-def _quiet(env: str, app: str, step: str) -> None:
-    """Progress sink that discards."""

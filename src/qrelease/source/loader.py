@@ -104,6 +104,7 @@ class Loader:
         self._repo = repo
         self._cache: OrderedDict[tuple[str, str], _Parsed] = OrderedDict()
         self._prefetched: dict[str, bytes] = {}
+        self._last: Snapshot | None = None
         self._used_now: set[tuple[str, str]] = set()
         self._used_before: set[tuple[str, str]] = set()
         self.parse_count = 0
@@ -122,6 +123,8 @@ class Loader:
     def load(self, rev: str = "HEAD") -> Snapshot:
         """Read and validate every manifest and environment file at `rev`."""
         revision = self._repo.resolve(rev)
+        if self._last is not None and self._last.revision == revision:
+            return self._last  # the engine, the status view and auto-promotion share one load
         collected = _Collected()
         entries = self._repo.list_files(revision)
         self._prefetch(entries)
@@ -131,7 +134,7 @@ class Loader:
         self._forget_superseded()
         _check_manifest_programs(collected)
         _check_environments(collected)
-        return Snapshot(
+        self._last = Snapshot(
             revision=revision,
             manifests=collected.manifests,
             environments=collected.environments,
@@ -145,6 +148,7 @@ class Loader:
             errors=tuple(sorted(collected.errors)),
             env_paths=collected.env_paths,
         )
+        return self._last
 
     def _visit(self, entry: TreeEntry, out: _Collected) -> None:
         parts = PurePosixPath(entry.path).parts

@@ -18,7 +18,7 @@ import yaml
 
 from qrelease.source.pins import PinEditError, set_pin
 from qrelease.source.repo import SourceError
-from qrelease.source.workspace import is_local_repo, redact_url
+from qrelease.source.workspace import git_reason, is_local_repo, redact_url
 from qrelease.source.writer import identity_env
 
 PUSH_ATTEMPTS = 5
@@ -122,7 +122,7 @@ def _worktree(location: str, state_dir: Path, branch: str) -> tuple[git.Repo, bo
         try:
             git.Repo.clone_from(location, work, branch=branch).close()
         except git.exc.GitCommandError as exc:
-            raise SourceError(f"cannot clone {redact_url(location)}: {_reason(exc)}") from None
+            raise SourceError(f"cannot clone {redact_url(location)}: {git_reason(exc)}") from None
     repo = git.Repo(work)
     _sync(repo, branch)
     return repo, True
@@ -142,7 +142,7 @@ def _sync(repo: git.Repo, branch: str) -> None:
         repo.git.checkout("--quiet", "-B", branch, f"origin/{branch}")
         repo.git.reset("--quiet", "--hard", f"origin/{branch}")
     except git.exc.GitCommandError as exc:
-        raise SourceError(f"cannot update from the remote: {_reason(exc)}") from None
+        raise SourceError(f"cannot update from the remote: {git_reason(exc)}") from None
 
 
 def _commit(repo: git.Repo, change: PinChange) -> str:
@@ -184,7 +184,7 @@ def _push(
             return Published(str(repo.git.rev_parse("HEAD")), pushed=True, attempts=attempt)
         except git.exc.GitCommandError as exc:
             if not _rejected(exc):
-                raise SourceError(f"push failed: {_reason(exc)}") from None
+                raise SourceError(f"push failed: {git_reason(exc)}") from None
         base = _rebase_if_untouched(repo, change, branch, base)
     raise SourceError(f"push kept losing races after {PUSH_ATTEMPTS} attempts; try again")
 
@@ -233,11 +233,6 @@ def _summary(repo: git.Repo, commit: str) -> str:
 def _rejected(exc: git.exc.GitCommandError) -> bool:
     text = str(exc.stderr or "")
     return any(word in text for word in ("rejected", "non-fast-forward", "fetch first"))
-
-
-def _reason(exc: git.exc.GitCommandError) -> str:
-    lines = [line.strip() for line in str(exc.stderr or "").splitlines() if line.strip()]
-    return redact_url(lines[-1].strip("'") if lines else f"git exited with {exc.status}")
 
 
 def _one_line(text: str) -> str:

@@ -46,7 +46,7 @@ def clone_mirror(location: str, mirror: Path, timeout: float = FETCH_TIMEOUT) ->
     try:
         repo = git.Repo.clone_from(location, mirror, mirror=True, kill_after_timeout=timeout)
     except git.exc.GitCommandError as exc:
-        raise SourceError(f"cannot clone {redact_url(location)}: {_git_reason(exc)}") from None
+        raise SourceError(f"cannot clone {redact_url(location)}: {git_reason(exc)}") from None
     repo.close()
 
 
@@ -56,7 +56,7 @@ def fetch_mirror(mirror: Path, timeout: float = FETCH_TIMEOUT) -> None:
     try:
         repo.git.fetch("--prune", "origin", kill_after_timeout=timeout)
     except git.exc.GitCommandError as exc:
-        raise SourceError(f"cannot fetch into {mirror}: {_git_reason(exc)}") from None
+        raise SourceError(f"cannot fetch into {mirror}: {git_reason(exc)}") from None
     finally:
         repo.close()
 
@@ -73,7 +73,7 @@ def redact_url(url: str) -> str:
     return url
 
 
-def _git_reason(exc: git.exc.GitCommandError) -> str:
+def git_reason(exc: git.exc.GitCommandError) -> str:
     """The most telling line of git's complaint: its first `fatal:`/`error:` line."""
     lines = [
         line.strip().removeprefix("stderr: ").strip("'")
