@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
+
 import pytest
 from click.testing import CliRunner
 
@@ -244,18 +247,111 @@ def test_batch_read_matches_single_reads_and_names_a_missing_blob(example_repo: 
             git_repo.read_blobs([entries[0].sha, "0" * 40])
 
 
-def test_parse_cache_forgets_files_no_recent_load_used(example_repo: GitOpsRepo) -> None:
+def test_parse_cache_stays_flat_over_many_loads(
+    example_repo: GitOpsRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qrelease.source.loader.RECENT_PARSES", 4)
     with GitRepo(example_repo.path) as git_repo:
         loader = Loader(git_repo)
         loader.load("HEAD")
-        for version in ("0.1.0", "0.2.0", "0.1.0"):
+        for index in range(12):
+            version = ("0.1.0", "0.2.0")[index % 2]
             dev = example_repo.read("releases/dev.yaml").splitlines()
             dev = [f"  qrng: {version}" if line.startswith("  qrng:") else line for line in dev]
-            example_repo.write("releases/dev.yaml", "\n".join(dev) + f"\n# {version}\n")
+            example_repo.write("releases/dev.yaml", "\n".join(dev) + f"\n# {index}\n")
             example_repo.commit()
             loader.load("HEAD")
-        # 8 files in the newest load, plus the one dev.yaml the load before it used
-        assert len(loader._cache) == 9
+        # the 8 files of the newest tree, plus the 4 most recently parsed blobs
+        assert loader.cached_parses == 8 + 4
+        assert loader.parse_count == 8 + 12
+
+
+def _edits(repo: GitOpsRepo) -> list[tuple[str, Callable[[], None]]]:
+    """A sequence of commits that each exercise one way a load can change."""
+    bell = "manifests/bell-service"
+
+    def pin(env: str, app: str, version: str) -> None:
+        lines = repo.read(f"releases/{env}.yaml").splitlines()
+        lines = [f"  {app}: {version}" if line.startswith(f"  {app}:") else line for line in lines]
+        repo.write(f"releases/{env}.yaml", "\n".join(lines) + "\n")
+
+    def rm(path: str) -> None:
+        (repo.path / path).unlink()
+
+    def symlink(path: str, target: str) -> None:
+        (repo.path / path).unlink()
+        (repo.path / path).symlink_to(target)
+
+    def copy(src: str, dst: str) -> None:
+        repo.write(dst, repo.read(src))
+
+    def edit(path: str, old: str, new: str) -> None:
+        repo.write(path, repo.read(path).replace(old, new))
+
+    def new_release() -> None:
+        edit_src = repo.read(f"{bell}/1.2.0.yaml").replace("version: 1.2.0", "version: 1.3.0")
+        repo.write(f"{bell}/1.3.0.yaml", edit_src)
+
+    return [
+        ("pin moves", lambda: pin("dev", "qrng", "0.1.0")),
+        ("duplicate .yml", lambda: copy(f"{bell}/1.1.0.yaml", f"{bell}/1.1.0.yml")),
+        ("duplicate gone", lambda: rm(f"{bell}/1.1.0.yml")),
+        ("program deleted", lambda: rm(f"{bell}/programs/bell.qs")),
+        (
+            "program back",
+            lambda: repo.write(f"{bell}/programs/bell.qs", "operation Main() : Unit {}"),
+        ),
+        ("manifest invalid", lambda: edit(f"{bell}/1.0.0.yaml", "profile: Base", "profile: Nope")),
+        ("pin an invalid one", lambda: pin("dev", "bell-service", "1.0.0")),
+        ("manifest fixed", lambda: edit(f"{bell}/1.0.0.yaml", "profile: Nope", "profile: Base")),
+        ("pin a missing one", lambda: pin("staging", "qrng", "9.9.9")),
+        ("it appears", lambda: copy("manifests/qrng/0.2.0.yaml", "manifests/qrng/9.9.9.yaml")),
+        ("with the right name", lambda: edit("manifests/qrng/9.9.9.yaml", "0.2.0", "9.9.9")),
+        ("new release", new_release),
+        ("manifest becomes a symlink", lambda: symlink(f"{bell}/1.3.0.yaml", "1.2.0.yaml")),
+        ("env file broken", lambda: repo.write("releases/prod.yaml", "environment: [")),
+        ("env renamed", lambda: copy("releases/staging.yaml", "releases/qa.yaml")),
+        ("env fixed", lambda: copy("releases/staging.yaml", "releases/prod.yaml")),
+        ("app folder removed", lambda: shutil.rmtree(repo.path / "manifests/qrng")),
+    ]
+
+
+def test_an_incremental_load_equals_a_fresh_full_load_after_every_kind_of_change(
+    example_repo: GitOpsRepo,
+) -> None:
+    with GitRepo(example_repo.path) as git_repo:
+        loader = Loader(git_repo)
+        loader.load("HEAD")
+        revisions = [example_repo.head]
+        for name, change in _edits(example_repo):
+            change()
+            revisions.append(example_repo.commit(name))
+            incremental = loader.load("HEAD")
+            with GitRepo(example_repo.path) as fresh:
+                assert incremental == Loader(fresh).load("HEAD"), name
+        assert loader.parse_count < 8 + 2 * len(revisions)  # only changed files were parsed
+        for revision in reversed(revisions):  # backwards, through every change undone
+            with GitRepo(example_repo.path) as fresh:
+                assert loader.load(revision) == Loader(fresh).load(revision)
+
+
+def test_a_load_after_history_was_rewritten_lists_the_tree_again(
+    example_repo: GitOpsRepo,
+) -> None:
+    with GitRepo(example_repo.path) as git_repo:
+        loader = Loader(git_repo)
+        first = example_repo.head
+        example_repo.write("releases/qa.yaml", "environment: qa\n")
+        gone = example_repo.commit("qa")
+        loader.load(gone)
+        example_repo.git("reset", "--hard", "--quiet", first)
+        example_repo.git("reflog", "expire", "--expire=now", "--all")
+        example_repo.git("gc", "--quiet", "--prune=now")
+        example_repo.write("releases/qa2.yaml", "environment: qa2\n")
+        rewritten = example_repo.commit("qa2")
+        assert git_repo.changed_entries(gone, rewritten) is None
+        snapshot = loader.load(rewritten)
+        assert sorted(snapshot.environments) == ["dev", "prod", "qa2", "staging"]
 
 
 def test_read_ref_agrees_with_git_for_loose_and_packed_refs(example_repo: GitOpsRepo) -> None:

@@ -177,6 +177,40 @@ def test_put_observed_replaces_and_delete_forgets(store: Store) -> None:
     assert store.get_observed("prod", "bell-service") is None
 
 
+def test_the_observed_view_is_reread_when_any_connection_writes(
+    store: Store, db_path: Path
+) -> None:
+    store.put_observed(full_state())
+    first = store.all_observed()
+    assert store.all_observed() == first  # unchanged: served without reading the rows
+    with Store.open(db_path) as other:
+        other.put_observed(full_state(env="dev"))  # another connection commits
+    assert [s.env for s in store.all_observed()] == ["dev", "prod"]
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as connection:
+        connection.execute("DELETE FROM observed WHERE env = 'dev'")  # a process outside qrelease
+    assert [s.env for s in store.all_observed()] == ["prod"]
+    store.put_observed(ObservedState(env="prod", app="bell-service", deployed="9.9.9"))
+    assert store.observed_by_key()[("prod", "bell-service")].deployed == "9.9.9"
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_observed(full_state(env="qa"))
+        raise RuntimeError("rolled back")
+    assert [s.env for s in store.all_observed()] == ["prod"]
+
+
+def test_reading_history_refuses_an_event_row_that_does_not_decode(
+    store: Store, db_path: Path
+) -> None:
+    for index in range(3):
+        store.append(EventDraft(env="prod", app="bell", action="Deploy", reason=str(index)))
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as connection:
+        connection.execute("DROP TRIGGER events_no_update")
+        connection.execute("UPDATE events SET details = '[1, 2]' WHERE seq = 2")
+    with pytest.raises(ValueError, match="does not decode"):
+        store.events(env="prod")
+    assert [event.seq for event in store.events(env="prod", before_seq=2)] == [1]
+    assert store.verify().first_break is not None
+
+
 def test_times_are_stored_in_utc_and_naive_times_refused(store: Store) -> None:
     paris_summer = timezone(timedelta(hours=2))
     store.put_observed(ObservedState(env="e", app="a", updated_at=T0.astimezone(paris_summer)))

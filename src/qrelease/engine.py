@@ -124,17 +124,25 @@ class Engine:
         desired: list[Desired],
         env_filter: str | None,
     ) -> dict[tuple[str, str], Seen]:
-        stored = {(s.env, s.app): s for s in self.store.all_observed()}
-        keys = {(d.env.environment, d.app) for d in desired}
-        keys |= {k for k in stored if env_filter in (None, k[0])}
-        manifests = {(d.env.environment, d.app): d.manifest for d in desired}
+        stored = self.store.observed_by_key()
         availability = _AvailabilityCache(self.backends)
-        seen = {}
-        for key in sorted(keys):
+        deployers: dict[str, Deployer] = {}
+        seen: dict[tuple[str, str], Seen] = {}
+        for item in desired:
+            env, key = item.env, (item.env.environment, item.app)
+            deployer = deployers.get(key[0]) or deployers.setdefault(
+                key[0], self.backends.deployer_for(env)
+            )
+            observed = deployer.observe(env, item.app)
+            status = availability.of(env, item.manifest)
+            seen[key] = Seen(stored.get(key), observed.current, observed.drift, *status)
+        gone = sorted(k for k in stored if k not in seen and env_filter in (None, k[0]))
+        for key in gone:  # deployed once, no longer pinned: observed for the prune
             env = environments.get(key[0]) or Environment(environment=key[0])
             observed = self.backends.deployer_for(env).observe(env, key[1])
-            status = availability.of(env, manifests.get(key))
-            seen[key] = Seen(stored.get(key), observed.current, observed.drift, *status)
+            seen[key] = Seen(
+                stored.get(key), observed.current, observed.drift, Availability.UNKNOWN, ""
+            )
         return seen
 
     def previews(self, snapshot: Snapshot, the_plan: Plan) -> dict[tuple[str, str], list[str]]:
@@ -504,15 +512,20 @@ class _AvailabilityCache:
     def __init__(self, backends: Backends) -> None:
         self._backends = backends
         self._seen: dict[tuple[object, str], tuple[Availability, str]] = {}
+        self._by_env: dict[tuple[str, str], tuple[Availability, str]] = {}
 
     def of(self, env: Environment, manifest: ReleaseManifest | None) -> tuple[Availability, str]:
         if manifest is None:
             return (Availability.UNKNOWN, "")
-        key = (env.quantum, manifest.quantum.target.id)  # frozen models hash by value
-        if key not in self._seen:
-            status = self._backends.quantum_for(env).target_status(key[1])
-            self._seen[key] = (status.availability, status.message)
-        return self._seen[key]
+        target = manifest.quantum.target.id
+        near = (env.environment, target)  # hashing two strings, not a pydantic model
+        if near not in self._by_env:
+            key = (env.quantum, target)  # frozen models hash by value: envs sharing a backend
+            if key not in self._seen:
+                status = self._backends.quantum_for(env).target_status(target)
+                self._seen[key] = (status.availability, status.message)
+            self._by_env[near] = self._seen[key]
+        return self._by_env[near]
 
 
 def _env(snapshot: Snapshot, action: Action) -> Environment:

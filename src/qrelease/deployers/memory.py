@@ -55,7 +55,10 @@ class MemoryDeployer:
 
     def _state(self, env: str, app: str) -> _AppState:
         """The state of one (env, app), created empty on first use."""
-        return self._apps.setdefault((env, app), _AppState())
+        state = self._apps.get((env, app))
+        if state is None:
+            state = self._apps[(env, app)] = _AppState()
+        return state
 
     def observe(self, env: Environment, app: str) -> Observed:
         """Current and prepared versions, newest last, plus any configured drift."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated
@@ -28,13 +29,19 @@ def check_dns_label(value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=8192)
+def _is_semver(value: str) -> bool:
+    """Memoised: a thousand pins share a handful of version strings."""
+    return bool(semver.Version.is_valid(value))
+
+
 def check_semver(value: str) -> str:
     """Accept a semantic version string such as 1.2.3 or 2.0.0-rc.1.
 
     >>> check_semver("1.10.0-rc.1")
     '1.10.0-rc.1'
     """
-    if not semver.Version.is_valid(value):
+    if not _is_semver(value):
         raise ValueError(f"{value!r} is not a semantic version (MAJOR.MINOR.PATCH)")
     return value
 
@@ -81,6 +88,7 @@ def format_duration(value: timedelta) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=8192)
 def version_key(version: str) -> semver.Version:
     """Sort key for semantic version strings."""
     return semver.Version.parse(version)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from qrelease.model.environment import Environment
 from qrelease.model.events import ObservedState
@@ -29,9 +30,11 @@ class Desired:
     problem: str = ""
 
 
-@dataclass(frozen=True)
-class Seen:
-    """What is known of one (environment, app) now: the store's record and the deployer's view."""
+class Seen(NamedTuple):
+    """What is known of one (environment, app) now: the store's record and the deployer's view.
+
+    A named tuple: a pass builds one per pinned app, thousands at a time.
+    """
 
     state: ObservedState | None = None
     current: str | None = None

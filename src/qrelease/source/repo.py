@@ -80,6 +80,8 @@ class GitRepo:
 
     def resolve(self, rev: str) -> str:
         """The full commit id a revision names."""
+        if _is_sha(rev) and self._object_type(rev) == "commit":
+            return rev  # the persistent batch-check answers without starting a git process
         try:
             return str(
                 self._repo.git.rev_parse("--verify", "--end-of-options", f"{rev}^{{commit}}")
@@ -144,6 +146,48 @@ class GitRepo:
         """Paths under `roots` that differ between two revisions."""
         output = self._repo.git.diff("--name-only", "-z", "--no-renames", old, new, "--", *roots)
         return [path for path in output.split("\0") if path]
+
+    def changed_entries(
+        self, old: str, new: str, roots: Iterable[str] = TRACKED_ROOTS
+    ) -> dict[str, TreeEntry | None] | None:
+        """Files under `roots` that differ between two commits: path -> new entry, None if gone.
+
+        One `git diff-tree` (plumbing: no user diff config applies) plus the sizes of the
+        new blobs from the persistent `cat-file --batch-check`. None when `old` is no longer
+        in the object database (history was rewritten and collected).
+        """
+        try:
+            output = self._repo.git.diff_tree(
+                "-r", "-z", "--raw", "--no-renames", "--no-abbrev", old, new, "--", *roots
+            )
+        except git.exc.GitCommandError:
+            return None
+        fields = output.split("\0")
+        changes: dict[str, TreeEntry | None] = {}
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            _old_mode, mode, _old_sha, sha, status = meta.lstrip(":").split()
+            if status == "D":
+                changes[path] = None
+            else:
+                changes[path] = TreeEntry(mode=mode, sha=sha, size=self._size(mode, sha), path=path)
+        return changes
+
+    def _size(self, mode: str, sha: str) -> int:
+        """A blob's size, as `ls-tree -l` reports it (0 for a submodule's commit)."""
+        if mode == GITLINK_MODE:
+            return 0
+        with self._batch_lock:
+            _hexsha, _kind, size = self._repo.git.get_object_header(sha)
+        return int(size)
+
+    def _object_type(self, sha: str) -> str | None:
+        """An object's type from the persistent `cat-file --batch-check`; None if missing."""
+        with self._batch_lock:
+            try:
+                _hexsha, kind, _size = self._repo.git.get_object_header(sha)
+            except ValueError:  # GitPython raises this for a "missing" answer
+                return None
+        return kind.decode() if isinstance(kind, bytes) else str(kind)
 
     def show_file(self, rev: str, path: str) -> bytes | None:
         """A file's bytes at a revision, or None when it does not exist there."""

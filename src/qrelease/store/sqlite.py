@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Generator, Iterator
+from collections.abc import Collection, Generator, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +51,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft, ObservedState
@@ -108,6 +109,13 @@ _EVENT_COLUMNS = (
     "seq, time, env, app, action, from_version, to_version, revision, "
     "actor, reason, outcome, details, prev_hash, hash"
 )
+_EVENT_JSON = "json_object({})".format(  # one event row as JSON text; `details` embedded
+    ", ".join(
+        f"'{name}', json(details)" if name == "details" else f"'{name}', {name}"
+        for name in _EVENT_COLUMNS.split(", ")
+    )
+)
+_EVENT_LIST = TypeAdapter(list[Event])
 _INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 14)})"  # noqa: S608 constant column list
 _OBSERVED_COLUMNS = (
     "env",
@@ -184,8 +192,8 @@ class HistoryFilter:
     limit: int | None = None
     descending: bool = False
 
-    def sql(self) -> tuple[str, list[object]]:
-        """The parameterised SELECT for this filter."""
+    def sql(self, columns: str = _EVENT_COLUMNS) -> tuple[str, list[object]]:
+        """The parameterised SELECT of `columns` for this filter."""
         clauses, params = self._where()
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         order = " ORDER BY seq DESC" if self.descending else " ORDER BY seq"
@@ -195,7 +203,7 @@ class HistoryFilter:
                 raise ValueError(f"limit must not be negative, got {self.limit}")
             limit = " LIMIT ?"
             params.append(self.limit)
-        return f"SELECT {_EVENT_COLUMNS} FROM events{where}{order}{limit}", params  # noqa: S608 clauses are constants, values bound
+        return f"SELECT {columns} FROM events{where}{order}{limit}", params  # noqa: S608 clauses are constants, values bound
 
     def _where(self) -> tuple[list[str], list[object]]:
         bounds: list[tuple[str, object]] = [
@@ -222,6 +230,9 @@ class Store:
         self._connection = connection
         self.location = location
         self._depth = 0
+        self._observed: tuple[tuple[int, int], Mapping[tuple[str, str], ObservedState]] | None = (
+            None
+        )
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -300,8 +311,8 @@ class Store:
             limit=limit,
             descending=descending,
         )
-        for row in self._stream(*history.sql()):
-            yield _event_from_row(row)
+        for batch in self._event_batches(*history.sql(_EVENT_JSON), _FETCH_BATCH):
+            yield from batch
 
     def events(
         self,
@@ -328,7 +339,9 @@ class Store:
             limit=limit,
             descending=descending,
         )
-        return [_event_from_row(row) for row in self._stream(*history.sql())]
+        return [
+            event for batch in self._event_batches(*history.sql(_EVENT_JSON)) for event in batch
+        ]
 
     def last_event(self, env: str, app: str, action: str | None = None) -> Event | None:
         """The newest event for (env, app), optionally of one action."""
@@ -373,8 +386,24 @@ class Store:
 
     def all_observed(self) -> list[ObservedState]:
         """Every recorded (env, app) state, ordered by env then app."""
-        rows = self._connection.execute("SELECT * FROM observed ORDER BY env, app").fetchall()
-        return [_observed_from_row(row) for row in rows]
+        return list(self.observed_by_key().values())
+
+    def observed_by_key(self) -> Mapping[tuple[str, str], ObservedState]:
+        """Every recorded state by (env, app), in env then app order; do not modify it.
+
+        Read again only when the database changed since the last call: SQLite's
+        `data_version` moves when another connection commits, `total_changes` when this
+        one writes. An idle controller's pass then costs one pragma, not thousands of rows.
+        """
+        version = (
+            int(self._connection.execute("PRAGMA data_version").fetchone()[0]),
+            self._connection.total_changes,
+        )
+        if self._observed is None or self._observed[0] != version:
+            rows = self._connection.execute("SELECT * FROM observed ORDER BY env, app").fetchall()
+            states = (_observed_from_row(row) for row in rows)
+            self._observed = (version, {(s.env, s.app): s for s in states})
+        return self._observed[1]
 
     def delete_observed(self, env: str, app: str) -> None:
         """Forget one (env, app); forgetting an unknown one is harmless."""
@@ -462,6 +491,33 @@ class Store:
             "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         return (0, GENESIS_HASH) if row is None else (int(row["seq"]), str(row["hash"]))
+
+    def _event_batches(
+        self, sql: str, params: list[object], size: int | None = None
+    ) -> Iterator[list[Event]]:
+        """Events whose rows SQLite renders as JSON, validated a batch at a time in pydantic-core.
+
+        One `validate_json` per batch instead of a dict, two parses and a model per row:
+        the newest page of a long history costs about what the bare indexed SELECT does.
+        A row that does not decode raises ValueError (`verify` reads row by row instead).
+        """
+        cursor = self._connection.cursor()
+        cursor.row_factory = None
+        try:
+            cursor.execute(sql, params)
+            while rows := (cursor.fetchmany(size) if size else cursor.fetchall()):
+                yield _EVENT_LIST.validate_json("[" + ",".join(row[0] for row in rows) + "]")
+                if not size:
+                    break
+        except ValidationError as error:
+            raise ValueError(f"a stored event does not decode: {_first_line(error)}") from error
+        except sqlite3.OperationalError as error:
+            if "JSON" not in str(error):
+                raise
+            raise ValueError(f"a stored event does not decode: {error}") from error
+        finally:
+            with suppress(sqlite3.ProgrammingError):  # the Store was closed mid-iteration
+                cursor.close()
 
     def _stream(self, sql: str, params: list[object]) -> Iterator[sqlite3.Row]:
         cursor = self._connection.execute(sql, params)

@@ -27,14 +27,16 @@ from qrelease.planning.status import StatusRow
 from qrelease.promotion import Promoter, PromotionError, ReleaseDiff, Result, diff_releases
 from qrelease.quantum.base import QuantumBackend
 from qrelease.runtime import open_store
-from qrelease.source.loader import Loader, Snapshot, _Collected
-from qrelease.source.repo import GitRepo, SourceError, TreeEntry
+from qrelease.source.loader import Loader, Snapshot
+from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.workspace import is_local_repo, open_repo, redact_url
 from qrelease.store.sqlite import Run, Store, StoreError
 from qrelease.tui.board import Board, build_board, upstream_version
 
 PinAction = Literal["promote", "rollback"]
 GIT_REFRESH_SECONDS = 30.0
+PINS_ONLY = ("releases",)
+"""What the first frame reads: the environment files alone take milliseconds to parse."""
 EVENTS_SHOWN = 8
 
 
@@ -235,18 +237,6 @@ class Dashboard:
         return promoter
 
 
-class _PinsLoader(Loader):
-    """A Loader that reads only `releases/*.yaml`: enough to draw the matrix at once.
-
-    Parsing a thousand manifests takes seconds; the environment files alone take
-    milliseconds. The pins-only snapshot is shown first and replaced by the full one.
-    """
-
-    def _visit(self, entry: TreeEntry, out: _Collected) -> None:
-        if entry.path.startswith("releases/"):
-            super()._visit(entry, out)
-
-
 class Watcher:
     """Polls the store from one thread, re-reading Git only when something says it moved.
 
@@ -299,7 +289,7 @@ class Watcher:
 
     def _snapshot_for(self, last_run: Run | None, reload_git: bool) -> tuple[Snapshot, bool]:
         if self._board is None:
-            pins = _PinsLoader(self._repo).load(self._dashboard.branch)
+            pins = Loader(self._repo, roots=PINS_ONLY).load(self._dashboard.branch)
             return replace(pins, errors=()), False  # its missing-manifest errors are not real
         run_revision = last_run.revision if last_run else None
         due = time.monotonic() - self._loaded_at >= self._git_every
