@@ -75,6 +75,7 @@ class MainScreen(Screen[None]):
         self._reload = threading.Event()
 
     def compose(self) -> ComposeResult:
+        self._poll()  # read Git and the store while Textual builds and lays out the widgets
         yield Header()
         yield Static("Reading the GitOps repo and the store…", id="status")
         yield Input(placeholder="/ filter apps by name", id="filter", compact=True)
@@ -85,7 +86,6 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(Matrix).focus()
-        self._poll()
         self.set_interval(HEADLINE_REFRESH_SECONDS, self._show_headline)
 
     def on_unmount(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 from rich.text import Text
@@ -44,16 +45,34 @@ OUTCOME_MARKS: Mapping[str, tuple[str, str]] = {
 
 
 def styled_cell(row: StatusRow | None) -> Text:
-    """A matrix cell: versions (yellow while out of sync), then the coloured glyphs."""
+    """A matrix cell: versions (yellow while out of sync), then the coloured glyphs.
+
+    Cells that look alike share one Text (a thousand Healthy apps at 1.0.0 are one object),
+    so filling the matrix costs a dictionary lookup per cell; nobody modifies a cell's Text.
+    """
     if row is None:
+        return _styled(None, None, None, None, None)
+    return _styled(row.desired, row.deployed, row.sync, row.health, row.availability)
+
+
+@functools.lru_cache(maxsize=4096)
+def _styled(
+    desired: str | None,
+    deployed: str | None,
+    sync: Sync | None,
+    health: Health | None,
+    availability: Availability | None,
+) -> Text:
+    if sync is None or health is None or availability is None:
         return Text("·", style="bright_black")
-    versions, sync, health, target = cell_parts(row)
+    row = StatusRow("", "", desired, deployed, sync, health, None, availability, "", None)
+    versions, sync_glyph, health_glyph, target = cell_parts(row)
     return Text.assemble(
-        (versions, "yellow" if row.sync == Sync.OUT_OF_SYNC else ""),
+        (versions, "yellow" if sync == Sync.OUT_OF_SYNC else ""),
         " ",
-        (sync, SYNC_STYLES[row.sync]),
-        (health, HEALTH_STYLES[row.health]),
-        (target, AVAILABILITY_STYLES[row.availability]),
+        (sync_glyph, SYNC_STYLES[sync]),
+        (health_glyph, HEALTH_STYLES[health]),
+        (target, AVAILABILITY_STYLES[availability]),
     )
 
 
