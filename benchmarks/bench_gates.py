@@ -3,9 +3,11 @@
 The release is the bundled manifests/bell-service/1.0.0.yaml (Base profile, estimate and
 smoke gates). The reference does what the gates need from qdk and nothing else, in a fresh
 `qdk.Context` for the pinned profile: evaluate the program, compile the entry, estimate its
-logical counts, run the seeded shots. The second row repeats the comparison while the
-generated repo's Snapshot is held in memory, as it is during a controller's pass: costs
-that grow with the process's heap (a full garbage collection, say) show up there.
+logical counts, run the seeded shots. qrelease runs them in its sandboxed gate worker
+process, so its time includes the round trip. The second row repeats the comparison while
+the generated repo's Snapshot is held in memory, as it is during a controller's pass:
+costs that grow with the process's heap (qdk's full garbage collection after a session,
+say) show up there.
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def run(ctx: Context) -> list[Row]:
     reference = plain(lambda: raw_qdk(manifest, program.text))
     note = (
         f"{MANIFEST} ({manifest.quantum.target.profile}); qrelease: "
-        "QdkBackend().run_gates (profile, estimate and smoke gates, fresh Context)"
+        "QdkBackend().run_gates (profile, estimate and smoke gates, fresh Context) in the "
+        "sandboxed gate worker process (started by the untimed warm-up), request and report "
+        "as JSON lines"
     )
     alone = ratio_row(
         ctx,

@@ -367,12 +367,21 @@ def _open_fds() -> int:
     return sum(1 for _ in Path("/proc/self/fd").iterdir())
 
 
-def _children() -> set[str]:
+def _children(*, gate_workers: bool = False) -> set[str]:
+    """Child processes: all but the quantum gate worker (long-lived by design), or just it."""
     pids: set[str] = set()
     for task in Path("/proc/self/task").iterdir():
         with (task / "children").open() as listing:
             pids.update(listing.read().split())
-    return pids
+    return {pid for pid in pids if _is_gate_worker(pid) == gate_workers}
+
+
+def _is_gate_worker(pid: str) -> bool:
+    try:
+        command = (Path("/proc") / pid / "cmdline").read_bytes()
+    except OSError:
+        return False  # gone meanwhile
+    return b"qrelease.quantum.gate_worker" in command
 
 
 def test_idle_and_changing_polls_leak_no_fds_or_processes(rig: Rig) -> None:
@@ -391,6 +400,7 @@ def test_idle_and_changing_polls_leak_no_fds_or_processes(rig: Rig) -> None:
         fds_changing = _open_fds()
         assert state.view.passes == 11  # the first, then one per change (idle polls run none)
         assert _children() == children_before == set()
+        assert len(_children(gate_workers=True)) <= 1  # one worker, reused by every release
     print(f"open fds: {fds_before} before, {fds_idle} after 200 idle polls, {fds_changing} after")
     assert fds_idle <= fds_before
     assert fds_changing <= fds_before
@@ -410,7 +420,9 @@ def test_reload_applies_interval_and_reports_restart_only_settings(
     api = api_for(controller)
     wait_for("first pass", lambda: synced(api))
     assert api.status()["source"]["interval_seconds"] == 10
-    path.write_text('listen = "127.0.0.1:1"\n[source]\ninterval = "250ms"\n')
+    path.write_text(
+        'listen = "127.0.0.1:1"\n[source]\ninterval = "250ms"\n[gates]\ntimeout = "1m"\n'
+    )
     assert controller.reload()
     wait_for("new interval", lambda: api.status()["source"]["interval_seconds"] == 0.25)
     path.write_text("[source]\ninterval = 0\n")
@@ -418,7 +430,7 @@ def test_reload_applies_interval_and_reports_restart_only_settings(
     assert api.status()["source"]["interval_seconds"] == 0.25
     logged = [json.loads(line) for line in rig.log.getvalue().splitlines()]
     restart = [e for e in logged if e["event"] == "settings need a restart to change"]
-    assert restart and restart[0]["settings"] == ["listen"]
+    assert restart and restart[0]["settings"] == ["listen", "gates"]
     assert controller.close() == 0
 
 
@@ -605,3 +617,19 @@ def test_daemon_import_loads_no_heavy_sdk() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_gates_section_sets_the_sandbox_limits(tmp_path: Path) -> None:
+    from qrelease.config import ConfigError, load_config
+    from qrelease.model.types import format_duration, parse_duration
+
+    path = tmp_path / "controller.toml"
+    path.write_text('[gates]\ntimeout = "90s"\nmemory_mib = 2048\n')
+    limits = load_config(path).gates.limits()
+    assert (limits.seconds, limits.memory_mib) == (90.0, 2048)
+    assert load_config(None).gates.limits().seconds == 600.0
+    path.write_text("[gates]\nmemory_mib = 10\n")
+    with pytest.raises(ConfigError, match="memory_mib"):
+        load_config(path)
+    for text in ("1ms", "1h30m", "2d3h4m5s6ms", "0s"):  # budgets survive a round trip
+        assert format_duration(parse_duration(text)) == text

@@ -17,6 +17,7 @@ from qrelease.model.manifest import Quantum
 from qrelease.model.status import Availability, GateOutcome
 from qrelease.quantum.base import EstimateSummary, GateReport, GateResult, ProgramSource
 from qrelease.quantum.qdk import QdkBackend, diagnostics_of
+from qrelease.quantum.sandbox import GateLimits, GateSandbox
 
 pytestmark = pytest.mark.slow
 
@@ -167,10 +168,82 @@ def test_shots_beyond_one_batch_match_a_single_run(monkeypatch: pytest.MonkeyPat
     from qrelease.quantum import qdk as backend
 
     config = quantum("Qrng.Main()", "ionq.simulator", "Base", QRNG, shots=250)
-    whole = gate(run(example("qrng", "qrng.qs"), config), "smoke")
+    in_process = QdkBackend(isolated=False)  # the patch below must reach the qdk thread
+    whole = gate(in_process.run_gates(example("qrng", "qrng.qs"), config, None), "smoke")
     monkeypatch.setattr(backend, "_SHOTS_PER_BATCH", 64)
-    batched = gate(run(example("qrng", "qrng.qs"), config), "smoke")
+    batched = gate(in_process.run_gates(example("qrng", "qrng.qs"), config, None), "smoke")
     assert whole.details["observed"] == batched.details["observed"]
+    sandboxed = gate(run(example("qrng", "qrng.qs"), config), "smoke")
+    assert sandboxed.details["observed"] == whole.details["observed"]
+
+
+# -- the sandbox: a runaway program fails its own gates and nothing else -----------------
+
+FOREVER = """namespace Forever {
+    operation Main() : Result {
+        use q = Qubit();
+        mutable n = 0;
+        while n >= 0 { set n += 1; }
+        M(q)
+    }
+}
+"""
+
+
+def test_a_program_that_never_ends_is_stopped_at_the_time_limit_and_the_next_runs() -> None:
+    sandbox = GateSandbox(GateLimits(seconds=5.0))
+    backend = QdkBackend(sandbox)
+    try:
+        config = quantum("Forever.Main()", "ionq.simulator", "Base", BELL)
+        report = backend.run_gates(
+            ProgramSource("manifests/x/programs/f.qs", FOREVER), config, None
+        )
+        (stopped,) = report.results
+        assert (stopped.gate, stopped.outcome) == ("sandbox", GateOutcome.FAILED)
+        assert "longer than 5 s" in stopped.message and not report.passed
+        bell = quantum("Bell.Main()", "ionq.simulator", "Base", BELL, BUDGET)
+        assert backend.run_gates(example("bell-service", "bell.qs"), bell, None).passed
+        assert sandbox.started == 2  # the stuck worker was killed and a fresh one started
+    finally:
+        sandbox.close()
+
+
+WIDE = """namespace Wide {
+    operation Main() : Result {
+        let big = Repeated(1, 400000000);
+        use q = Qubit();
+        if big[Length(big) - 1] == 1 { X(q); }
+        MResetZ(q)
+    }
+}
+"""
+
+
+def test_a_program_that_outgrows_the_memory_limit_fails_its_gates() -> None:
+    sandbox = GateSandbox(GateLimits(seconds=120.0, memory_mib=1024))
+    try:
+        config = quantum("Wide.Main()", "ionq.simulator", "Base", {"One": 1.0}, shots=1)
+        program = ProgramSource("manifests/x/programs/wide.qs", WIDE)
+        report = QdkBackend(sandbox).run_gates(program, config, None)
+        assert not report.passed
+        problems = " ".join(r.message for r in report.failures())
+        assert "memory" in problems, problems
+    finally:
+        sandbox.close()
+
+
+def test_a_worker_that_dies_is_reported_and_replaced() -> None:
+    sandbox = GateSandbox()
+    try:
+        bell = quantum("Bell.Main()", "ionq.simulator", "Base", BELL, BUDGET)
+        assert QdkBackend(sandbox).run_gates(example("bell-service", "bell.qs"), bell, None).passed
+        assert sandbox._process is not None
+        sandbox._process.kill()
+        sandbox._process.wait()
+        report = QdkBackend(sandbox).run_gates(example("bell-service", "bell.qs"), bell, None)
+        assert report.passed and sandbox.started == 2
+    finally:
+        sandbox.close()
 
 
 def test_syntax_error_is_a_failed_gate_with_its_place() -> None:

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError
 
 from qrelease.model.manifest import Frozen
 from qrelease.model.types import Duration
+from qrelease.quantum.sandbox import GateLimits
 
 DEFAULT_CONFIG = Path("controller/controller.toml")
 DEFAULT_STATE = Path(".qrelease")
@@ -47,6 +48,17 @@ class VerifyConfig(Frozen):
     gpg_home: Path | None = None
 
 
+class GatesConfig(Frozen):
+    """Limits of one release's quantum gates, run in a sandboxed worker process."""
+
+    timeout: Duration = timedelta(minutes=10)
+    memory_mib: int = Field(default=4096, ge=256)
+
+    def limits(self) -> GateLimits:
+        """The sandbox's limits."""
+        return GateLimits(seconds=self.timeout.total_seconds(), memory_mib=self.memory_mib)
+
+
 class ControllerConfig(Frozen):
     """Everything the controller and the CLI read from the config file."""
 
@@ -59,6 +71,7 @@ class ControllerConfig(Frozen):
     actor: str = "qrelease-controller"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     verify: VerifyConfig = VerifyConfig()
+    gates: GatesConfig = GatesConfig()
 
 
 def load_config(path: Path | None) -> ControllerConfig:

@@ -15,6 +15,7 @@ from qrelease.deployers.base import Deployer, DeployError
 from qrelease.engine import Backends, Engine, Progress, no_progress
 from qrelease.model.environment import AzureQuantum, Environment
 from qrelease.quantum.base import QuantumBackend
+from qrelease.quantum.sandbox import GateLimits
 from qrelease.source.repo import GitRepo
 from qrelease.store.sqlite import Store
 
@@ -34,10 +35,16 @@ class LocalBackends:
     which runs the local qdk gates through the shared qdk backend.
     """
 
-    def __init__(self, state_dir: Path, read_template: TemplateReader | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        read_template: TemplateReader | None = None,
+        gate_limits: GateLimits | None = None,
+    ) -> None:
         from qrelease.deployers.venv import VenvDeployer
 
         self.state_dir = state_dir
+        self.gate_limits = gate_limits
         self.venv = VenvDeployer(state_dir)
         self.read_template = read_template or _no_templates
         self._qdk: QuantumBackend | None = None
@@ -66,8 +73,10 @@ class LocalBackends:
     def _local_qdk(self) -> QuantumBackend:
         if self._qdk is None:
             from qrelease.quantum.qdk import QdkBackend
+            from qrelease.quantum.sandbox import GateSandbox
 
-            self._qdk = QdkBackend()
+            limits = self.gate_limits
+            self._qdk = QdkBackend(GateSandbox(limits) if limits else None)
         return self._qdk
 
     def _azure_backend(self, env: Environment, settings: AzureQuantum) -> QuantumBackend:

@@ -27,6 +27,7 @@ from qrelease.daemon.state import ControllerState, PassRecord
 from qrelease.engine import Backends, Engine, PassResult, utcnow
 from qrelease.planning.status import status_rows
 from qrelease.promotion import Promoter
+from qrelease.quantum.sandbox import GateLimits
 from qrelease.runtime import LocalBackends, TemplateReader, open_store
 from qrelease.source.pinlog import rollback_hold
 from qrelease.source.repo import GitRepo, SourceError
@@ -38,9 +39,13 @@ BackendsFactory = Callable[[Path], Backends]
 WEBHOOK = "webhook"
 
 
-def local_backends(state_dir: Path, read_template: TemplateReader | None = None) -> Backends:
+def local_backends(
+    state_dir: Path,
+    read_template: TemplateReader | None = None,
+    gate_limits: GateLimits | None = None,
+) -> Backends:
     """The real backends, after cleaning up an interrupted install."""
-    local = LocalBackends(state_dir, read_template)
+    local = LocalBackends(state_dir, read_template, gate_limits)
     local.recover()
     return local.backends()
 
@@ -118,7 +123,8 @@ class Reconciler:
         """Open the store and backends on this thread and show last-known-good status."""
         self._store = open_store(self.config.state_dir)
         if self._backends_factory is local_backends:
-            self._backends = local_backends(self.config.state_dir, self._read_template)
+            limits = self.config.gates.limits()
+            self._backends = local_backends(self.config.state_dir, self._read_template, limits)
         else:
             self._backends = self._backends_factory(self.config.state_dir)
         self.state.update(store_open=True, store_error=None)

@@ -7,7 +7,7 @@ The engine drives a deployer in fixed steps: prepare (install, idempotent) -> ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
@@ -34,9 +34,11 @@ class ReleaseLock:
     deployed_at: str
 
 
-@dataclass(frozen=True)
-class Observed:
-    """What a deployer finds on its side for one (environment, app)."""
+class Observed(NamedTuple):
+    """What a deployer finds on its side for one (environment, app).
+
+    A named tuple: every pass observes every pinned app, thousands at a time.
+    """
 
     current: str | None
     on_disk: tuple[str, ...] = ()

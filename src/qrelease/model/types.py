@@ -72,17 +72,21 @@ def parse_duration(value: object) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """Render a timedelta back in the compact form.
+    """Render a timedelta back in the compact form (milliseconds included, as parsed).
 
     >>> format_duration(timedelta(seconds=5400))
     '1h30m'
+    >>> format_duration(timedelta(milliseconds=1))
+    '1ms'
+    >>> parse_duration(format_duration(timedelta(seconds=90, milliseconds=500)))
+    datetime.timedelta(seconds=90, microseconds=500000)
     """
-    seconds = int(value.total_seconds())
-    if seconds == 0:
+    remaining = value // timedelta(milliseconds=1)
+    if remaining == 0:
         return "0s"
     out = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, remaining = divmod(remaining, size)
         if count:
             out.append(f"{count}{unit}")
     return "".join(out)

@@ -1,11 +1,13 @@
 """The local quantum backend: compile, estimate and simulate Q# with the real qdk.
 
 This is the only module that imports qdk, so the SDK's untyped surface and its quirks stay
-here. qdk's interpreter is a native object that must be created, used and dropped on one
-thread ("unsendable"), so all qdk work runs on `_QDK_THREAD`, a single worker thread that
-also serialises releases; each release gets its own fresh `qdk.Context`, never the global
-interpreter. A bad program never raises: each qdk error becomes a Failed gate naming the qdk
-error code and the place in the program, `manifests/<app>/programs/<file>.qs:LINE:COLUMN`.
+here. The controller runs the gates in a worker process (`sandbox.py`), which calls
+`run_gates_here`. qdk's interpreter is a native object that must be created, used and
+dropped on one thread ("unsendable"), so in-process qdk work runs on `_QDK_THREAD`, a
+single thread that also serialises releases; each release gets its own fresh `qdk.Context`,
+never the global interpreter. A bad program never raises: each qdk error becomes a Failed
+gate naming the qdk error code and the place in the program,
+`manifests/<app>/programs/<file>.qs:LINE:COLUMN`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import re
+import threading
 import time
 import types
 from collections import Counter
@@ -36,6 +39,7 @@ from qrelease.quantum.base import (
     TargetStatus,
 )
 from qrelease.quantum.gates import canonical_key, judge_estimate, judge_smoke
+from qrelease.quantum.sandbox import GateSandbox
 
 _QDK_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qrelease-qdk")
 _SHOTS_PER_BATCH = 10_000
@@ -187,7 +191,15 @@ class _Compiled:
 
 
 class QdkBackend:
-    """Runs the quantum gates locally with qdk; target status comes from the catalog."""
+    """Runs the quantum gates locally with qdk; target status comes from the catalog.
+
+    Gates run in a sandboxed worker process (see `sandbox.py`) with a time and a memory
+    limit; by default every backend shares one worker. `isolated=False` runs them in
+    this process instead, on the qdk thread, with no limits (tests that patch qdk use it).
+    """
+
+    def __init__(self, sandbox: GateSandbox | None = None, *, isolated: bool = True) -> None:
+        self._sandbox = sandbox if sandbox is not None or not isolated else _shared_sandbox()
 
     def target_status(self, target_id: str) -> TargetStatus:
         """Available for catalog targets (simulated locally), Unknown for anything else."""
@@ -204,7 +216,28 @@ class QdkBackend:
         self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
     ) -> GateReport:
         """Profile, estimate and smoke gates for one release; never raises for a bad program."""
+        if self._sandbox is not None:
+            return self._sandbox.run(program, quantum, baseline)
         return _QDK_THREAD.submit(_run_gates, program, quantum, baseline).result()
+
+
+_SHARED: list[GateSandbox] = []
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_sandbox() -> GateSandbox:
+    """The process's default sandbox, started on first use and stopped at exit."""
+    with _SHARED_LOCK:
+        if not _SHARED:
+            _SHARED.append(GateSandbox())  # its worker is stopped at exit
+        return _SHARED[0]
+
+
+def run_gates_here(
+    program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+) -> GateReport:
+    """The gates in this process and thread: what the sandbox's worker process calls."""
+    return _run_gates(program, quantum, baseline)
 
 
 def _run_gates(

@@ -1,0 +1,220 @@
+"""Run the qdk gates of a release in a child process with a memory and a time limit.
+
+A Q# program is code from Git: a loop that never ends, or a smoke test of a hundred
+million shots, must fail its release and nothing else. So the gates run in a worker
+process (`python -m qrelease.quantum.gate_worker`) that sets its own address-space limit
+and is killed when a release's gates outrun the time limit; the next release starts a
+fresh worker. The worker lives across releases, so qdk is imported once, and its heap
+holds only the gates' own objects (qdk's per-session garbage collection stays cheap
+however large the controller's heap is). Requests and reports are JSON lines on its
+stdin and stdout; one release at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from pydantic_core import to_jsonable_python
+
+from qrelease.model.manifest import Quantum
+from qrelease.model.status import GateOutcome
+from qrelease.quantum.base import EstimateSummary, GateReport, GateResult, ProgramSource
+
+WORKER_MODULE = "qrelease.quantum.gate_worker"
+STARTUP_SECONDS = 60.0
+"""How long a new worker may take to import qdk and say it is ready."""
+
+
+@dataclass(frozen=True)
+class GateLimits:
+    """What one release's gates may use: wall-clock seconds and address space in MiB."""
+
+    seconds: float = 600.0
+    memory_mib: int = 4096
+
+
+class SandboxError(Exception):
+    """The worker could not be started or answered with something that is not a report."""
+
+
+def request_json(program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None) -> str:
+    """One request line."""
+    body = {
+        "program": {"path": program.path, "text": program.text},
+        "quantum": quantum.model_dump(mode="json"),
+        "baseline": None if baseline is None else to_jsonable_python(baseline),
+    }
+    return json.dumps(body)
+
+
+def parse_request(line: str) -> tuple[ProgramSource, Quantum, EstimateSummary | None]:
+    """A request line read back in the worker."""
+    body = json.loads(line)
+    baseline = body["baseline"]
+    return (
+        ProgramSource(**body["program"]),
+        Quantum.model_validate(body["quantum"]),
+        None if baseline is None else EstimateSummary(**baseline),
+    )
+
+
+def report_json(report: GateReport) -> str:
+    """One report line."""
+    return json.dumps({"report": to_jsonable_python(report)})
+
+
+def parse_report(line: str) -> GateReport:
+    """A report line read back in the controller."""
+    try:
+        body: dict[str, Any] = json.loads(line)["report"]
+        estimate = body.get("estimate")
+        return GateReport(
+            results=tuple(
+                GateResult(r["gate"], GateOutcome(r["outcome"]), r["message"], r["details"])
+                for r in body["results"]
+            ),
+            qir=body.get("qir"),
+            qir_sha256=body.get("qir_sha256"),
+            estimate=None if estimate is None else EstimateSummary(**estimate),
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise SandboxError(
+            f"the gate worker sent something that is not a report: {error}"
+        ) from None
+
+
+def stopped(message: str) -> GateReport:
+    """The report of gates the sandbox had to stop: one Failed result saying why."""
+    return GateReport((GateResult("sandbox", GateOutcome.FAILED, message),))
+
+
+class GateSandbox:
+    """One worker process at a time, started on first use and replaced after a kill."""
+
+    def __init__(self, limits: GateLimits | None = None) -> None:
+        self.limits = limits or GateLimits()
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.started = 0  # workers started so far (a kill shows up as a restart)
+        self._finalize: Callable[[], object] = lambda: None
+
+    def run(
+        self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+    ) -> GateReport:
+        """The gates' report, or a Failed `sandbox` result when the worker had to be stopped."""
+        with self._lock:
+            process = self._worker()
+            assert process.stdin is not None
+            try:
+                process.stdin.write(request_json(program, quantum, baseline) + "\n")
+                process.stdin.flush()
+            except (BrokenPipeError, OSError):
+                return stopped(self._died(process))
+            try:
+                line = self._lines.get(timeout=self.limits.seconds)
+            except queue.Empty:
+                self._kill()
+                return stopped(
+                    f"the gates ran longer than {self.limits.seconds:g} s and were stopped "
+                    "(quantum gate time limit)"
+                )
+            if line is None:
+                return stopped(self._died(process))
+            return parse_report(line)
+
+    def close(self) -> None:
+        """Stop the worker (it also exits by itself when the controller goes)."""
+        with self._lock:
+            self._kill()
+
+    def _worker(self) -> subprocess.Popen[str]:
+        if self._process is not None and self._process.poll() is None:
+            return self._process
+        self._kill()
+        env = {**os.environ, "QDK_PYTHON_TELEMETRY": "none"}
+        argv = [sys.executable, "-m", WORKER_MODULE, str(self.limits.memory_mib)]
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            bufsize=1,
+        )
+        self._lines = queue.Queue()
+        assert process.stdout is not None
+        threading.Thread(
+            target=_pump, args=(process.stdout, self._lines), daemon=True, name="qrelease-gates"
+        ).start()
+        self._process = process
+        self._finalize = weakref.finalize(self, _stop, process)  # also at exit, or if dropped
+        self.started += 1
+        try:
+            ready = self._lines.get(timeout=STARTUP_SECONDS)
+        except queue.Empty:
+            ready = None
+        if ready != "ready":
+            reason = self._died(process)
+            raise SandboxError(f"the quantum gate worker did not start: {reason}")
+        return process
+
+    def _died(self, process: subprocess.Popen[str]) -> str:
+        code = _wait(process, 5.0)
+        self._kill()  # reaps it and closes its pipes
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            return (
+                f"the gate worker died of {name}; a program that outgrows the quantum gate "
+                f"memory limit ({self.limits.memory_mib} MiB) ends this way"
+            )
+        return f"the gate worker exited with code {code}"
+
+    def _kill(self) -> None:
+        self._process = None
+        self._finalize()  # the finalizer of the last worker: kills, reaps, closes (only once)
+
+
+def _pump(stdout: IO[str], lines: queue.Queue[str | None]) -> None:
+    """Hand every line the worker writes to the waiting caller; None at end of stream."""
+    try:
+        for line in stdout:
+            lines.put(line.rstrip("\n"))
+    except (OSError, ValueError):
+        pass  # the stream was closed under us by a kill
+    lines.put(None)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """Kill a worker unless it has exited, reap it, close its pipes."""
+    if process.poll() is None:
+        process.kill()
+    _wait(process, 5.0)
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def _wait(process: subprocess.Popen[str], seconds: float) -> int | None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        code = process.poll()
+        if code is not None:
+            return code
+        time.sleep(0.01)
+    return process.poll()
