@@ -359,7 +359,13 @@ def test_read_ref_agrees_with_git_for_loose_and_packed_refs(example_repo: GitOps
 
     with GitRepo(example_repo.path) as git_repo:
         assert git_repo.read_ref("refs/heads/main") == example_repo.head
+        assert git_repo.resolve("refs/heads/main") == example_repo.head
         example_repo.git("pack-refs", "--all")
         assert git_repo.read_ref("refs/heads/main") == example_repo.head
+        assert git_repo.resolve("refs/heads/main") == example_repo.head
+        tree = example_repo.git("rev-parse", "HEAD^{tree}")
+        (example_repo.path / ".git" / "refs" / "heads" / "odd").write_text(tree + "\n")  # a tree
+        with pytest.raises(SourceError, match="unknown revision 'refs/heads/odd'"):
+            git_repo.resolve("refs/heads/odd")
         with pytest.raises(SourceError):
             git_repo.read_ref("refs/heads/nope")

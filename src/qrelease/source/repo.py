@@ -82,6 +82,13 @@ class GitRepo:
         """The full commit id a revision names."""
         if _is_sha(rev) and self._object_type(rev) == "commit":
             return rev  # the persistent batch-check answers without starting a git process
+        if rev.startswith("refs/heads/"):
+            sha = self._ref_file_value(rev)  # the ref files, read in process
+            if sha is not None and self._object_type(sha) == "commit":
+                return sha
+        return self._rev_parse(rev)
+
+    def _rev_parse(self, rev: str) -> str:
         try:
             return str(
                 self._repo.git.rev_parse("--verify", "--end-of-options", f"{rev}^{{commit}}")
@@ -95,18 +102,22 @@ class GitRepo:
         A loose ref file wins over `packed-refs`, as in git; anything unusual (a symbolic
         ref, a tag object) falls back to `resolve`.
         """
+        return self._ref_file_value(ref) or self._rev_parse(ref)
+
+    def _ref_file_value(self, ref: str) -> str | None:
+        """The object id in a ref's loose file or its `packed-refs` line, if plainly there."""
         git_dir = Path(self._repo.git_dir)
         loose = git_dir / ref
         if loose.is_file():
             value = loose.read_text(encoding="ascii", errors="replace").strip()
-            return value if _is_sha(value) else self.resolve(ref)
+            return value if _is_sha(value) else None
         packed = git_dir / "packed-refs"
         if packed.is_file():
             for line in packed.read_text(encoding="utf-8", errors="replace").splitlines():
                 sha, _, name = line.partition(" ")
                 if name == ref and _is_sha(sha):
                     return sha
-        return self.resolve(ref)
+        return None
 
     def list_files(self, rev: str, roots: Iterable[str] = TRACKED_ROOTS) -> list[TreeEntry]:
         """Every file under `roots` at `rev`, with mode, blob id and size."""

@@ -7,6 +7,7 @@ fetched, so the CLI and the controller read the same way.
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import git
@@ -51,14 +52,22 @@ def clone_mirror(location: str, mirror: Path, timeout: float = FETCH_TIMEOUT) ->
 
 
 def fetch_mirror(mirror: Path, timeout: float = FETCH_TIMEOUT) -> None:
-    """Bring a mirror up to date with its remote."""
-    repo = git.Repo(mirror)
+    """Bring a mirror up to date with its remote (plain `git fetch`: no Repo object per poll)."""
+    argv = ["git", "--git-dir", str(mirror), "fetch", "--quiet", "--prune", "origin"]
     try:
-        repo.git.fetch("--prune", "origin", kill_after_timeout=timeout)
-    except git.exc.GitCommandError as exc:
-        raise SourceError(f"cannot fetch into {mirror}: {git_reason(exc)}") from None
-    finally:
-        repo.close()
+        subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+    except subprocess.TimeoutExpired:
+        raise SourceError(f"cannot fetch into {mirror}: git took over {timeout:g}s") from None
+    except subprocess.CalledProcessError as exc:
+        reason = _telling_line(str(exc.stderr or ""), f"git exited with {exc.returncode}")
+        raise SourceError(f"cannot fetch into {mirror}: {reason}") from None
 
 
 def redact_url(url: str) -> str:
@@ -75,11 +84,11 @@ def redact_url(url: str) -> str:
 
 def git_reason(exc: git.exc.GitCommandError) -> str:
     """The most telling line of git's complaint: its first `fatal:`/`error:` line."""
-    lines = [
-        line.strip().removeprefix("stderr: ").strip("'")
-        for line in str(exc.stderr or "").splitlines()
-    ]
+    return _telling_line(str(exc.stderr or ""), f"git exited with {exc.status}")
+
+
+def _telling_line(stderr: str, fallback: str) -> str:
+    lines = [line.strip().removeprefix("stderr: ").strip("'") for line in stderr.splitlines()]
     lines = [line for line in lines if line]
     telling = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    reason = (telling or lines or [f"git exited with {exc.status}"])[0]
-    return redact_url(reason)
+    return redact_url((telling or lines or [fallback])[0])
