@@ -247,22 +247,23 @@ def test_batch_read_matches_single_reads_and_names_a_missing_blob(example_repo: 
             git_repo.read_blobs([entries[0].sha, "0" * 40])
 
 
-def test_parse_cache_stays_flat_over_many_loads(
-    example_repo: GitOpsRepo, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("qrelease.source.loader.RECENT_PARSES", 4)
+def test_parse_cache_stays_flat_over_many_loads(example_repo: GitOpsRepo) -> None:
     with GitRepo(example_repo.path) as git_repo:
         loader = Loader(git_repo)
         loader.load("HEAD")
+        revisions = []
         for index in range(12):
             version = ("0.1.0", "0.2.0")[index % 2]
             dev = example_repo.read("releases/dev.yaml").splitlines()
             dev = [f"  qrng: {version}" if line.startswith("  qrng:") else line for line in dev]
             example_repo.write("releases/dev.yaml", "\n".join(dev) + f"\n# {index}\n")
-            example_repo.commit()
+            revisions.append(example_repo.commit())
             loader.load("HEAD")
-        # the 8 files of the newest tree, plus the 4 most recently parsed blobs
-        assert loader.cached_parses == 8 + 4
+        # the 8 files of the newest tree, plus the one parse the last load replaced
+        assert loader.cached_parses == 8 + 1
+        assert loader.parse_count == 8 + 12
+        loader.load(revisions[-2])  # flipping back to the revision before re-parses nothing
+        loader.load(revisions[-1])
         assert loader.parse_count == 8 + 12
 
 

@@ -8,7 +8,6 @@ one, so a one-pin commit costs a `git diff-tree` and one parse, however large th
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -26,8 +25,6 @@ INCREMENTAL_LIMIT = 256
 """More changed files than this and a load lists the whole tree (sizes come with the list)."""
 SMALL_READ = 8
 """Up to this many blobs are read through the persistent reader rather than a new batch."""
-RECENT_PARSES = 1024
-"""Parses of blobs no longer in the tree kept for a revision loaded again soon."""
 
 
 @dataclass(frozen=True, order=True)
@@ -157,12 +154,12 @@ class Loader:
         self._roots = roots
         self._tree: _Tree | None = None
         self._last: Snapshot | None = None
-        self._recent: OrderedDict[tuple[str, str], _Parsed] = OrderedDict()
+        self._recent: dict[tuple[str, str], _Parsed] = {}  # what the last load replaced
         self.parse_count = 0
 
     @property
     def cached_parses(self) -> int:
-        """How many parses the loader holds: its current tree's plus the recent-blob cache."""
+        """How many parses the loader holds: its tree's, plus those the last load replaced."""
         return len(self._tree.parsed if self._tree else ()) + len(self._recent)
 
     def load(self, rev: str = "HEAD") -> Snapshot:
@@ -201,8 +198,11 @@ class Loader:
         """Bring `tree` up to date with the changed files, then re-settle what they touch."""
         dirty: set[Key] = set()
         to_parse: list[TreeEntry] = []
+        dropped: dict[tuple[str, str], _Parsed] = {}
         for path in sorted(changes):
             entry = changes[path]
+            if path in tree.parsed:  # flipping back to this blob next load re-parses nothing
+                dropped[(_schema_name(path), tree.entries[path].sha)] = tree.parsed[path]
             dirty |= _forget(tree, path)
             if entry is None:
                 continue
@@ -224,7 +224,9 @@ class Loader:
             elif kind is _Program:
                 tree.programs[path] = entry.sha
                 dirty |= tree.users.get(path, frozenset())
+        self._recent.update(dropped)  # a blob that only moved to another path is not re-parsed
         self._parse_all(tree, to_parse, reuse)
+        self._recent = dropped  # memory stays flat: one change set, however long it runs
         for key in dirty:
             _settle(tree, key)
         tree.dirty = frozenset(dirty)
@@ -247,7 +249,6 @@ class Loader:
                 schema = _kind(entry.path)
                 assert schema is ReleaseManifest or schema is Environment
                 parsed = self._parse_blob(entry, schema, blobs.get(entry.sha))
-                self._remember((schema.__name__, entry.sha), parsed)
             tree.parsed[entry.path] = parsed
 
     def _read(self, shas: list[str]) -> dict[str, bytes]:
@@ -255,13 +256,6 @@ class Loader:
         if len(shas) > SMALL_READ:
             return self._repo.read_blobs(shas)
         return {sha: self._repo.read_blob(sha) for sha in shas}
-
-    def _remember(self, key: tuple[str, str], parsed: _Parsed) -> None:
-        """Keep recent parses, so flipping between two revisions parses nothing twice."""
-        self._recent[key] = parsed
-        self._recent.move_to_end(key)
-        while len(self._recent) > RECENT_PARSES:
-            self._recent.popitem(last=False)
 
     def _parse_blob(self, entry: TreeEntry, schema: type[BaseModel], raw: bytes | None) -> _Parsed:
         self.parse_count += 1
