@@ -148,9 +148,9 @@ class PinChange:
 def run(ctx: Context) -> list[Row]:
     """One row: the pass that fetches and plans a one-pin change."""
     data = gitops(ctx)
-    # ratio_row may run each side once more to profile a miss: keep commits for that too
-    reps = min(ctx.reps, (len(data.commits) - 4) // 2)
-    chain = data.commits[-(2 * reps + 4) :]
+    # both sides walk the same chain; one spare commit for the profile of a miss
+    reps = min(ctx.reps, len(data.commits) - 2)
+    chain = data.commits[-(reps + 2) :]
     workdir = ctx.workdir / "pin-change"
     workdir.mkdir()
     origin = workdir / "origin.git"
