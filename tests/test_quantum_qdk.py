@@ -219,6 +219,24 @@ WIDE = """namespace Wide {
 """
 
 
+def test_an_orphaned_worker_in_a_runaway_program_ends_itself_after_its_limit() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from qrelease.quantum.sandbox import WORKER_MODULE, request_json
+
+    argv = [sys.executable, "-m", WORKER_MODULE, "1024", "1"]  # alarm at 1 s + the margin
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as worker:
+        assert worker.stdin is not None and worker.stdout is not None
+        assert worker.stdout.readline().strip() == "ready"
+        config = quantum("Forever.Main()", "ionq.simulator", "Base", BELL)
+        program = ProgramSource("manifests/x/programs/f.qs", FOREVER)
+        worker.stdin.write(request_json(program, config, None) + "\n")
+        worker.stdin.flush()  # and nobody is left to kill it at the time limit
+        assert worker.wait(timeout=60) == -signal.SIGALRM
+
+
 def test_a_program_that_outgrows_the_memory_limit_fails_its_gates() -> None:
     sandbox = GateSandbox(GateLimits(seconds=120.0, memory_mib=1024))
     try:

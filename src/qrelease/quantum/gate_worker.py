@@ -1,20 +1,31 @@
-"""The gate worker: `python -m qrelease.quantum.gate_worker MEMORY_MIB`.
+"""The gate worker: `python -m qrelease.quantum.gate_worker MEMORY_MIB SECONDS`.
 
 Limits its own address space, imports qdk, says `ready`, then answers one JSON request
 line with one JSON report line until its stdin closes. Started and killed by
 `qrelease.quantum.sandbox.GateSandbox`; not a command for people.
+
+The controller kills a worker that outruns the time limit. In case the controller itself
+is gone (killed with -9, say), each request also arms `alarm()` a little beyond the limit
+with the default action, which ends the process without needing Python (or its GIL) to
+run: an orphaned worker stuck in a runaway program never outlives its limit by much.
 """
 
 from __future__ import annotations
 
+import math
 import resource
+import signal
 import sys
+
+ALARM_MARGIN_SECONDS = 5
 
 
 def main(argv: list[str]) -> int:
     """Serve requests on stdin until it closes."""
     limit = int(argv[0]) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    alarm_after = math.ceil(float(argv[1])) + ALARM_MARGIN_SECONDS
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
 
     from qrelease.quantum.qdk import run_gates_here
     from qrelease.quantum.sandbox import parse_request, report_json
@@ -24,12 +35,15 @@ def main(argv: list[str]) -> int:
         if not line.strip():
             continue
         program, quantum, baseline = parse_request(line)
+        signal.alarm(alarm_after)
         try:
             report = run_gates_here(program, quantum, baseline)
         except MemoryError:
             from qrelease.quantum.sandbox import stopped
 
             report = stopped("the gates ran out of memory (quantum gate memory limit)")
+        finally:
+            signal.alarm(0)
         print(report_json(report), flush=True)
     return 0
 

@@ -145,7 +145,8 @@ class GateSandbox:
             return self._process
         self._kill()
         env = {**os.environ, "QDK_PYTHON_TELEMETRY": "none"}
-        argv = [sys.executable, "-m", WORKER_MODULE, str(self.limits.memory_mib)]
+        limits = self.limits
+        argv = [sys.executable, "-m", WORKER_MODULE, str(limits.memory_mib), str(limits.seconds)]
         process = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
