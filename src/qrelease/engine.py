@@ -93,6 +93,7 @@ class Engine:
         self.concurrency = concurrency
         self.backends = backends
         self.loader = Loader(repo)
+        self._targets: dict[int, tuple[ReleaseManifest, str]] = {}
         self.clock = clock
         self.progress = progress
         self.verify = verify
@@ -125,7 +126,7 @@ class Engine:
         env_filter: str | None,
     ) -> dict[tuple[str, str], Seen]:
         stored = self.store.observed_by_key()
-        availability = _AvailabilityCache(self.backends)
+        availability = _AvailabilityCache(self.backends, self._targets)
         deployers: dict[str, Deployer] = {}
         seen: dict[tuple[str, str], Seen] = {}
         for item in desired:
@@ -136,6 +137,7 @@ class Engine:
             observed = deployer.observe(env, item.app)
             status = availability.of(env, item.manifest)
             seen[key] = Seen(stored.get(key), observed.current, observed.drift, *status)
+        self._targets = availability.used  # only the manifests of this pass stay referenced
         gone = sorted(k for k in stored if k not in seen and env_filter in (None, k[0]))
         for key in gone:  # deployed once, no longer pinned: observed for the prune
             env = environments.get(key[0]) or Environment(environment=key[0])
@@ -507,22 +509,32 @@ class Engine:
 
 
 class _AvailabilityCache:
-    """Target status looked up once per (backend kind, target) in a pass."""
+    """Target status looked up once per (backend kind, target) in a pass.
 
-    def __init__(self, backends: Backends) -> None:
+    A manifest's target id is remembered by the manifest's identity across passes
+    (`targets`, owned by the engine; each entry holds its manifest, so the id stays that
+    manifest's): the loader hands the same model objects to every pass until their file
+    changes, and reading three nested models of each of thousands of manifests each pass
+    costs more than the rest of the lookup together.
+    """
+
+    def __init__(self, backends: Backends, targets: dict[int, tuple[ReleaseManifest, str]]) -> None:
         self._backends = backends
         self._seen: dict[tuple[object, str], tuple[Availability, str]] = {}
         self._by_env: dict[tuple[str, str], tuple[Availability, str]] = {}
+        self._known = targets
+        self.used: dict[int, tuple[ReleaseManifest, str]] = {}
 
     def of(self, env: Environment, manifest: ReleaseManifest | None) -> tuple[Availability, str]:
         if manifest is None:
             return (Availability.UNKNOWN, "")
-        target = manifest.quantum.target.id
-        near = (env.environment, target)  # hashing two strings, not a pydantic model
+        known = self._known.get(id(manifest)) or (manifest, manifest.quantum.target.id)
+        self.used[id(manifest)] = known
+        near = (env.environment, known[1])
         if near not in self._by_env:
-            key = (env.quantum, target)  # frozen models hash by value: envs sharing a backend
+            key = (env.quantum, known[1])  # frozen models hash by value: envs sharing a backend
             if key not in self._seen:
-                status = self._backends.quantum_for(env).target_status(target)
+                status = self._backends.quantum_for(env).target_status(known[1])
                 self._seen[key] = (status.availability, status.message)
             self._by_env[near] = self._seen[key]
         return self._by_env[near]
