@@ -171,6 +171,18 @@ def test_unavailable_target_holds_without_rolling_back(rig: Rig) -> None:
     )
 
 
+def test_a_manifest_whose_target_changes_is_judged_on_its_new_target(rig: Rig) -> None:
+    rig.engine.reconcile()
+    rig.quantum.availability["ionq.qpu.forte-1"] = Availability.UNAVAILABLE
+    path = "manifests/bell-service/1.1.0.yaml"
+    rig.repo.write(path, rig.repo.read(path).replace("ionq.qpu.aria-1", "ionq.qpu.forte-1"))
+    rig.repo.commit("move 1.1.0 to forte")  # same release, new model: new target id
+    rig.pin("prod", "bell-service", "1.1.0")
+    _snapshot, plan = rig.engine.plan()
+    (action,) = [a for a in plan.actions if a.key == ("prod", "bell-service")]
+    assert (action.kind, action.availability) == (ActionKind.HOLD, Availability.UNAVAILABLE)
+
+
 def test_pin_back_to_an_on_disk_release_installs_nothing(rig: Rig) -> None:
     rig.engine.reconcile()
     rig.pin("prod", "bell-service", "1.1.0")
