@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import rawgit
-from benchmarks.fixtures import gitops
+from benchmarks.fixtures import gitops, healthy_state
 from benchmarks.gitdata import git
 from benchmarks.harness import Action, Context, Row, ratio_row
 from qrelease.deployers.memory import MemoryDeployer
 from qrelease.engine import Backends, Engine
 from qrelease.model.events import ObservedState
-from qrelease.model.status import ActionKind, Availability, Health, Sync
+from qrelease.model.status import ActionKind, Availability
 from qrelease.planning.planner import Desired, Plan, Seen, plan
 from qrelease.quantum.memory import MemoryQuantum
 from qrelease.source.loader import Snapshot
@@ -48,19 +48,7 @@ BRANCH = "refs/heads/main"
 def observed_states(snapshot: Snapshot) -> list[ObservedState]:
     """Healthy, synced observed state for every pinned (env, app) of a snapshot."""
     return [
-        ObservedState(
-            env=env,
-            app=app,
-            desired=version,
-            deployed=version,
-            sync=Sync.SYNCED,
-            health=Health.HEALTHY,
-            target="ionq.simulator",
-            availability=Availability.AVAILABLE,
-            revision=snapshot.revision,
-            updated_at=SEEDED_AT,
-            healthy_since=SEEDED_AT,
-        )
+        healthy_state(env, app, version, snapshot.revision, at=SEEDED_AT, since=SEEDED_AT)
         for env, model in sorted(snapshot.environments.items())
         for app, version in sorted(model.apps.items())
     ]

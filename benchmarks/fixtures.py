@@ -9,11 +9,14 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from benchmarks.gitdata import GitOpsData, git, gitops_repo
 from benchmarks.harness import Context
+from qrelease.model.events import ObservedState
+from qrelease.model.status import Availability, Health, Sync
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,3 +42,22 @@ def wheel_builder() -> Callable[..., Any]:
         sys.path.insert(0, str(PROJECT_ROOT))
     builder: Callable[..., Any] = importlib.import_module("tests.wheels").build_wheel
     return builder
+
+
+def healthy_state(
+    env: str, app: str, version: str, revision: str, *, at: datetime, since: datetime
+) -> ObservedState:
+    """What the store holds for an (env, app) running `version`, synced and Healthy."""
+    return ObservedState(
+        env=env,
+        app=app,
+        desired=version,
+        deployed=version,
+        sync=Sync.SYNCED,
+        health=Health.HEALTHY,
+        target="ionq.simulator",
+        availability=Availability.AVAILABLE,
+        revision=revision,
+        updated_at=at,
+        healthy_since=since,
+    )

@@ -27,6 +27,7 @@ from typing import Any
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
+from benchmarks.fixtures import healthy_state
 from benchmarks.gitdata import (
     BELL_PROGRAM,
     ENVIRONMENTS,
@@ -35,7 +36,6 @@ from benchmarks.gitdata import (
     fast_import,
 )
 from benchmarks.gitdata import manifest_yaml as generated_manifest
-from qrelease.model.events import ObservedState
 from qrelease.model.status import Availability, Health, Sync
 from qrelease.planning.status import StatusRow
 from qrelease.quantum.memory import MemoryQuantum
@@ -83,24 +83,9 @@ def build_store(state: Path, revision: str, pinned: dict[str, dict[str, str]]) -
         run = store.begin_run(revision, time=NOW - timedelta(minutes=5))
         for env, apps in pinned.items():
             for app, version in apps.items():
-                store.put_observed(_healthy(env, app, version, revision))
+                since = NOW - timedelta(hours=1)
+                store.put_observed(healthy_state(env, app, version, revision, at=NOW, since=since))
         store.finish_run(run, "succeeded", {}, time=NOW - timedelta(minutes=4))
-
-
-def _healthy(env: str, app: str, version: str, revision: str) -> ObservedState:
-    return ObservedState(
-        env=env,
-        app=app,
-        desired=version,
-        deployed=version,
-        sync=Sync.SYNCED,
-        health=Health.HEALTHY,
-        target="ionq.simulator",
-        availability=Availability.AVAILABLE,
-        revision=revision,
-        updated_at=NOW,
-        healthy_since=NOW - timedelta(hours=1),
-    )
 
 
 class BareTable(App[None]):

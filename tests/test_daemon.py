@@ -454,34 +454,25 @@ def test_second_controller_on_the_same_state_dir_is_refused(
 
 
 def test_run_controller_once_is_one_pass(rig: Rig, capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_controller(
-        ControllerConfig(),
-        repo=str(rig.remote),
-        state_dir=rig.state,
-        interval=None,
-        listen=None,
-        config_path=None,
-        once=True,
-        backends_factory=rig.backends,
-        log_stream=rig.log,
-    )
-    assert code == 0
+    def once() -> int:
+        return run_controller(
+            ControllerConfig(),
+            repo=str(rig.remote),
+            state_dir=rig.state,
+            interval=None,
+            listen=None,
+            config_path=None,
+            once=True,
+            backends_factory=rig.backends,
+            log_stream=rig.log,
+        )
+
+    assert once() == 0
     with Store.open(rig.state / "qrelease.db") as store:
         assert len(store.all_observed()) == 6 and store.verify().ok
     rig.quantum.failing_programs["manifests/bell-service/programs/bell.qs"] = "profile says no"
     rig.pin("prod", "bell-service", "1.1.0")
-    failed = run_controller(
-        ControllerConfig(),
-        repo=str(rig.remote),
-        state_dir=rig.state,
-        interval=None,
-        listen=None,
-        config_path=None,
-        once=True,
-        backends_factory=rig.backends,
-        log_stream=rig.log,
-    )
-    assert failed == 1
+    assert once() == 1
 
 
 def test_once_against_a_missing_remote_exits_1(

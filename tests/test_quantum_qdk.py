@@ -250,7 +250,7 @@ def test_a_program_that_outgrows_the_memory_limit_fails_its_gates() -> None:
         sandbox.close()
 
 
-def test_a_worker_that_dies_is_reported_and_replaced() -> None:
+def test_a_worker_that_dies_between_releases_is_replaced() -> None:
     sandbox = GateSandbox()
     try:
         bell = quantum("Bell.Main()", "ionq.simulator", "Base", BELL, BUDGET)

@@ -182,7 +182,8 @@ def test_the_observed_view_is_reread_when_any_connection_writes(
 ) -> None:
     store.put_observed(full_state())
     first = store.all_observed()
-    assert store.all_observed() == first  # unchanged: served without reading the rows
+    assert store.all_observed() == first
+    assert store.observed_by_key() is store.observed_by_key()  # unchanged: rows not read again
     with Store.open(db_path) as other:
         other.put_observed(full_state(env="dev"))  # another connection commits
     assert [s.env for s in store.all_observed()] == ["dev", "prod"]

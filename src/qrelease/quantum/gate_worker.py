@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
 
     from qrelease.quantum.qdk import run_gates_here
-    from qrelease.quantum.sandbox import parse_request, report_json
+    from qrelease.quantum.sandbox import parse_request, report_json, stopped
 
     print("ready", flush=True)
     for line in sys.stdin:
@@ -39,8 +39,6 @@ def main(argv: list[str]) -> int:
         try:
             report = run_gates_here(program, quantum, baseline)
         except MemoryError:
-            from qrelease.quantum.sandbox import stopped
-
             report = stopped("the gates ran out of memory (quantum gate memory limit)")
         finally:
             signal.alarm(0)

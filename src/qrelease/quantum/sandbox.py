@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -212,10 +211,8 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 
 def _wait(process: subprocess.Popen[str], seconds: float) -> int | None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        code = process.poll()
-        if code is not None:
-            return code
-        time.sleep(0.01)
-    return process.poll()
+    """Its exit code, waiting at most `seconds`; None while it still runs."""
+    try:
+        return process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return None

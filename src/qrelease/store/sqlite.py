@@ -384,10 +384,11 @@ class Store:
 
     def get_observed(self, env: str, app: str) -> ObservedState | None:
         """The recorded state of one (env, app), if any."""
-        row = self._connection.execute(
-            "SELECT * FROM observed WHERE env = ? AND app = ?", (env, app)
-        ).fetchone()
-        return None if row is None else _observed_from_row(row)
+        sql = f"SELECT {_OBSERVED_JSON} FROM observed WHERE env = ? AND app = ?"  # noqa: S608 constant
+        found = [
+            s for batch in self._validated_batches(_OBSERVED_LIST, sql, [env, app]) for s in batch
+        ]
+        return found[0] if found else None
 
     def all_observed(self) -> list[ObservedState]:
         """Every recorded (env, app) state, ordered by env then app."""
@@ -682,14 +683,6 @@ def _column_value(value: object) -> object:
     if isinstance(value, Enum):
         return value.value
     return value
-
-
-def _observed_from_row(row: sqlite3.Row) -> ObservedState:
-    """A stored observed state read back."""
-    fields = dict(zip(row.keys(), row, strict=True))
-    for column in ("updated_at", "healthy_since"):
-        fields[column] = _time_value(fields[column])
-    return ObservedState.model_validate(fields)
 
 
 def _run_from_row(row: sqlite3.Row) -> Run:
