@@ -26,8 +26,8 @@ from benchmarks.gitdata import git
 from benchmarks.harness import Action, Context, Row, ratio_row
 from qrelease.deployers.memory import MemoryDeployer
 from qrelease.engine import Backends, Engine
-from qrelease.model.events import ObservedState
-from qrelease.model.status import ActionKind, Availability
+from qrelease.model.observed import ObservedState
+from qrelease.model.vocabulary import ActionKind, Availability
 from qrelease.planning.planner import Desired, Plan, Seen, plan
 from qrelease.quantum.memory import MemoryQuantum
 from qrelease.source.loader import Snapshot

@@ -15,8 +15,8 @@ from typing import Any
 
 from benchmarks.gitdata import GitOpsData, git, gitops_repo
 from benchmarks.harness import Context
-from qrelease.model.events import ObservedState
-from qrelease.model.status import Availability, Health, Sync
+from qrelease.model.observed import ObservedState
+from qrelease.model.vocabulary import Availability, Health, Sync
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -36,7 +36,7 @@ from benchmarks.gitdata import (
     fast_import,
 )
 from benchmarks.gitdata import manifest_yaml as generated_manifest
-from qrelease.model.status import Availability, Health, Sync
+from qrelease.model.vocabulary import Availability, Health, Sync
 from qrelease.planning.status import StatusRow
 from qrelease.quantum.memory import MemoryQuantum
 from qrelease.store.sqlite import Store

@@ -125,7 +125,7 @@ def main() -> None:
 @click.option("--example", is_flag=True, help="Fill it with the bundled example apps.")
 def init(directory: Path, example: bool) -> None:
     """Create a new GitOps repo (git init + first commit)."""
-    from qrelease.scaffold import initial_files
+    from qrelease.examples.scaffold import initial_files
     from qrelease.source.writer import init_repo
 
     try:
@@ -167,27 +167,36 @@ def validate(
         sys.exit(1)
 
 
-def _progress(env: str, app: str, step: str) -> None:
-    click.echo(f"{env}/{app}: {step}", err=True)
+def _progress(row: Any) -> None:
+    """Print each rollout step as the engine records it."""
+    from qrelease.model.vocabulary import Rollout
+
+    if row.rollout == Rollout.RUNNING:
+        click.echo(f"{row.env}/{row.app}: {row.step or row.message}", err=True)
+    elif row.rollout == Rollout.FAILED and row.step:
+        click.echo(f"{row.env}/{row.app}: {row.message}", err=True)
+
+
+STATUS_COLUMNS = (
+    "ENV",
+    "APP",
+    "DESIRED",
+    "DEPLOYED",
+    "SYNC",
+    "HEALTH",
+    "ROLLOUT",
+    "TARGET",
+    "AVAILABILITY",
+    "MESSAGE",
+)
 
 
 def _print_status(rows: list[Any], as_json: bool) -> None:
     if as_json:
         emit_json([row.as_json() for row in rows])
         return
-    headers = [
-        "ENV",
-        "APP",
-        "DESIRED",
-        "DEPLOYED",
-        "SYNC",
-        "HEALTH",
-        "TARGET",
-        "AVAILABILITY",
-        "MESSAGE",
-    ]
     print_table(
-        headers,
+        list(STATUS_COLUMNS),
         [
             [
                 r.env,
@@ -196,6 +205,7 @@ def _print_status(rows: list[Any], as_json: bool) -> None:
                 r.deployed or "-",
                 str(r.sync),
                 str(r.health),
+                f"{r.rollout}" + (f" ({r.step})" if r.step else "") if r.rollout else "-",
                 r.target or "-",
                 str(r.availability),
                 r.message,
@@ -218,7 +228,7 @@ def plan_command(
     rev: str,
 ) -> None:
     """What a reconcile would do, per environment and app (nothing changes)."""
-    from qrelease.runtime import engine
+    from qrelease.wiring import engine
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo, engine(git_repo, ctx.state_dir) as eng:
@@ -258,7 +268,9 @@ def plan_command(
 @common_options
 @click.option("--env", "env_name", help="Only this environment.")
 @click.option("--rev", default="HEAD", show_default=True, help="Revision to apply.")
-@click.option("--retry", is_flag=True, help="Retry releases that already failed at this revision.")
+@click.option(
+    "--retry", is_flag=True, help="Also retry releases that failed a gate or health check here."
+)
 def reconcile(
     repo: str | None,
     state: Path | None,
@@ -268,23 +280,40 @@ def reconcile(
     rev: str,
     retry: bool,
 ) -> None:
-    """One reconcile pass, then print the resulting status."""
-    from qrelease.planning.status import status_rows
-    from qrelease.runtime import engine
+    """One reconcile pass, then print the resulting status; exit 1 until every change is live.
+
+    Transient failures (a package source that could not be reached) are retried at once;
+    releases that failed a gate or health check at this revision wait for a new revision
+    unless --retry is given.
+    """
+    from qrelease.daemon.lock import AlreadyRunningError, ControllerLock
+    from qrelease.planning.planner import Retry
+    from qrelease.wiring import engine
 
     ctx = make_context(repo, state, config, as_json)
-    with (
-        opened(ctx) as git_repo,
-        engine(git_repo, ctx.state_dir, _progress, ctx.config.concurrency) as eng,
-    ):
-        result = eng.reconcile(rev, env_name, retry)
-        observed = [s for s in eng.store.all_observed() if env_name in (None, s.env)]
-    for error in result.snapshot.errors:
+    try:
+        lock = ControllerLock(ctx.state_dir)
+        lock.acquire()
+    except AlreadyRunningError as exc:
+        raise Failed(str(exc)) from None
+    try:
+        with (
+            opened(ctx) as git_repo,
+            engine(
+                git_repo,
+                ctx.state_dir,
+                deploying=True,
+                on_row=_progress,
+                concurrency=ctx.config.concurrency,
+            ) as eng,
+        ):
+            report = eng.reconcile(rev, env_name, Retry.ALL if retry else Retry.TRANSIENT)
+    finally:
+        lock.release()
+    for error in report.snapshot.errors:
         click.echo(str(error), err=True)
-    snap = result.snapshot
-    envs = {n: e for n, e in snap.environments.items() if env_name in (None, n)}
-    _print_status(status_rows(snap.revision, envs, snap.manifests, observed), ctx.as_json)
-    if result.failed or snap.errors:
+    _print_status(list(report.rows), ctx.as_json)
+    if not report.converged:
         sys.exit(1)
 
 
@@ -294,32 +323,23 @@ def reconcile(
 def status(
     repo: str | None, state: Path | None, config: Path | None, as_json: bool, env_name: str | None
 ) -> None:
-    """Apps x environments: desired, deployed, sync, health, target, availability."""
+    """Apps x environments: desired, deployed, sync, health, last rollout, target."""
     from qrelease.planning.status import status_rows
-    from qrelease.runtime import open_store
+    from qrelease.wiring import open_state
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
         snap = load_snapshot(git_repo, "HEAD")
-    store = open_store(ctx.state_dir)
-    try:
-        observed = [s for s in store.all_observed() if env_name in (None, s.env)]
-    finally:
-        store.close()
-    envs = {n: e for n, e in snap.environments.items() if env_name in (None, n)}
-    _print_status(status_rows(snap.revision, envs, snap.manifests, observed), ctx.as_json)
+    with open_state(ctx.state_dir) as store:
+        recorded = [s for s in store.all_observed() if env_name in (None, s.env)]
+    _print_status(status_rows(recorded, snap.pins(env_name), snap.revision), ctx.as_json)
 
 
 def _promoter(ctx: Context) -> Any:
-    from qrelease.engine import utcnow
-    from qrelease.promotion import Promoter
-    from qrelease.runtime import LocalBackends, open_store
+    from qrelease.wiring import open_state, promoter
 
-    store = open_store(ctx.state_dir)
-    local = LocalBackends(ctx.state_dir)
-    return Promoter(
-        ctx.repo, ctx.state_dir, store, local.quantum_for, utcnow, ctx.config.source.branch
-    )
+    store = open_state(ctx.state_dir)
+    return promoter(ctx.repo, ctx.state_dir, store, branch=ctx.config.source.branch)
 
 
 def _report(result: Any, as_json: bool) -> None:
@@ -362,7 +382,7 @@ def _report(result: Any, as_json: bool) -> None:
 
 
 def _run_promotion(ctx: Context, call: Callable[[Any], Any]) -> None:
-    from qrelease.promotion import PromotionError
+    from qrelease.promotion.promote import PromotionError
 
     promoter = _promoter(ctx)
     try:
@@ -441,14 +461,14 @@ def diff(
     rev: str,
 ) -> None:
     """What changes between two releases of an app."""
-    from qrelease.promotion import PromotionError, diff_releases
+    from qrelease.promotion.diff import UnknownReleaseError, diff_releases
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
         snapshot = load_snapshot(git_repo, rev)
         try:
             result = diff_releases(git_repo, snapshot, app, from_version, to_version)
-        except PromotionError as exc:
+        except UnknownReleaseError as exc:
             raise Failed(str(exc)) from None
     if ctx.as_json:
         emit_json(
@@ -495,11 +515,11 @@ def history(
     from datetime import UTC
 
     from qrelease.history import COLUMNS, timeline
-    from qrelease.runtime import open_store
+    from qrelease.wiring import open_state
 
     ctx = make_context(repo, state, config, as_json)
     moment = since.replace(tzinfo=since.tzinfo or UTC) if since else None
-    store = open_store(ctx.state_dir)
+    store = open_state(ctx.state_dir)
     try:
         with opened(ctx) as git_repo:
             rows = [
@@ -555,10 +575,10 @@ def audit() -> None:
 def audit_verify(repo: str | None, state: Path | None, config: Path | None, as_json: bool) -> None:
     """Check the event chain and its links to Git; exit 1 naming the first break."""
     from qrelease.history import audit_problems
-    from qrelease.runtime import open_store
+    from qrelease.wiring import open_state
 
     ctx = make_context(repo, state, config, as_json)
-    store = open_store(ctx.state_dir)
+    store = open_state(ctx.state_dir)
     try:
         with opened(ctx) as git_repo:
             problems = audit_problems(store, git_repo, _branch_rev(ctx, git_repo))
@@ -631,7 +651,7 @@ def controller_run(
 @click.option("--listen", default="127.0.0.1:8080", show_default=True)
 def demo(state: Path, listen: str) -> None:
     """Run the controller on a local demo remote made from the bundled examples."""
-    from qrelease.daemon import run_demo
+    from qrelease.examples.run import run_demo
 
     sys.exit(run_demo(state, listen))
 

@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from qrelease.model.events import Event
+from qrelease.model.vocabulary import EventKind
 from qrelease.source.pinlog import PinCommit, pin_commits
 from qrelease.source.repo import GitRepo
-from qrelease.store.sqlite import Store
+from qrelease.store.base import StateStore
 
+PIN_ACTIONS = frozenset({EventKind.PROMOTE, EventKind.ROLLBACK})
 COLUMNS = (
     "seq",
     "time",
@@ -35,7 +37,7 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class Entry:
-    """One row of the timeline; `source` is `git` or `controller`."""
+    """One row of the timeline; `source` is `git`, `controller` or `git+controller` (joined)."""
 
     seq: int | None
     time: datetime
@@ -60,7 +62,7 @@ class Entry:
 
 
 def timeline(
-    store: Store,
+    store: StateStore,
     repo: GitRepo,
     rev: str,
     *,
@@ -68,14 +70,28 @@ def timeline(
     app: str | None = None,
     since: datetime | None = None,
 ) -> list[Entry]:
-    """Git pin changes and controller events matching the filters, oldest first."""
-    events = [_from_event(e) for e in store.iter_events(env=env, app=app, since=since)]
-    commits = [
-        _from_commit(c)
-        for c in pin_commits(repo, rev, since)
-        if env in (None, c.env) and app in (None, c.app)
-    ]
-    return sorted(events + commits, key=lambda entry: (entry.time, entry.seq or 0))
+    """Git pin changes and controller events matching the filters, oldest first.
+
+    A promotion or rollback made through qrelease is one entry: its commit joined with the
+    audit event that records it (same commit, env and app), under the commit's author.
+    """
+    events = list(store.iter_events(env=env, app=app, since=since))
+    recorded = {
+        (event.revision, event.env, event.app): event
+        for event in events
+        if event.action in PIN_ACTIONS and event.revision
+    }
+    joined: set[int] = set()
+    commits = []
+    for change in pin_commits(repo, rev, since):
+        if env not in (None, change.env) or app not in (None, change.app):
+            continue
+        event = recorded.get((change.commit, change.env, change.app))
+        if event is not None:
+            joined.add(event.seq)
+        commits.append(_from_commit(change, event))
+    entries = [_from_event(e) for e in events if e.seq not in joined] + commits
+    return sorted(entries, key=lambda entry: (entry.time, entry.seq or 0))
 
 
 def _from_event(event: Event) -> Entry:
@@ -89,17 +105,29 @@ def _from_event(event: Event) -> Entry:
         event.to_version,
         event.revision,
         event.actor,
-        event.reason,
+        event_reason(event),
         event.outcome,
         event.hash,
         "controller",
     )
 
 
-def _from_commit(change: PinCommit) -> Entry:
+def event_reason(event: Event) -> str:
+    """Why an event happened: its reason, else the message or reason its details carry."""
+    if event.reason:
+        return event.reason
+    for key in ("message", "reason"):
+        value = event.details.get(key)
+        if value:
+            return str(value)
+    return ""
+
+
+def _from_commit(change: PinCommit, event: Event | None) -> Entry:
+    """A pin commit, joined with the audit event that recorded it when there is one."""
     return Entry(
-        None,
-        change.time,
+        event.seq if event else None,
+        event.time if event else change.time,
         change.env,
         change.app,
         change.action,
@@ -107,15 +135,15 @@ def _from_commit(change: PinCommit) -> Entry:
         change.to_version,
         change.commit,
         change.author,
-        change.reason,
-        "Committed",
-        None,
-        "git",
+        change.reason or (event.reason if event else ""),
+        event.outcome if event else "Committed",
+        event.hash if event else None,
+        "git+controller" if event else "git",
         change.signature,
     )
 
 
-def audit_problems(store: Store, repo: GitRepo, rev: str) -> list[str]:
+def audit_problems(store: StateStore, repo: GitRepo, rev: str) -> list[str]:
     """Every break in the event chain, and every applied revision not in the history of `rev`."""
     report = store.verify()
     problems = [str(b.message) for b in report.breaks]

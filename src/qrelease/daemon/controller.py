@@ -28,11 +28,12 @@ from qrelease.daemon import settings
 from qrelease.daemon.lock import AlreadyRunningError, ControllerLock
 from qrelease.daemon.logs import make_logger
 from qrelease.daemon.metrics import Metrics
-from qrelease.daemon.reconciler import BackendsFactory, Reconciler, Wake, local_backends
+from qrelease.daemon.reconciler import Reconciler, Wake
 from qrelease.daemon.server import Endpoints, HttpServer, make_app
 from qrelease.daemon.settings import Overrides
 from qrelease.daemon.state import ControllerState, View
 from qrelease.source.workspace import redact_url
+from qrelease.wiring import BackendsFactory
 
 MAIN_LOOP_TICK_SECONDS = 0.1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -48,7 +49,7 @@ class Controller:
         *,
         overrides: Overrides | None = None,
         config_path: Path | None = None,
-        backends_factory: BackendsFactory = local_backends,
+        backends_factory: BackendsFactory | None = None,
         log_stream: TextIO | None = None,
     ) -> None:
         self.config = config
@@ -253,7 +254,7 @@ def run_controller(
     listen: str | None,
     config_path: Path | None,
     once: bool = False,
-    backends_factory: BackendsFactory = local_backends,
+    backends_factory: BackendsFactory | None = None,
     log_stream: TextIO | None = None,
 ) -> int:
     """`qrelease controller run`; exit code 0 after a clean stop, 1 on failure, 2 bad usage."""
@@ -277,7 +278,7 @@ def _serve(
     config: ControllerConfig,
     overrides: Overrides,
     config_path: Path | None,
-    backends_factory: BackendsFactory,
+    backends_factory: BackendsFactory | None,
     log_stream: TextIO | None,
 ) -> int:
     """Run a controller in the foreground until a signal stops it."""
@@ -299,7 +300,7 @@ def _serve(
 
 def run_once(
     config: ControllerConfig,
-    backends_factory: BackendsFactory = local_backends,
+    backends_factory: BackendsFactory | None = None,
     log_stream: TextIO | None = None,
 ) -> int:
     """One fetch and one pass, no server: 0 when both worked and every change went live."""

@@ -15,39 +15,26 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from qrelease.autopromote import auto_promote
 from qrelease.config import ControllerConfig
 from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.schedule import next_delay, resync_due
 from qrelease.daemon.state import ControllerState, PassRecord
-from qrelease.engine import Backends, Engine, PassResult, utcnow
-from qrelease.planning.status import status_rows
-from qrelease.promotion import Promoter
-from qrelease.quantum.sandbox import GateLimits
-from qrelease.runtime import LocalBackends, TemplateReader, open_store
+from qrelease.engine import Backends, Engine, PassReport
+from qrelease.model.vocabulary import PassOutcome, Rollout
+from qrelease.planning.planner import Retry
+from qrelease.planning.status import StatusRow, row_of
+from qrelease.promotion.auto import auto_promote
 from qrelease.source.pinlog import rollback_hold
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys, verify_revision
 from qrelease.source.workspace import clone_mirror, fetch_mirror, mirror_path, redact_url
-from qrelease.store.sqlite import Store
+from qrelease.store import StateStore
+from qrelease.wiring import BackendsFactory, local_backends, open_state, promoter
 
-BackendsFactory = Callable[[Path], Backends]
 WEBHOOK = "webhook"
-
-
-def local_backends(
-    state_dir: Path,
-    read_template: TemplateReader | None = None,
-    gate_limits: GateLimits | None = None,
-) -> Backends:
-    """The real backends, after cleaning up an interrupted install."""
-    local = LocalBackends(state_dir, read_template, gate_limits)
-    local.recover()
-    return local.backends()
 
 
 class Wake:
@@ -96,7 +83,7 @@ class Reconciler:
         state: ControllerState,
         metrics: Metrics,
         log: FilteringBoundLogger,
-        backends_factory: BackendsFactory = local_backends,
+        backends_factory: BackendsFactory | None = None,
         draw: Callable[[], float] = random.random,
     ) -> None:
         self.config = config  # replaced whole by a reload; read once per cycle
@@ -106,7 +93,7 @@ class Reconciler:
         self.mirror = Mirror(config.source.url or ".", config.state_dir, config.source.timeout)
         self._backends_factory = backends_factory
         self._draw = draw
-        self._store: Store | None = None
+        self._store: StateStore | None = None
         self._backends: Backends | None = None
         self._repo: GitRepo | None = None
         self._engine: Engine | None = None
@@ -116,13 +103,14 @@ class Reconciler:
         self._last_pass_at: float | None = None
         self._source_failures = 0
         self._pass_errors = 0
+        self._retry_at: datetime | None = None
 
     # -- lifetime ---------------------------------------------------------------------
 
     def open(self) -> None:
         """Open the store and backends on this thread and show last-known-good status."""
-        self._store = open_store(self.config.state_dir)
-        if self._backends_factory is local_backends:
+        self._store = open_state(self.config.state_dir)
+        if self._backends_factory is None:
             limits = self.config.gates.limits()
             self._backends = local_backends(self.config.state_dir, self._read_template, limits)
         else:
@@ -215,6 +203,8 @@ class Reconciler:
         """A pass runs for a new revision, a webhook, or when the resync interval is up."""
         if revision != self._last_pass_revision or any(r.startswith(WEBHOOK) for r in reasons):
             return True
+        if self._retry_at is not None and datetime.now(UTC) >= self._retry_at:
+            return True
         since = None if self._last_pass_at is None else time.monotonic() - self._last_pass_at
         elapsed = None if since is None else timedelta(seconds=since)
         return resync_due(elapsed, config.source.resync)
@@ -224,6 +214,8 @@ class Reconciler:
         failures = max(self._source_failures, self._pass_errors)
         source = config.source
         delay = next_delay(source.interval, failures, source.max_backoff, self._draw())
+        if self._retry_at is not None:  # a transient failure is due before the next poll
+            delay = max(timedelta(0), min(delay, self._retry_at - datetime.now(UTC)))
         self.state.update(
             next_poll_at=datetime.now(UTC) + delay,
             interval=source.interval,
@@ -235,46 +227,68 @@ class Reconciler:
     # -- the pass ---------------------------------------------------------------------
 
     def _pass(self, revision: str, trigger: str) -> None:
-        """One engine pass over `revision`, then metrics, status rows and the pass record."""
-        store, engine = self._opened_store(), self._the_engine()
+        """One engine pass over `revision`; the engine's finaliser publishes its report."""
         log = self.log.bind(revision=revision, trigger=trigger)
         log.info("pass started")
-        before = _newest_seq(store)
         started_at, started = datetime.now(UTC), time.monotonic()
-        outcome, summary = self._run_engine(engine, revision, log)
+        self._current_revision = revision
+        try:
+            report = self._the_engine().reconcile(revision, retry=Retry.DUE, trigger=trigger)
+        except Exception as error:  # the controller outlives any one bad pass
+            self._pass_errors += 1
+            log.exception("pass error")
+            summary = {"error": _describe(error)}
+            seconds = time.monotonic() - started
+            self.metrics.record_pass(seconds, PassOutcome.ERROR, [])
+            record = PassRecord(revision, PassOutcome.ERROR, started_at, seconds, trigger, summary)
+            self.state.pass_finished(record)
+            return
+        self._pass_errors = 0
+        self._last_pass_revision = revision
+        self._last_pass_at = time.monotonic()
         seconds = time.monotonic() - started
-        gates = [
-            (str(e.details.get("gate", "unknown")), e.outcome)
-            for e in store.iter_events(after_seq=before, actions=["gate"])
-        ]
-        self.metrics.record_pass(seconds, outcome, gates)
-        self._show_status(revision)
-        record = PassRecord(revision, outcome, started_at, seconds, trigger, summary)
+        record = PassRecord(
+            revision, report.outcome, started_at, seconds, trigger, report.summary()
+        )
         self.state.pass_finished(record)
-        log.info("pass finished", outcome=outcome, seconds=round(seconds, 3), **summary)
-        if outcome != "error":
-            self._auto_promote(revision, log)
+        log.info("pass finished", outcome=str(report.outcome), seconds=round(seconds, 3))
+        self._auto_promote(report, log)
 
-    def _auto_promote(self, revision: str, log: FilteringBoundLogger) -> None:
+    def _on_report(self, report: PassReport) -> None:
+        """The engine's finaliser hands every pass here: view rows, metrics, retries."""
+        gone = [app.key for app in report.apps if app.row is None]
+        self.state.put_rows(report.rows, report.revision, gone)
+        rows = self.state.view.rows.values()
+        seconds = (report.finished_at - report.started_at).total_seconds()
+        self.metrics.record_pass(seconds, report.outcome, report.gate_outcomes())
+        self.metrics.record_apps((row.env, str(row.sync), str(row.health)) for row in rows)
+        due = [row.retry_at for row in rows if row.retry_at is not None]
+        self._retry_at = min(due) if due else None
+
+    def _on_row(self, row: StatusRow) -> None:
+        """The engine's row hook: /status shows every planned row and rollout step at once."""
+        self.state.put_rows([row])
+        if row.rollout == Rollout.RUNNING and row.step:
+            self.log.info(
+                "step", env=row.env, app=row.app, step=row.step, revision=self._current_revision
+            )
+
+    def _auto_promote(self, report: PassReport, log: FilteringBoundLogger) -> None:
         """Commit promotions for environments with `auto_promote` whose upstream has soaked."""
-        engine, store = self._the_engine(), self._opened_store()
-        snapshot = engine.loader.load(revision)
+        snapshot = report.snapshot
         if not any(env.policy.auto_promote for env in snapshot.environments.values()):
             return
-        backends = self._backends
-        assert backends is not None
-        promoter = Promoter(
+        promotions = promoter(
             self.mirror.url,
             self.config.state_dir,
-            store,
-            backends.quantum_for,
-            utcnow,
-            self.config.source.branch,
+            self._opened_store(),
+            branch=self.config.source.branch,
+            quantum_for=self._opened_backends().quantum_for,
         )
-        repo = self._git()
+        repo, revision = self._git(), report.revision
         try:
             held = lambda env, app: rollback_hold(repo, revision, env, app) is not None  # noqa: E731
-            for result in auto_promote(promoter, snapshot, held):
+            for result in auto_promote(promotions, snapshot, self.state.view.rows, held):
                 change = result.change
                 log.info(
                     "auto-promoted",
@@ -286,54 +300,16 @@ class Reconciler:
         except SourceError as error:
             log.warning("auto-promotion failed", error=str(error))
 
-    def _run_engine(
-        self, engine: Engine, revision: str, log: FilteringBoundLogger
-    ) -> tuple[str, dict[str, Any]]:
-        """Run the engine; an unexpected error is an `error` outcome, retried with backoff."""
-        self._current_revision = revision
-        try:
-            result = engine.reconcile(revision)
-        except Exception as error:  # the controller outlives any one bad pass
-            self._pass_errors += 1
-            log.exception("pass error")
-            return "error", {"error": _describe(error)}
-        self._pass_errors = 0
-        self._last_pass_revision = revision
-        self._last_pass_at = time.monotonic()
-        return _outcome(result), _summary(result)
-
-    def _on_step(self, env: str, app: str, step: str) -> None:
-        """The engine's progress hook: one log event per rollout step."""
-        self.log.info("step", env=env, app=app, step=step, revision=self._current_revision)
-
     # -- status -----------------------------------------------------------------------
 
-    def _show_status(self, revision: str) -> None:
-        """Publish the status rows at `revision` from Git and the store (last-known-good)."""
-        engine, store = self._the_engine(), self._opened_store()
-        try:
-            snapshot = engine.loader.load(revision)
-        except SourceError as error:
-            self.log.warning("status unavailable", error=str(error), revision=revision)
-            return
-        rows = status_rows(
-            snapshot.revision, snapshot.environments, snapshot.manifests, store.all_observed()
-        )
-        self.metrics.record_apps((str(r.env), str(r.sync), str(r.health)) for r in rows)
-        self.state.update(rows=tuple(r.as_json() for r in rows), rows_revision=snapshot.revision)
-
     def _show_known_status(self) -> None:
-        """At start, show what the existing mirror and store knew, before any fetch."""
-        if not self.mirror.path.exists():
-            return
-        try:
-            revision = self._git().resolve(f"refs/heads/{self.config.source.branch}")
-        except SourceError:
-            return
-        try:
-            self._show_status(revision)
-        finally:
-            self._git().close()
+        """At start, show the rows the store recorded (last-known-good), before any fetch."""
+        recorded = self._opened_store().all_observed()
+        revision = self._opened_store().get_meta("last_revision")
+        self.state.set_rows((row_of(state) for state in recorded), revision)
+        self.metrics.record_apps(
+            (state.env, str(state.sync), str(state.health)) for state in recorded
+        )
 
     # -- resources --------------------------------------------------------------------
 
@@ -350,9 +326,10 @@ class Reconciler:
                 self._git(),
                 self._opened_store(),
                 self._backends,
-                progress=self._on_step,
+                on_row=self._on_row,
                 verify=self._verifier(),
                 concurrency=self.config.concurrency,
+                sinks=[self._on_report],
             )
         return self._engine
 
@@ -369,31 +346,17 @@ class Reconciler:
             return None
         return lambda revision: verify_revision(self._git(), revision, keys)
 
-    def _opened_store(self) -> Store:
+    def _opened_store(self) -> StateStore:
         assert self._store is not None, "open() the reconciler first"
         return self._store
+
+    def _opened_backends(self) -> Backends:
+        assert self._backends is not None, "open() the reconciler first"
+        return self._backends
 
 
 def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
-
-
-def _newest_seq(store: Store) -> int:
-    newest = store.events(descending=True, limit=1)
-    return newest[0].seq if newest else 0
-
-
-def _outcome(result: PassResult) -> str:
-    return "failed" if result.failed or result.snapshot.errors else "succeeded"
-
-
-def _summary(result: PassResult) -> dict[str, Any]:
-    return {
-        "actions": len(result.plan.actions),
-        "changes": len(result.plan.changes),
-        "failed": [f"{env}/{app}" for env, app in result.failed],
-        "errors": len(result.snapshot.errors),
-    }
 
 
 def _trigger(reasons: list[str], new_revision: bool) -> str:

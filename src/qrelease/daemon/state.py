@@ -9,9 +9,16 @@ while the source is failing.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
+
+from qrelease.model.vocabulary import PassOutcome
+from qrelease.planning.status import StatusRow
+
+PASS_ERRORS_NOT_READY = 3
+"""After this many passes in a row end in an error, /readyz answers 503."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +51,10 @@ class View:
     store_error: str | None = None
     passes: int = 0
     last_pass: PassRecord | None = None
-    rows: tuple[dict[str, Any], ...] = ()
+    rows: Mapping[tuple[str, str], StatusRow] = field(default_factory=dict)
     rows_revision: str | None = None
+    pass_errors: int = 0
+    pass_error: str | None = None
     stopping: bool = False
 
     def not_ready_reasons(self) -> list[str]:
@@ -57,6 +66,8 @@ class View:
             reasons.append("the last fetch failed")
         if not self.store_open:
             reasons.append("the state store is not open")
+        if self.pass_errors >= PASS_ERRORS_NOT_READY:
+            reasons.append(f"the last {self.pass_errors} passes failed with an error")
         if self.stopping:
             reasons.append("the controller is stopping")
         return reasons
@@ -69,6 +80,7 @@ class View:
             "reasons": reasons,
             "source_error": self.source_error,
             "store_error": self.store_error,
+            "pass_error": self.pass_error,
             "revision": self.fetched_revision,
             "last_fetch_at": _iso(self.last_fetch_at),
         }
@@ -91,7 +103,9 @@ class View:
             "passes": self.passes,
             "last_pass": _pass_json(self.last_pass),
             "revision": self.rows_revision,
-            "rows": list(self.rows),
+            "pass_error": self.pass_error,
+            "consecutive_pass_errors": self.pass_errors,
+            "rows": [self.rows[key].as_json() for key in sorted(self.rows)],
             "stopping": self.stopping,
         }
 
@@ -116,9 +130,39 @@ class ControllerState:
             return self._view
 
     def pass_finished(self, record: PassRecord) -> None:
-        """Record a finished pass and count it."""
+        """Record a finished pass and count it; an errored pass adds to the error streak."""
         with self._lock:
-            self._view = replace(self._view, last_pass=record, passes=self._view.passes + 1)
+            errored = record.outcome == PassOutcome.ERROR
+            self._view = replace(
+                self._view,
+                last_pass=record,
+                passes=self._view.passes + 1,
+                pass_errors=self._view.pass_errors + 1 if errored else 0,
+                pass_error=str(record.summary.get("error")) if errored else None,
+            )
+
+    def put_rows(
+        self,
+        rows: Iterable[StatusRow],
+        revision: str | None = None,
+        gone: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Replace some rows (a pass's plan, a rollout step), drop `gone` keys, keep the rest."""
+        with self._lock:
+            merged = dict(self._view.rows)
+            merged.update((row.key, row) for row in rows)
+            for key in gone:
+                merged.pop(key, None)
+            self._view = replace(
+                self._view, rows=merged, rows_revision=revision or self._view.rows_revision
+            )
+
+    def set_rows(self, rows: Iterable[StatusRow], revision: str | None) -> None:
+        """Replace every row (what the store held at start, or after a pass)."""
+        with self._lock:
+            self._view = replace(
+                self._view, rows={row.key: row for row in rows}, rows_revision=revision
+            )
 
 
 def _iso(moment: datetime | None) -> str | None:

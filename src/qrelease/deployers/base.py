@@ -62,7 +62,15 @@ class HealthResult:
 
 
 class DeployError(Exception):
-    """An install or switch failed; the message says why and names the release."""
+    """An install or switch failed; the message says why and names the release.
+
+    `transient` is True when trying again later can succeed without any change in Git:
+    a package index, wheel source or cloud API that could not be reached.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class Deployer(Protocol):

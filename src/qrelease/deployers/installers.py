@@ -118,13 +118,33 @@ def _wait(process: subprocess.Popen[bytes], timeout: float) -> int | None:
     return None if expired.is_set() else code
 
 
+_UNREACHABLE = re.compile(
+    r"Failed to read `--find-links`|Failed to fetch|error sending request|tcp connect error"
+    r"|Connection (?:refused|reset)|timed out|dns error|Network is unreachable"
+    r"|not found in the (?:provided package locations|package registry)"
+    r"|No matching distribution found|Could not fetch URL|Server Error|status code 5\d\d"
+)
+
+
 class InstallFailed(Exception):
     """An installer step failed; carries what failed and the tail of the tool's output."""
 
-    def __init__(self, step: str, output: str) -> None:
+    def __init__(self, step: str, output: str, *, timed_out: bool = False) -> None:
         super().__init__(f"{step} failed")
         self.step = step
         self.output = output
+        self.timed_out = timed_out
+
+    @property
+    def transient(self) -> bool:
+        """True when a package source could not be reached (or had nothing yet): retry later.
+
+        >>> InstallFailed("install", "error: Failed to fetch: https://pypi/simple/x/").transient
+        True
+        >>> InstallFailed("install", "Hash mismatch for `x==1.0`").transient
+        False
+        """
+        return self.timed_out or bool(_UNREACHABLE.search(self.output))
 
 
 @dataclass(frozen=True)
@@ -161,7 +181,9 @@ class Installer(Protocol):
 def _checked(step: str, completed: Completed, timeout: float) -> None:
     """Raise InstallFailed unless the command exited 0."""
     if completed.returncode is None:
-        raise InstallFailed(f"{step} (timed out after {timeout:g}s)", completed.output)
+        raise InstallFailed(
+            f"{step} (timed out after {timeout:g}s)", completed.output, timed_out=True
+        )
     if completed.returncode != 0:
         raise InstallFailed(f"{step} (exit {completed.returncode})", completed.output)
 

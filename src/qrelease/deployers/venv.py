@@ -276,7 +276,8 @@ def _install_error(label: str, installer: str, failed: InstallFailed) -> DeployE
     else:
         what = f"{installer}: {failed.step}"
     tail = redact(failed.output)[-_MESSAGE_TAIL_CHARS:]
-    return DeployError(f"{label}: install failed: {what}\n{tail}")
+    transient = failed.transient and not mismatch
+    return DeployError(f"{label}: install failed: {what}\n{tail}", transient=transient)
 
 
 def lock_json(lock: ReleaseLock) -> bytes:

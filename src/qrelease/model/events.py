@@ -1,4 +1,4 @@
-"""Audit events and observed state: what the controller records and reports.
+"""Audit events: what the controller records, in a hash chain auditors can verify.
 
 An audit event is stored append-only; `hash` is the sha256 of the canonical JSON of every
 other field, `prev_hash` included, so editing, deleting or reordering any event breaks the
@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import Field
 
 from qrelease.model.manifest import Frozen
-from qrelease.model.status import Availability, Health, Sync
 
 GENESIS_HASH = "0" * 64
 
@@ -57,24 +56,3 @@ class Event(EventDraft):
             self.model_dump(exclude={"seq", "time", "prev_hash", "hash"})
         )
         return Event.compute_hash(draft, self.seq, self.time, self.prev_hash)
-
-
-class ObservedState(Frozen):
-    """The controller's last word on one (environment, app)."""
-
-    env: str
-    app: str
-    desired: str | None = None
-    deployed: str | None = None
-    sync: Sync = Sync.UNKNOWN
-    health: Health = Health.UNKNOWN
-    target: str | None = None
-    availability: Availability = Availability.UNKNOWN
-    message: str = ""
-    revision: str | None = None
-    updated_at: datetime | None = None
-    healthy_since: datetime | None = None
-    failed_version: str | None = None
-    failed_revision: str | None = None
-    qir_sha256: str | None = None
-    physical_qubits: int | None = None

@@ -1,22 +1,38 @@
 """Desired state x observed state -> a Plan of one action per (environment, app).
 
-Purely computational: it takes values and returns values, so every rule here is a unit
-test away. The engine supplies what Git says, what the store remembers and what the
-deployers and targets report; it alone acts on the result.
+Purely computational: it takes values (the clock's reading among them) and returns values,
+so every rule here is a unit test away. The engine supplies what Git says, what the store
+remembers and what the deployers and targets report; it alone acts on the result. Sync is
+decided here and nowhere else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
 from typing import NamedTuple
 
 from qrelease.model.environment import Environment
-from qrelease.model.events import ObservedState
 from qrelease.model.manifest import ReleaseManifest
-from qrelease.model.status import ActionKind, Availability, Health, Sync
+from qrelease.model.observed import ObservedState
+from qrelease.model.vocabulary import ActionKind, Availability, Failure, Health, Rollout, Sync
 
 BLOCKING_AVAILABILITY = (Availability.DEGRADED, Availability.UNAVAILABLE)
+
+
+class Retry(StrEnum):
+    """Which failed releases a pass tries again at the revision they failed at.
+
+    `due`: transient failures whose backoff has run out (the controller's passes);
+    `transient`: every transient failure now (a pass a person asked for);
+    `all`: deterministic failures too (`qrelease reconcile --retry`).
+    """
+
+    DUE = "due"
+    TRANSIENT = "transient"
+    ALL = "all"
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,11 @@ class Seen(NamedTuple):
 
 @dataclass(frozen=True)
 class Action:
-    """The decision for one (environment, app)."""
+    """The decision for one (environment, app).
+
+    `rollout` is what the decision means for the last-rollout field: Running for a Deploy,
+    Held for a new hold, Failed for a release waiting after a failure, None for unchanged.
+    """
 
     kind: ActionKind
     env: str
@@ -56,6 +76,7 @@ class Action:
     reason: str = ""
     manifest: ReleaseManifest | None = None
     availability: Availability = Availability.UNKNOWN
+    rollout: Rollout | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -85,96 +106,135 @@ def plan(
     desired: Iterable[Desired],
     seen: Mapping[tuple[str, str], Seen],
     environments: Mapping[str, Environment],
-    retry: bool = False,
+    *,
+    now: datetime,
+    retry: Retry = Retry.DUE,
     broken: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Decide for every desired app, and for every deployed app Git no longer asks for.
+    """Decide for every desired app, and for every recorded app Git no longer asks for.
 
     `broken` maps environments whose file is invalid to the problem: their apps are held.
     """
     actions = [
-        decide(revision, d, seen.get((d.env.environment, d.app), Seen()), retry) for d in desired
+        decide(revision, d, seen.get((d.env.environment, d.app), Seen()), now=now, retry=retry)
+        for d in desired
     ]
     wanted = {(d.env.environment, d.app) for d in desired}
     for key, observed in seen.items():
-        if key in wanted or observed.current is None:
+        if key in wanted:
             continue
         if broken and key[0] in broken:
-            reason = broken[key[0]]
-            actions.append(
-                Action(ActionKind.HOLD, *key, observed.current, None, Sync.UNKNOWN, reason)
-            )
+            actions.append(_hold(key, observed, broken[key[0]]))
         else:
             actions.append(decide_unwanted(key, observed, environments.get(key[0])))
     return Plan(revision=revision, actions=tuple(sorted(actions, key=lambda a: a.key)))
 
 
 def hold_all(the_plan: Plan, reason: str) -> Plan:
-    """The same plan with every action turned into a Hold (an untrusted revision, say)."""
-    held = [replace(action, kind=ActionKind.HOLD, reason=reason) for action in the_plan.actions]
+    """The same plan with every change turned into a Hold (an untrusted revision, say)."""
+    held = [
+        replace(action, kind=ActionKind.HOLD, reason=reason, rollout=Rollout.HELD)
+        if action.kind in (ActionKind.DEPLOY, ActionKind.PRUNE)
+        else action
+        for action in the_plan.actions
+    ]
     return Plan(the_plan.revision, tuple(held))
 
 
-def decide(revision: str, desired: Desired, seen: Seen, retry: bool = False) -> Action:
+def decide(
+    revision: str, desired: Desired, seen: Seen, *, now: datetime, retry: Retry = Retry.DUE
+) -> Action:
     """The action for one app an environment file pins."""
     env, app, version = desired.env.environment, desired.app, desired.version
     current = seen.current
 
-    def act(kind: ActionKind, sync: Sync, reason: str = "") -> Action:
+    def act(
+        kind: ActionKind, sync: Sync, reason: str = "", rollout: Rollout | None = None
+    ) -> Action:
         return Action(
-            kind, env, app, current, version, sync, reason, desired.manifest, seen.availability
+            kind,
+            env,
+            app,
+            current,
+            version,
+            sync,
+            reason,
+            desired.manifest,
+            seen.availability,
+            rollout,
         )
 
     if desired.manifest is None:
-        return act(
-            ActionKind.HOLD, _sync(current, version), desired.problem or "release is invalid"
-        )
+        reason = desired.problem or "release is invalid"
+        return act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
     unverified = _unverified(seen.state)
     if current == version and seen.drift is None and not unverified:
         return act(ActionKind.NOOP, Sync.SYNCED)
-    failed = _failed_here(seen.state, version, revision)
-    if failed and not retry:
-        return act(ActionKind.HOLD, Sync.OUT_OF_SYNC, failed)
+    waiting = _waiting(seen.state, version, revision, now, retry)
+    if waiting:
+        return act(ActionKind.HOLD, Sync.OUT_OF_SYNC, waiting, Rollout.FAILED)
     if seen.availability in BLOCKING_AVAILABILITY:
         target = desired.manifest.quantum.target.id
         detail = f": {seen.availability_message}" if seen.availability_message else ""
         reason = f"target {target} is {seen.availability}{detail}; rollout on hold"
-        return act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason)
-    reason = ""
-    if current == version:
-        reason = (
-            f"repair: {seen.drift}" if seen.drift else "verify: live after an interrupted deploy"
-        )
-    return act(ActionKind.DEPLOY, Sync.OUT_OF_SYNC, reason)
+        return act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason, Rollout.HELD)
+    return act(ActionKind.DEPLOY, Sync.OUT_OF_SYNC, _deploy_reason(seen, version), Rollout.RUNNING)
 
 
 def decide_unwanted(key: tuple[str, str], seen: Seen, env: Environment | None) -> Action:
-    """The action for a deployed app that no environment file asks for any more."""
+    """The action for a recorded app that no environment file asks for any more.
+
+    With nothing deployed the row is pruned (it only remembered a pin, a typo say); with
+    something running it is pruned when the policy says so, else kept OutOfSync.
+    """
     env_name, app = key
-    if env is not None and env.policy.prune:
-        return Action(
-            ActionKind.PRUNE,
-            env_name,
-            app,
-            seen.current,
-            None,
-            Sync.OUT_OF_SYNC,
-            "removed from the environment file",
-        )
     where = f"releases/{env_name}.yaml" if env is not None else f"environment {env_name!r}"
+    if seen.current is None:
+        reason = f"not in {where} and nothing deployed"
+        return Action(ActionKind.PRUNE, env_name, app, None, None, Sync.SYNCED, reason)
+    if env is not None and env.policy.prune:
+        reason = f"removed from {where}"
+        return Action(ActionKind.PRUNE, env_name, app, seen.current, None, Sync.OUT_OF_SYNC, reason)
     reason = f"not in {where}; still running (set policy.prune: true to remove it)"
     return Action(ActionKind.NOOP, env_name, app, seen.current, None, Sync.OUT_OF_SYNC, reason)
+
+
+def _hold(key: tuple[str, str], seen: Seen, reason: str) -> Action:
+    """A recorded app of an environment whose file is broken: what it wanted still stands."""
+    desired = seen.state.desired if seen.state is not None else None
+    return Action(
+        ActionKind.HOLD, *key, seen.current, desired, Sync.UNKNOWN, reason, rollout=Rollout.HELD
+    )
 
 
 def _sync(current: str | None, version: str) -> Sync:
     return Sync.SYNCED if current == version else Sync.OUT_OF_SYNC
 
 
-def _failed_here(state: ObservedState | None, version: str, revision: str) -> str:
-    """Why this exact release already failed at this revision, or '' when it did not."""
+def _deploy_reason(seen: Seen, version: str) -> str:
+    state = seen.state
+    if state is not None and state.failed_version == version and state.attempts:
+        return f"retry: attempt {state.attempts + 1}"
+    if seen.current == version:
+        if seen.drift:
+            return f"repair: {seen.drift}"
+        return "verify: live after an interrupted deploy"
+    return ""
+
+
+def _waiting(
+    state: ObservedState | None, version: str, revision: str, now: datetime, retry: Retry
+) -> str:
+    """Why this exact release waits after failing at this revision, or '' to try it now."""
     if state is None or state.failed_version != version or state.failed_revision != revision:
         return ""
-    return f"{version} failed at this revision ({state.message}); push a new revision or retry"
+    if retry == Retry.ALL:
+        return ""
+    if state.failure == Failure.TRANSIENT:
+        due = state.retry_at is None or now >= state.retry_at
+        if retry == Retry.TRANSIENT or due:
+            return ""
+    return state.message or f"{version} failed at this revision"
 
 
 def _unverified(state: ObservedState | None) -> bool:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from qrelease.model.environment import Environment
-from qrelease.model.events import ObservedState
-from qrelease.model.status import Availability, Health
+from qrelease.model.observed import ObservedState
 from qrelease.model.types import format_duration
+from qrelease.model.vocabulary import Availability, GateOutcome
+from qrelease.planning.upstream import GateLine, healthy_release
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Evidence:
     target: Environment
     upstream: str | None
     upstream_state: ObservedState | None
-    upstream_gates: Sequence[tuple[str, str, str | None]]
+    upstream_gates: Sequence[GateLine]
     target_id: str | None
     availability: Availability
     now: datetime
@@ -64,7 +65,7 @@ def _upstream_healthy(evidence: Evidence) -> Check:
         return Check(
             "upstream-healthy", False, f"{upstream} runs {running}, not {evidence.version}"
         )
-    if state.health != Health.HEALTHY:
+    if healthy_release(state) != evidence.version:
         return Check(
             "upstream-healthy", False, f"{evidence.version} is {state.health} in {upstream}"
         )
@@ -74,8 +75,9 @@ def _upstream_healthy(evidence: Evidence) -> Check:
 def _soaked(evidence: Evidence) -> Check:
     soak = evidence.target.policy.soak
     state = evidence.upstream_state
-    since = state.healthy_since if state and state.deployed == evidence.version else None
-    if since is None or (state is not None and state.health != Health.HEALTHY):
+    running_healthy = state is not None and healthy_release(state) == evidence.version
+    since = state.healthy_since if state is not None and running_healthy else None
+    if since is None:
         return Check(
             "soak", False, f"not Healthy in {evidence.upstream}, soak {format_duration(soak)}"
         )
@@ -88,16 +90,15 @@ def _soaked(evidence: Evidence) -> Check:
 
 def _gates_passed(evidence: Evidence) -> Check:
     digest = evidence.upstream_state.qir_sha256 if evidence.upstream_state else None
-    matching = [(gate, outcome) for gate, outcome, sha in evidence.upstream_gates if sha == digest]
+    matching = [line for line in evidence.upstream_gates if line.qir_sha256 == digest]
     if digest is None or not matching:
         return Check(
             "upstream-gates",
             False,
             f"no gate results for {evidence.version} in {evidence.upstream}",
         )
-    bad = [
-        f"{gate} {outcome}" for gate, outcome in matching if outcome not in ("Passed", "Skipped")
-    ]
+    good = (GateOutcome.PASSED, GateOutcome.SKIPPED)
+    bad = [f"{line.gate} {line.outcome}" for line in matching if line.outcome not in good]
     detail = "; ".join(bad) if bad else f"all gates passed for QIR {digest[:12]}"
     return Check("upstream-gates", not bad, detail)
 

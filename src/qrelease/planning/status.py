@@ -1,20 +1,44 @@
-"""The status table: desired state from Git merged with what the store last observed."""
+"""Status, decided once: how a plan and each rollout step change an (environment, app)'s row.
+
+The engine records what these pure transitions return and every surface (CLI `status`,
+`/status`, the TUI) renders the same `StatusRow`s from it, so nothing re-derives sync or
+health on its own. Sync is the planner's; health is the health of what runs (Progressing
+while a rollout runs); the last rollout has its own field with its step and reason.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from qrelease.model.environment import Environment
-from qrelease.model.events import ObservedState
 from qrelease.model.manifest import ReleaseManifest
-from qrelease.model.status import Availability, Health, Sync
+from qrelease.model.observed import ObservedState
+from qrelease.model.vocabulary import (
+    ActionKind,
+    Availability,
+    Failure,
+    Health,
+    Rollout,
+    Sync,
+)
+from qrelease.planning.planner import Action
+
+RETRY_BASE = timedelta(seconds=30)
+RETRY_CAP = timedelta(minutes=10)
+MANUAL_RETRY = "waiting for a new revision or `qrelease reconcile --retry`"
 
 
 @dataclass(frozen=True)
 class StatusRow:
-    """One (environment, app) as `qrelease status` shows it."""
+    """One (environment, app) as every surface shows it.
+
+    >>> row = StatusRow("dev", "a", "1.1.0", "1.0.0", Sync.OUT_OF_SYNC, Health.HEALTHY,
+    ...                 Rollout.FAILED, "install", "t", Availability.AVAILABLE, "", None)
+    >>> row.summary
+    'OutOfSync · Healthy · rollout Failed (install)'
+    """
 
     env: str
     app: str
@@ -22,66 +46,297 @@ class StatusRow:
     deployed: str | None
     sync: Sync
     health: Health
+    rollout: Rollout | None
+    step: str
     target: str | None
     availability: Availability
     message: str
     revision: str | None
+    retry_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(env, app)."""
+        return (self.env, self.app)
+
+    @property
+    def summary(self) -> str:
+        """Sync, health and the last rollout in one phrase."""
+        text = f"{self.sync} · {self.health}"
+        if self.rollout is not None:
+            text += f" · rollout {self.rollout}" + (f" ({self.step})" if self.step else "")
+        return text
 
     def as_json(self) -> dict[str, Any]:
-        """The row as plain JSON values."""
-        return {
-            key: (str(value) if value is not None else None) for key, value in asdict(self).items()
-        }
+        """The row as plain JSON values (the `status --json` and `/status` row)."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, datetime):
+                out[key] = value.isoformat()
+            elif value is None or isinstance(value, str):
+                out[key] = None if value is None else str(value)
+            else:
+                out[key] = value
+        return out
 
 
-def status_rows(
-    revision: str,
-    environments: Mapping[str, Environment],
-    manifests: Mapping[tuple[str, str], ReleaseManifest],
-    observed: Iterable[ObservedState],
-) -> list[StatusRow]:
-    """Every pinned or deployed (environment, app), sorted, with its sync computed from Git."""
-    seen = {(state.env, state.app): state for state in observed}
-    keys = set(seen) | {(name, app) for name, env in environments.items() for app in env.apps}
-    return [_row(revision, key, environments, manifests, seen.get(key)) for key in sorted(keys)]
-
-
-def _row(
-    revision: str,
-    key: tuple[str, str],
-    environments: Mapping[str, Environment],
-    manifests: Mapping[tuple[str, str], ReleaseManifest],
-    state: ObservedState | None,
-) -> StatusRow:
-    env_name, app = key
-    env = environments.get(env_name)
-    desired = env.apps.get(app) if env else None
-    deployed = state.deployed if state else None
-    manifest = manifests.get((app, desired)) if desired else None
-    target = manifest.quantum.target.id if manifest else (state.target if state else None)
-    sync = Sync.SYNCED if desired is not None and desired == deployed else Sync.OUT_OF_SYNC
-    if state is None:
-        return StatusRow(
-            env_name,
-            app,
-            desired,
-            None,
-            sync,
-            Health.MISSING,
-            target,
-            Availability.UNKNOWN,
-            "not deployed yet",
-            revision,
-        )
+def row_of(state: ObservedState) -> StatusRow:
+    """The row a recorded state shows."""
     return StatusRow(
-        env_name,
-        app,
-        desired,
-        deployed,
-        sync,
+        state.env,
+        state.app,
+        state.desired,
+        state.deployed,
+        state.sync,
         state.health,
-        target,
+        state.rollout,
+        state.rollout_step,
+        state.target,
         state.availability,
         state.message,
         state.revision,
+        state.retry_at if state.failure == Failure.TRANSIENT else None,
     )
+
+
+def pending_row(env: str, app: str, desired: str, revision: str, target: str | None) -> StatusRow:
+    """A pin Git has that no pass has reconciled yet: nothing is known of it."""
+    return StatusRow(
+        env,
+        app,
+        desired,
+        None,
+        Sync.UNKNOWN,
+        Health.UNKNOWN,
+        None,
+        "",
+        target,
+        Availability.UNKNOWN,
+        f"not reconciled yet (Git is at {revision[:12]})",
+        None,
+    )
+
+
+def status_rows(
+    recorded: Iterable[ObservedState],
+    pins: Mapping[tuple[str, str], tuple[str, str | None]] | None = None,
+    revision: str = "",
+) -> list[StatusRow]:
+    """Recorded rows, plus a pending row for each pin (env, app) -> (version, target) not recorded.
+
+    A pin whose recorded row wants another version shows the recorded row: it is what the
+    controller last did, and its revision says how old it is.
+    """
+    rows = {state.key: row_of(state) for state in recorded}
+    for key, (version, target) in (pins or {}).items():
+        if key not in rows:
+            rows[key] = pending_row(*key, version, revision, target)
+    return [rows[key] for key in sorted(rows)]
+
+
+# -- transitions ------------------------------------------------------------------------
+
+
+def planned(
+    action: Action, previous: ObservedState | None, revision: str, now: datetime
+) -> ObservedState:
+    """The row the plan makes of one (env, app), before any rollout step runs."""
+    base = previous or ObservedState(env=action.env, app=action.app)
+    manifest = action.manifest
+    running = action.from_version
+    update: dict[str, Any] = {
+        "desired": action.to_version,
+        "deployed": running,
+        "sync": action.sync,
+        "revision": revision,
+        "updated_at": now,
+        "target": _target(manifest, base),
+        "health": _running_health(base, running),
+    }
+    if manifest is not None:
+        update["availability"] = action.availability
+    if running is None:
+        update["running_target"] = None
+    if action.kind == ActionKind.DEPLOY:
+        reason = action.reason
+        doing = f"rolling out {action.to_version}" + (f" ({reason})" if reason else "")
+        update.update(
+            health=Health.PROGRESSING,
+            rollout=Rollout.RUNNING,
+            rollout_step="",
+            rollout_reason=reason,
+            message=doing,
+        )
+    elif action.kind == ActionKind.HOLD and action.rollout == Rollout.HELD:
+        update.update(rollout=Rollout.HELD, rollout_step="", rollout_reason=action.reason)
+        update["message"] = action.reason
+    elif action.kind == ActionKind.HOLD:
+        update["message"] = action.reason  # a failure waiting: the rollout stays Failed
+    elif action.kind == ActionKind.NOOP:
+        update.update(_settled(action, base))
+    return base.model_copy(update=update)
+
+
+def stepped(state: ObservedState, step: str, now: datetime) -> ObservedState:
+    """A running rollout reached `step`."""
+    message = f"rolling out {state.desired}: {step}"
+    return state.model_copy(update={"rollout_step": step, "message": message, "updated_at": now})
+
+
+def succeeded(
+    state: ObservedState,
+    manifest: ReleaseManifest,
+    now: datetime,
+    qir_sha256: str | None,
+    physical_qubits: int | None,
+) -> ObservedState:
+    """The desired release is live and healthy."""
+    same_release = state.deployed == manifest.version and state.healthy_since is not None
+    return state.model_copy(
+        update={
+            "deployed": manifest.version,
+            "sync": Sync.SYNCED,
+            "health": Health.HEALTHY,
+            "rollout": Rollout.SUCCEEDED,
+            "rollout_step": "",
+            "rollout_reason": "",
+            "message": "",
+            "healthy_since": state.healthy_since if same_release else now,
+            "updated_at": now,
+            "target": manifest.quantum.target.id,
+            "running_target": manifest.quantum.target.id,
+            "failed_version": None,
+            "failed_revision": None,
+            "failure": None,
+            "attempts": 0,
+            "retry_at": None,
+            "qir_sha256": qir_sha256,
+            "physical_qubits": physical_qubits,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a failed rollout left things: which step, why, whether a retry can help, what runs.
+
+    `live` is the version running afterwards and `live_health` its health when the rollout
+    learnt it (after a switch, or a switch back); None keeps what ran before.
+    """
+
+    step: str
+    reason: str
+    failure: Failure
+    live: str | None
+    live_health: Health | None = None
+    live_target: str | None = None
+
+
+def failed(
+    before: ObservedState | None,
+    state: ObservedState,
+    outcome: Outcome,
+    revision: str,
+    now: datetime,
+) -> ObservedState:
+    """The rollout toward `state.desired` failed; `before` is the row before this pass."""
+    version = state.desired
+    again = before is not None and (before.failed_version, before.failed_revision) == (
+        version,
+        revision,
+    )
+    attempts = (before.attempts if again and before else 0) + 1
+    retry_at = now + retry_delay(attempts) if outcome.failure == Failure.TRANSIENT else None
+    health = outcome.live_health
+    if health is None:
+        health = _running_health(before or state, outcome.live)
+    then = f"retrying at {retry_at:%H:%M:%S} UTC (attempt {attempts})" if retry_at else MANUAL_RETRY
+    update: dict[str, Any] = {
+        "deployed": outcome.live,
+        "sync": Sync.SYNCED if outcome.live == version else state.sync,
+        "health": health,
+        "rollout": Rollout.FAILED,
+        "rollout_step": outcome.step,
+        "rollout_reason": outcome.reason,
+        "message": f"{outcome.step} failed for {version}: {outcome.reason}; {then}",
+        "updated_at": now,
+        "failed_version": version,
+        "failed_revision": revision,
+        "failure": outcome.failure,
+        "attempts": attempts,
+        "retry_at": retry_at,
+    }
+    if outcome.live_target is not None:
+        update["running_target"] = outcome.live_target
+    if outcome.live is None:
+        update["running_target"] = None
+    if outcome.live != (before.deployed if before else None) or health != Health.HEALTHY:
+        update["healthy_since"] = None
+    return state.model_copy(update=update)
+
+
+def recovered(
+    state: ObservedState | None, env: str, app: str, live: str | None, step: str, now: datetime
+) -> ObservedState:
+    """A crash cut a rollout short: what runs is known, its health is not."""
+    base = state or ObservedState(env=env, app=app)
+    return base.model_copy(
+        update={
+            "deployed": live,
+            "health": Health.UNKNOWN,
+            "rollout": Rollout.FAILED,
+            "rollout_step": step,
+            "rollout_reason": "interrupted",
+            "message": f"recovered after an interrupted {step}",
+            "updated_at": now,
+            "healthy_since": None,
+        }
+    )
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait before retrying a transient failure after `attempts` tries: doubling, capped.
+
+    >>> [retry_delay(n).total_seconds() for n in (1, 2, 3, 10)]
+    [30.0, 60.0, 120.0, 600.0]
+    """
+    grown: timedelta = RETRY_BASE * 2 ** min(max(attempts - 1, 0), 16)
+    return min(grown, RETRY_CAP)
+
+
+def same_row(old: ObservedState, new: ObservedState) -> bool:
+    """True when nothing but the pass's revision and time differ (nothing to write)."""
+    ignore = {"updated_at", "revision"}
+    return old.model_dump(exclude=ignore) == new.model_dump(exclude=ignore)
+
+
+def _settled(action: Action, base: ObservedState) -> dict[str, Any]:
+    """A Noop: an unwanted app says why it still runs; a wanted one forgets other failures."""
+    if action.to_version is None:
+        return {"message": action.reason}
+    if base.failed_version is not None and base.failed_version != action.to_version:
+        return {
+            "message": "",
+            "failed_version": None,
+            "failed_revision": None,
+            "failure": None,
+            "attempts": 0,
+            "retry_at": None,
+        }
+    if base.failed_version == action.to_version:
+        return {}  # live but failed its health check: keep saying why
+    return {"message": ""}
+
+
+def _target(manifest: ReleaseManifest | None, base: ObservedState) -> str | None:
+    """The desired release's target, else the running release's."""
+    return manifest.quantum.target.id if manifest is not None else base.running_target
+
+
+def _running_health(base: ObservedState, running: str | None) -> Health:
+    """The health of what runs, as last known: Missing when nothing does."""
+    if running is None:
+        return Health.MISSING
+    if base.deployed != running or base.health in (Health.MISSING, Health.PROGRESSING):
+        return Health.UNKNOWN
+    return base.health

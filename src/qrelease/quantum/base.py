@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from qrelease.model.manifest import Quantum, TargetProfile
-from qrelease.model.status import Availability, GateOutcome
+from qrelease.model.vocabulary import Availability, GateOutcome
 
 
 @dataclass(frozen=True)

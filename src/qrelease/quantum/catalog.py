@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qrelease.model.manifest import TargetProfile
-from qrelease.model.status import GateOutcome
+from qrelease.model.vocabulary import GateOutcome
 from qrelease.quantum.base import GateResult
 
 

@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from qrelease.model.manifest import EstimateGate, SmokeGate
-from qrelease.model.status import GateOutcome
+from qrelease.model.vocabulary import GateOutcome
 from qrelease.quantum.base import EstimateSummary, GateResult
 
 _COMMA = re.compile(r"\s*,\s*")

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from qrelease.model.manifest import Quantum
-from qrelease.model.status import Availability, GateOutcome
+from qrelease.model.vocabulary import Availability, GateOutcome
 from qrelease.quantum.base import (
     EstimateSummary,
     GateReport,

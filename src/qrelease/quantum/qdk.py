@@ -29,7 +29,7 @@ from qdk import qsharp
 from qdk.estimator import EstimatorError
 
 from qrelease.model.manifest import EstimateGate, Quantum, SmokeGate, TargetProfile
-from qrelease.model.status import Availability, GateOutcome
+from qrelease.model.vocabulary import Availability, GateOutcome
 from qrelease.quantum import catalog
 from qrelease.quantum.base import (
     EstimateSummary,

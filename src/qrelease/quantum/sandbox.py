@@ -28,7 +28,7 @@ from typing import IO, Any
 from pydantic_core import to_jsonable_python
 
 from qrelease.model.manifest import Quantum
-from qrelease.model.status import GateOutcome
+from qrelease.model.vocabulary import GateOutcome
 from qrelease.quantum.base import EstimateSummary, GateReport, GateResult, ProgramSource
 
 WORKER_MODULE = "qrelease.quantum.gate_worker"

@@ -54,6 +54,10 @@ class Snapshot:
     pin_lines: Mapping[tuple[str, str], int]
     errors: tuple[LoadError, ...]
     env_paths: Mapping[str, str] = field(default_factory=dict)
+    broken_envs: Mapping[str, LoadError] = field(default_factory=dict)
+    """Environments whose file exists but is invalid, with its first problem: their apps hold."""
+    pin_problems: Mapping[tuple[str, str], LoadError] = field(default_factory=dict)
+    """(env, app) pins that name no valid release, with the problem."""
 
     @property
     def ok(self) -> bool:
@@ -67,6 +71,17 @@ class Snapshot:
     def program_blob(self, manifest: ReleaseManifest) -> str | None:
         """The blob id of a manifest's program at this revision."""
         return self.programs.get(program_path(manifest.app, manifest.quantum.program))
+
+    def pins(self, env_filter: str | None = None) -> dict[tuple[str, str], tuple[str, str | None]]:
+        """(env, app) -> (pinned version, its target when the release is valid)."""
+        out: dict[tuple[str, str], tuple[str, str | None]] = {}
+        for name, env in self.environments.items():
+            if env_filter not in (None, name):
+                continue
+            for app, version in env.apps.items():
+                manifest = self.manifest(app, version)
+                out[(name, app)] = (version, manifest.quantum.target.id if manifest else None)
+        return out
 
     def versions(self, app: str) -> list[str]:
         """Every valid version of an app."""
@@ -370,20 +385,25 @@ class _Environments:
     paths: dict[str, str] = field(default_factory=dict)
     lines: dict[str, Mapping[Path_, int]] = field(default_factory=dict)
     errors: list[LoadError] = field(default_factory=list)
+    broken: dict[str, LoadError] = field(default_factory=dict)
+    pin_problems: dict[tuple[str, str], LoadError] = field(default_factory=dict)
 
 
 def _environments(tree: _Tree) -> _Environments:
     out = _Environments()
     for path in sorted(tree.env_files):
         parsed = tree.parsed[path]
-        out.errors += _located(path, parsed.problems)
+        problems = _located(path, parsed.problems)
+        out.errors += problems
         model, stem = parsed.model, PurePosixPath(path).stem
         if not isinstance(model, Environment):
+            out.broken.setdefault(stem, problems[0])
             continue
         if model.environment != stem:
             line = parsed.lines.get(("environment",), 1)
             msg = f"{model.environment!r} does not match the file name {stem!r}"
             out.errors.append(LoadError(path, line, "environment", msg))
+            out.broken.setdefault(stem, out.errors[-1])
         elif model.environment in out.paths:
             other = out.paths[model.environment]
             out.errors.append(LoadError(path, 1, "", f"duplicate environment (also {other})"))
@@ -410,6 +430,8 @@ def _snapshot(tree: _Tree) -> Snapshot:
         pin_lines=pin_lines,
         errors=tuple(sorted(errors)),
         env_paths=envs.paths,
+        broken_envs={name: e for name, e in envs.broken.items() if name not in envs.models},
+        pin_problems=envs.pin_problems,
     )
 
 
@@ -520,7 +542,11 @@ def _check_environments(tree: _Tree, out: _Environments) -> None:
         del tree.pins[path]  # checked only while selected, so never stale when selected again
     for name, env in out.models.items():
         path, lines = out.paths[name], out.lines[name]
-        out.errors += _pins(tree, path, env, lines).problems
+        pins = _pins(tree, path, env, lines)
+        out.errors += pins.problems
+        out.pin_problems.update(
+            ((name, problem.field.removeprefix("apps.")), problem) for problem in pins.problems
+        )
         if env.promote_from and env.promote_from not in out.models:
             line = lines.get(("promote_from",), 1)
             msg = f"unknown environment {env.promote_from!r}"

@@ -4,13 +4,15 @@ The controller must survive crashes and restarts without losing what it knows, a
 must be able to read and verify every change it ever made; one SQLite file in the state
 directory does both with no server to run.
 
-Stored format, schema version 1 (`PRAGMA user_version` holds the version; `_MIGRATIONS`
+Stored format, schema version 2 (`PRAGMA user_version` holds the version; `_MIGRATIONS`
 lists the steps, each applied in its own transaction):
 
 - ``meta(key TEXT PRIMARY KEY, value TEXT)`` — small facts such as the last applied revision.
 - ``observed(env, app, desired, deployed, sync, health, target, availability, message,
   revision, updated_at, healthy_since, failed_version, failed_revision, qir_sha256,
-  physical_qubits INTEGER)`` — one `ObservedState` per row, primary key ``(env, app)``.
+  physical_qubits INTEGER, rollout, rollout_step, rollout_reason, running_target, failure,
+  attempts INTEGER, retry_at)`` — one `ObservedState` per row, primary key ``(env, app)``
+  (version 2 added the rollout, target and retry columns).
 - ``runs(id INTEGER PRIMARY KEY AUTOINCREMENT, revision, started_at, finished_at, outcome,
   summary)`` — one row per reconcile pass; `summary` is a JSON object.
 - ``events(seq INTEGER PRIMARY KEY, time, env, app, action, from_version, to_version,
@@ -44,7 +46,6 @@ import json
 import sqlite3
 from collections.abc import Collection, Generator, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -54,8 +55,16 @@ from typing import Any, Self, TypeVar
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
-from qrelease.model.events import GENESIS_HASH, Event, EventDraft, ObservedState
+from qrelease.model.events import GENESIS_HASH, Event, EventDraft
+from qrelease.model.observed import ObservedState
 from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
+from qrelease.store.base import (
+    HistoryFilter,
+    Intent,
+    Run,
+    SchemaTooNewError,
+    StoreError,
+)
 
 BUSY_TIMEOUT_SECONDS = 10.0
 _FETCH_BATCH = 500
@@ -102,6 +111,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             env TEXT NOT NULL, app TEXT NOT NULL, step TEXT NOT NULL,
             payload TEXT NOT NULL CHECK (json_valid(payload)), created_at TEXT NOT NULL)""",
     ),
+    (
+        "ALTER TABLE observed ADD COLUMN rollout TEXT",
+        "ALTER TABLE observed ADD COLUMN rollout_step TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE observed ADD COLUMN rollout_reason TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE observed ADD COLUMN running_target TEXT",
+        "ALTER TABLE observed ADD COLUMN failure TEXT",
+        "ALTER TABLE observed ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE observed ADD COLUMN retry_at TEXT",
+        # a live release's target was the row's target before rollouts had their own fields
+        "UPDATE observed SET running_target = target WHERE deployed IS NOT NULL",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -134,6 +154,13 @@ _OBSERVED_COLUMNS = (
     "failed_revision",
     "qir_sha256",
     "physical_qubits",
+    "rollout",
+    "rollout_step",
+    "rollout_reason",
+    "running_target",
+    "failure",
+    "attempts",
+    "retry_at",
 )
 _OBSERVED_JSON = "json_object({})".format(", ".join(f"'{n}', {n}" for n in _OBSERVED_COLUMNS))
 _OBSERVED_LIST = TypeAdapter(list[ObservedState])
@@ -145,89 +172,41 @@ _UPSERT_OBSERVED = (
 )
 
 
-class StoreError(Exception):
-    """The state database cannot be used as asked."""
+def _history_sql(history: HistoryFilter, columns: str = _EVENT_COLUMNS) -> tuple[str, list[object]]:
+    """The parameterised SELECT of `columns` for a history filter."""
+    clauses, params = _history_where(history)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    order = " ORDER BY seq DESC" if history.descending else " ORDER BY seq"
+    limit = ""
+    if history.limit is not None:
+        if history.limit < 0:
+            raise ValueError(f"limit must not be negative, got {history.limit}")
+        limit = " LIMIT ?"
+        params.append(history.limit)
+    return f"SELECT {columns} FROM events{where}{order}{limit}", params  # noqa: S608 clauses are constants, values bound
 
 
-class SchemaTooNewError(StoreError):
-    """The database was written by a newer qrelease whose schema this one does not know."""
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """One reconcile pass as recorded: unfinished while `finished_at` is None."""
-
-    id: int
-    revision: str | None
-    started_at: datetime
-    finished_at: datetime | None
-    outcome: str | None
-    summary: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    """A side effect that was announced and not yet cleared: the work a crash may have cut."""
-
-    id: int
-    env: str
-    app: str
-    step: str
-    payload: dict[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryFilter:
-    """Which events a history query selects, and in which order; None means no constraint.
-
-    `since` is inclusive, `until` exclusive; `after_seq` and `before_seq` are exclusive;
-    `actions` is a collection of action names (a single name also works).
-    """
-
-    env: str | None = None
-    app: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    actions: Collection[str] | None = None
-    after_seq: int | None = None
-    before_seq: int | None = None
-    limit: int | None = None
-    descending: bool = False
-
-    def sql(self, columns: str = _EVENT_COLUMNS) -> tuple[str, list[object]]:
-        """The parameterised SELECT of `columns` for this filter."""
-        clauses, params = self._where()
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = " ORDER BY seq DESC" if self.descending else " ORDER BY seq"
-        limit = ""
-        if self.limit is not None:
-            if self.limit < 0:
-                raise ValueError(f"limit must not be negative, got {self.limit}")
-            limit = " LIMIT ?"
-            params.append(self.limit)
-        return f"SELECT {columns} FROM events{where}{order}{limit}", params  # noqa: S608 clauses are constants, values bound
-
-    def _where(self) -> tuple[list[str], list[object]]:
-        bounds: list[tuple[str, object]] = [
-            ("env = ?", self.env),
-            ("app = ?", self.app),
-            ("time >= ?", None if self.since is None else _time_text(self.since)),
-            ("time < ?", None if self.until is None else _time_text(self.until)),
-            ("seq > ?", self.after_seq),
-            ("seq < ?", self.before_seq),
-        ]
-        pairs = [(clause, value) for clause, value in bounds if value is not None]
-        clauses, params = [clause for clause, _ in pairs], [value for _, value in pairs]
-        if self.actions is not None:
-            actions = sorted({self.actions} if isinstance(self.actions, str) else set(self.actions))
-            clauses.append(f"action IN ({', '.join('?' * len(actions))})" if actions else "0")
-            params.extend(actions)
-        return clauses, params
+def _history_where(history: HistoryFilter) -> tuple[list[str], list[object]]:
+    bounds: list[tuple[str, object]] = [
+        ("env = ?", history.env),
+        ("app = ?", history.app),
+        ("time >= ?", None if history.since is None else _time_text(history.since)),
+        ("time < ?", None if history.until is None else _time_text(history.until)),
+        ("seq > ?", history.after_seq),
+        ("seq < ?", history.before_seq),
+    ]
+    pairs = [(clause, value) for clause, value in bounds if value is not None]
+    clauses, params = [clause for clause, _ in pairs], [value for _, value in pairs]
+    actions = history.action_set()
+    if actions is not None:
+        names = sorted(actions)
+        clauses.append(f"action IN ({', '.join('?' * len(names))})" if names else "0")
+        params.extend(names)
+    return clauses, params
 
 
 class Store:
-    """The controller's SQLite state; open with `Store.open(path)` or `Store.in_memory()`."""
+    """The controller's SQLite state (a `StateStore`); open with `Store.open(path)`."""
 
     def __init__(self, connection: sqlite3.Connection, location: str) -> None:
         self._connection = connection
@@ -251,6 +230,12 @@ class Store:
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""
         self._connection.close()
+
+    def connect(self) -> Store:
+        """Another connection to the same file, for another thread (not for `in_memory`)."""
+        if self.location == ":memory:":
+            raise StoreError("an in-memory SQLite store has no second connection")
+        return Store.open(Path(self.location))
 
     def __enter__(self) -> Self:
         return self
@@ -314,7 +299,9 @@ class Store:
             limit=limit,
             descending=descending,
         )
-        for batch in self._validated_batches(_EVENT_LIST, *history.sql(_EVENT_JSON), _FETCH_BATCH):
+        for batch in self._validated_batches(
+            _EVENT_LIST, *_history_sql(history, _EVENT_JSON), _FETCH_BATCH
+        ):
             yield from batch
 
     def events(
@@ -344,7 +331,7 @@ class Store:
         )
         return [
             event
-            for batch in self._validated_batches(_EVENT_LIST, *history.sql(_EVENT_JSON))
+            for batch in self._validated_batches(_EVENT_LIST, *_history_sql(history, _EVENT_JSON))
             for event in batch
         ]
 
@@ -354,6 +341,10 @@ class Store:
         newest = self.events(env=env, app=app, actions=actions, limit=1, descending=True)
         return newest[0] if newest else None
 
+    def newest_seq(self) -> int:
+        """The seq of the newest event (0 for an empty log)."""
+        return self._chain_tail()[0]
+
     def count_events(self) -> int:
         """How many events the log holds."""
         row = self._connection.execute("SELECT COUNT(*) FROM events").fetchone()
@@ -361,7 +352,7 @@ class Store:
 
     def query_plan(self, history: HistoryFilter) -> list[str]:
         """SQLite's plan for a history query, one line per step: to check index use."""
-        sql, params = history.sql()
+        sql, params = _history_sql(history)
         rows = self._connection.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
         return [str(row["detail"]) for row in rows]
 
@@ -381,6 +372,13 @@ class Store:
         """Record the controller's latest view of one (env, app), replacing the previous."""
         with self.transaction():
             self._connection.execute(_UPSERT_OBSERVED, _observed_row(state))
+
+    def put_observed_many(self, states: Collection[ObservedState]) -> None:
+        """Record several views in one commit."""
+        if not states:
+            return
+        with self.transaction():
+            self._connection.executemany(_UPSERT_OBSERVED, [_observed_row(s) for s in states])
 
     def get_observed(self, env: str, app: str) -> ObservedState | None:
         """The recorded state of one (env, app), if any."""

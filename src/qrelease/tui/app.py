@@ -60,7 +60,7 @@ def make_app(
     `actor` ("Name <email>") authors the commits (default: git config).
     """
     if quantum_for is None:
-        from qrelease.runtime import LocalBackends
+        from qrelease.wiring import LocalBackends
 
         quantum_for = LocalBackends(state_dir).quantum_for
     dashboard = Dashboard(repo, state_dir, quantum_for, clock, branch, actor)

@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 
 from qrelease.history import Entry
 from qrelease.model.environment import Environment
-from qrelease.model.events import ObservedState
-from qrelease.model.status import Availability, Health, Sync
+from qrelease.model.observed import ObservedState
 from qrelease.model.types import format_duration, version_key
+from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
 from qrelease.planning.status import StatusRow, status_rows
+from qrelease.planning.upstream import healthy_release
 from qrelease.source.loader import Snapshot
-from qrelease.store.sqlite import Run
+from qrelease.store.base import Run
 
 SYNC_GLYPHS: Mapping[Sync, str] = {Sync.SYNCED: "✓", Sync.OUT_OF_SYNC: "↻", Sync.UNKNOWN: "?"}
 HEALTH_GLYPHS: Mapping[Health, str] = {
@@ -36,9 +37,16 @@ AVAILABILITY_GLYPHS: Mapping[Availability, str] = {
     Availability.UNAVAILABLE: "⊘",
     Availability.UNKNOWN: "◇",
 }
+ROLLOUT_GLYPHS: Mapping[Rollout | None, str] = {
+    None: "",
+    Rollout.SUCCEEDED: "",
+    Rollout.RUNNING: "»",
+    Rollout.FAILED: "!",
+    Rollout.HELD: "⧗",
+}
 LEGEND = (
     "✓ synced ↻ out of sync │ ● healthy ◐ progressing ✗ degraded ○ missing ‖ suspended"
-    " │ target △ degraded ⊘ down ◇ unknown"
+    " │ rollout » running ! failed ⧗ held │ target △ degraded ⊘ down ◇ unknown"
 )
 
 
@@ -64,31 +72,38 @@ def environment_order(environments: Mapping[str, Environment]) -> tuple[str, ...
     return (*order, *sorted(set(environments) - set(order)))
 
 
-def cell_parts(row: StatusRow) -> tuple[str, str, str, str]:
-    """A cell's versions (`deployed → desired` when they differ) and its three glyphs.
+def cell_parts(row: StatusRow) -> tuple[str, str, str, str, str]:
+    """A cell's versions (`deployed → desired` when they differ) and its four glyphs.
 
-    The target glyph is empty while the target is Available, and while nothing is deployed
-    (availability is only known for what runs).
+    Sync, health, the last rollout (nothing when it succeeded) and the target, whose
+    glyph is empty while it is Available and while nothing is deployed (availability is
+    only known for what runs).
     """
     versions = row.deployed or "–"
     if row.desired != row.deployed:
         versions += f" → {row.desired or '–'}"
     target = AVAILABILITY_GLYPHS[row.availability] if row.deployed else ""
-    return versions, SYNC_GLYPHS[row.sync], HEALTH_GLYPHS[row.health], target
+    return (
+        versions,
+        SYNC_GLYPHS[row.sync],
+        HEALTH_GLYPHS[row.health],
+        ROLLOUT_GLYPHS[row.rollout],
+        target,
+    )
 
 
 def cell_text(row: StatusRow | None) -> str:
-    """A matrix cell that reads without colour: versions, then sync, health and target glyphs.
+    """A matrix cell that reads without colour: versions, then sync, health, rollout, target.
 
-    >>> row = StatusRow("dev", "a", "1.1.0", "1.0.0", Sync.OUT_OF_SYNC, Health.PROGRESSING,
-    ...                 "t", Availability.UNAVAILABLE, "", None)
+    >>> row = StatusRow("dev", "a", "1.1.0", "1.0.0", Sync.OUT_OF_SYNC, Health.HEALTHY,
+    ...                 Rollout.FAILED, "install", "t", Availability.UNAVAILABLE, "", None)
     >>> cell_text(row)
-    '1.0.0 → 1.1.0 ↻◐⊘'
+    '1.0.0 → 1.1.0 ↻●!⊘'
     """
     if row is None:
         return "·"
-    versions, sync, health, target = cell_parts(row)
-    return f"{versions} {sync}{health}{target}"
+    versions, sync, health, rollout, target = cell_parts(row)
+    return f"{versions} {sync}{health}{rollout}{target}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,7 +154,7 @@ def build_board(
     complete: bool = True,
 ) -> Board:
     """The matrix of every pinned or deployed (app, env), environments in promotion order."""
-    status = status_rows(snapshot.revision, snapshot.environments, snapshot.manifests, observed)
+    status = status_rows(observed, snapshot.pins(), snapshot.revision)
     ordered = environment_order(snapshot.environments)
     extra = sorted({row.env for row in status} - set(ordered))
     return Board(
@@ -207,10 +222,7 @@ def promote_target(board: Board, env: str) -> str:
 def upstream_version(board: Board, app: str, target: str) -> str | None:
     """What runs Healthy upstream of `target`: the release a promotion would pin by default."""
     upstream = _promote_from(board.snapshot.environments, target)
-    row = board.row(app, upstream) if upstream else None
-    if row is None or row.deployed is None or row.health != Health.HEALTHY:
-        return None
-    return row.deployed
+    return healthy_release(board.row(app, upstream)) if upstream else None
 
 
 def versions(board: Board, app: str) -> list[str]:

@@ -16,24 +16,27 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self
 
 from qrelease.history import Entry, timeline
 from qrelease.model.environment import Environment
 from qrelease.model.events import Event
 from qrelease.model.manifest import ReleaseManifest
-from qrelease.planning.policy import Check, failed, promotion_checks
+from qrelease.model.vocabulary import EventKind
 from qrelease.planning.status import StatusRow
-from qrelease.promotion import Promoter, PromotionError, ReleaseDiff, Result, diff_releases
+from qrelease.planning.upstream import GATE_EVENTS_SCANNED, GateLine, newest_gates
+from qrelease.promotion.diff import ReleaseDiff, UnknownReleaseError, diff_releases
+from qrelease.promotion.promote import PinAction, Preview, Promoter, PromotionError, Result
 from qrelease.quantum.base import QuantumBackend
-from qrelease.runtime import open_store
 from qrelease.source.loader import Loader, Snapshot
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.workspace import is_local_repo, open_repo, redact_url
-from qrelease.store.sqlite import Run, Store, StoreError
+from qrelease.store.base import Run, StateStore, StoreError
 from qrelease.tui.board import Board, build_board, upstream_version
+from qrelease.wiring import open_state, promoter
 
-PinAction = Literal["promote", "rollback"]
+__all__ = ["GateLine", "PinAction", "Preview"]
+
 GIT_REFRESH_SECONDS = 30.0
 PINS_ONLY = ("releases",)
 """What the first frame reads: the environment files alone take milliseconds to parse."""
@@ -49,20 +52,11 @@ def _reported() -> Iterator[None]:
     """Turn the errors of the layers below into one error type the screens show."""
     try:
         yield
-    except (PromotionError, SourceError, StoreError) as exc:
+    except (PromotionError, UnknownReleaseError, SourceError, StoreError) as exc:
         raise DashboardError(str(exc)) from exc
 
 
 # -- values the screens show --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GateLine:
-    """The latest result of one quantum gate for one release."""
-
-    gate: str
-    outcome: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -78,69 +72,7 @@ class Details:
     events: tuple[Event, ...]
 
 
-@dataclass(frozen=True)
-class Preview:
-    """A dry run of one pin change: every policy check and the one line it would edit."""
-
-    action: PinAction
-    app: str
-    env: str
-    from_version: str | None
-    to_version: str
-    checks: tuple[Check, ...]
-
-    @property
-    def refused(self) -> list[Check]:
-        """The checks that would stop it unless forced."""
-        return failed(self.checks)
-
-    @property
-    def pin_line(self) -> str:
-        """The plan: `apps.X: a -> b in releases/env.yaml`."""
-        before = self.from_version or "none"
-        return f"apps.{self.app}: {before} -> {self.to_version} in releases/{self.env}.yaml"
-
-
 # -- the service the screens call from their workers --------------------------------------
-
-
-class _DryRunPromoter(Promoter):
-    """The CLI's Promoter plus the dry runs the dialogs show before anything is committed."""
-
-    def use_snapshot(self, snapshot: Snapshot) -> None:
-        """Judge against the snapshot the screen shows instead of re-reading the remote."""
-        self._snapshot = snapshot
-
-    def preview_promote(self, app: str, env_name: str, version: str) -> Preview:
-        """The checks `promote` would run, computed without publishing."""
-        env = self._environment(env_name)
-        manifest = self._manifest(app, version)
-        current = self._pin_to_replace(env, app, version)
-        checks = promotion_checks(self._evidence(env, app, version, manifest))
-        return Preview("promote", app, env_name, current, version, tuple(checks))
-
-    def preview_rollback(self, app: str, env_name: str, version: str) -> Preview:
-        """What `rollback` would commit: it checks only that the older release still validates."""
-        env = self._environment(env_name)
-        self._manifest(app, version)
-        current = self._pin_to_replace(env, app, version)
-        check = Check("manifest-valid", True, f"manifests/{app}/{version}.yaml validates")
-        return Preview("rollback", app, env_name, current, version, (check,))
-
-    def last_healthy(self, app: str, env_name: str) -> str | None:
-        """The release a rollback pins by default, if there was an earlier Healthy one."""
-        current = self._environment(env_name).apps.get(app)
-        try:
-            return self._last_healthy(env_name, app, current)
-        except PromotionError:
-            return None
-
-    def _pin_to_replace(self, env: Environment, app: str, version: str) -> str | None:
-        """The current pin, which the new one must differ from (as promote/rollback require)."""
-        current = env.apps.get(app)
-        if current == version:
-            raise PromotionError(f"{app} is already pinned to {version} in {env.environment}")
-        return current
 
 
 @dataclass(frozen=True)
@@ -162,9 +94,9 @@ class Dashboard:
         return redact_url(self.location)
 
     @contextmanager
-    def store(self) -> Iterator[Store]:
+    def store(self) -> Iterator[StateStore]:
         """A Store for the calling thread, closed afterwards."""
-        with _reported(), open_store(self.state_dir) as store:
+        with _reported(), open_state(self.state_dir) as store:
             yield store
 
     @contextmanager
@@ -208,33 +140,38 @@ class Dashboard:
         if action == "promote":
             return upstream_version(board, app, env)
         with self.store() as store:
-            return self._promoter(store, board.snapshot).last_healthy(app, env)
+            try:
+                return self._promoter(store, board.snapshot).default_version(action, app, env)
+            except PromotionError:
+                return None
 
     def preview(self, board: Board, action: PinAction, app: str, env: str, version: str) -> Preview:
         """A dry run against the board's snapshot: nothing is committed or recorded."""
         with self.store() as store:
-            promoter = self._promoter(store, board.snapshot)
-            if action == "promote":
-                return promoter.preview_promote(app, env, version)
-            return promoter.preview_rollback(app, env, version)
+            return self._promoter(store, board.snapshot).preview(action, app, env, version)
 
     def commit(
         self, action: PinAction, app: str, env: str, version: str, reason: str, *, force: bool
     ) -> Result:
         """Carry out the change exactly as the CLI does: policy first, then commit and push."""
         with self.store() as store:
-            promoter = self._promoter(store)
+            promotions = self._promoter(store)
             if action == "promote":
-                return promoter.promote(app, env, version, reason, actor=self.actor, force=force)
-            return promoter.rollback(app, env, version, reason, actor=self.actor)
+                return promotions.promote(app, env, version, reason, actor=self.actor, force=force)
+            return promotions.rollback(app, env, version, reason, actor=self.actor)
 
-    def _promoter(self, store: Store, snapshot: Snapshot | None = None) -> _DryRunPromoter:
-        promoter = _DryRunPromoter(
-            self.location, self.state_dir, store, self.quantum_for, self.clock, self.branch
+    def _promoter(self, store: StateStore, snapshot: Snapshot | None = None) -> Promoter:
+        promotions = promoter(
+            self.location,
+            self.state_dir,
+            store,
+            branch=self.branch,
+            clock=self.clock,
+            quantum_for=self.quantum_for,
         )
         if snapshot is not None:
-            promoter.use_snapshot(snapshot)
-        return promoter
+            promotions.use_snapshot(snapshot)
+        return promotions
 
 
 class Watcher:
@@ -251,7 +188,7 @@ class Watcher:
         self._git_every = git_every
         with _reported():
             self._repo = open_repo(dashboard.location, dashboard.state_dir)
-            self._store = open_store(dashboard.state_dir)
+            self._store = open_state(dashboard.state_dir)
         self._loader = Loader(self._repo)
         self._snapshot: Snapshot | None = None
         self._run_revision: str | None = None
@@ -303,15 +240,12 @@ class Watcher:
         return self._snapshot, True
 
 
-def _gate_lines(store: Store, env: str, app: str, version: str) -> tuple[GateLine, ...]:
+def _gate_lines(store: StateStore, env: str, app: str, version: str) -> tuple[GateLine, ...]:
     """The newest result of each gate run for `version` in (env, app)."""
-    latest: dict[str, GateLine] = {}
-    for event in store.iter_events(env=env, app=app, actions=["gate"], descending=True, limit=500):
-        gate = str(event.details.get("gate", ""))
-        if event.to_version == version and gate not in latest:
-            message = str(event.details.get("message", event.reason))
-            latest[gate] = GateLine(gate, event.outcome, message)
-    return tuple(sorted(latest.values(), key=lambda line: line.gate))
+    events = store.iter_events(
+        env=env, app=app, actions=[EventKind.GATE], descending=True, limit=GATE_EVENTS_SCANNED
+    )
+    return newest_gates(events, version)
 
 
 def _branch_rev(repo: GitRepo, branch: str) -> str:

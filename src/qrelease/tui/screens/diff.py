@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 from textual.worker import get_current_worker
 
-from qrelease.promotion import ReleaseDiff
+from qrelease.promotion.diff import ReleaseDiff
 from qrelease.tui.board import Board, versions
 from qrelease.tui.data import Dashboard, DashboardError
 from qrelease.tui.widgets.render import diff_lines

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from qrelease.promotion import Result
+from qrelease.promotion.promote import Result
 from qrelease.tui.board import LEGEND, Board, headline
 from qrelease.tui.data import Dashboard, DashboardError, Details, Watcher
 from qrelease.tui.screens.diff import DiffScreen

@@ -31,7 +31,7 @@ from textual.widgets import (
 )
 from textual.worker import get_current_worker
 
-from qrelease.promotion import Result
+from qrelease.promotion.promote import Result
 from qrelease.tui.board import Board, promote_target, versions
 from qrelease.tui.data import Dashboard, DashboardError, PinAction, Preview
 from qrelease.tui.widgets.checkbox import MarkedCheckbox

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 
 from rich.text import Text
 
-from qrelease.model.status import Availability, Health, Sync
+from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
 from qrelease.planning.policy import Check
 from qrelease.planning.status import StatusRow
 from qrelease.tui.board import cell_parts
@@ -31,6 +31,13 @@ AVAILABILITY_STYLES: Mapping[Availability, str] = {
     Availability.UNAVAILABLE: "bold red",
     Availability.UNKNOWN: "magenta",
 }
+ROLLOUT_STYLES: Mapping[Rollout | None, str] = {
+    None: "",
+    Rollout.SUCCEEDED: "green",
+    Rollout.RUNNING: "yellow",
+    Rollout.FAILED: "bold red",
+    Rollout.HELD: "yellow",
+}
 OUTCOME_MARKS: Mapping[str, tuple[str, str]] = {
     "Passed": ("✓", "green"),
     "Healthy": ("✓", "green"),
@@ -38,6 +45,7 @@ OUTCOME_MARKS: Mapping[str, tuple[str, str]] = {
     "Committed": ("✓", "green"),
     "Failed": ("✗", "bold red"),
     "Degraded": ("✗", "bold red"),
+    "Restored": ("↺", "yellow"),
     "Forced": ("!", "yellow"),
     "Inconclusive": ("?", "yellow"),
     "Skipped": ("–", "bright_black"),
@@ -52,7 +60,7 @@ def styled_cell(row: StatusRow | None) -> Text:
     """
     if row is None:
         return _styled(None, None, None, None, None)
-    return _styled(row.desired, row.deployed, row.sync, row.health, row.availability)
+    return _styled(row.desired, row.deployed, row.sync, row.health, row.rollout, row.availability)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -61,17 +69,21 @@ def _styled(
     deployed: str | None,
     sync: Sync | None,
     health: Health | None,
+    rollout: Rollout | None,
     availability: Availability | None,
 ) -> Text:
     if sync is None or health is None or availability is None:
         return Text("·", style="bright_black")
-    row = StatusRow("", "", desired, deployed, sync, health, None, availability, "", None)
-    versions, sync_glyph, health_glyph, target = cell_parts(row)
+    row = StatusRow(
+        "", "", desired, deployed, sync, health, rollout, "", None, availability, "", None
+    )
+    versions, sync_glyph, health_glyph, rollout_glyph, target = cell_parts(row)
     return Text.assemble(
         (versions, "yellow" if sync == Sync.OUT_OF_SYNC else ""),
         " ",
         (sync_glyph, SYNC_STYLES[sync]),
         (health_glyph, HEALTH_STYLES[health]),
+        (rollout_glyph, ROLLOUT_STYLES[rollout]),
         (target, AVAILABILITY_STYLES[availability]),
     )
 

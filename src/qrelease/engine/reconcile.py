@@ -1,0 +1,330 @@
+"""The Engine: the one owner of a reconcile pass, and the only place that sequences side effects.
+
+Git -> snapshot (desired) + store and deployers (observed) -> pure plan -> the plan's rows
+recorded at once (a row being rolled out is Progressing from the start) -> prunes, then
+every Deploy as ordered steps (`rollout.py`), `concurrency` at a time -> a `PassReport`,
+recorded and published by the one `Finaliser`. Each (environment, app) is isolated: one
+failure never stops the others. An intent is written before a rollout's first side effect
+and cleared with its final record, so a pass after a crash knows what was half done.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from qrelease.deployers.base import DeployError, Previewer
+from qrelease.engine.backends import Backends
+from qrelease.engine.observe import Observation, Observer, broken_environments, environment_of
+from qrelease.engine.record import Recorder, draft
+from qrelease.engine.report import AppReport, Finaliser, PassReport, ReportSink, RowSink
+from qrelease.engine.rollout import Deployment
+from qrelease.model.environment import Environment
+from qrelease.model.events import Event, EventDraft
+from qrelease.model.observed import ObservedState
+from qrelease.model.vocabulary import ActionKind, EventKind, EventOutcome, Rollout
+from qrelease.planning.planner import Action, Plan, Retry, hold_all, plan
+from qrelease.planning.status import planned, recovered, row_of, same_row
+from qrelease.source.loader import Loader, Snapshot
+from qrelease.source.repo import GitRepo
+from qrelease.store.base import StateStore
+
+
+def utcnow() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+class Engine:
+    """Runs reconcile passes for one GitOps repo against one store."""
+
+    def __init__(
+        self,
+        repo: GitRepo,
+        store: StateStore,
+        backends: Backends,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        on_row: RowSink | None = None,
+        verify: Callable[[str], str | None] | None = None,
+        concurrency: int = 1,
+        sinks: Iterable[ReportSink] = (),
+    ) -> None:
+        self.repo = repo
+        self.store = store
+        self.backends = backends
+        self.clock = clock
+        self.on_row = on_row
+        self.verify = verify
+        self.concurrency = concurrency
+        self.loader = Loader(repo)
+        self.finalise = Finaliser(sinks)
+        self._observer = Observer(backends)
+        self._local = threading.local()
+
+    # -- planning ---------------------------------------------------------------------
+
+    def plan(
+        self, rev: str = "HEAD", env_filter: str | None = None, retry: Retry = Retry.DUE
+    ) -> tuple[Snapshot, Plan]:
+        """Load the desired state and decide, without changing anything."""
+        snapshot = self.loader.load(rev)
+        the_plan, _ = self._decide(snapshot, env_filter, retry, self.clock())
+        return snapshot, the_plan
+
+    def _decide(
+        self, snapshot: Snapshot, env_filter: str | None, retry: Retry, now: datetime
+    ) -> tuple[Plan, Observation]:
+        observation = self._observer.observe(snapshot, self.store.observed_by_key(), env_filter)
+        broken = broken_environments(snapshot, env_filter)
+        the_plan = plan(
+            snapshot.revision,
+            observation.desired,
+            observation.seen,
+            observation.environments,
+            now=now,
+            retry=retry,
+            broken=broken,
+        )
+        refusal = self.verify(snapshot.revision) if self.verify else None
+        return (hold_all(the_plan, refusal) if refusal else the_plan), observation
+
+    def previews(self, snapshot: Snapshot, the_plan: Plan) -> dict[tuple[str, str], list[str]]:
+        """What each Deploy would change, for deployers that can tell (ARM what-if)."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for action in the_plan.of_kind(ActionKind.DEPLOY):
+            env = environment_of(snapshot, action.env)
+            deployer = self.backends.deployer_for(env)
+            if action.manifest is None or not isinstance(deployer, Previewer):
+                continue
+            try:
+                out[action.key] = deployer.what_if(env, action.manifest)
+            except DeployError as error:
+                out[action.key] = [f"what-if failed: {error}"]
+        return out
+
+    # -- the pass ---------------------------------------------------------------------
+
+    def reconcile(
+        self,
+        rev: str = "HEAD",
+        env_filter: str | None = None,
+        retry: Retry = Retry.DUE,
+        *,
+        trigger: str = "manual",
+    ) -> PassReport:
+        """Plan, record the plan's rows, carry out every action, then finalise the report."""
+        snapshot = self.loader.load(rev)
+        started = self.clock()
+        recovered_events = self.recover(snapshot.environments)
+        the_plan, observation = self._decide(snapshot, env_filter, retry, started)
+        run_id = self.store.begin_run(snapshot.revision, time=started)
+        first_seq = self.store.newest_seq() + 1 - len(recovered_events)
+        recorder = Recorder(self.store, self.clock, self.on_row)
+        previous = {key: seen.state for key, seen in observation.seen.items()}
+        states, reports = self._record_plan(recorder, the_plan, previous, snapshot.revision)
+        for action in the_plan.of_kind(ActionKind.PRUNE):
+            reports[action.key] = self._prune(recorder, action, snapshot, previous[action.key])
+        deploys = the_plan.of_kind(ActionKind.DEPLOY)
+        for app_report in self._deploy_all(deploys, snapshot, previous, states):
+            reports[app_report.key] = app_report
+        report = PassReport(
+            run_id=run_id,
+            revision=snapshot.revision,
+            snapshot=snapshot,
+            plan=the_plan,
+            apps=tuple(reports[key] for key in sorted(reports)),
+            rows=tuple(r.row for r in (reports[key] for key in sorted(reports)) if r.row),
+            started_at=started,
+            finished_at=self.clock(),
+            events=(first_seq, self.store.newest_seq()),
+            env_filter=env_filter,
+            trigger=trigger,
+        )
+        self.finalise(self.store, report)
+        return report
+
+    def _record_plan(
+        self,
+        recorder: Recorder,
+        the_plan: Plan,
+        previous: dict[tuple[str, str], ObservedState | None],
+        revision: str,
+    ) -> tuple[dict[tuple[str, str], ObservedState], dict[tuple[str, str], AppReport]]:
+        """Every row the plan implies, and a hold event for each new hold, in one commit."""
+        now = self.clock()
+        states: dict[tuple[str, str], ObservedState] = {}
+        changed: list[ObservedState] = []
+        holds: list[tuple[Action, EventDraft]] = []
+        for action in the_plan.actions:
+            if action.kind == ActionKind.PRUNE:
+                continue
+            before = previous.get(action.key)
+            state = planned(action, before, revision, now)
+            states[action.key] = state
+            if before is None or not same_row(before, state):
+                changed.append(state)
+            if action.rollout == Rollout.HELD and _new_hold(before, action):
+                details = {"reason": action.reason}
+                holds.append(
+                    (
+                        action,
+                        draft(
+                            action,
+                            EventKind.HOLD,
+                            EventOutcome.HELD,
+                            revision,
+                            action.reason,
+                            details,
+                        ),
+                    )
+                )
+        appended = recorder.commit_many(changed, [event for _, event in holds])
+        seqs = {
+            action.key: (event.seq,) for (action, _), event in zip(holds, appended, strict=True)
+        }
+        reports = {
+            action.key: _settled_report(action, states[action.key], seqs.get(action.key, ()))
+            for action in the_plan.actions
+            if action.kind in (ActionKind.NOOP, ActionKind.HOLD)
+        }
+        return states, reports
+
+    def _deploy_all(
+        self,
+        deploys: list[Action],
+        snapshot: Snapshot,
+        previous: dict[tuple[str, str], ObservedState | None],
+        states: dict[tuple[str, str], ObservedState],
+    ) -> list[AppReport]:
+        """Roll out every Deploy, `concurrency` at a time, each worker on its own connection."""
+
+        def one(action: Action) -> AppReport:
+            return self._deploy(action, snapshot, previous[action.key], states[action.key])
+
+        if self.concurrency <= 1 or len(deploys) <= 1:
+            return [one(action) for action in deploys]
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="rollout") as pool:
+            return list(pool.map(lambda action: self._in_worker(one, action), deploys))
+
+    def _in_worker(self, one: Callable[[Action], AppReport], action: Action) -> AppReport:
+        """One rollout on a pool thread, with a store connection of its own."""
+        with self.store.connect() as store:
+            self._local.store = store
+            try:
+                return one(action)
+            finally:
+                del self._local.store
+
+    def _thread_store(self) -> StateStore:
+        store: StateStore | None = getattr(self._local, "store", None)
+        return store or self.store
+
+    def _deploy(
+        self,
+        action: Action,
+        snapshot: Snapshot,
+        before: ObservedState | None,
+        state: ObservedState,
+    ) -> AppReport:
+        assert action.manifest is not None  # the planner only deploys valid releases
+        deployment = Deployment(
+            action=action,
+            env=environment_of(snapshot, action.env),
+            manifest=action.manifest,
+            snapshot=snapshot,
+            repo=self.repo,
+            backends=self.backends,
+            recorder=Recorder(self._thread_store(), self.clock, self.on_row),
+            before=before,
+            state=state,
+            clock=self.clock,
+        )
+        return deployment.run()
+
+    def _prune(
+        self,
+        recorder: Recorder,
+        action: Action,
+        snapshot: Snapshot,
+        before: ObservedState | None,
+    ) -> AppReport:
+        """Remove an app Git no longer asks for (or forget a row that had nothing deployed)."""
+        env = environment_of(snapshot, action.env)
+        outcome = EventOutcome.FORGOTTEN
+        if action.from_version is not None:
+            self.backends.deployer_for(env).remove(env, action.app)
+            outcome = EventOutcome.PRUNED
+        details = {"reason": action.reason}
+        event = draft(action, EventKind.PRUNE, outcome, None, action.reason, details)
+        appended = recorder.commit(None, [event], forget=action.key)
+        return AppReport(
+            action.env,
+            action.app,
+            action.kind,
+            action.from_version,
+            None,
+            None,
+            "",
+            action.reason,
+            None,
+            events=tuple(e.seq for e in appended),
+        )
+
+    # -- crash recovery ---------------------------------------------------------------
+
+    def recover(self, environments: Mapping[str, Environment] | None = None) -> list[Event]:
+        """Finish the record of any rollout a crash interrupted, from what is really live."""
+        recorder = Recorder(self.store, self.clock, self.on_row)
+        recorded: list[Event] = []
+        for intent in self.store.pending_intents():
+            env = (environments or {}).get(intent.env) or Environment(environment=intent.env)
+            live = self.backends.deployer_for(env).observe(env, intent.app).current
+            state = recovered(
+                self.store.get_observed(intent.env, intent.app),
+                intent.env,
+                intent.app,
+                live,
+                intent.step,
+                self.clock(),
+            )
+            event = EventDraft(
+                env=intent.env,
+                app=intent.app,
+                action=str(EventKind.RECOVER),
+                from_version=intent.payload.get("from"),
+                to_version=live,
+                revision=intent.payload.get("revision"),
+                reason=f"a {intent.step} was interrupted; what runs is {live or 'nothing'}",
+                outcome=str(EventOutcome.RECOVERED),
+                details={"interrupted": intent.step, "intended": intent.payload},
+            )
+            recorded += recorder.commit(state, [event], intent=intent.id)
+        return recorded
+
+
+def _new_hold(before: ObservedState | None, action: Action) -> bool:
+    """True when this hold's reason was not already recorded for the key."""
+    return (
+        before is None or before.rollout != Rollout.HELD or before.rollout_reason != action.reason
+    )
+
+
+def _settled_report(action: Action, state: ObservedState, events: tuple[int, ...]) -> AppReport:
+    outcome = Rollout.HELD if action.rollout == Rollout.HELD else None
+    if action.rollout == Rollout.FAILED:
+        outcome = None  # a failure waiting: nothing was attempted in this pass
+    return AppReport(
+        action.env,
+        action.app,
+        action.kind,
+        action.from_version,
+        action.to_version,
+        outcome,
+        state.rollout_step,
+        action.reason,
+        row_of(state),
+        events=events,
+    )

@@ -1,0 +1,280 @@
+"""One rollout, as ordered steps: quantum gates -> install -> health -> switch -> live health.
+
+Every check runs before anything changes what is live: the gates and the candidate's own
+health check come before the atomic switch. A step that fails raises `StepFailed` carrying
+whether a retry can help and what runs afterwards; the rollout then records the failure
+once. After a switch, a live health check that fails switches back when the policy allows
+and checks the restored release, so health always describes what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from qrelease.deployers.base import Deployer, DeployError, ReleaseLock
+from qrelease.engine.backends import Backends
+from qrelease.engine.record import Recorder, draft
+from qrelease.engine.report import AppReport
+from qrelease.model.environment import Environment
+from qrelease.model.events import Event, EventDraft
+from qrelease.model.manifest import ReleaseManifest
+from qrelease.model.observed import ObservedState
+from qrelease.model.vocabulary import EventKind, EventOutcome, Failure, Health, Rollout
+from qrelease.planning.planner import Action
+from qrelease.planning.status import Outcome, failed, row_of, stepped, succeeded
+from qrelease.planning.upstream import GATE_EVENTS_SCANNED, newest_gates
+from qrelease.quantum.base import EstimateSummary, GateReport, GateResult, ProgramSource
+from qrelease.source.loader import Snapshot, program_path
+from qrelease.source.repo import GitRepo
+
+STEP_GATES = "quantum gates"
+STEP_INSTALL = "install"
+STEP_HEALTH = "health check"
+STEP_SWITCH = "switch"
+STEP_LIVE = "health check (live)"
+
+
+class StepFailed(Exception):
+    """A rollout step failed; the release does not go live (or is switched back)."""
+
+    def __init__(
+        self,
+        step: str,
+        message: str,
+        failure: Failure = Failure.DETERMINISTIC,
+        *,
+        live: str | None = None,
+        live_health: Health | None = None,
+        live_target: str | None = None,
+        switched: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.step = step
+        self.message = message
+        self.failure = failure
+        self.live = live
+        self.live_health = live_health
+        self.live_target = live_target
+        self.switched = switched
+
+
+@dataclass
+class Deployment:
+    """Carries one Deploy action through its steps and records how it ended."""
+
+    action: Action
+    env: Environment
+    manifest: ReleaseManifest
+    snapshot: Snapshot
+    repo: GitRepo
+    backends: Backends
+    recorder: Recorder
+    before: ObservedState | None
+    state: ObservedState
+    clock: Callable[[], datetime]
+    events: list[Event] = field(default_factory=list)
+    gates: tuple[GateResult, ...] = ()
+
+    @property
+    def revision(self) -> str:
+        """The revision being rolled out."""
+        return self.snapshot.revision
+
+    def run(self) -> AppReport:
+        """Every step; whatever happens, one final record and a report."""
+        intent = self.recorder.intent(self.action, self.revision)
+        try:
+            report = self._steps()
+        except StepFailed as failure:
+            return self._fail(failure, intent)
+        except DeployError as error:
+            kind = Failure.TRANSIENT if error.transient else Failure.DETERMINISTIC
+            return self._fail(StepFailed(self.state.rollout_step, str(error), kind), intent)
+        except Exception as error:  # an unexpected error must not stop the other apps
+            message = f"{type(error).__name__}: {error}"
+            return self._fail(StepFailed(self.state.rollout_step or "error", message), intent)
+        return self._succeed(report, intent)
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def _steps(self) -> GateReport:
+        deployer = self.backends.deployer_for(self.env)
+        self._step(STEP_GATES)
+        report = self._gates()
+        self._step(STEP_INSTALL, self._gate_events(report))
+        prepared = deployer.prepare(self.env, self.manifest, self._lock(report), report.qir or "")
+        installed = self._draft(EventKind.INSTALL, EventOutcome.SUCCEEDED)
+        installed = installed.model_copy(update={"details": {"installed": prepared.installed}})
+        self._step(STEP_HEALTH, [installed])
+        self._check(deployer, current=False)
+        self._step(STEP_SWITCH)
+        deployer.switch(self.env, self.action.app, self.manifest.version)
+        self._step(STEP_LIVE, [self._draft(EventKind.SWITCH, EventOutcome.SUCCEEDED)])
+        self._after_switch(deployer)
+        return report
+
+    def _gates(self) -> GateReport:
+        path = program_path(self.manifest.app, self.manifest.quantum.program)
+        source = ProgramSource(path, self.repo.read_blob(self.snapshot.programs[path]).decode())
+        quantum = self.backends.quantum_for(self.env)
+        report = quantum.run_gates(source, self.manifest.quantum, self._baseline())
+        self.gates = report.results
+        if not report.passed:
+            self._record(self._gate_events(report))
+            failures = "; ".join(
+                f"{g.gate} gate {g.outcome}: {g.message}" for g in report.failures()
+            )
+            raise StepFailed("gates", failures)
+        return report
+
+    def _gate_events(self, report: GateReport) -> list[EventDraft]:
+        drafts = []
+        for gate in report.results:
+            details = {
+                "gate": gate.gate,
+                "message": gate.message,
+                "qir_sha256": report.qir_sha256,
+                **gate.details,
+            }
+            reason = f"{gate.gate}: {gate.message}"
+            event = draft(self.action, EventKind.GATE, gate.outcome, self.revision, reason, details)
+            drafts.append(event)
+        return drafts
+
+    def _baseline(self) -> EstimateSummary | None:
+        """The resource estimate of the release running now, from its newest estimate gate."""
+        running = self.action.from_version
+        if running is None:
+            return None
+        events = self.recorder.store.iter_events(
+            env=self.action.env,
+            app=self.action.app,
+            actions=[EventKind.GATE],
+            descending=True,
+            limit=GATE_EVENTS_SCANNED,
+        )
+        for line in newest_gates(events, running):
+            if "physical_qubits" in line.details:
+                details = line.details
+                return EstimateSummary(int(details["physical_qubits"]), int(details["runtime_ns"]))
+        return None
+
+    def _lock(self, report: GateReport) -> ReleaseLock:
+        target = self.manifest.quantum.target
+        return ReleaseLock(
+            app=self.manifest.app,
+            env=self.action.env,
+            version=self.manifest.version,
+            revision=self.revision,
+            target_id=target.id,
+            profile=str(target.profile),
+            entry=self.manifest.quantum.entry,
+            program=program_path(self.manifest.app, self.manifest.quantum.program),
+            qir_sha256=report.qir_sha256 or "",
+            deployed_at=self.clock().isoformat(),
+        )
+
+    def _check(self, deployer: Deployer, *, current: bool) -> None:
+        health = deployer.check_health(self.env, self.manifest, current=current)
+        if not health.ok:
+            raise StepFailed("health", f"health check failed: {health.message}")
+
+    def _after_switch(self, deployer: Deployer) -> None:
+        """Check what is now live; switch back (and check that) when the policy allows."""
+        target = self.manifest.quantum.target.id
+        try:
+            self._check(deployer, current=True)
+        except StepFailed as failure:
+            previous = self.action.from_version
+            if not (self.env.policy.auto_rollback and previous):
+                raise StepFailed(
+                    "health",
+                    failure.message,
+                    live=self.manifest.version,
+                    live_health=Health.DEGRADED,
+                    live_target=target,
+                    switched=True,
+                ) from None
+            deployer.switch(self.env, self.action.app, previous)
+            restored = self._restored_health(deployer, previous)
+            outcome = EventOutcome.RESTORED if restored == Health.HEALTHY else EventOutcome.DEGRADED
+            details = {"restored": previous, "health": str(restored)}
+            rollback = self._draft(EventKind.AUTO_ROLLBACK, outcome, failure.message, details)
+            self._record([rollback])
+            raise StepFailed(
+                "health",
+                f"{failure.message}; rolled back to {previous}",
+                live=previous,
+                live_health=restored,
+                switched=True,
+            ) from None
+
+    def _restored_health(self, deployer: Deployer, previous: str) -> Health:
+        """The health of the release switched back to: checked when Git still has its manifest."""
+        manifest = self.snapshot.manifest(self.action.app, previous)
+        if manifest is None:  # it ran before the pass and nothing in it changed
+            return self.before.health if self.before is not None else Health.UNKNOWN
+        health = deployer.check_health(self.env, manifest, current=True)
+        return Health.HEALTHY if health.ok else Health.DEGRADED
+
+    # -- recording ----------------------------------------------------------------------
+
+    def _draft(
+        self,
+        kind: EventKind,
+        outcome: EventOutcome,
+        reason: str = "",
+        details: Mapping[str, object] | None = None,
+    ) -> EventDraft:
+        return draft(self.action, kind, outcome, self.revision, reason, dict(details or {}))
+
+    def _step(self, step: str, events: list[EventDraft] | None = None) -> None:
+        """Record reaching `step` (with the events of the step before) in one commit."""
+        self.state = stepped(self.state, step, self.clock())
+        self._record(events or [], self.state)
+
+    def _record(self, events: list[EventDraft], state: ObservedState | None = None) -> None:
+        self.events += self.recorder.commit(state, events)
+
+    def _succeed(self, report: GateReport, intent: int) -> AppReport:
+        qubits = report.estimate.physical_qubits if report.estimate else None
+        self.state = succeeded(self.state, self.manifest, self.clock(), report.qir_sha256, qubits)
+        deployed = self._draft(EventKind.DEPLOY, EventOutcome.HEALTHY)
+        self.events += self.recorder.commit(self.state, [deployed], intent=intent)
+        kept = self.env.classical.keep if self.env.classical.kind == "venv" else 5
+        self.backends.deployer_for(self.env).retire(self.env, self.action.app, kept)
+        return self._report(Rollout.SUCCEEDED, "", "")
+
+    def _fail(self, failure: StepFailed, intent: int) -> AppReport:
+        live = failure.live if failure.switched else self.action.from_version
+        outcome = Outcome(
+            failure.step,
+            failure.message,
+            failure.failure,
+            live,
+            failure.live_health,
+            failure.live_target,
+        )
+        self.state = failed(self.before, self.state, outcome, self.revision, self.clock())
+        details = {"step": failure.step, "message": failure.message, "failure": failure.failure}
+        event = self._draft(EventKind.DEPLOY, EventOutcome.FAILED, failure.message, details)
+        self.events += self.recorder.commit(self.state, [event], intent=intent)
+        return self._report(Rollout.FAILED, failure.step, failure.message)
+
+    def _report(self, outcome: Rollout, step: str, reason: str) -> AppReport:
+        action = self.action
+        return AppReport(
+            action.env,
+            action.app,
+            action.kind,
+            action.from_version,
+            action.to_version,
+            outcome,
+            step,
+            reason,
+            row_of(self.state),
+            self.gates,
+            tuple(event.seq for event in self.events),
+        )

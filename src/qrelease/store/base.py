@@ -1,0 +1,248 @@
+"""The `StateStore` boundary: what the engine, promotion and the surfaces may ask of durable state.
+
+Everything qrelease remembers goes through this Protocol: the observed state of each
+(environment, app), the runs of the reconcile pass, the intents a crash may cut short, the
+hash-chained audit log and a few meta facts. SQLite (`store/sqlite.py`) is the embedded
+default; `store/memory.py` is the in-memory fake for unit tests; a PostgreSQL backend
+implements the same contract. Nothing outside `store/` names a backend: callers get a
+store from `open_store` and another connection for another thread from `connect()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from qrelease.model.events import Event, EventDraft
+from qrelease.model.observed import ObservedState
+from qrelease.store.audit import ChainReport
+
+
+class StoreError(Exception):
+    """The state database cannot be used as asked."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer qrelease whose schema this one does not know."""
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One reconcile pass as recorded: unfinished while `finished_at` is None."""
+
+    id: int
+    revision: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A side effect that was announced and not yet cleared: the work a crash may have cut."""
+
+    id: int
+    env: str
+    app: str
+    step: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """Which events a history query selects, and in which order; None means no constraint.
+
+    `since` is inclusive, `until` exclusive; `after_seq` and `before_seq` are exclusive;
+    `actions` is a collection of action names (a single name also works).
+    """
+
+    env: str | None = None
+    app: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    actions: Collection[str] | None = None
+    after_seq: int | None = None
+    before_seq: int | None = None
+    limit: int | None = None
+    descending: bool = False
+
+    def action_set(self) -> frozenset[str] | None:
+        """The selected action names (a single string counts as one name)."""
+        if self.actions is None:
+            return None
+        return frozenset({self.actions} if isinstance(self.actions, str) else self.actions)
+
+    def matches(self, event: Event) -> bool:
+        """True when `event` passes every constraint but the limit and the order."""
+        actions = self.action_set()
+        return (
+            self.env in (None, event.env)
+            and self.app in (None, event.app)
+            and (self.since is None or event.time >= self.since)
+            and (self.until is None or event.time < self.until)
+            and (self.after_seq is None or event.seq > self.after_seq)
+            and (self.before_seq is None or event.seq < self.before_seq)
+            and (actions is None or event.action in actions)
+        )
+
+
+class StateStore(Protocol):
+    """Durable controller state; every backend passes the same contract tests.
+
+    Writes are atomic one by one; `transaction()` groups several into one commit that is
+    rolled back whole if the block raises, and nests. `append` chains an event after the
+    newest one even when several processes append at once.
+    """
+
+    location: str
+
+    def close(self) -> None:
+        """Release the connection; closing twice is harmless."""
+        ...
+
+    def connect(self) -> StateStore:
+        """Another handle on the same state, for another thread (close it there)."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group writes into one commit."""
+        ...
+
+    # -- audit log ----------------------------------------------------------------------
+
+    def append(self, draft: EventDraft, *, time: datetime | None = None) -> Event:
+        """Chain `draft` after the newest event and store it."""
+        ...
+
+    def iter_events(
+        self,
+        *,
+        app: str | None = None,
+        env: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actions: Collection[str] | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> Iterator[Event]:
+        """Matching events, streamed in seq order (newest first when `descending`)."""
+        ...
+
+    def events(
+        self,
+        *,
+        app: str | None = None,
+        env: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actions: Collection[str] | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[Event]:
+        """Matching events as a list."""
+        ...
+
+    def last_event(self, env: str, app: str, action: str | None = None) -> Event | None:
+        """The newest event for (env, app), optionally of one action."""
+        ...
+
+    def newest_seq(self) -> int:
+        """The seq of the newest event (0 for an empty log)."""
+        ...
+
+    def count_events(self) -> int:
+        """How many events the log holds."""
+        ...
+
+    def verify(self) -> ChainReport:
+        """Check the whole chain in seq order."""
+        ...
+
+    # -- observed state -------------------------------------------------------------------
+
+    def put_observed(self, state: ObservedState) -> None:
+        """Record the latest view of one (env, app), replacing the previous."""
+        ...
+
+    def put_observed_many(self, states: Collection[ObservedState]) -> None:
+        """Record several views in one commit."""
+        ...
+
+    def get_observed(self, env: str, app: str) -> ObservedState | None:
+        """The recorded state of one (env, app), if any."""
+        ...
+
+    def all_observed(self) -> list[ObservedState]:
+        """Every recorded state, ordered by env then app."""
+        ...
+
+    def observed_by_key(self) -> Mapping[tuple[str, str], ObservedState]:
+        """Every recorded state by (env, app); do not modify it."""
+        ...
+
+    def delete_observed(self, env: str, app: str) -> None:
+        """Forget one (env, app); forgetting an unknown one is harmless."""
+        ...
+
+    # -- runs, intents, meta ----------------------------------------------------------------
+
+    def begin_run(self, revision: str | None, *, time: datetime | None = None) -> int:
+        """Record the start of a pass; returns the run's id."""
+        ...
+
+    def finish_run(
+        self, run_id: int, outcome: str, summary: dict[str, Any], *, time: datetime | None = None
+    ) -> None:
+        """Record how an unfinished run ended."""
+        ...
+
+    def last_run(self) -> Run | None:
+        """The most recently started run, finished or not."""
+        ...
+
+    def put_intent(
+        self,
+        env: str,
+        app: str,
+        step: str,
+        payload: dict[str, Any],
+        *,
+        time: datetime | None = None,
+    ) -> int:
+        """Announce a side effect before starting it; returns the id to clear it with."""
+        ...
+
+    def clear_intent(self, intent_id: int) -> None:
+        """Mark an announced side effect done (or undone); clearing twice is harmless."""
+        ...
+
+    def pending_intents(self) -> list[Intent]:
+        """Announced side effects not yet cleared, oldest first."""
+        ...
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under `key`, if any."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store `value` under `key`, replacing any previous value."""
+        ...

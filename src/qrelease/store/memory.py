@@ -1,0 +1,252 @@
+"""An in-memory `StateStore` for unit tests of the engine, the planner's callers and promotion.
+
+It fakes our own boundary, never SQLite's: the same chain linking (`store/audit.link`), the
+same filters and the same contract tests as the real backends, with everything in dicts
+behind one lock. `connect()` returns the same store, so rollout workers on other threads
+see and write the same state, as they would through a database.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from itertools import count
+from types import TracebackType
+from typing import Any, Self
+
+from qrelease.model.events import GENESIS_HASH, Event, EventDraft
+from qrelease.model.observed import ObservedState
+from qrelease.store.audit import ChainReport, as_utc, link, verify_chain
+from qrelease.store.base import HistoryFilter, Intent, Run, StoreError
+
+
+class MemoryStore:
+    """Observed state, runs, intents, meta and the audit chain in dicts; thread-safe."""
+
+    location = ":memory:"
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._events: list[Event] = []
+        self._observed: dict[tuple[str, str], ObservedState] = {}
+        self._runs: dict[int, Run] = {}
+        self._intents: dict[int, Intent] = {}
+        self._meta: dict[str, str] = {}
+        self._run_ids = count(1)
+        self._intent_ids = count(1)
+        self._depth = 0
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def connect(self) -> Self:
+        """The same store: threads share one lock and one set of dicts."""
+        return self
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: the outermost block restores every table if it raises."""
+        with self._lock:
+            saved = self._tables() if self._depth == 0 else None
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                if saved is not None:
+                    self._restore(saved)
+                raise
+            finally:
+                self._depth -= 1
+
+    # -- audit log --------------------------------------------------------------------
+
+    def append(self, draft: EventDraft, *, time: datetime | None = None) -> Event:
+        """Chain `draft` after the newest event."""
+        with self._lock:
+            tail = self._events[-1] if self._events else None
+            event = link(
+                draft,
+                seq=tail.seq + 1 if tail else 1,
+                prev_hash=tail.hash if tail else GENESIS_HASH,
+                time=datetime.now(UTC) if time is None else time,
+            )
+            self._events.append(event)
+            return event
+
+    def iter_events(self, **query: Any) -> Iterator[Event]:
+        """Matching events (same keywords as `events`)."""
+        yield from self.events(**query)
+
+    def events(
+        self,
+        *,
+        app: str | None = None,
+        env: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actions: Collection[str] | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[Event]:
+        """Matching events in seq order (newest first when `descending`)."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        history = HistoryFilter(
+            env,
+            app,
+            None if since is None else as_utc(since),
+            None if until is None else as_utc(until),
+            actions,
+            after_seq,
+            before_seq,
+        )
+        with self._lock:
+            ordered = reversed(self._events) if descending else iter(self._events)
+            found = [event for event in ordered if history.matches(event)]
+        return found if limit is None else found[:limit]
+
+    def last_event(self, env: str, app: str, action: str | None = None) -> Event | None:
+        """The newest event for (env, app), optionally of one action."""
+        actions = None if action is None else (action,)
+        newest = self.events(env=env, app=app, actions=actions, limit=1, descending=True)
+        return newest[0] if newest else None
+
+    def newest_seq(self) -> int:
+        """The seq of the newest event (0 for an empty log)."""
+        with self._lock:
+            return self._events[-1].seq if self._events else 0
+
+    def count_events(self) -> int:
+        """How many events the log holds."""
+        return len(self._events)
+
+    def verify(self) -> ChainReport:
+        """Check the chain."""
+        with self._lock:
+            return verify_chain(list(self._events))
+
+    # -- observed state ---------------------------------------------------------------
+
+    def put_observed(self, state: ObservedState) -> None:
+        """Record the latest view of one (env, app)."""
+        with self._lock:
+            self._observed[state.key] = state
+
+    def put_observed_many(self, states: Collection[ObservedState]) -> None:
+        """Record several views at once."""
+        with self._lock:
+            for state in states:
+                self._observed[state.key] = state
+
+    def get_observed(self, env: str, app: str) -> ObservedState | None:
+        """The recorded state of one (env, app), if any."""
+        return self._observed.get((env, app))
+
+    def all_observed(self) -> list[ObservedState]:
+        """Every recorded state, ordered by env then app."""
+        return list(self.observed_by_key().values())
+
+    def observed_by_key(self) -> Mapping[tuple[str, str], ObservedState]:
+        """Every recorded state by (env, app), in key order."""
+        with self._lock:
+            return dict(sorted(self._observed.items()))
+
+    def delete_observed(self, env: str, app: str) -> None:
+        """Forget one (env, app)."""
+        with self._lock:
+            self._observed.pop((env, app), None)
+
+    # -- runs, intents, meta ------------------------------------------------------------
+
+    def begin_run(self, revision: str | None, *, time: datetime | None = None) -> int:
+        """Record the start of a pass."""
+        with self._lock:
+            run_id = next(self._run_ids)
+            started = datetime.now(UTC) if time is None else time
+            self._runs[run_id] = Run(run_id, revision, started, None, None, {})
+            return run_id
+
+    def finish_run(
+        self, run_id: int, outcome: str, summary: dict[str, Any], *, time: datetime | None = None
+    ) -> None:
+        """Record how an unfinished run ended."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or run.finished_at is not None:
+                raise StoreError(f"run {run_id} does not exist or has already finished")
+            finished = datetime.now(UTC) if time is None else time
+            self._runs[run_id] = Run(
+                run_id, run.revision, run.started_at, finished, outcome, copy.deepcopy(summary)
+            )
+
+    def last_run(self) -> Run | None:
+        """The most recently started run."""
+        with self._lock:
+            return self._runs[max(self._runs)] if self._runs else None
+
+    def put_intent(
+        self,
+        env: str,
+        app: str,
+        step: str,
+        payload: dict[str, Any],
+        *,
+        time: datetime | None = None,
+    ) -> int:
+        """Announce a side effect."""
+        with self._lock:
+            intent_id = next(self._intent_ids)
+            created = datetime.now(UTC) if time is None else time
+            self._intents[intent_id] = Intent(
+                intent_id, env, app, step, copy.deepcopy(payload), created
+            )
+            return intent_id
+
+    def clear_intent(self, intent_id: int) -> None:
+        """Mark an announced side effect done."""
+        with self._lock:
+            self._intents.pop(intent_id, None)
+
+    def pending_intents(self) -> list[Intent]:
+        """Announced side effects not yet cleared, oldest first."""
+        with self._lock:
+            return [self._intents[key] for key in sorted(self._intents)]
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under `key`."""
+        return self._meta.get(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store `value` under `key`."""
+        with self._lock:
+            self._meta[key] = value
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _tables(self) -> tuple[Any, ...]:
+        return (
+            list(self._events),
+            dict(self._observed),
+            dict(self._runs),
+            dict(self._intents),
+            dict(self._meta),
+        )
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        self._events, self._observed, self._runs, self._intents, self._meta = saved

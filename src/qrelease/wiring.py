@@ -1,0 +1,165 @@
+"""Wiring: the one place that builds the store, the backends, the engine and the promoter.
+
+The CLI, the daemon and the TUI all get their concrete pieces here, so a state dir means
+the same store and the same backends to each of them. Backends for Azure are imported
+only when an environment uses them, so the CLI and the daemon start without the SDKs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from qrelease.deployers.base import Deployer, DeployError
+from qrelease.engine import Backends, Engine, ReportSink, RowSink, utcnow
+from qrelease.model.environment import AzureQuantum, Environment
+from qrelease.promotion.promote import Promoter
+from qrelease.quantum.base import QuantumBackend
+from qrelease.quantum.sandbox import GateLimits
+from qrelease.source.repo import GitRepo
+from qrelease.store import StateStore, open_store
+
+_HEAD = "HEAD"
+
+TemplateReader = Callable[[str], bytes | None]
+BackendsFactory = Callable[[Path], Backends]
+"""Builds the backends of a state dir (tests hand the daemon fakes through this)."""
+
+
+class LocalBackends:
+    """The backends each environment asks for, created on first use and shared.
+
+    Local environments share one venv deployer and one qdk backend. ARM environments share
+    one ARM deployer, which reads templates through `read_template` (a repo path -> bytes at
+    the revision being reconciled). Each Azure Quantum environment gets its own backend,
+    which runs the local qdk gates through the shared qdk backend.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        read_template: TemplateReader | None = None,
+        gate_limits: GateLimits | None = None,
+    ) -> None:
+        from qrelease.deployers.venv import VenvDeployer
+
+        self.state_dir = state_dir
+        self.gate_limits = gate_limits
+        self.venv = VenvDeployer(state_dir)
+        self.read_template = read_template or _no_templates
+        self._qdk: QuantumBackend | None = None
+        self._arm: Deployer | None = None
+        self._azure: dict[str, tuple[AzureQuantum, QuantumBackend]] = {}
+        self._lock = threading.Lock()
+
+    def deployer_for(self, env: Environment) -> Deployer:
+        """The deployer of an environment's classical side."""
+        if env.classical.kind == "venv":
+            return self.venv
+        with self._lock:
+            if self._arm is None:
+                from qrelease.azure.arm import ArmDeployer
+
+                self._arm = ArmDeployer(self.read_template)
+            return self._arm
+
+    def quantum_for(self, env: Environment) -> QuantumBackend:
+        """The backend of an environment's quantum side (SDKs load on first use)."""
+        with self._lock:
+            if isinstance(env.quantum, AzureQuantum):
+                return self._azure_backend(env, env.quantum)
+            return self._local_qdk()
+
+    def _local_qdk(self) -> QuantumBackend:
+        if self._qdk is None:
+            from qrelease.quantum.qdk import QdkBackend
+            from qrelease.quantum.sandbox import GateSandbox
+
+            limits = self.gate_limits
+            self._qdk = QdkBackend(GateSandbox(limits) if limits else None)
+        return self._qdk
+
+    def _azure_backend(self, env: Environment, settings: AzureQuantum) -> QuantumBackend:
+        known = self._azure.get(env.environment)
+        if known is not None and known[0] == settings:
+            return known[1]
+        from qrelease.azure.quantum import AzureQuantumBackend
+
+        backend = AzureQuantumBackend(
+            settings, environment=env.environment, local=self._local_qdk()
+        )
+        self._azure[env.environment] = (settings, backend)
+        return backend
+
+    def backends(self) -> Backends:
+        """The engine's view of these backends."""
+        return Backends(deployer_for=self.deployer_for, quantum_for=self.quantum_for)
+
+
+def _no_templates(path: str) -> bytes | None:
+    """Template reader for callers that have no repository at hand."""
+    raise DeployError(f"cannot read {path}: no GitOps repository was given to the ARM deployer")
+
+
+def local_backends(
+    state_dir: Path,
+    read_template: TemplateReader | None = None,
+    gate_limits: GateLimits | None = None,
+) -> Backends:
+    """The real backends of a state dir whose lock the caller holds.
+
+    What an interrupted install or switch left on disk is cleaned up first, which is only
+    safe for the process that may deploy into the state dir.
+    """
+    local = LocalBackends(state_dir, read_template, gate_limits)
+    local.venv.recover()
+    return local.backends()
+
+
+def open_state(state_dir: Path) -> StateStore:
+    """The store of a state dir (created on first use)."""
+    return open_store(state_dir)
+
+
+@contextmanager
+def engine(
+    repo: GitRepo,
+    state_dir: Path,
+    *,
+    deploying: bool = False,
+    on_row: RowSink | None = None,
+    concurrency: int = 1,
+    sinks: Iterable[ReportSink] = (),
+) -> Iterator[Engine]:
+    """An engine over the local backends, with the store closed afterwards.
+
+    `deploying` is for callers that hold the state dir's lock: only they may clean up what
+    an interrupted install left behind. Planning never touches the disk.
+    """
+    read_template: TemplateReader = lambda path: repo.show_file(_HEAD, path)  # noqa: E731
+    if deploying:
+        backends = local_backends(state_dir, read_template)
+    else:
+        backends = LocalBackends(state_dir, read_template).backends()
+    store = open_state(state_dir)
+    try:
+        yield Engine(repo, store, backends, on_row=on_row, concurrency=concurrency, sinks=sinks)
+    finally:
+        store.close()
+
+
+def promoter(
+    location: str,
+    state_dir: Path,
+    store: StateStore,
+    *,
+    branch: str = "main",
+    clock: Callable[[], datetime] = utcnow,
+    quantum_for: Callable[[Environment], QuantumBackend] | None = None,
+) -> Promoter:
+    """A promoter over a GitOps repo and a state dir's store, judging targets as the CLI does."""
+    judge = quantum_for or LocalBackends(state_dir).quantum_for
+    return Promoter(location, state_dir, store, judge, clock, branch)

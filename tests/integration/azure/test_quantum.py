@@ -1,0 +1,502 @@
+"""The Azure Quantum backend on the real azure-quantum SDK against a loopback workspace.
+
+The SDK talks HTTP to `QuantumFake` (tests/azure_fakes.py): provider status, the storage SAS
+route, job create/get/cancel and the blob uploads and downloads in between. qdk is real too.
+The workspace client authenticates with an API key (the connection-string path), which
+azure-core allows over plain HTTP; the bearer-token path is tested over HTTPS with a
+self-signed certificate handed to the client as `connection_verify`.
+"""
+
+from __future__ import annotations
+
+import doctest
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from azure.core.exceptions import ClientAuthenticationError
+
+from qrelease.azure import common as azure_common
+from qrelease.azure import quantum as quantum_azure
+from qrelease.azure.common import AzureAuthError, RetrySettings, redact
+from qrelease.azure.quantum import AzureQuantumBackend, align_keys, entry_point
+from qrelease.model.environment import AzureQuantum
+from qrelease.model.manifest import ReleaseManifest
+from qrelease.model.vocabulary import Availability, GateOutcome
+from qrelease.quantum.base import GateReport, GateResult, ProgramSource
+from qrelease.quantum.qdk import QdkBackend
+from tests.helpers.azure import (
+    SAS_SIGNATURE,
+    JobScript,
+    LoopbackServer,
+    QuantumFake,
+    StaticToken,
+    self_signed_cert,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SUB = "00000000-0000-0000-0000-0000000000a1"
+KEY_VARIABLE = "QRELEASE_TEST_QUANTUM_CONNECTION"
+API_KEY = "test-api-key-0123456789"
+FAST = RetrySettings(
+    attempts=3, backoff_seconds=0.01, backoff_max_seconds=0.02, connect_timeout=2, read_timeout=0.4
+)
+
+
+def connection_string(key: str = API_KEY, workspace: str = "ws-dev") -> str:
+    """An Azure Quantum connection string as the portal shows it."""
+    return (
+        f"SubscriptionId={SUB};ResourceGroupName=rg-quantum;WorkspaceName={workspace};"
+        f"ApiKey={key};QuantumEndpoint=https://eastus.quantum.azure.com/;"
+    )
+
+
+def settings(**overrides: Any) -> AzureQuantum:
+    """The quantum block of a dev environment on Azure."""
+    fields: dict[str, Any] = {
+        "kind": "azure",
+        "subscription": SUB,
+        "resource_group": "rg-quantum",
+        "workspace": "ws-dev",
+        "location": "eastus",
+        "connection_string_env": KEY_VARIABLE,
+    }
+    return AzureQuantum.model_validate(fields | overrides)
+
+
+def release(version: str) -> tuple[ReleaseManifest, ProgramSource]:
+    """A bundled bell-service release and its program."""
+    folder = ROOT / "manifests" / "bell-service"
+    manifest = ReleaseManifest.model_validate(
+        yaml.safe_load((folder / f"{version}.yaml").read_text())
+    )
+    path = f"manifests/bell-service/{manifest.quantum.program}"
+    return manifest, ProgramSource(path, (ROOT / path).read_text())
+
+
+def gate(report: GateReport, name: str) -> GateResult:
+    """One gate's result from a report."""
+    return next(result for result in report.results if result.gate == name)
+
+
+@dataclass
+class Workspace:
+    """A running fake workspace and its URL."""
+
+    fake: QuantumFake
+    url: str
+
+
+@pytest.fixture
+def workspace() -> Iterator[Workspace]:
+    fake = QuantumFake(api_key=API_KEY)
+    fake.set_target("ionq.qpu.aria-1", profile="Base", qubits=25, queue_seconds=90)
+    fake.set_target("ionq.simulator", profile="Base", qubits=29)
+    fake.set_target("quantinuum.sim.h2-1e", profile="Adaptive_RI", qubits=56)
+    with LoopbackServer(fake) as server:
+        yield Workspace(fake, server.url)
+
+
+@pytest.fixture(scope="module")
+def qdk_backend() -> QdkBackend:
+    return QdkBackend()
+
+
+Make = Callable[..., AzureQuantumBackend]
+
+
+@pytest.fixture
+def make_backend(workspace: Workspace, qdk_backend: QdkBackend) -> Iterator[Make]:
+    made: list[AzureQuantumBackend] = []
+
+    def make(environ: dict[str, str] | None = None, **overrides: Any) -> AzureQuantumBackend:
+        backend = AzureQuantumBackend(
+            settings(**overrides),
+            environment="dev",
+            endpoint=workspace.url,
+            environ={KEY_VARIABLE: connection_string()} if environ is None else environ,
+            local=qdk_backend,
+            retry=FAST,
+            poll_interval=0.005,
+        )
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+# -- target status ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reported", "expected"),
+    [
+        ("Available", Availability.AVAILABLE),
+        ("Degraded", Availability.DEGRADED),
+        ("Unavailable", Availability.UNAVAILABLE),
+    ],
+)
+def test_target_status_reads_availability_queue_profile_and_qubits(
+    workspace: Workspace, make_backend: Make, reported: str, expected: Availability
+) -> None:
+    workspace.fake.set_target("ionq.qpu.aria-1", availability=reported, queue_seconds=90,
+                              profile="Base", qubits=25)  # fmt: skip
+
+    status = make_backend().target_status("ionq.qpu.aria-1")
+
+    assert status.availability is expected
+    assert status.queue_time == timedelta(seconds=90)
+    assert (str(status.profile), status.qubits) == ("Base", 25)
+    assert "average queue 1m30s" in status.message
+    assert workspace.fake.requests[0].headers["x-ms-quantum-api-key"] == API_KEY
+    assert "providerStatus" in workspace.fake.requests[0].path
+
+
+def test_a_provider_outage_makes_its_targets_unavailable(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    workspace.fake.set_target("ionq.simulator", provider_availability="Unavailable")
+
+    assert make_backend().target_status("ionq.simulator").availability is Availability.UNAVAILABLE
+
+
+def test_a_queue_over_the_environment_limit_degrades_the_target(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    workspace.fake.set_target("ionq.qpu.aria-1", queue_seconds=7200)
+
+    status = make_backend(max_queue_time="30m").target_status("ionq.qpu.aria-1")
+
+    assert status.availability is Availability.DEGRADED
+    assert "over this environment's max_queue_time 30m" in status.message
+
+
+def test_a_target_the_workspace_does_not_offer_is_unavailable(make_backend: Make) -> None:
+    status = make_backend().target_status("rigetti.sim.qvm")
+
+    assert status.availability is Availability.UNAVAILABLE
+    assert "offers no target rigetti.sim.qvm" in status.message
+
+
+# -- the profile gate, judged by the service --------------------------------------------
+
+
+def test_a_base_only_service_target_refuses_an_adaptive_ri_pin(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    workspace.fake.set_target("quantinuum.sim.h2-1e", profile="Base", qubits=56)
+    manifest, program = release("1.2.0")  # Adaptive_RI on quantinuum.sim.h2-1e
+
+    report = make_backend(verification_job=True).run_gates(program, manifest.quantum, None)
+
+    profile = gate(report, "profile")
+    assert profile.outcome is GateOutcome.FAILED
+    assert "runs the Base profile, not Adaptive_RI (service)" in profile.message
+    assert profile.details["service_profile"] == "Base"
+    verification = gate(report, "verification")
+    assert verification.outcome is GateOutcome.SKIPPED
+    assert "profile gate Failed" in verification.message
+    assert workspace.fake.submitted() == []
+
+
+def test_the_service_profile_passes_what_the_catalog_allows(make_backend: Make) -> None:
+    manifest, program = release("1.2.0")
+
+    report = make_backend().run_gates(program, manifest.quantum, None)
+
+    assert [r.outcome for r in report.results[:3]] == [GateOutcome.PASSED] * 3
+    assert gate(report, "profile").message.endswith("qubits, service)")
+    assert gate(report, "verification").outcome is GateOutcome.SKIPPED
+
+
+def test_a_target_only_the_service_knows_is_judged_by_the_service_and_every_gate_runs(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    workspace.fake.set_target("acme.qpu.one", profile="Adaptive_RI", qubits=30)
+    manifest, program = release("1.2.0")
+    pinned = manifest.quantum.model_copy(
+        update={"target": manifest.quantum.target.model_copy(update={"id": "acme.qpu.one"})}
+    )
+
+    report = make_backend().run_gates(program, pinned, None)
+
+    assert gate(report, "profile").outcome is GateOutcome.PASSED  # the service wins
+    assert gate(report, "estimate").outcome is GateOutcome.PASSED  # judged, not skipped
+    assert gate(report, "smoke").outcome is GateOutcome.PASSED
+    assert report.passed
+
+
+# -- the verification job ---------------------------------------------------------------
+
+
+def test_a_verification_job_with_the_expected_histogram_passes(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    manifest, program = release("1.1.0")  # Base, pinned to ionq.qpu.aria-1
+    backend = make_backend(verification_job=True, verification_target="ionq.simulator")
+
+    report = backend.run_gates(program, manifest.quantum, None)
+
+    verification = gate(report, "verification")
+    assert verification.outcome is GateOutcome.PASSED, verification.message
+    [job] = workspace.fake.submitted()
+    assert job["target"] == "ionq.simulator"
+    assert job["inputDataFormat"] == "qir.v1"
+    assert job["inputParams"]["entryPoint"] == "ENTRYPOINT__main"
+    assert job["inputParams"]["shots"] == 500
+    assert workspace.fake.input_of(job).decode() == report.qir
+    details = verification.details
+    assert details["job_id"] == job["id"]
+    assert details["status"] == "Succeeded"
+    assert details["began"] and details["ended"] and details["created"]
+    assert details["cost_estimate"]["currencyCode"] == "USD"
+    assert details["usage"] == {"shots": 500}
+    assert details["observed"] == {"[Zero, Zero]": 250, "[One, One]": 250}
+    json.dumps(details)  # the engine writes details into the audit event
+
+
+def test_a_verification_job_with_a_wrong_histogram_fails(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    workspace.fake.script = JobScript(histogram={"[0, 1]": 240, "[1, 0]": 260})
+    manifest, program = release("1.1.0")
+
+    report = make_backend(verification_job=True).run_gates(program, manifest.quantum, None)
+
+    verification = gate(report, "verification")
+    assert verification.outcome is GateOutcome.FAILED
+    assert "unexpected outcomes: [One, Zero] x260, [Zero, One] x240" in verification.message
+    assert workspace.fake.submitted()[0]["target"] == "ionq.qpu.aria-1"
+
+
+def test_a_verification_job_that_fails_fails_the_gate_with_the_service_error(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    error = {"code": "QIRValidationFailed", "message": "unsupported instruction"}
+    workspace.fake.script = JobScript(statuses=("Waiting", "Executing", "Failed"), error=error)
+    manifest, program = release("1.1.0")
+
+    report = make_backend(verification_job=True).run_gates(program, manifest.quantum, None)
+
+    verification = gate(report, "verification")
+    assert verification.outcome is GateOutcome.FAILED
+    assert "failed: QIRValidationFailed: unsupported instruction" in verification.message
+    assert verification.details["status"] == "Failed"
+
+
+def test_a_verification_job_past_its_timeout_is_cancelled_and_inconclusive(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    workspace.fake.script = JobScript(statuses=("Waiting",) * 10_000)
+    manifest, program = release("1.1.0")
+    backend = make_backend(verification_job=True, verification_timeout=0.1)
+
+    report = backend.run_gates(program, manifest.quantum, None)
+
+    verification = gate(report, "verification")
+    assert verification.outcome is GateOutcome.INCONCLUSIVE
+    assert "did not finish within" in verification.message
+    assert verification.details["timed_out"] is True
+    assert workspace.fake.count("POST", r"/jobs/[^/]+:cancel$") == 1
+    assert workspace.fake.submitted()[0]["status"] == "Cancelled"
+
+
+# -- transient failures and credentials -------------------------------------------------
+
+
+def test_a_429_with_retry_after_is_retried_and_reported(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    workspace.fake.inject("GET", "/providerStatus", status=429, headers={"Retry-After": "1"})
+    started = time.monotonic()
+
+    status = make_backend().target_status("ionq.qpu.aria-1")
+
+    assert time.monotonic() - started >= 1.0  # Retry-After honoured
+    assert status.availability is Availability.AVAILABLE
+    assert "recovered after retries: HTTP 429 on GET" in status.message
+    assert workspace.fake.count("GET", "/providerStatus") == 2
+
+
+def test_a_read_timeout_is_retried(workspace: Workspace, make_backend: Make) -> None:
+    workspace.fake.inject("GET", "/providerStatus", delay=0.8)
+
+    status = make_backend().target_status("ionq.qpu.aria-1")
+
+    assert status.availability is Availability.AVAILABLE
+    assert "timeout on GET" in status.message
+
+
+def test_server_errors_past_every_retry_leave_the_target_unknown_with_the_reason(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    workspace.fake.inject("GET", "/providerStatus", status=503, times=10)
+
+    status = make_backend().target_status("ionq.qpu.aria-1")
+
+    assert status.availability is Availability.UNKNOWN
+    assert "unavailable while reading provider status after retries" in status.message
+    assert workspace.fake.count("GET", "/providerStatus") == FAST.attempts
+
+
+def test_a_refused_api_key_is_an_immediate_error_naming_environment_and_source(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    workspace.fake.reject_auth = True
+    manifest, program = release("1.1.0")
+    backend = make_backend()
+
+    status = backend.target_status("ionq.qpu.aria-1")
+    with pytest.raises(AzureAuthError) as raised:
+        backend.run_gates(program, manifest.quantum, None)
+
+    for text in (status.message, str(raised.value)):
+        assert text.startswith("dev: Azure Quantum workspace ws-dev did not accept")
+        assert f"the API key in environment variable {KEY_VARIABLE}" in text
+        assert "HTTP 401" in text
+        assert API_KEY not in text
+    assert status.availability is Availability.UNKNOWN
+    assert workspace.fake.count("GET", "/providerStatus") == 2  # one per call: no retries
+
+
+def test_a_missing_connection_string_variable_is_named(make_backend: Make) -> None:
+    status = make_backend(environ={}).target_status("ionq.qpu.aria-1")
+
+    assert status.availability is Availability.UNKNOWN
+    assert f"environment variable {KEY_VARIABLE} (quantum.connection_string_env)" in status.message
+
+
+def test_a_connection_string_for_another_workspace_is_refused(make_backend: Make) -> None:
+    environ = {KEY_VARIABLE: connection_string(workspace="ws-prod")}
+
+    status = make_backend(environ=environ).target_status("ionq.qpu.aria-1")
+
+    assert "is for workspace" in status.message and "ws-prod" in status.message
+    assert API_KEY not in status.message
+
+
+@pytest.fixture
+def tls_workspace(tmp_path: Path) -> Iterator[tuple[QuantumFake, str, str]]:
+    tls = self_signed_cert(tmp_path)
+    fake = QuantumFake(token="quantum-token")
+    fake.set_target("ionq.simulator", profile="Base", qubits=29)
+    with LoopbackServer(fake, tls) as server:
+        yield fake, server.url, str(tls.cert)
+
+
+def token_backend(url: str, cert: str, credential: StaticToken) -> AzureQuantumBackend:
+    """A backend on the bearer-token path (no connection string), trusting the test CA."""
+    return AzureQuantumBackend(
+        settings(connection_string_env=None),
+        environment="staging",
+        credential=credential,
+        endpoint=url,
+        retry=FAST,
+        connection_verify=cert,
+    )
+
+
+def test_a_token_credential_is_sent_as_a_bearer_token_over_tls(
+    tls_workspace: tuple[QuantumFake, str, str],
+) -> None:
+    fake, url, cert = tls_workspace
+    credential = StaticToken("quantum-token")
+    backend = token_backend(url, cert, credential)
+    try:
+        status = backend.target_status("ionq.simulator")
+    finally:
+        backend.close()
+
+    assert status.availability is Availability.AVAILABLE
+    assert fake.requests[0].headers["authorization"] == "Bearer quantum-token"
+    assert credential.scopes == [("https://quantum.microsoft.com/.default",)]
+
+
+def test_a_credential_that_cannot_get_a_token_fails_at_once(
+    tls_workspace: tuple[QuantumFake, str, str],
+) -> None:
+    fake, url, cert = tls_workspace
+    broken = StaticToken(error=ClientAuthenticationError("no managed identity endpoint"))
+    backend = token_backend(url, cert, broken)
+    try:
+        status = backend.target_status("ionq.simulator")
+    finally:
+        backend.close()
+
+    assert status.availability is Availability.UNKNOWN
+    assert status.message.startswith("staging: Azure Quantum workspace ws-dev did not accept")
+    assert "StaticToken given to qrelease" in status.message
+    assert "no managed identity endpoint" in status.message
+    assert fake.requests == []
+
+
+# -- secrets never leak -----------------------------------------------------------------
+
+
+def test_the_api_key_and_sas_signatures_never_reach_logs_errors_or_details(
+    workspace: Workspace, make_backend: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    manifest, program = release("1.1.0")
+    backend = make_backend(verification_job=True)
+
+    report = backend.run_gates(program, manifest.quantum, None)
+    workspace.fake.reject_auth = True
+    refused = backend.target_status("ionq.simulator")
+
+    assert gate(report, "verification").outcome is GateOutcome.PASSED
+    assert any(f"sig={SAS_SIGNATURE}" in r.path + str(r.query) or r.query.get("sig")
+               for r in workspace.fake.requests)  # fmt: skip
+    texts = [record.getMessage() for record in caplog.records]
+    texts += [refused.message, json.dumps([vars(result) for result in report.results], default=str)]
+    assert caplog.records, "the SDK logs requests at debug level"
+    for text in texts:
+        assert API_KEY not in text
+        assert SAS_SIGNATURE not in text
+
+
+def test_redact_masks_connection_strings_signatures_and_tokens() -> None:
+    text = f"{connection_string()} GET https://b/c?sig=abc%3D&se=1 Authorization: Bearer eyJ.a.b"
+
+    cleaned = redact(text)
+
+    assert API_KEY not in cleaned and "abc%3D" not in cleaned and "eyJ.a.b" not in cleaned
+    assert "WorkspaceName=ws-dev" in cleaned
+
+
+# -- pure helpers -----------------------------------------------------------------------
+
+
+def test_service_keys_are_read_in_the_manifests_spelling() -> None:
+    observed = {"[0, 0]": 10, "[1, 1]": 12, "[1, 0]": 1}
+
+    aligned = align_keys(observed, {"[Zero,Zero]": 0.5, "[One, One]": 0.5})
+
+    assert aligned == {"[Zero, Zero]": 10, "[One, One]": 12, "[One, Zero]": 1}
+
+
+def test_the_entry_point_is_read_from_the_qir(qdk_backend: QdkBackend) -> None:
+    manifest, program = release("1.1.0")
+    report = qdk_backend.run_gates(program, manifest.quantum, None)
+
+    assert report.qir is not None
+    assert entry_point(report.qir) == "ENTRYPOINT__main"
+
+
+def test_the_settings_block_is_hashable_for_the_engines_status_cache() -> None:
+    assert hash(settings(verification_job=True)) == hash(settings(verification_job=True))
+
+
+@pytest.mark.parametrize("module", [azure_common, quantum_azure], ids=lambda m: m.__name__)
+def test_docstring_examples_hold(module: ModuleType) -> None:
+    assert doctest.testmod(module).failed == 0

@@ -1,0 +1,365 @@
+"""The local backend with the real qdk: the example programs, broken programs and bad pins."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QDK_PYTHON_TELEMETRY", "none")
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qrelease.model.manifest import Quantum
+from qrelease.model.vocabulary import Availability, GateOutcome
+from qrelease.quantum.base import EstimateSummary, GateReport, GateResult, ProgramSource
+from qrelease.quantum.qdk import QdkBackend, diagnostics_of
+from qrelease.quantum.sandbox import GateLimits, GateSandbox
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+BELL = {"[Zero, Zero]": 0.5, "[One, One]": 0.5}
+QRNG = {
+    f"[{a}, {b}, {c}]": 0.125
+    for a in ("Zero", "One")
+    for b in ("Zero", "One")
+    for c in ("Zero", "One")
+}
+BUDGET = {"max_physical_qubits": 20_000, "max_runtime": "1ms"}
+
+
+def example(app: str, name: str) -> ProgramSource:
+    """An example program as the controller reads it from the GitOps repo."""
+    path = f"manifests/{app}/programs/{name}"
+    return ProgramSource(path, (ROOT / path).read_text())
+
+
+def quantum(
+    entry: str,
+    target: str,
+    profile: str,
+    expect: dict[str, float] | None = None,
+    estimate: dict[str, Any] | None = None,
+    **smoke: Any,
+) -> Quantum:
+    """The quantum section of a manifest; gates are configured only when given."""
+    gates: dict[str, Any] = {}
+    if expect is not None:
+        gates["smoke"] = {"shots": 500, "seed": 7, "expect": expect, **smoke}
+    if estimate is not None:
+        gates["estimate"] = estimate
+    return Quantum.model_validate(
+        {
+            "program": "programs/program.qs",
+            "entry": entry,
+            "target": {"id": target, "profile": profile},
+            "gates": gates,
+        }
+    )
+
+
+def gate(report: GateReport, name: str) -> GateResult:
+    """One gate's result from a report."""
+    (result,) = (r for r in report.results if r.gate == name)
+    return result
+
+
+def run(
+    program: ProgramSource, config: Quantum, baseline: EstimateSummary | None = None
+) -> GateReport:
+    """All gates for one release on a fresh backend."""
+    return QdkBackend().run_gates(program, config, baseline)
+
+
+@pytest.fixture(scope="module")
+def bell_report() -> GateReport:
+    """The Bell example pinned to IonQ's simulator with every gate configured."""
+    config = quantum("Bell.Main()", "ionq.simulator", "Base", BELL, BUDGET)
+    return run(example("bell-service", "bell.qs"), config)
+
+
+def test_bell_passes_every_gate(bell_report: GateReport) -> None:
+    assert bell_report.passed, bell_report.failures()
+    assert [r.outcome for r in bell_report.results] == [GateOutcome.PASSED] * 3
+    assert "2 of 29 qubits" in gate(bell_report, "profile").message
+    assert bell_report.estimate == EstimateSummary(physical_qubits=450, runtime_ns=4000)
+    assert set(gate(bell_report, "smoke").details["observed"]) == set(BELL)
+
+
+def test_bell_report_carries_the_qir_and_its_digest(bell_report: GateReport) -> None:
+    assert bell_report.qir is not None
+    assert '"qir_profiles"="base_profile"' in bell_report.qir
+    assert '"required_num_qubits"="2"' in bell_report.qir
+    assert bell_report.qir_sha256 == hashlib.sha256(bell_report.qir.encode()).hexdigest()
+
+
+def test_dynamic_program_pinned_to_base_fails_with_code_and_location() -> None:
+    config = quantum("BellReset.Main()", "ionq.simulator", "Base", BELL, BUDGET)
+    report = run(example("bell-service", "bell_reset.qs"), config)
+    profile = gate(report, "profile")
+    assert profile.outcome is GateOutcome.FAILED
+    assert "Qdk.Qsc.CapabilitiesCk.UseOfDynamicBool" in profile.message
+    assert "manifests/bell-service/programs/bell_reset.qs:11:12" in profile.message
+    assert profile.details["diagnostics"][0]["code"] == "Qdk.Qsc.CapabilitiesCk.UseOfDynamicBool"
+    for skipped in ("estimate", "smoke"):
+        assert gate(report, skipped).outcome is GateOutcome.SKIPPED
+        assert gate(report, skipped).message == "not run: profile gate failed"
+    assert report.qir is None
+    assert report.qir_sha256 is None
+
+
+def test_dynamic_program_pinned_to_adaptive_ri_passes() -> None:
+    config = quantum("BellReset.Main()", "quantinuum.sim.h2-1e", "Adaptive_RI", BELL, BUDGET)
+    report = run(example("bell-service", "bell_reset.qs"), config)
+    assert report.passed, report.failures()
+    assert report.qir is not None
+    assert '"qir_profiles"="adaptive_profile"' in report.qir
+
+
+def test_qrng_is_uniform_by_chi_square() -> None:
+    config = quantum("Qrng.Main()", "rigetti.qpu.ankaa-3", "Base", QRNG, method="chi2", shots=800)
+    report = run(example("qrng", "qrng.qs"), config)
+    assert report.passed, report.failures()
+    assert len(gate(report, "smoke").details["observed"]) == 8
+
+
+def test_estimate_over_budget_fails_and_growth_is_reported() -> None:
+    config = quantum("Bell.Main()", "ionq.simulator", "Base", estimate={"max_physical_qubits": 400})
+    report = run(example("bell-service", "bell.qs"), config, EstimateSummary(300, 5000))
+    estimate = gate(report, "estimate")
+    assert estimate.outcome is GateOutcome.FAILED
+    assert "physical qubits 450 > budget 400 (+50.0% vs baseline)" in estimate.message
+    assert "runtime 4 µs (-20.0% vs baseline)" in estimate.message
+    assert estimate.details["growth_percent"] == {"qubits": 50.0, "runtime": -20.0}
+    assert report.estimate == EstimateSummary(450, 4000)
+    assert gate(report, "smoke").outcome is GateOutcome.SKIPPED
+
+
+def test_runtime_budget_is_checked() -> None:
+    config = quantum("Qrng.Main()", "ionq.simulator", "Base", estimate={"max_runtime": "0s"})
+    estimate = gate(run(example("qrng", "qrng.qs"), config), "estimate")
+    assert estimate.outcome is GateOutcome.FAILED
+    assert "runtime 8.4 µs > budget 0 ns" in estimate.message
+
+
+def test_smoke_with_a_wrong_expected_distribution_fails() -> None:
+    wrong = {"[Zero, One]": 0.5, "[One, Zero]": 0.5}
+    config = quantum("Bell.Main()", "ionq.simulator", "Base", wrong)
+    smoke = gate(run(example("bell-service", "bell.qs"), config), "smoke")
+    assert smoke.outcome is GateOutcome.FAILED
+    assert smoke.details["distance"] == 1.0
+    assert "unexpected outcomes: [" in smoke.message
+
+
+def test_same_seed_gives_the_same_histogram() -> None:
+    program = example("qrng", "qrng.qs")
+    seven = quantum("Qrng.Main()", "ionq.simulator", "Base", QRNG, seed=7, shots=300)
+    eight = quantum("Qrng.Main()", "ionq.simulator", "Base", QRNG, seed=8, shots=300)
+    first, again, other = (gate(run(program, c), "smoke") for c in (seven, seven, eight))
+    assert first.details["observed"] == again.details["observed"]
+    assert first.details["observed"] != other.details["observed"]
+
+
+def test_shots_beyond_one_batch_match_a_single_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qrelease.quantum import qdk as backend
+
+    config = quantum("Qrng.Main()", "ionq.simulator", "Base", QRNG, shots=250)
+    in_process = QdkBackend(isolated=False)  # the patch below must reach the qdk thread
+    whole = gate(in_process.run_gates(example("qrng", "qrng.qs"), config, None), "smoke")
+    monkeypatch.setattr(backend, "_SHOTS_PER_BATCH", 64)
+    batched = gate(in_process.run_gates(example("qrng", "qrng.qs"), config, None), "smoke")
+    assert whole.details["observed"] == batched.details["observed"]
+    sandboxed = gate(run(example("qrng", "qrng.qs"), config), "smoke")
+    assert sandboxed.details["observed"] == whole.details["observed"]
+
+
+# -- the sandbox: a runaway program fails its own gates and nothing else -----------------
+
+FOREVER = """namespace Forever {
+    operation Main() : Result {
+        use q = Qubit();
+        mutable n = 0;
+        while n >= 0 { set n += 1; }
+        M(q)
+    }
+}
+"""
+
+
+def test_a_program_that_never_ends_is_stopped_at_the_time_limit_and_the_next_runs() -> None:
+    sandbox = GateSandbox(GateLimits(seconds=5.0))
+    backend = QdkBackend(sandbox)
+    try:
+        config = quantum("Forever.Main()", "ionq.simulator", "Base", BELL)
+        report = backend.run_gates(
+            ProgramSource("manifests/x/programs/f.qs", FOREVER), config, None
+        )
+        (stopped,) = report.results
+        assert (stopped.gate, stopped.outcome) == ("sandbox", GateOutcome.FAILED)
+        assert "longer than 5 s" in stopped.message and not report.passed
+        bell = quantum("Bell.Main()", "ionq.simulator", "Base", BELL, BUDGET)
+        assert backend.run_gates(example("bell-service", "bell.qs"), bell, None).passed
+        assert sandbox.started == 2  # the stuck worker was killed and a fresh one started
+    finally:
+        sandbox.close()
+
+
+WIDE = """namespace Wide {
+    operation Main() : Result {
+        let big = Repeated(1, 400000000);
+        use q = Qubit();
+        if big[Length(big) - 1] == 1 { X(q); }
+        MResetZ(q)
+    }
+}
+"""
+
+
+def test_an_orphaned_worker_in_a_runaway_program_ends_itself_after_its_limit() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from qrelease.quantum.sandbox import WORKER_MODULE, request_json
+
+    argv = [sys.executable, "-m", WORKER_MODULE, "1024", "1"]  # alarm at 1 s + the margin
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as worker:
+        assert worker.stdin is not None and worker.stdout is not None
+        assert worker.stdout.readline().strip() == "ready"
+        config = quantum("Forever.Main()", "ionq.simulator", "Base", BELL)
+        program = ProgramSource("manifests/x/programs/f.qs", FOREVER)
+        worker.stdin.write(request_json(program, config, None) + "\n")
+        worker.stdin.flush()  # and nobody is left to kill it at the time limit
+        assert worker.wait(timeout=60) == -signal.SIGALRM
+
+
+def test_a_program_that_outgrows_the_memory_limit_fails_its_gates() -> None:
+    sandbox = GateSandbox(GateLimits(seconds=120.0, memory_mib=1024))
+    try:
+        config = quantum("Wide.Main()", "ionq.simulator", "Base", {"One": 1.0}, shots=1)
+        program = ProgramSource("manifests/x/programs/wide.qs", WIDE)
+        report = QdkBackend(sandbox).run_gates(program, config, None)
+        assert not report.passed
+        problems = " ".join(r.message for r in report.failures())
+        assert "memory" in problems, problems
+    finally:
+        sandbox.close()
+
+
+def test_a_worker_that_dies_between_releases_is_replaced() -> None:
+    sandbox = GateSandbox()
+    try:
+        bell = quantum("Bell.Main()", "ionq.simulator", "Base", BELL, BUDGET)
+        assert QdkBackend(sandbox).run_gates(example("bell-service", "bell.qs"), bell, None).passed
+        assert sandbox._process is not None
+        sandbox._process.kill()
+        sandbox._process.wait()
+        report = QdkBackend(sandbox).run_gates(example("bell-service", "bell.qs"), bell, None)
+        assert report.passed and sandbox.started == 2
+    finally:
+        sandbox.close()
+
+
+def test_syntax_error_is_a_failed_gate_with_its_place() -> None:
+    text = "namespace Broken {\n    operation Main() : Result {\n        use q = Qubit()\n"
+    text += "        M(q)\n    }\n}\n"
+    program = ProgramSource("manifests/broken/programs/broken.qs", text)
+    report = run(program, quantum("Broken.Main()", "ionq.simulator", "Base", BELL))
+    profile = gate(report, "profile")
+    assert profile.outcome is GateOutcome.FAILED
+    assert profile.message.startswith(
+        "manifests/broken/programs/broken.qs:4:9: Qdk.Qsc.Parse.Token: syntax error"
+    )
+
+
+def test_every_type_error_is_reported() -> None:
+    text = "namespace T { operation Main() : Result { let x : Int = 1.0; let y : Bool = 2; Zero } }"
+    report = run(ProgramSource("t.qs", text), quantum("T.Main()", "ionq.simulator", "Base"))
+    diagnostics = gate(report, "profile").details["diagnostics"]
+    assert [d["where"] for d in diagnostics] == ["t.qs:1:57", "t.qs:1:77"]
+    assert all(d["code"] == "Qdk.Qsc.TypeCk.TyMismatch" for d in diagnostics)
+
+
+def test_missing_entry_points_at_the_entry_expression() -> None:
+    config = quantum("Bell.Nope()", "ionq.simulator", "Base")
+    profile = gate(run(example("bell-service", "bell.qs"), config), "profile")
+    assert profile.outcome is GateOutcome.FAILED
+    assert "entry Bell.Nope():1:1: Qdk.Qsc.Resolve.NotFound" in profile.message
+
+
+def test_qdk_internal_panic_is_a_failed_gate_and_qdk_keeps_working() -> None:
+    text = 'namespace P { operation Main() : Result { fail "boom"; } }'
+    report = run(ProgramSource("p.qs", text), quantum("P.Main()", "ionq.simulator", "Base", BELL))
+    assert gate(report, "profile").outcome is GateOutcome.FAILED
+    assert "qdk internal error" in gate(report, "profile").message
+    config = quantum("Bell.Main()", "ionq.simulator", "Base", BELL)
+    assert run(example("bell-service", "bell.qs"), config).passed
+
+
+def test_runtime_error_in_simulation_fails_the_smoke_gate() -> None:
+    text = "namespace L {\n operation Main() : Result {\n use (a, b) = (Qubit(), Qubit());\n"
+    text += " X(b);\n M(a)\n }\n}\n"
+    report = run(ProgramSource("l.qs", text), quantum("L.Main()", "ionq.simulator", "Base", BELL))
+    assert gate(report, "profile").outcome is GateOutcome.PASSED
+    smoke = gate(report, "smoke")
+    assert smoke.outcome is GateOutcome.FAILED
+    assert "l.qs:3:25: Qdk.Qsc.Eval.ReleasedQubitNotZero" in smoke.message
+
+
+def test_unknown_target_fails_the_profile_gate() -> None:
+    config = quantum("Bell.Main()", "acme.qpu.one", "Base", BELL)
+    report = run(example("bell-service", "bell.qs"), config)
+    profile = gate(report, "profile")
+    assert profile.outcome is GateOutcome.FAILED
+    assert "unknown target 'acme.qpu.one'; known targets: ionq.qpu.aria-1" in profile.message
+    assert report.qir is not None
+
+
+def test_program_wider_than_the_target_fails_the_profile_gate() -> None:
+    text = "namespace Ghz { operation Main() : Result[] { use qs = Qubit[30]; H(qs[0]);"
+    text += " for i in 1..29 { CNOT(qs[0], qs[i]); } MResetEachZ(qs) } }"
+    config = quantum("Ghz.Main()", "ionq.qpu.aria-1", "Base", {"[]": 1.0})
+    profile = gate(run(ProgramSource("ghz.qs", text), config), "profile")
+    assert profile.outcome is GateOutcome.FAILED
+    assert "program needs 30 qubits; target ionq.qpu.aria-1 has 25" in profile.message
+
+
+def test_unconfigured_gates_are_skipped() -> None:
+    report = run(
+        example("bell-service", "bell.qs"), quantum("Bell.Main()", "ionq.simulator", "Base")
+    )
+    assert [r.outcome for r in report.results] == [
+        GateOutcome.PASSED,
+        GateOutcome.SKIPPED,
+        GateOutcome.SKIPPED,
+    ]
+    assert report.passed
+
+
+def test_concurrent_releases_do_not_share_interpreter_state() -> None:
+    bell = (
+        example("bell-service", "bell.qs"),
+        quantum("Bell.Main()", "ionq.simulator", "Base", BELL),
+    )
+    qrng = (example("qrng", "qrng.qs"), quantum("Qrng.Main()", "ionq.simulator", "Base", QRNG))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        reports = list(pool.map(lambda job: run(*job), [bell, qrng] * 3))
+    assert all(report.passed for report in reports), [r.failures() for r in reports]
+
+
+def test_target_status_comes_from_the_catalog() -> None:
+    backend = QdkBackend()
+    forte = backend.target_status("ionq.qpu.forte-1")
+    assert (forte.availability, forte.profile, forte.qubits) == (Availability.AVAILABLE, "Base", 36)
+    unknown = backend.target_status("acme.qpu.one")
+    assert unknown.availability is Availability.UNKNOWN
+    assert "quantinuum.qpu.h2-1" in unknown.message
+
+
+def test_diagnostics_without_a_code_keep_the_first_line() -> None:
+    (diagnostic,) = diagnostics_of("something odd\nmore", "x.qs", "X.Main()")
+    assert diagnostic.render() == "qdk: something odd"

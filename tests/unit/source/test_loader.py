@@ -1,0 +1,372 @@
+"""The loader on real git repos: every kind of bad input, revisions, and the parse cache."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+
+import pytest
+from click.testing import CliRunner
+
+from qrelease.cli import main
+from qrelease.source.loader import Loader
+from qrelease.source.repo import GitRepo
+from tests.helpers.gitops import GitOpsRepo
+
+GOOD_MANIFEST = "manifests/qrng/0.1.0.yaml"
+
+
+def validate(repo: GitOpsRepo, *args: str) -> tuple[int, str, str]:
+    """Run `qrelease validate` on the repo; (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(main, ["validate", "--repo", str(repo.path), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def load(repo: GitOpsRepo, rev: str = "HEAD") -> tuple[list[str], int, int]:
+    """(error lines, valid manifests, valid environments) at a revision."""
+    with GitRepo(repo.path) as git_repo:
+        snapshot = Loader(git_repo).load(rev)
+    return [str(e) for e in snapshot.errors], len(snapshot.manifests), len(snapshot.environments)
+
+
+def test_bundled_examples_are_valid(example_repo: GitOpsRepo) -> None:
+    code, out, err = validate(example_repo)
+    assert code == 0, err
+    assert "5 releases, 3 environments: valid" in out
+
+
+def test_bad_enum_names_file_line_field_and_the_choices(example_repo: GitOpsRepo) -> None:
+    path = "manifests/bell-service/1.1.0.yaml"
+    text = example_repo.read(path).replace("profile: Base", "profile: Adaptiv")
+    example_repo.write(path, text)
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "Adaptiv" in row)
+    assert code == 1
+    assert (
+        f"{path}:{line}: quantum.target.profile: 'Adaptiv' is not one of Base, Adaptive_RI, "
+        "Adaptive_RIF, Adaptive, Unrestricted" in err
+    )
+    # the staging pin on the broken release is reported too; every other release still loads
+    assert "releases/staging.yaml" in err and "is invalid" in err
+    _, manifests, environments = load(example_repo)
+    assert manifests == 4 and environments == 3
+
+
+HOSTILE = {
+    "not a mapping": ("- just\n- a list\n", ":1: the document must be a mapping"),
+    "alias bomb": (
+        'a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+        "c: [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n",
+        ":2: YAML aliases and anchors are not allowed",
+    ),
+    "duplicate key": ("app: qrng\napp: qrng\n", ":2: app: duplicate key"),
+    "not utf-8": (b"app: q\xffrng\n", ":1: not UTF-8"),
+    "broken yaml": ("app: [qrng\n", "invalid YAML"),
+    "merge key": ("base: {a: 1}\n<<: {b: 2}\n", ":2: YAML merge keys"),
+    "empty": ("", ":1: the file is empty"),
+    "too large": ("app: qrng\n" + "#" * (1024 * 1024 + 10) + "\n", "limit is 1048576"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_yaml_is_refused_and_the_rest_loads(example_repo: GitOpsRepo, case: str) -> None:
+    content, expected = HOSTILE[case]
+    example_repo.write("manifests/qrng/0.3.0.yaml", content)
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    assert code == 1
+    assert f"manifests/qrng/0.3.0.yaml{expected}" in err or (
+        "manifests/qrng/0.3.0.yaml" in err and expected in err
+    )
+    assert "Traceback" not in err
+    _, manifests, environments = load(example_repo)
+    assert (manifests, environments) == (5, 3)
+
+
+def manifest_with(example_repo: GitOpsRepo, old: str, new: str, version: str = "0.3.0") -> str:
+    """Write a copy of a good manifest as a new version with one edit."""
+    text = example_repo.read(GOOD_MANIFEST).replace("version: 0.1.0", f"version: {version}")
+    assert old in text
+    path = f"manifests/qrng/{version}.yaml"
+    example_repo.write(path, text.replace(old, new))
+    return path
+
+
+FIELD_ERRORS = {
+    "program escapes": ("programs/qrng.qs", "../bell-service/programs/bell.qs", "quantum.program"),
+    "absolute program": ("programs/qrng.qs", "/etc/passwd.qs", "quantum.program"),
+    "missing program": ("programs/qrng.qs", "programs/nope.qs", "quantum.program"),
+    "unknown field": ("description:", "colour: blue\ndescription:", "colour: unknown field"),
+    "bad sha": ("version: 0.3.0}", "version: 0.3.0, sha256: abc}", "sha256"),
+    "probabilities": ("0.125\n", "0.5\n", "sum to"),
+    "bad duration": ("timeout: 30s", "timeout: soon", "classical.health.timeout"),
+    "bad app name": ("app: qrng", "app: QRNG_App", "app: 'QRNG_App' is not a DNS label"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIELD_ERRORS))
+def test_field_errors_name_the_field(example_repo: GitOpsRepo, case: str) -> None:
+    old, new, expected = FIELD_ERRORS[case]
+    path = manifest_with(example_repo, old, new)
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    assert code == 1
+    problem = next(line for line in err.splitlines() if line.startswith(path))
+    assert expected in problem
+    _, manifests, _ = load(example_repo)
+    assert manifests == 5
+
+
+def test_version_must_match_file_name(example_repo: GitOpsRepo) -> None:
+    text = example_repo.read(GOOD_MANIFEST)
+    example_repo.write("manifests/qrng/0.9.0.yaml", text)
+    example_repo.commit()
+    _, _, err = validate(example_repo)
+    assert (
+        "manifests/qrng/0.9.0.yaml:4: version: '0.1.0' does not match the file name '0.9.0'" in err
+    )
+
+
+def test_duplicate_release_in_yaml_and_yml(example_repo: GitOpsRepo) -> None:
+    example_repo.write("manifests/qrng/0.1.0.yml", example_repo.read(GOOD_MANIFEST))
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    assert code == 1 and "duplicate release qrng 0.1.0" in err
+
+
+def test_symlinks_are_refused(example_repo: GitOpsRepo) -> None:
+    (example_repo.path / "manifests/qrng/programs/evil.qs").symlink_to("/etc/hostname")
+    (example_repo.path / "releases/qa.yaml").symlink_to("dev.yaml")
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    assert code == 1
+    assert "manifests/qrng/programs/evil.qs: symbolic links are not allowed here" in err
+    assert "releases/qa.yaml: symbolic links are not allowed here" in err
+
+
+def test_program_symlink_leaving_the_app_folder_is_not_a_program(
+    example_repo: GitOpsRepo,
+) -> None:
+    link = example_repo.path / "manifests/qrng/programs/b.qs"
+    link.symlink_to("../../bell-service/programs/bell.qs")
+    manifest_with(example_repo, "programs/qrng.qs", "programs/b.qs")
+    example_repo.commit()
+    _, _, err = validate(example_repo)
+    assert "manifests/qrng/programs/b.qs: symbolic links are not allowed here" in err
+    assert (
+        "manifests/qrng/0.3.0.yaml: quantum.program: manifests/qrng/programs/b.qs does not exist"
+        in err
+    )
+
+
+def test_cross_file_rules(example_repo: GitOpsRepo) -> None:
+    staging = example_repo.read("releases/staging.yaml")
+    example_repo.write("releases/staging.yaml", staging.replace("qrng: 0.2.0", "qrng: 9.9.9"))
+    example_repo.write("releases/qa.yaml", "environment: qa\npromote_from: nowhere\napps: {}\n")
+    dev = example_repo.read("releases/dev.yaml").replace(
+        "environment: dev\n", "environment: dev\npromote_from: prod\n"
+    )
+    example_repo.write("releases/dev.yaml", dev)
+    example_repo.commit()
+    code, _, err = validate(example_repo)
+    assert code == 1
+    pin_line = next(
+        i
+        for i, r in enumerate(example_repo.read("releases/staging.yaml").splitlines(), 1)
+        if "9.9.9" in r
+    )
+    assert (
+        f"releases/staging.yaml:{pin_line}: apps.qrng: no manifest manifests/qrng/9.9.9.yaml" in err
+    )
+    assert "releases/qa.yaml:2: promote_from: unknown environment 'nowhere'" in err
+    assert "releases/dev.yaml:3: promote_from: promotion chain forms a cycle" in err
+
+
+def test_environment_name_must_match_file(example_repo: GitOpsRepo) -> None:
+    example_repo.write("releases/qa.yaml", "environment: prod\n")
+    example_repo.commit()
+    _, _, err = validate(example_repo)
+    assert "releases/qa.yaml:1: environment: 'prod' does not match the file name 'qa'" in err
+
+
+def test_older_revision_reads_that_revisions_content(example_repo: GitOpsRepo) -> None:
+    first = example_repo.head
+    dev = example_repo.read("releases/dev.yaml").replace("qrng: 0.2.0", "qrng: 0.1.0")
+    example_repo.write("releases/dev.yaml", dev)
+    example_repo.commit("pin qrng back")
+    with GitRepo(example_repo.path) as git_repo:
+        loader = Loader(git_repo)
+        assert loader.load(first).environments["dev"].apps["qrng"] == "0.2.0"
+        assert loader.load("HEAD").environments["dev"].apps["qrng"] == "0.1.0"
+        assert git_repo.changed_paths(first, "HEAD") == ["releases/dev.yaml"]
+    code, out, _ = validate(example_repo, "--rev", first)
+    assert code == 0 and first[:12] in out
+
+
+def test_parse_cache_skips_unchanged_blobs(example_repo: GitOpsRepo) -> None:
+    with GitRepo(example_repo.path) as git_repo:
+        loader = Loader(git_repo)
+        loader.load("HEAD")
+        assert loader.parse_count == 8
+        loader.load("HEAD")
+        assert loader.parse_count == 8
+        dev = example_repo.read("releases/dev.yaml").replace("qrng: 0.2.0", "qrng: 0.1.0")
+        example_repo.write("releases/dev.yaml", dev)
+        example_repo.commit()
+        loader.load("HEAD")
+        assert loader.parse_count == 9
+
+
+def test_unknown_revision_is_exit_1(example_repo: GitOpsRepo) -> None:
+    code, _, err = validate(example_repo, "--rev", "no-such-branch")
+    assert code == 1 and "unknown revision 'no-such-branch'" in err
+
+
+def test_json_output_lists_errors(example_repo: GitOpsRepo) -> None:
+    example_repo.write("releases/qa.yaml", "environment: qa\nbogus: 1\n")
+    example_repo.commit()
+    import json
+
+    result = CliRunner().invoke(main, ["validate", "--repo", str(example_repo.path), "--json"])
+    data = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert data["errors"] == [
+        {"path": "releases/qa.yaml", "line": 2, "field": "bogus", "message": "unknown field"}
+    ]
+
+
+def test_batch_read_matches_single_reads_and_names_a_missing_blob(example_repo: GitOpsRepo) -> None:
+    from qrelease.source.repo import SourceError
+
+    with GitRepo(example_repo.path) as git_repo:
+        entries = git_repo.list_files("HEAD")
+        batch = git_repo.read_blobs(e.sha for e in entries)
+        assert batch == {e.sha: git_repo.read_blob(e.sha) for e in entries}
+        with pytest.raises(SourceError, match=r"0{40} is not a readable blob"):
+            git_repo.read_blobs([entries[0].sha, "0" * 40])
+
+
+def test_parse_cache_stays_flat_over_many_loads(example_repo: GitOpsRepo) -> None:
+    with GitRepo(example_repo.path) as git_repo:
+        loader = Loader(git_repo)
+        loader.load("HEAD")
+        revisions = []
+        for index in range(12):
+            version = ("0.1.0", "0.2.0")[index % 2]
+            dev = example_repo.read("releases/dev.yaml").splitlines()
+            dev = [f"  qrng: {version}" if line.startswith("  qrng:") else line for line in dev]
+            example_repo.write("releases/dev.yaml", "\n".join(dev) + f"\n# {index}\n")
+            revisions.append(example_repo.commit())
+            loader.load("HEAD")
+        # the 8 files of the newest tree, plus the one parse the last load replaced
+        assert loader.cached_parses == 8 + 1
+        assert loader.parse_count == 8 + 12
+        loader.load(revisions[-2])  # flipping back to the revision before re-parses nothing
+        loader.load(revisions[-1])
+        assert loader.parse_count == 8 + 12
+
+
+def _edits(repo: GitOpsRepo) -> list[tuple[str, Callable[[], None]]]:
+    """A sequence of commits that each exercise one way a load can change."""
+    bell = "manifests/bell-service"
+
+    def pin(env: str, app: str, version: str) -> None:
+        lines = repo.read(f"releases/{env}.yaml").splitlines()
+        lines = [f"  {app}: {version}" if line.startswith(f"  {app}:") else line for line in lines]
+        repo.write(f"releases/{env}.yaml", "\n".join(lines) + "\n")
+
+    def rm(path: str) -> None:
+        (repo.path / path).unlink()
+
+    def symlink(path: str, target: str) -> None:
+        (repo.path / path).unlink()
+        (repo.path / path).symlink_to(target)
+
+    def copy(src: str, dst: str) -> None:
+        repo.write(dst, repo.read(src))
+
+    def edit(path: str, old: str, new: str) -> None:
+        repo.write(path, repo.read(path).replace(old, new))
+
+    def new_release() -> None:
+        edit_src = repo.read(f"{bell}/1.2.0.yaml").replace("version: 1.2.0", "version: 1.3.0")
+        repo.write(f"{bell}/1.3.0.yaml", edit_src)
+
+    return [
+        ("pin moves", lambda: pin("dev", "qrng", "0.1.0")),
+        ("duplicate .yml", lambda: copy(f"{bell}/1.1.0.yaml", f"{bell}/1.1.0.yml")),
+        ("duplicate gone", lambda: rm(f"{bell}/1.1.0.yml")),
+        ("program deleted", lambda: rm(f"{bell}/programs/bell.qs")),
+        (
+            "program back",
+            lambda: repo.write(f"{bell}/programs/bell.qs", "operation Main() : Unit {}"),
+        ),
+        ("manifest invalid", lambda: edit(f"{bell}/1.0.0.yaml", "profile: Base", "profile: Nope")),
+        ("pin an invalid one", lambda: pin("dev", "bell-service", "1.0.0")),
+        ("manifest fixed", lambda: edit(f"{bell}/1.0.0.yaml", "profile: Nope", "profile: Base")),
+        ("pin a missing one", lambda: pin("staging", "qrng", "9.9.9")),
+        ("it appears", lambda: copy("manifests/qrng/0.2.0.yaml", "manifests/qrng/9.9.9.yaml")),
+        ("with the right name", lambda: edit("manifests/qrng/9.9.9.yaml", "0.2.0", "9.9.9")),
+        ("new release", new_release),
+        ("manifest becomes a symlink", lambda: symlink(f"{bell}/1.3.0.yaml", "1.2.0.yaml")),
+        ("env file broken", lambda: repo.write("releases/prod.yaml", "environment: [")),
+        ("env renamed", lambda: copy("releases/staging.yaml", "releases/qa.yaml")),
+        ("env fixed", lambda: copy("releases/staging.yaml", "releases/prod.yaml")),
+        ("app folder removed", lambda: shutil.rmtree(repo.path / "manifests/qrng")),
+    ]
+
+
+def test_an_incremental_load_equals_a_fresh_full_load_after_every_kind_of_change(
+    example_repo: GitOpsRepo,
+) -> None:
+    with GitRepo(example_repo.path) as git_repo:
+        loader = Loader(git_repo)
+        loader.load("HEAD")
+        revisions = [example_repo.head]
+        for name, change in _edits(example_repo):
+            change()
+            revisions.append(example_repo.commit(name))
+            incremental = loader.load("HEAD")
+            with GitRepo(example_repo.path) as fresh:
+                assert incremental == Loader(fresh).load("HEAD"), name
+        assert loader.parse_count < 8 + 2 * len(revisions)  # only changed files were parsed
+        for revision in reversed(revisions):  # backwards, through every change undone
+            with GitRepo(example_repo.path) as fresh:
+                assert loader.load(revision) == Loader(fresh).load(revision)
+
+
+def test_a_load_after_history_was_rewritten_lists_the_tree_again(
+    example_repo: GitOpsRepo,
+) -> None:
+    with GitRepo(example_repo.path) as git_repo:
+        loader = Loader(git_repo)
+        first = example_repo.head
+        example_repo.write("releases/qa.yaml", "environment: qa\n")
+        gone = example_repo.commit("qa")
+        loader.load(gone)
+        example_repo.git("reset", "--hard", "--quiet", first)
+        example_repo.git("reflog", "expire", "--expire=now", "--all")
+        example_repo.git("gc", "--quiet", "--prune=now")
+        example_repo.write("releases/qa2.yaml", "environment: qa2\n")
+        rewritten = example_repo.commit("qa2")
+        assert git_repo.changed_entries(gone, rewritten) is None
+        snapshot = loader.load(rewritten)
+        assert sorted(snapshot.environments) == ["dev", "prod", "qa2", "staging"]
+
+
+def test_read_ref_agrees_with_git_for_loose_and_packed_refs(example_repo: GitOpsRepo) -> None:
+    from qrelease.source.repo import SourceError
+
+    with GitRepo(example_repo.path) as git_repo:
+        assert git_repo.read_ref("refs/heads/main") == example_repo.head
+        assert git_repo.resolve("refs/heads/main") == example_repo.head
+        example_repo.git("pack-refs", "--all")
+        assert git_repo.read_ref("refs/heads/main") == example_repo.head
+        assert git_repo.resolve("refs/heads/main") == example_repo.head
+        tree = example_repo.git("rev-parse", "HEAD^{tree}")
+        (example_repo.path / ".git" / "refs" / "heads" / "odd").write_text(tree + "\n")  # a tree
+        with pytest.raises(SourceError, match="unknown revision 'refs/heads/odd'"):
+            git_repo.resolve("refs/heads/odd")
+        with pytest.raises(SourceError):
+            git_repo.read_ref("refs/heads/nope")

@@ -1,0 +1,118 @@
+"""The StateStore contract: every backend (SQLite, the in-memory fake) behaves the same."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from qrelease.model.events import EventDraft
+from qrelease.model.observed import ObservedState
+from qrelease.model.vocabulary import Failure, Health, Rollout, Sync
+from qrelease.store import StateStore, StoreError, open_store
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    location = tmp_path / "state" if request.param == "sqlite" else "memory:"
+    with open_store(location) as opened:
+        yield opened
+
+
+def state(env: str, app: str, **fields: object) -> ObservedState:
+    return ObservedState.model_validate({"env": env, "app": app, **fields})
+
+
+def test_events_chain_filter_and_verify(store: StateStore) -> None:
+    for index in range(6):
+        env = ("dev", "prod")[index % 2]
+        action = ("gate", "deploy", "hold")[index % 3]
+        store.append(
+            EventDraft(env=env, app="a", action=action, reason=str(index)),
+            time=T0 + timedelta(minutes=index),
+        )
+    assert store.newest_seq() == store.count_events() == 6
+    assert [e.seq for e in store.events(env="dev")] == [1, 3, 5]
+    assert [e.seq for e in store.events(actions=["deploy"], descending=True)] == [5, 2]
+    assert [e.seq for e in store.events(since=T0 + timedelta(minutes=4))] == [5, 6]
+    assert [e.seq for e in store.events(after_seq=2, before_seq=5)] == [3, 4]
+    assert [e.seq for e in store.iter_events(limit=2, descending=True)] == [6, 5]
+    newest = store.last_event("prod", "a", "hold")
+    assert newest is not None and newest.seq == 6
+    report = store.verify()
+    assert report.ok and report.checked == 6 and report.head_seq == 6
+
+
+def test_observed_rows_round_trip_and_delete(store: StateStore) -> None:
+    full = state(
+        "prod",
+        "bell",
+        desired="1.1.0",
+        deployed="1.0.0",
+        sync=Sync.OUT_OF_SYNC,
+        health=Health.HEALTHY,
+        rollout=Rollout.FAILED,
+        rollout_step="install",
+        failure=Failure.TRANSIENT,
+        attempts=3,
+        retry_at=T0,
+        updated_at=T0,
+    )
+    store.put_observed_many([full, state("dev", "bell")])
+    assert store.get_observed("prod", "bell") == full
+    assert [s.key for s in store.all_observed()] == [("dev", "bell"), ("prod", "bell")]
+    assert list(store.observed_by_key()) == [("dev", "bell"), ("prod", "bell")]
+    store.delete_observed("dev", "bell")
+    store.delete_observed("dev", "nothing")
+    assert [s.key for s in store.all_observed()] == [("prod", "bell")]
+
+
+def test_a_transaction_is_all_or_nothing(store: StateStore) -> None:
+    store.put_observed(state("prod", "bell", deployed="1.0.0"))
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_observed(state("prod", "bell", deployed="2.0.0"))
+        store.append(EventDraft(env="prod", app="bell", action="deploy"), time=T0)
+        raise RuntimeError("boom")
+    kept = store.get_observed("prod", "bell")
+    assert kept is not None and kept.deployed == "1.0.0"
+    assert store.count_events() == 0
+
+
+def test_runs_intents_and_meta(store: StateStore) -> None:
+    run = store.begin_run("a" * 40, time=T0)
+    last = store.last_run()
+    assert last is not None and last.id == run and last.finished_at is None
+    store.finish_run(run, "succeeded", {"changes": 1}, time=T0 + timedelta(seconds=3))
+    finished = store.last_run()
+    assert finished is not None and finished.outcome == "succeeded"
+    assert finished.summary == {"changes": 1}
+    with pytest.raises(StoreError):
+        store.finish_run(run, "failed", {}, time=T0)
+    first = store.put_intent("dev", "a", "deploy", {"to": "1.0.0"}, time=T0)
+    second = store.put_intent("dev", "b", "deploy", {"to": "2.0.0"}, time=T0)
+    store.clear_intent(first)
+    store.clear_intent(first)
+    assert [intent.id for intent in store.pending_intents()] == [second]
+    assert store.get_meta("last_revision") is None
+    store.set_meta("last_revision", "b" * 40)
+    store.set_meta("last_revision", "c" * 40)
+    assert store.get_meta("last_revision") == "c" * 40
+
+
+def test_another_thread_appends_through_its_own_connection(store: StateStore) -> None:
+    def append_from_a_thread() -> None:
+        with store.connect() as other:
+            for index in range(20):
+                other.append(EventDraft(env="dev", app="t", action="gate", reason=str(index)))
+
+    threads = [threading.Thread(target=append_from_a_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.count_events() == 40 and store.verify().ok

@@ -1,0 +1,405 @@
+"""The TUI driven with Pilot over a real bare GitOps remote and a real SQLite store.
+
+The store is filled by the real engine over the in-memory deployer and quantum fakes with
+a fixed clock; promotions and rollbacks go through the real Promoter, so every commit the
+UI makes lands on the bare remote with its `Qrelease-*` trailers.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Button, Checkbox, DataTable, Input, Select
+
+from qrelease.model.environment import Environment
+from qrelease.model.observed import ObservedState
+from qrelease.model.vocabulary import Availability, Health, Sync
+from qrelease.store import open_store
+from qrelease.tui.board import cell_text, environment_order, matching
+from qrelease.tui.data import Dashboard
+from qrelease.tui.screens.diff import DiffScreen
+from qrelease.tui.screens.history import HistoryScreen
+from qrelease.tui.screens.main import MainScreen
+from qrelease.tui.screens.pin import PinDialog, PromoteDialog, RollbackDialog
+from qrelease.tui.widgets.detail import DetailPane
+from qrelease.tui.widgets.matrix import Matrix
+from tests.helpers.tui import (
+    DEPLOYED_AT,
+    LATER,
+    Remote,
+    cells,
+    drive,
+    settle,
+    shown,
+    type_text,
+)
+
+
+def test_environment_order_follows_promote_from_chains() -> None:
+    envs = {
+        name: Environment(environment=name, promote_from=parent)
+        for name, parent in [
+            ("prod", "staging"),
+            ("dev", None),
+            ("perf", "dev"),
+            ("staging", "dev"),
+            ("sandbox", None),
+        ]
+    }
+    assert environment_order(envs) == ("dev", "perf", "staging", "prod", "sandbox")
+    assert matching(["bell-service", "qrng", "bell-2"], " Bell") == ["bell-service", "bell-2"]
+
+
+def test_watcher_shows_the_pins_first_then_the_full_board_then_only_changes(
+    remote: Remote,
+) -> None:
+    dashboard = Dashboard(str(remote.bare), remote.state, remote.quantum_for, lambda: LATER)
+    with dashboard.watcher() as watcher:
+        pins = watcher.poll()
+        assert pins is not None and not pins.complete and not pins.snapshot.manifests
+        assert cell_text(pins.row("bell-service", "dev")) == "1.2.0 ✓●"
+        full = watcher.poll()
+        assert full is not None and full.complete and not full.snapshot.errors
+        assert full.row("bell-service", "dev") == pins.row("bell-service", "dev")
+        assert full.envs == ("dev", "staging", "prod")
+        assert watcher.poll() is None  # nothing changed: nothing to post
+
+
+# -- the main screen ----------------------------------------------------------------------
+
+
+def test_matrix_shows_every_cell_with_glyphs_and_the_last_reconcile(remote: Remote) -> None:
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        matrix = app.screen.query_one(Matrix)
+        assert [str(c.label) for c in matrix.columns.values()] == ["app", "dev", "staging", "prod"]
+        assert cells(app) == {
+            ("bell-service", "dev"): "1.2.0 ✓●",
+            ("bell-service", "staging"): "1.1.0 ✓●",
+            ("bell-service", "prod"): "1.0.0 ✓●",
+            ("qrng", "dev"): "0.2.0 ✓●",
+            ("qrng", "staging"): "0.2.0 ✓●",
+            ("qrng", "prod"): "0.1.0 ✓●",
+        }
+        status = shown(app.screen.query_one("#status"))
+        assert remote.head[:10] in status
+        assert "reconciled 2026-11-02 09:00 UTC, 2h ago (succeeded)" in status
+
+    drive(app, scenario)
+
+
+def test_navigate_filter_and_open_details(remote: Remote) -> None:
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        matrix = app.screen.query_one(Matrix)
+        assert matrix.selected() == ("bell-service", "dev")
+        await pilot.press("down", "right")
+        assert matrix.selected() == ("qrng", "staging")
+        await pilot.press("slash")
+        assert app.screen.query_one("#filter", Input).has_focus
+        await type_text(pilot, "bell")
+        assert list(cells(app)) == [(("bell-service", env)) for env in ("dev", "staging", "prod")]
+        assert matrix.selected() == ("bell-service", "staging")  # same column, app filtered out
+        await pilot.press("escape")
+        assert matrix.has_focus
+        await pilot.press("enter")
+        await settle(pilot)
+        pane = app.screen.query_one(DetailPane)
+        assert pane.display
+        text = shown(pane.query_one("#detail-body"))
+        status = "bell-service in staging  desired 1.1.0 · deployed 1.1.0  ✓ Synced  ● Healthy"
+        assert status in text
+        assert "packages  bell-service 1.1.0, qdk" in text
+        assert "program   programs/bell.qs  entry Bell.Main()" in text
+        assert "target    ionq.qpu.aria-1  profile Base" in text
+        for gate in ("estimate", "profile", "smoke"):
+            assert f"{gate}" in text and "✓ Passed" in text
+        assert "deploy   – → 1.1.0  ✓ Healthy" in text
+        await pilot.press("right")  # the pane follows the cursor
+        await settle(pilot)
+        assert "bell-service in prod" in shown(pane.query_one("#detail-body"))
+        await pilot.press("escape")
+        assert not pane.display
+
+    drive(app, scenario)
+
+
+def test_mouse_selects_a_cell_and_opens_its_details(remote: Remote) -> None:
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        matrix = app.screen.query_one(Matrix)
+        pane = app.screen.query_one(DetailPane)
+        await pilot.click(Matrix, offset=(52, 2))  # the prod column of the second row
+        assert matrix.selected() == ("qrng", "prod") and not pane.display
+        await pilot.click(Matrix, offset=(52, 2))  # a click on the selected cell opens it
+        await settle(pilot)
+        assert pane.display and pane.details is not None
+        assert (pane.details.app, pane.details.env) == ("qrng", "prod")
+
+    drive(app, scenario)
+
+
+def test_live_updates_patch_cells_in_place_and_keep_the_cursor(remote: Remote) -> None:
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        matrix = app.screen.query_one(Matrix)
+        await pilot.press("down", "right", "right")
+        row_keys = dict(matrix._row_keys)
+        with open_store(remote.state) as store:
+            before = store.get_observed("dev", "bell-service")
+            assert before is not None
+            store.put_observed(before.model_copy(update={"health": Health.DEGRADED}))
+            store.put_observed(
+                ObservedState(
+                    env="dev",
+                    app="qrng",
+                    desired="0.2.0",
+                    deployed="0.2.0",
+                    sync=Sync.SYNCED,
+                    health=Health.HEALTHY,
+                    availability=Availability.UNAVAILABLE,
+                )
+            )
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if cells(app)[("bell-service", "dev")] == "1.2.0 ✓✗":
+                break
+        assert cells(app)[("bell-service", "dev")] == "1.2.0 ✓✗"
+        assert cells(app)[("qrng", "dev")] == "0.2.0 ✓●⊘"
+        assert matrix.selected() == ("qrng", "prod")
+        assert matrix._row_keys == row_keys  # patched, not rebuilt
+
+    drive(app, scenario)
+
+
+# -- promote and roll back ----------------------------------------------------------------
+
+
+def test_promote_dev_to_staging_commits_with_trailers(remote: Remote) -> None:
+    app = remote.app()
+    head = remote.head
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("p")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, PromoteDialog)
+        assert dialog.query_one("#env", Select).value == "staging"
+        assert dialog.query_one("#version", Select).value == "1.2.0"
+        checks = shown(dialog.query_one("#checks"))
+        assert "✓ soak: Healthy in dev for 2h (soak 10m)" in checks and "✗" not in checks
+        plan = shown(dialog.query_one("#plan"))
+        assert "apps.bell-service: 1.1.0 -> 1.2.0 in releases/staging.yaml" in plan
+        assert not dialog.query_one("#force", Checkbox).display  # every check passed
+        confirm = dialog.query_one("#confirm", Button)
+        assert confirm.disabled  # no reason yet
+        await pilot.click("#reason")
+        await type_text(pilot, "feed-forward Bell pairs")
+        assert not confirm.disabled
+        await pilot.click("#confirm")
+        await settle(pilot)
+        outcome = shown(dialog.query_one("#outcome"))
+        assert f"in staging: {remote.head[:12]} pushed" in outcome
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, MainScreen)
+        for _ in range(100):
+            if cells(app)[("bell-service", "staging")] == "1.1.0 → 1.2.0 ↻●":
+                break
+            await pilot.pause(0.05)
+        assert cells(app)[("bell-service", "staging")] == "1.1.0 → 1.2.0 ↻●"
+
+    drive(app, scenario)
+    assert remote.head != head
+    message = remote.git("log", "-1", "--format=%B", "main")
+    assert message.startswith("promote bell-service 1.1.0 -> 1.2.0 in staging")
+    for trailer in (
+        "Qrelease-Action: promote",
+        "Qrelease-App: bell-service",
+        "Qrelease-Env: staging",
+        "Qrelease-From: 1.1.0",
+        "Qrelease-To: 1.2.0",
+        "Qrelease-Reason: feed-forward Bell pairs",
+    ):
+        assert trailer in message
+    assert "bell-service: 1.2.0" in remote.git("show", "main:releases/staging.yaml")
+
+
+def test_refused_promotion_names_each_failed_check_then_force_overrides(remote: Remote) -> None:
+    app = remote.app(now=DEPLOYED_AT + timedelta(minutes=1))  # soak 10m not over yet
+    head = remote.head
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("p")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, PinDialog)
+        assert "✗ soak: Healthy in dev for 1m (soak 10m)" in shown(dialog.query_one("#checks"))
+        force = dialog.query_one("#force", Checkbox)
+        assert force.display and not force.value
+        await pilot.click("#reason")
+        await type_text(pilot, "ship it")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "✗ refused: soak; nothing was committed" in shown(dialog.query_one("#outcome"))
+        assert "✗ soak" in shown(dialog.query_one("#checks"))
+        assert remote.head == head
+        await pilot.click("#force")
+        await pilot.click("#confirm")
+        await settle(pilot)
+        assert "override: soak" in shown(dialog.query_one("#outcome"))
+
+    drive(app, scenario)
+    assert "Qrelease-Override: soak" in remote.git("log", "-1", "--format=%B", "main")
+
+
+def test_promoting_to_the_pinned_version_is_explained_and_cannot_be_confirmed(
+    remote: Remote,
+) -> None:
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("right", "right", "p")  # prod has no downstream: promote into prod
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, PromoteDialog)
+        assert dialog.query_one("#env", Select).value == "prod"
+        assert dialog.query_one("#version", Select).value == "1.1.0"  # Healthy in staging
+        dialog.query_one("#version", Select).value = "1.0.0"
+        await settle(pilot)
+        text = shown(dialog.query_one("#checks"))
+        assert "bell-service is already pinned to 1.0.0 in prod" in text
+        await pilot.click("#reason")
+        await type_text(pilot, "x")
+        assert dialog.query_one("#confirm", Button).disabled
+
+    drive(app, scenario)
+
+
+def test_rollback_pins_the_last_healthy_release(remote: Remote) -> None:
+    remote.promote("bell-service", "staging", "try 1.2.0", LATER)
+    remote.reconcile(LATER)
+    app = remote.app(now=LATER + timedelta(minutes=5))
+    head = remote.head
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("right", "r")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, RollbackDialog)
+        assert dialog.query_one("#env", Select).value == "staging"
+        assert dialog.query_one("#version", Select).value == "1.1.0"
+        assert "✓ manifest-valid" in shown(dialog.query_one("#checks"))
+        assert "apps.bell-service: 1.2.0 -> 1.1.0 in releases/staging.yaml" in shown(
+            dialog.query_one("#plan")
+        )
+        await pilot.click("#reason")
+        await type_text(pilot, "1.2.0 misbehaves")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "✓ rollback bell-service 1.2.0 -> 1.1.0 in staging" in shown(
+            dialog.query_one("#outcome")
+        )
+
+    drive(app, scenario)
+    assert remote.head != head
+    message = remote.git("log", "-1", "--format=%B", "main")
+    assert "Qrelease-Action: rollback" in message and "Qrelease-To: 1.1.0" in message
+    assert "bell-service: 1.1.0" in remote.git("show", "main:releases/staging.yaml")
+
+
+@pytest.mark.parametrize("key", ["p", "r"])
+def test_escape_cancels_a_dialog_and_nothing_changes(remote: Remote, key: str) -> None:
+    app = remote.app()
+    head, events = remote.head, remote.event_count()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press(key)
+        await settle(pilot)
+        assert isinstance(app.screen, PinDialog)
+        await pilot.click("#reason")
+        await type_text(pilot, "changed my mind")
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, MainScreen)
+
+    drive(app, scenario)
+    assert remote.head == head
+    assert remote.event_count() == events
+
+
+def test_dialog_fits_80x24(remote: Remote) -> None:
+    app = remote.app(now=DEPLOYED_AT + timedelta(minutes=1))
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("p")
+        await settle(pilot)
+        for selector in ("#env", "#version", "#checks", "#reason", "#force", "#confirm"):
+            region = app.screen.query_one(selector).region
+            assert region.height > 0 and region.bottom <= 24 and region.right <= 80, selector
+
+    drive(app, scenario, size=(80, 24))
+
+
+# -- history and diff ---------------------------------------------------------------------
+
+
+def test_history_screen_shows_the_timeline_and_filters_it(remote: Remote) -> None:
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("h")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, HistoryScreen)
+        table = screen.query_one("#history", DataTable)
+        total = table.row_count
+        assert total == len(screen.rows) > 0
+        actions = {str(table.get_row_at(i)[3]) for i in range(total)}
+        assert {"deploy", "gate", "pin"} <= actions  # controller events and Git pin changes
+        await pilot.press("slash")
+        await type_text(pilot, "qrng prod")
+        assert table.row_count == 0  # no single column holds "qrng prod"
+        await pilot.press(*["backspace"] * 5)
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert 0 < len(rows) < total and all(row[2] == "qrng" for row in rows)
+        await pilot.press("escape", "escape")
+        assert isinstance(app.screen, MainScreen)
+
+    drive(app, scenario)
+
+
+def test_diff_screen_compares_two_releases(remote: Remote) -> None:
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("right", "d")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, DiffScreen)
+        assert screen.query_one("#old", Select).value == "1.1.0"
+        assert screen.query_one("#new", Select).value == "1.2.0"
+        table = screen.query_one("#diff-fields", DataTable)
+        fields = {row[0]: row[1:] for row in (table.get_row_at(i) for i in range(table.row_count))}
+        assert fields["quantum.target.profile"] == ["Base", "Adaptive_RI"]
+        assert "+        if first == One {" in shown(screen.query_one("#diff-text"))
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+    drive(app, scenario)
+
+
+def test_quit_key_exits(remote: Remote) -> None:
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("q")
+
+    drive(app, scenario)
+    assert app.return_code == 0
