@@ -9,7 +9,7 @@ while a rollout runs); the last rollout has its own field with its step and reas
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -122,16 +122,32 @@ def status_rows(
     pins: Mapping[tuple[str, str], tuple[str, str | None]] | None = None,
     revision: str = "",
 ) -> list[StatusRow]:
-    """Recorded rows, plus a pending row for each pin (env, app) -> (version, target) not recorded.
+    """Recorded rows, with what Git pins now that no pass has reconciled yet.
 
-    A pin whose recorded row wants another version shows the recorded row: it is what the
-    controller last did, and its revision says how old it is.
+    `pins` maps (env, app) to (version, target) at `revision`. A pin with no recorded row
+    gets a pending row; a recorded row whose desired release Git has since changed says
+    so: the new desired release, OutOfSync when it is not what runs (Unknown when it is,
+    as only a pass can tell), health and the last rollout as recorded.
     """
     rows = {state.key: row_of(state) for state in recorded}
     for key, (version, target) in (pins or {}).items():
-        if key not in rows:
+        row = rows.get(key)
+        if row is None:
             rows[key] = pending_row(*key, version, revision, target)
+        elif row.desired != version:
+            rows[key] = _pin_moved(row, version, target, revision)
     return [rows[key] for key in sorted(rows)]
+
+
+def _pin_moved(row: StatusRow, version: str, target: str | None, revision: str) -> StatusRow:
+    """A recorded row whose pin Git has moved since the pass that recorded it."""
+    return replace(
+        row,
+        desired=version,
+        sync=Sync.OUT_OF_SYNC if version != row.deployed else Sync.UNKNOWN,
+        target=target or row.target,
+        message=f"Git at {revision[:12]} pins {version}: not reconciled yet",
+    )
 
 
 # -- transitions ------------------------------------------------------------------------

@@ -42,11 +42,11 @@ ROLLOUT_GLYPHS: Mapping[Rollout | None, str] = {
     Rollout.SUCCEEDED: "",
     Rollout.RUNNING: "»",
     Rollout.FAILED: "!",
-    Rollout.HELD: "⧗",
+    Rollout.HELD: "…",
 }
 LEGEND = (
     "✓ synced ↻ out of sync │ ● healthy ◐ progressing ✗ degraded ○ missing ‖ suspended"
-    " │ rollout » running ! failed ⧗ held │ target △ degraded ⊘ down ◇ unknown"
+    " │ rollout » running ! failed … held │ target △ degraded ⊘ down ◇ unknown"
 )
 
 

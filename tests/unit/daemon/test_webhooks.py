@@ -13,9 +13,7 @@ import pytest
 
 from qrelease.daemon import Controller
 from qrelease.daemon.webhooks import MAX_BODY_BYTES, basic_auth_password, sign, verify
-from tests.helpers.daemon import SECRET, SECRET_ENV, Api, Rig, api_for, rig, synced, wait_for
-
-__all__ = ["api_for", "rig"]  # fixtures shared with test_daemon
+from tests.helpers.daemon import SECRET, SECRET_ENV, Api, Rig, synced, wait_for
 
 BODY = b'{"ref": "refs/heads/main", "anything": "is ignored"}'
 

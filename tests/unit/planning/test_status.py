@@ -232,3 +232,17 @@ def test_status_rows_add_a_pending_row_for_each_pin_no_pass_recorded() -> None:
     pending = rows[1]
     assert (pending.sync, pending.health, pending.target) == (Sync.UNKNOWN, Health.UNKNOWN, "t")
     assert pending.message == f"not reconciled yet (Git is at {REV[:12]})"
+
+
+def test_a_pin_git_moved_since_the_last_pass_shows_as_not_reconciled_yet() -> None:
+    (moved,) = status_rows([live("1.0.0")], {("dev", "bell"): ("1.1.0", "t2")}, REV)
+    assert (moved.desired, moved.deployed, moved.sync, moved.health) == (
+        "1.1.0",
+        "1.0.0",
+        Sync.OUT_OF_SYNC,
+        Health.HEALTHY,
+    )
+    assert moved.message == f"Git at {REV[:12]} pins 1.1.0: not reconciled yet"
+    recorded = live("1.0.0").model_copy(update={"desired": "1.1.0", "sync": Sync.OUT_OF_SYNC})
+    (back,) = status_rows([recorded], {("dev", "bell"): ("1.0.0", None)}, REV)
+    assert back.sync == Sync.UNKNOWN  # only a pass can tell whether what runs has drifted

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from qrelease.cli import main
 from qrelease.deployers.memory import MemoryDeployer
 from qrelease.engine import Backends, Engine
+from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Availability
 from qrelease.promotion.promote import Promoter, PromotionError
 from qrelease.quantum.memory import MemoryQuantum
@@ -53,6 +54,10 @@ class Remote:
         return subprocess.run(
             ["git", "--git-dir", str(self.bare), *args], check=True, capture_output=True, text=True
         ).stdout
+
+    def rows(self) -> dict[tuple[str, str], ObservedState]:
+        """What the controller recorded, as auto-promotion is handed it."""
+        return dict(self.store.observed_by_key())
 
     def file(self, path: str, rev: str = "main") -> str:
         return self.git("show", f"{rev}:{path}")
@@ -241,7 +246,11 @@ def test_history_joins_git_and_controller_events(remote: Remote) -> None:
         "hash",
     } <= set(rows[0])
     sources = {(r["source"], r["action"]) for r in rows}
-    assert ("git", "promote") in sources and ("controller", "deploy") in sources
+    assert ("controller", "deploy") in sources
+    (promotion,) = [r for r in rows if r["action"] == "promote"]  # one entry, not two
+    author = remote.git("log", "-1", "--format=%an <%ae>", "main").strip()
+    assert promotion["source"] == "git+controller" and promotion["actor"] == author
+    assert promotion["seq"] is not None and promotion["hash"] and promotion["reason"] == "ship"
     code, out, _ = cli(remote, "history", "--format", "csv")
     assert out.splitlines()[0].startswith("seq,time,env,app,action")
     remote.store = open_store(remote.state)
@@ -285,7 +294,7 @@ def test_auto_promotion_commits_as_the_controller_and_respects_a_rollback_hold(
     promoter = remote.promoter()
     with GitRepo(remote.bare) as repo:
         held = lambda env, app: rollback_hold(repo, "main", env, app) is not None  # noqa: E731
-        results = auto_promote(promoter, promoter.snapshot(), held)
+        results = auto_promote(promoter, promoter.snapshot(), remote.rows(), held)
     assert [(r.change.env, r.change.app, r.change.to_version) for r in results] == [
         ("staging", "bell-service", "1.2.0")
     ]
@@ -298,7 +307,7 @@ def test_auto_promotion_commits_as_the_controller_and_respects_a_rollback_hold(
     promoter = remote.promoter(LATER + timedelta(hours=3))
     with GitRepo(remote.bare) as repo:
         held = lambda env, app: rollback_hold(repo, "main", env, app) is not None  # noqa: E731
-        assert auto_promote(promoter, promoter.snapshot(), held) == []
+        assert auto_promote(promoter, promoter.snapshot(), remote.rows(), held) == []
 
 
 def test_untrusted_head_holds_every_environment(remote: Remote) -> None:

@@ -14,14 +14,16 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from qrelease.history import event_reason
 from qrelease.model.events import Event
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.planning.status import StatusRow
-from qrelease.tui.board import AVAILABILITY_GLYPHS, HEALTH_GLYPHS, SYNC_GLYPHS
+from qrelease.tui.board import AVAILABILITY_GLYPHS, HEALTH_GLYPHS, ROLLOUT_GLYPHS, SYNC_GLYPHS
 from qrelease.tui.data import Details, GateLine
 from qrelease.tui.widgets.render import (
     AVAILABILITY_STYLES,
     HEALTH_STYLES,
+    ROLLOUT_STYLES,
     SYNC_STYLES,
     outcome_mark,
 )
@@ -72,12 +74,22 @@ def _status(app: str, env: str, row: StatusRow | None) -> Text:
         (f"{SYNC_GLYPHS[row.sync]} {row.sync}", SYNC_STYLES[row.sync]),
         "  ",
         (f"{HEALTH_GLYPHS[row.health]} {row.health}", HEALTH_STYLES[row.health]),
+        _rollout(row),
         "  target ",
         (
             f"{AVAILABILITY_GLYPHS[row.availability] or '✓'} {row.availability}",
             AVAILABILITY_STYLES[row.availability],
         ),
     )
+
+
+def _rollout(row: StatusRow) -> Text:
+    """`  rollout ! Failed (install)`, or nothing before the first rollout."""
+    if row.rollout is None:
+        return Text("")
+    step = f" ({row.step})" if row.step else ""
+    shown = f"{ROLLOUT_GLYPHS[row.rollout]} {row.rollout}".strip() + step
+    return Text.assemble("  rollout ", (shown, ROLLOUT_STYLES[row.rollout]))
 
 
 def _manifest(manifest: ReleaseManifest | None) -> RenderableType:
@@ -112,7 +124,7 @@ def _events(events: tuple[Event, ...]) -> RenderableType:
             event.action,
             change,
             outcome_mark(event.outcome),
-            event.reason,
+            event_reason(event),
         )
     return _indented(grid)
 
