@@ -55,13 +55,14 @@ from qrelease.config import ControllerConfig, SourceConfig
 from qrelease.daemon.controller import initial_view
 from qrelease.daemon.logs import make_logger
 from qrelease.daemon.metrics import Metrics
-from qrelease.daemon.reconciler import BackendsFactory, Reconciler
+from qrelease.daemon.reconciler import Reconciler
 from qrelease.daemon.state import ControllerState
 from qrelease.deployers.memory import MemoryDeployer
 from qrelease.engine import Backends
 from qrelease.quantum.memory import MemoryQuantum
 from qrelease.source.repo import GitRepo
 from qrelease.source.workspace import fetch_mirror
+from qrelease.wiring import BackendsFactory
 
 IDLE_TARGET = 1.2
 SOAK_RSS_TARGET_MIB = 5.0

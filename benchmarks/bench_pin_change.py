@@ -33,7 +33,7 @@ from qrelease.quantum.memory import MemoryQuantum
 from qrelease.source.loader import Snapshot
 from qrelease.source.repo import GitRepo
 from qrelease.source.workspace import fetch_mirror
-from qrelease.store.sqlite import Store
+from qrelease.store import StateStore, open_store
 
 TARGET = 1.5
 SEEDED_AT = datetime(2024, 1, 1, tzinfo=UTC)
@@ -54,12 +54,11 @@ def observed_states(snapshot: Snapshot) -> list[ObservedState]:
     ]
 
 
-def seed(deployer: MemoryDeployer, store: Store, states: list[ObservedState]) -> None:
+def seed(deployer: MemoryDeployer, store: StateStore, states: list[ObservedState]) -> None:
     """Make every app current in the deployer and Healthy in the store."""
-    with store.transaction():
-        for state in states:
-            deployer.seed(state.env, state.app, current=state.deployed)
-            store.put_observed(state)
+    for state in states:
+        deployer.seed(state.env, state.app, current=state.deployed)
+    store.put_observed_many(states)
 
 
 def raw_desired(state: rawgit.RawState) -> Iterator[Desired]:
@@ -77,7 +76,9 @@ def changes(the_plan: Plan) -> list[tuple[str, str, ActionKind]]:
 class PinChange:
     """Both sides, each fetching and planning the same chain of one-pin commits."""
 
-    def __init__(self, workdir: Path, store: Store, origin: Path, chain: tuple[str, ...]) -> None:
+    def __init__(
+        self, workdir: Path, store: StateStore, origin: Path, chain: tuple[str, ...]
+    ) -> None:
         self.origin, self.chain = origin, chain
         self.ours_mirror, self.their_mirror = workdir / "ours.git", workdir / "theirs.git"
         for mirror in (self.ours_mirror, self.their_mirror):
@@ -126,7 +127,7 @@ class PinChange:
         subprocess.run(fetch, cwd=self.their_mirror, check=True, capture_output=True)
         rawgit.apply_change(self.their_mirror, self.raw, old, new)
         desired = list(raw_desired(self.raw))
-        the_plan = plan(new, desired, self.seen, self.raw.environments)
+        the_plan = plan(new, desired, self.seen, self.raw.environments, now=SEEDED_AT)
         self.theirs.append(changes(the_plan))
 
     def _advance(self, commit: str) -> None:
@@ -144,7 +145,7 @@ def run(ctx: Context) -> list[Row]:
     origin = workdir / "origin.git"
     git(workdir, "clone", "--quiet", "--bare", str(data.path), str(origin))
     git(origin, "update-ref", BRANCH, chain[0])
-    with Store.open(workdir / "qrelease.db") as store:
+    with open_store(workdir / "state") as store:
         bench = PinChange(workdir, store, origin, chain)
         try:
             row = ratio_row(

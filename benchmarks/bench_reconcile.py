@@ -27,10 +27,11 @@ from benchmarks.harness import Action, Context, Row, Stats, Trial, with_profile
 from qrelease.config import ControllerConfig
 from qrelease.deployers.installers import Installer, Sources, default_installer
 from qrelease.deployers.venv import VenvDeployer
-from qrelease.engine import Backends, Engine, PassResult
+from qrelease.engine import Backends, Engine, PassReport
+from qrelease.model.vocabulary import Rollout
 from qrelease.quantum.memory import MemoryQuantum
 from qrelease.source.repo import GitRepo
-from qrelease.store.sqlite import Store
+from qrelease.store import open_store
 
 TARGET_SECONDS = 120.0
 TARGET_APPS = 1000
@@ -118,23 +119,23 @@ class Fleet:
         self.revision = fast_import(root / "gitops.git", [files])[-1]
 
     @contextmanager
-    def trial(self, clock: StepClock, results: list[PassResult]) -> Iterator[Action]:
+    def trial(self, clock: StepClock, results: list[PassReport]) -> Iterator[Action]:
         """A reconcile pass over a fresh state dir."""
         state = self.root / f"state-{len(results)}"
         deployer = VenvDeployer(state, installer=TimedInstaller(default_installer(), clock))
         timed, quantum = TimedDeployer(deployer, clock), TimedQuantum(clock)
         backends = Backends(lambda env: timed, lambda env: quantum)
-        with GitRepo(self.root / "gitops.git") as repo, Store.open(state / "qrelease.db") as store:
+        with GitRepo(self.root / "gitops.git") as repo, open_store(state) as store:
             # the controller's default concurrency: what `qrelease controller run` does
             engine = Engine(repo, store, backends, concurrency=ControllerConfig().concurrency)
             yield lambda: results.append(engine.reconcile(self.revision))
 
 
-def healthy(result: PassResult, apps: int) -> None:
+def healthy(result: PassReport, apps: int) -> None:
     """Fail loudly unless every app reached Healthy (otherwise less work was timed)."""
-    outcomes = Counter(result.outcomes.values())
-    if outcomes["Healthy"] != apps:
-        failed = sorted(key for key, outcome in result.outcomes.items() if outcome != "Healthy")
+    outcomes = Counter(app.outcome for app in result.apps)
+    if outcomes[Rollout.SUCCEEDED] != apps:
+        failed = sorted(app.key for app in result.apps if app.outcome != Rollout.SUCCEEDED)
         raise AssertionError(f"outcomes {dict(outcomes)}; not Healthy: {failed[:5]}")
 
 
@@ -179,7 +180,7 @@ def run(ctx: Context) -> list[Row]:
     """One absolute row: N apps to Healthy in one pass."""
     apps = ctx.sizes.reconcile_apps
     fleet = Fleet(ctx.workdir / "reconcile", apps)
-    clock, results = StepClock(), list[PassResult]()
+    clock, results = StepClock(), list[PassReport]()
     before = cpu_seconds()
     with fleet.trial(clock, results) as action:
         started = time.perf_counter()

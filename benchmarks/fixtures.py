@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks.gitdata import GitOpsData, git, gitops_repo
 from benchmarks.harness import Context
 from qrelease.model.observed import ObservedState
-from qrelease.model.vocabulary import Availability, Health, Sync
+from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,10 +37,10 @@ def gitops(ctx: Context) -> GitOpsData:
 
 
 def wheel_builder() -> Callable[..., Any]:
-    """`tests.wheels.build_wheel`: tiny real wheels written directly as zip files."""
+    """`tests.helpers.wheels.build_wheel`: tiny real wheels written directly as zip files."""
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
-    builder: Callable[..., Any] = importlib.import_module("tests.wheels").build_wheel
+    builder: Callable[..., Any] = importlib.import_module("tests.helpers.wheels").build_wheel
     return builder
 
 
@@ -56,6 +56,8 @@ def healthy_state(
         sync=Sync.SYNCED,
         health=Health.HEALTHY,
         target="ionq.simulator",
+        running_target="ionq.simulator",
+        rollout=Rollout.SUCCEEDED,
         availability=Availability.AVAILABLE,
         revision=revision,
         updated_at=at,

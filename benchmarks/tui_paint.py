@@ -36,10 +36,10 @@ from benchmarks.gitdata import (
     fast_import,
 )
 from benchmarks.gitdata import manifest_yaml as generated_manifest
-from qrelease.model.vocabulary import Availability, Health, Sync
+from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
 from qrelease.planning.status import StatusRow
 from qrelease.quantum.memory import MemoryQuantum
-from qrelease.store.sqlite import Store
+from qrelease.store import open_store
 from qrelease.tui.app import QreleaseApp, make_app
 from qrelease.tui.board import cell_text
 
@@ -79,7 +79,7 @@ def build_repo(path: Path, envs: list[str], apps: int) -> dict[str, dict[str, st
 
 def build_store(state: Path, revision: str, pinned: dict[str, dict[str, str]]) -> None:
     """Every (env, app) observed Healthy at its pin, and one finished reconcile run."""
-    with Store.open(state / "qrelease.db") as store, store.transaction():
+    with open_store(state) as store, store.transaction():
         run = store.begin_run(revision, time=NOW - timedelta(minutes=5))
         for env, apps in pinned.items():
             for app, version in apps.items():
@@ -169,8 +169,8 @@ def measure(apps: int = 1000, envs: int = 3, reps: int = 3) -> dict[str, Any]:
 def cell_text_for(version: str) -> str:
     """The text the matrix shows for a Healthy, synced cell at `version`."""
     row = StatusRow(
-        "env", "app", version, version, Sync.SYNCED, Health.HEALTHY, None,
-        Availability.AVAILABLE, "", None,
+        "env", "app", version, version, Sync.SYNCED, Health.HEALTHY, Rollout.SUCCEEDED, "",
+        None, Availability.AVAILABLE, "", None,
     )  # fmt: skip
     return cell_text(row)
 

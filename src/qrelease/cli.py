@@ -291,11 +291,13 @@ def reconcile(
     from qrelease.wiring import engine
 
     ctx = make_context(repo, state, config, as_json)
+    mode = Retry.ALL if retry else Retry.TRANSIENT
+    lock = ControllerLock(ctx.state_dir, role="reconcile")
     try:
-        lock = ControllerLock(ctx.state_dir)
         lock.acquire()
     except AlreadyRunningError as exc:
-        raise Failed(str(exc)) from None
+        _reconcile_through_controller(ctx, exc, env_name, rev, mode)
+        return
     try:
         with (
             opened(ctx) as git_repo,
@@ -307,13 +309,38 @@ def reconcile(
                 concurrency=ctx.config.concurrency,
             ) as eng,
         ):
-            report = eng.reconcile(rev, env_name, Retry.ALL if retry else Retry.TRANSIENT)
+            report = eng.reconcile(rev, env_name, mode)
     finally:
         lock.release()
     for error in report.snapshot.errors:
         click.echo(str(error), err=True)
     _print_status(list(report.rows), ctx.as_json)
     if not report.converged:
+        sys.exit(1)
+
+
+def _reconcile_through_controller(
+    ctx: Context, held: Exception, env_name: str | None, rev: str, mode: Any
+) -> None:
+    """A controller holds the state dir: ask it for the pass and stream its progress."""
+    from qrelease.daemon.api import ApiError, request_pass
+    from qrelease.planning.status import StatusRow
+
+    if getattr(held, "role", None) != "controller":
+        raise Failed(f"{held}; try again when it has finished")
+    if rev != "HEAD":
+        raise Failed(f"{held}; it reconciles its own branch, so --rev cannot be used while it runs")
+    click.echo(f"{held}: asking it to run the pass", err=True)
+    try:
+        report = request_pass(
+            ctx.state_dir, env_name, mode, lambda row: _progress(StatusRow.from_json(row))
+        )
+    except ApiError as exc:
+        raise Failed(str(exc)) from None
+    for error in report["errors"]:
+        click.echo(error, err=True)
+    _print_status([StatusRow.from_json(row) for row in report["rows"]], ctx.as_json)
+    if not report["converged"]:
         sys.exit(1)
 
 

@@ -169,10 +169,11 @@ def test_failing_health_after_switch_rolls_back_and_does_not_loop(user: User) ->
     user.pin("prod", "bell-service", "1.4.0")
     assert user.reconcile(check=False).returncode == 1
     row = user.status()[("prod", "bell-service")]
-    assert row["deployed"] == "1.0.0" and row["health"] == "Degraded"
+    # 1.0.0 runs again and passes its own check: health is what runs, the rollout failed
+    assert (row["deployed"], row["health"], row["rollout"]) == ("1.0.0", "Healthy", "Failed")
     assert "rolled back to 1.0.0" in row["message"]
     assert (user.state / "envs/prod/bell-service/current").readlink() == Path("releases/1.0.0")
-    assert ("auto-rollback", "Degraded") in user.events("prod", "bell-service")
+    assert ("auto-rollback", "Restored") in user.events("prod", "bell-service")
     count = len(user.events("prod", "bell-service"))
     user.reconcile(check=False)
     after = user.events("prod", "bell-service")
@@ -266,7 +267,8 @@ def test_promote_through_every_environment_then_roll_back_prod(user: User) -> No
             "history", *at, "--env", "prod", "--app", "bell-service", "--format", "json"
         ).stdout
     )
-    promote = next(r for r in history if r["source"] == "git" and r["action"] == "promote")
+    (promote,) = [r for r in history if r["action"] == "promote"]  # the commit and its record, once
+    assert promote["source"] == "git+controller" and promote["seq"] is not None
     assert promote["actor"] == "Rel Manager <rm@example.com>" and promote["reason"] == "to prod"
     assert any(r["action"] == "gate" and r["outcome"] == "Passed" for r in history)
     assert any(r["action"] == "rollback" and r["reason"] == "feed-forward flaky" for r in history)

@@ -62,13 +62,13 @@ from qrelease.azure.common import (
     default_credential,
     given_credential,
     plain,
-    redact,
     unavailable,
 )
 from qrelease.deployers.base import DeployError, HealthResult, Observed, Prepared, ReleaseLock
 from qrelease.model.environment import ArmDeploy, AzureQuantum, Environment
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.types import format_duration, version_key
+from qrelease.redaction import redact
 
 SERVICE = "Azure Resource Manager"
 MODE = "Incremental"

@@ -16,7 +16,6 @@ Failures come in three kinds, and callers treat them differently:
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,16 +31,10 @@ from azure.core.exceptions import (
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import HTTPPolicy
 
+from qrelease.redaction import redact
+
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 AUTH_STATUS = frozenset({401, 403})
-REDACTED = "***"
-_SECRET_FIELDS = re.compile(
-    r"(?P<key>\b(?:ApiKey|AccountKey|SharedAccessKey|sig|client_secret|x-ms-quantum-api-key)"
-    r"['\"]?\s*[=:]\s*['\"]?)(?P<value>[^;&\s'\",}]+)",
-    re.IGNORECASE,
-)
-_BEARER = re.compile(r"(?P<key>\bBearer\s+)(?P<value>[A-Za-z0-9\-._~+/]+=*)")
-_MIN_SECRET = 4
 _MAX_DETAIL = 400
 
 Kind = Literal["auth", "transient", "other"]
@@ -54,24 +47,6 @@ class AzureAuthError(Exception):
 
 class AzureUnavailable(Exception):
     """A service kept failing transiently (429, 5xx, timeouts) after every retry."""
-
-
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """`text` with API keys, SAS signatures, bearer tokens and the given secret values masked.
-
-    >>> redact("SubscriptionId=s;ApiKey=abc123;QuantumEndpoint=https://q/")
-    'SubscriptionId=s;ApiKey=***;QuantumEndpoint=https://q/'
-    >>> redact("GET https://blob/c/b?sv=1&sig=Zm9v%3D&se=2 with Bearer eyJ0.x-y")
-    'GET https://blob/c/b?sv=1&sig=***&se=2 with Bearer ***'
-    >>> redact("key is hunter22", ["hunter22"])
-    'key is ***'
-    """
-    cleaned = _SECRET_FIELDS.sub(lambda m: m.group("key") + REDACTED, text)
-    cleaned = _BEARER.sub(lambda m: m.group("key") + REDACTED, cleaned)
-    for secret in secrets:
-        if secret and len(secret) >= _MIN_SECRET:
-            cleaned = cleaned.replace(secret, REDACTED)
-    return cleaned
 
 
 class RedactingFilter(logging.Filter):

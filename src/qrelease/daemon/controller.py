@@ -25,6 +25,7 @@ from structlog.typing import FilteringBoundLogger
 
 from qrelease.config import ConfigError, ControllerConfig
 from qrelease.daemon import settings
+from qrelease.daemon.api import PassRequest, publish_endpoint, withdraw_endpoint
 from qrelease.daemon.lock import AlreadyRunningError, ControllerLock
 from qrelease.daemon.logs import make_logger
 from qrelease.daemon.metrics import Metrics
@@ -32,7 +33,7 @@ from qrelease.daemon.reconciler import Reconciler, Wake
 from qrelease.daemon.server import Endpoints, HttpServer, make_app
 from qrelease.daemon.settings import Overrides
 from qrelease.daemon.state import ControllerState, View
-from qrelease.source.workspace import redact_url
+from qrelease.redaction import redact_url
 from qrelease.wiring import BackendsFactory
 
 MAIN_LOOP_TICK_SECONDS = 0.1
@@ -65,6 +66,7 @@ class Controller:
         self._worker_done = threading.Event()
         self._worker = threading.Thread(target=self._work, name="qrelease-reconcile", daemon=True)
         self._deadline: float | None = None
+        self._api_token: str | None = None
         self.http = HttpServer(make_app(self._endpoints()), self._listen(), self.log)
 
     # -- start, stop, reload ----------------------------------------------------------
@@ -76,6 +78,7 @@ class Controller:
         except BaseException:
             self.http.stop()
             raise
+        self._api_token = publish_endpoint(self.config.state_dir, self.http.address)
         self._worker.start()
         self.log.info(
             "controller started",
@@ -169,6 +172,8 @@ class Controller:
             )
         elif self.fatal is None and self._deadline is None:
             self.fatal = "the reconcile thread stopped unexpectedly"
+        withdraw_endpoint(self.config.state_dir)
+        self._api_token = None
         self.http.stop()
         code = 0 if finished and self.fatal is None else 1
         self.log.info("controller stopped", exit_code=code, error=self.fatal)
@@ -192,7 +197,14 @@ class Controller:
             secret_env=lambda: self.config.webhook.secret_env,
             trigger=self.trigger,
             log=self.log,
+            api_token=lambda: self._api_token,
+            submit=self._submit,
         )
+
+    def _submit(self, request: PassRequest) -> None:
+        """A pass asked for through the local API: queue it and wake the reconcile thread."""
+        self.reconciler.submit(request)
+        self.wake.trigger("api")
 
     def _listen(self) -> settings.Address:
         return settings.parse_listen(self.config.listen)

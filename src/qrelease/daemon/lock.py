@@ -1,9 +1,10 @@
-"""One controller per state dir, enforced by an exclusive `flock` on `<state>/controller.lock`.
+"""One process changes a state dir at a time: an exclusive `flock` on `<state>/controller.lock`.
 
-Two controllers on one state dir would race on the same release directories and `current`
-links. The kernel drops a `flock` when its holder dies, so a crash never leaves a stale
-lock behind; the file holds the holder's pid only so a refused second controller can say
-who is in the way.
+A controller and a CLI reconcile (or two of either) on one state dir would race on the same
+release directories and `current` links and record every step twice. The kernel drops a
+`flock` when its holder dies, so a crash never leaves a stale lock behind; the file holds
+the holder's pid and role (`controller` or `reconcile`) only so a refused second process
+can say who is in the way.
 """
 
 from __future__ import annotations
@@ -17,22 +18,23 @@ LOCK_NAME = "controller.lock"
 
 
 class AlreadyRunningError(Exception):
-    """Another controller holds the state dir's lock."""
+    """Another process (a controller, a CLI reconcile) holds the state dir's lock."""
 
-    def __init__(self, path: Path, pid: int | None) -> None:
-        holder = f"pid {pid}" if pid is not None else "another process"
-        super().__init__(
-            f"{path}: another controller ({holder}) is already running on this state dir"
-        )
+    def __init__(self, path: Path, pid: int | None, role: str | None = None) -> None:
+        holder = f"pid {pid}" if pid is not None else "pid unknown"
+        who = role or "qrelease process"
+        super().__init__(f"{path}: another {who} ({holder}) holds this state dir")
         self.path = path
         self.pid = pid
+        self.role = role
 
 
 class ControllerLock:
-    """The state dir's controller lock: acquire once, release on exit."""
+    """The state dir's lock, taken by whatever deploys into it: acquire once, release on exit."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, role: str = "controller") -> None:
         self.path = state_dir / LOCK_NAME
+        self.role = role
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -42,14 +44,14 @@ class ControllerLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = _read_pid(fd)
+            pid, role = _read_holder(fd)
             os.close(fd)
-            raise AlreadyRunningError(self.path, pid) from None
+            raise AlreadyRunningError(self.path, pid, role) from None
         except BaseException:
             os.close(fd)
             raise
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid()} {self.role}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
@@ -68,7 +70,9 @@ class ControllerLock:
         self.release()
 
 
-def _read_pid(fd: int) -> int | None:
-    """The pid the holder wrote, if it is readable yet."""
-    text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
-    return int(text) if text.isdigit() else None
+def _read_holder(fd: int) -> tuple[int | None, str | None]:
+    """The pid and role the holder wrote (`1234 controller`), as far as they are readable."""
+    words = os.pread(fd, 64, 0).decode("ascii", errors="replace").split()
+    pid = int(words[0]) if words and words[0].isdigit() else None
+    role = words[1] if len(words) > 1 and words[1].isalpha() else None
+    return pid, role

@@ -9,7 +9,6 @@ tracebacks are rendered, so no call site has to remember.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, MutableMapping
@@ -18,14 +17,10 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from qrelease.source.workspace import redact_url
+from qrelease.redaction import MIN_SECRET_LENGTH, REDACTED, SENSITIVE_KEY, redact
 
-REDACTED = "***"
-SENSITIVE_KEY = re.compile(
-    r"secret|token|passw(or)?d|authori[sz]ation|credential|api[_-]?key|cookie", re.IGNORECASE
-)
-URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-MIN_SECRET_LENGTH = 4
+__all__ = ["REDACTED", "redact"]
+
 HEADLINE = ("timestamp", "level", "event")
 LEVELS = {
     "debug": logging.DEBUG,
@@ -51,26 +46,12 @@ class Redactor:
         if SENSITIVE_KEY.search(key) and value is not None:
             return REDACTED
         if isinstance(value, str):
-            return scrub(value, secrets)
+            return redact(value, secrets)
         if isinstance(value, dict):
             return {str(k): self._clean(str(k), v, secrets) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._clean("", item, secrets) for item in value]
         return value
-
-
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with URL credentials and every given secret value replaced.
-
-    >>> scrub("cannot fetch https://bot:hunter22@git.example/r.git: denied", ["hunter22"])
-    'cannot fetch https://***@git.example/r.git: denied'
-    >>> scrub("token is hunter22", ["hunter22"])
-    'token is ***'
-    """
-    cleaned = URL.sub(lambda match: redact_url(match.group()), text)
-    for secret in secrets:
-        cleaned = cleaned.replace(secret, REDACTED)
-    return cleaned
 
 
 def headline_first(

@@ -9,16 +9,19 @@ a process that runs for months.
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
 from qrelease.config import ControllerConfig
+from qrelease.daemon.api import PassRequest
 from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.schedule import next_delay, resync_due
 from qrelease.daemon.state import ControllerState, PassRecord
@@ -27,10 +30,11 @@ from qrelease.model.vocabulary import PassOutcome, Rollout
 from qrelease.planning.planner import Retry
 from qrelease.planning.status import StatusRow, row_of
 from qrelease.promotion.auto import auto_promote
+from qrelease.redaction import redact_url
 from qrelease.source.pinlog import rollback_hold
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys, verify_revision
-from qrelease.source.workspace import clone_mirror, fetch_mirror, mirror_path, redact_url
+from qrelease.source.workspace import clone_mirror, fetch_mirror, mirror_path
 from qrelease.store import StateStore
 from qrelease.wiring import BackendsFactory, local_backends, open_state, promoter
 
@@ -104,6 +108,8 @@ class Reconciler:
         self._source_failures = 0
         self._pass_errors = 0
         self._retry_at: datetime | None = None
+        self._requests: queue.Queue[PassRequest] = queue.Queue()
+        self._asking: PassRequest | None = None
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -118,8 +124,15 @@ class Reconciler:
         self.state.update(store_open=True, store_error=None)
         self._show_known_status()
 
+    def submit(self, request: PassRequest) -> None:
+        """Queue a pass asked for through the local API (the caller wakes the thread)."""
+        self._requests.put(request)
+
     def close(self) -> None:
-        """Release the repository's processes and close the store."""
+        """Release the repository's processes and close the store; refuse queued requests."""
+        for request in self._drain_requests():
+            request.send({"error": "the controller is stopping"})
+            request.close()
         if self._repo is not None:
             self._repo.close()
         if self._store is not None:
@@ -151,7 +164,10 @@ class Reconciler:
         config = self.config
         try:
             revision = self._fetch(config)
-            if revision is not None and self._due(revision, reasons, config):
+            requests = self._drain_requests()
+            for request in requests:
+                self._requested_pass(revision or self._revision, request)
+            if revision is not None and not requests and self._due(revision, reasons, config):
                 self._pass(revision, _trigger(reasons, revision != self._last_pass_revision))
         except Exception:  # a bug in one cycle must not stop the controller
             self._pass_errors += 1
@@ -226,14 +242,44 @@ class Reconciler:
 
     # -- the pass ---------------------------------------------------------------------
 
-    def _pass(self, revision: str, trigger: str) -> None:
+    def _drain_requests(self) -> list[PassRequest]:
+        drained = []
+        while True:
+            try:
+                drained.append(self._requests.get_nowait())
+            except queue.Empty:
+                return drained
+
+    def _requested_pass(self, revision: str | None, request: PassRequest) -> None:
+        """A pass asked for through the API: its rows and its report go back to the caller."""
+        try:
+            if revision is None:
+                request.send({"error": self.state.view.source_error or "not fetched yet"})
+                return
+            self._asking = request
+            report = self._pass(revision, "api", request.env, request.retry)
+            if report is None:
+                request.send({"error": self.state.view.pass_error or "the pass failed"})
+            else:
+                request.send({"report": report_json(report)})
+        finally:
+            self._asking = None
+            request.close()
+
+    def _pass(
+        self,
+        revision: str,
+        trigger: str,
+        env_filter: str | None = None,
+        retry: Retry = Retry.DUE,
+    ) -> PassReport | None:
         """One engine pass over `revision`; the engine's finaliser publishes its report."""
-        log = self.log.bind(revision=revision, trigger=trigger)
+        log = self.log.bind(revision=revision, trigger=trigger, env=env_filter)
         log.info("pass started")
         started_at, started = datetime.now(UTC), time.monotonic()
         self._current_revision = revision
         try:
-            report = self._the_engine().reconcile(revision, retry=Retry.DUE, trigger=trigger)
+            report = self._the_engine().reconcile(revision, env_filter, retry, trigger=trigger)
         except Exception as error:  # the controller outlives any one bad pass
             self._pass_errors += 1
             log.exception("pass error")
@@ -242,10 +288,11 @@ class Reconciler:
             self.metrics.record_pass(seconds, PassOutcome.ERROR, [])
             record = PassRecord(revision, PassOutcome.ERROR, started_at, seconds, trigger, summary)
             self.state.pass_finished(record)
-            return
+            return None
         self._pass_errors = 0
-        self._last_pass_revision = revision
-        self._last_pass_at = time.monotonic()
+        if env_filter is None:  # a pass over one environment leaves the others due
+            self._last_pass_revision = revision
+            self._last_pass_at = time.monotonic()
         seconds = time.monotonic() - started
         record = PassRecord(
             revision, report.outcome, started_at, seconds, trigger, report.summary()
@@ -253,6 +300,7 @@ class Reconciler:
         self.state.pass_finished(record)
         log.info("pass finished", outcome=str(report.outcome), seconds=round(seconds, 3))
         self._auto_promote(report, log)
+        return report
 
     def _on_report(self, report: PassReport) -> None:
         """The engine's finaliser hands every pass here: view rows, metrics, retries."""
@@ -268,6 +316,8 @@ class Reconciler:
     def _on_row(self, row: StatusRow) -> None:
         """The engine's row hook: /status shows every planned row and rollout step at once."""
         self.state.put_rows([row])
+        if self._asking is not None:
+            self._asking.send({"row": row.as_json()})
         if row.rollout == Rollout.RUNNING and row.step:
             self.log.info(
                 "step", env=row.env, app=row.app, step=row.step, revision=self._current_revision
@@ -357,6 +407,18 @@ class Reconciler:
 
 def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+def report_json(report: PassReport) -> dict[str, Any]:
+    """A pass report as the local API sends it back."""
+    return {
+        "revision": report.revision,
+        "outcome": str(report.outcome),
+        "converged": report.converged,
+        "rows": [row.as_json() for row in report.rows],
+        "errors": [str(error) for error in report.snapshot.errors],
+        "summary": report.summary(),
+    }
 
 
 def _trigger(reasons: list[str], new_revision: bool) -> str:

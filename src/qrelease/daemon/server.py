@@ -8,30 +8,35 @@ at start and port 0 (tests) tells the caller which port it got.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from structlog.typing import FilteringBoundLogger
 
+from qrelease.daemon.api import RECONCILE_PATH, PassRequest, authorized
 from qrelease.daemon.logs import ForwardHandler
 from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.settings import Address
 from qrelease.daemon.state import ControllerState
 from qrelease.daemon.webhooks import MAX_BODY_BYTES, declared_too_large, verify
+from qrelease.planning.planner import Retry
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
+MAX_API_BODY = 4096
 
 
 @dataclass(frozen=True)
@@ -43,10 +48,12 @@ class Endpoints:
     secret_env: Callable[[], str]
     trigger: Callable[[str], None]
     log: FilteringBoundLogger
+    api_token: Callable[[], str | None] = lambda: None
+    submit: Callable[[PassRequest], None] | None = None
 
 
 def make_app(endpoints: Endpoints) -> Starlette:
-    """The ASGI app: /healthz, /readyz, /metrics, /status and POST /hooks/git."""
+    """The ASGI app: probes, metrics, status, the Git webhook and the local reconcile API."""
     handlers = _Handlers(endpoints)
     return Starlette(
         routes=[
@@ -55,6 +62,7 @@ def make_app(endpoints: Endpoints) -> Starlette:
             Route("/metrics", handlers.metrics, methods=["GET"]),
             Route("/status", handlers.status, methods=["GET"]),
             Route("/hooks/git", handlers.hook, methods=["POST"]),
+            Route(RECONCILE_PATH, handlers.reconcile, methods=["POST"]),
         ]
     )
 
@@ -103,11 +111,39 @@ class _Handlers:
         self.e.trigger(f"webhook:{verdict.provider}")
         return JSONResponse({"accepted": True, "provider": verdict.provider}, status_code=202)
 
+    async def reconcile(self, request: Request) -> Response:
+        """Run a pass now (token holders only) and stream its rows, then its report."""
+        token = self.e.api_token()
+        if token is None or self.e.submit is None:
+            return JSONResponse({"error": "the local API is not enabled"}, status_code=503)
+        if not authorized(request.headers.get("authorization"), token):
+            return JSONResponse({"error": "invalid or missing token"}, status_code=401)
+        body = await _read_limited(request, MAX_API_BODY)
+        if body is None:
+            return JSONResponse({"error": f"body over {MAX_API_BODY} bytes"}, status_code=413)
+        try:
+            asked = json.loads(body or b"{}")
+            env, retry = asked.get("env"), Retry(asked.get("retry", Retry.TRANSIENT))
+            if env is not None and not isinstance(env, str):
+                raise ValueError("env must be a string")
+        except (ValueError, AttributeError) as error:
+            return JSONResponse({"error": f"bad request: {error}"}, status_code=400)
+        pass_request = PassRequest(env, retry)
+        self.e.submit(pass_request)
+        self.e.log.info("pass requested", env=env, retry=str(retry))
+        return StreamingResponse(_events(pass_request), media_type="application/x-ndjson")
+
     def _refuse(self, provider: str, result: str, code: int, message: str) -> Response:
         self.e.metrics.webhooks.labels(provider=provider, result=result).inc()
         self.e.log.warning("webhook refused", provider=provider, result=result, status=code)
         headers = {"WWW-Authenticate": 'Basic realm="qrelease"'} if code == 401 else None
         return JSONResponse({"error": message}, status_code=code, headers=headers)
+
+
+async def _events(pass_request: PassRequest) -> AsyncIterator[str]:
+    """The pass's events as JSON lines, until the reconcile thread closes the stream."""
+    while (event := await asyncio.to_thread(pass_request.events.get)) is not None:
+        yield json.dumps(event) + "\n"
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:

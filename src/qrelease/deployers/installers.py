@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
+from qrelease.redaction import redact
+
 OUTPUT_TAIL_BYTES = 4000
 VENV_TIMEOUT_SECONDS = 120.0
 INSTALL_TIMEOUT_SECONDS = 900.0
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _MAX_SCRIPT_BYTES = 1024 * 1024
 _UV_SOURCE_VARS = (
     "UV_DEFAULT_INDEX",
@@ -37,15 +38,6 @@ _UV_SOURCE_VARS = (
     "UV_NO_INDEX",
 )
 _PIP_SOURCE_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX")
-
-
-def redact(text: str) -> str:
-    """Replace the user:password part of every URL in `text` with ***.
-
-    >>> redact("fetching https://user:token@pkgs.example/simple failed")
-    'fetching https://***@pkgs.example/simple failed'
-    """
-    return _URL_USERINFO.sub("***@", text)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,6 @@ from qrelease.deployers.installers import (
     InstallFailed,
     Sources,
     default_installer,
-    redact,
     run_bounded,
     venv_bin,
     venv_python,
@@ -59,6 +58,7 @@ from qrelease.deployers.installers import (
 from qrelease.model.environment import Environment, VenvDeploy
 from qrelease.model.manifest import HealthCheck, ReleaseManifest
 from qrelease.model.types import check_dns_label, check_semver, version_key
+from qrelease.redaction import redact
 
 LOCK_FILE = "qrelease.lock.json"
 PROGRAM_FILE = "program.qir"

@@ -67,6 +67,26 @@ class StatusRow:
             text += f" · rollout {self.rollout}" + (f" ({self.step})" if self.step else "")
         return text
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StatusRow:
+        """A row read back from `as_json` (the controller's API streams rows this way)."""
+        retry_at = data.get("retry_at")
+        return cls(
+            env=str(data["env"]),
+            app=str(data["app"]),
+            desired=data.get("desired"),
+            deployed=data.get("deployed"),
+            sync=Sync(data["sync"]),
+            health=Health(data["health"]),
+            rollout=Rollout(data["rollout"]) if data.get("rollout") else None,
+            step=str(data.get("step") or ""),
+            target=data.get("target"),
+            availability=Availability(data["availability"]),
+            message=str(data.get("message") or ""),
+            revision=data.get("revision"),
+            retry_at=datetime.fromisoformat(retry_at) if retry_at else None,
+        )
+
     def as_json(self) -> dict[str, Any]:
         """The row as plain JSON values (the `status --json` and `/status` row)."""
         out: dict[str, Any] = {}

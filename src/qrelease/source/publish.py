@@ -16,9 +16,10 @@ from pathlib import Path
 import git
 import yaml
 
+from qrelease.redaction import redact_url
 from qrelease.source.pins import PinEditError, set_pin
 from qrelease.source.repo import SourceError
-from qrelease.source.workspace import git_reason, is_local_repo, redact_url
+from qrelease.source.workspace import git_reason, is_local_repo
 from qrelease.source.writer import identity_env
 
 PUSH_ATTEMPTS = 5

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import git
 
+from qrelease.redaction import redact_url
 from qrelease.source.repo import GitRepo, SourceError
+
+__all__ = ["redact_url"]
 
 FETCH_TIMEOUT = 60.0
 
@@ -68,18 +71,6 @@ def fetch_mirror(mirror: Path, timeout: float = FETCH_TIMEOUT) -> None:
     except subprocess.CalledProcessError as exc:
         reason = _telling_line(str(exc.stderr or ""), f"git exited with {exc.returncode}")
         raise SourceError(f"cannot fetch into {mirror}: {reason}") from None
-
-
-def redact_url(url: str) -> str:
-    """Hide credentials embedded in a URL.
-
-    >>> redact_url("https://user:token@example.com/repo.git")
-    'https://***@example.com/repo.git'
-    """
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 def git_reason(exc: git.exc.GitCommandError) -> str:

@@ -28,9 +28,10 @@ from qrelease.planning.upstream import GATE_EVENTS_SCANNED, GateLine, newest_gat
 from qrelease.promotion.diff import ReleaseDiff, UnknownReleaseError, diff_releases
 from qrelease.promotion.promote import PinAction, Preview, Promoter, PromotionError, Result
 from qrelease.quantum.base import QuantumBackend
+from qrelease.redaction import redact_url
 from qrelease.source.loader import Loader, Snapshot
 from qrelease.source.repo import GitRepo, SourceError
-from qrelease.source.workspace import is_local_repo, open_repo, redact_url
+from qrelease.source.workspace import is_local_repo, open_repo
 from qrelease.store.base import Run, StateStore, StoreError
 from qrelease.tui.board import Board, build_board, upstream_version
 from qrelease.wiring import open_state, promoter

@@ -29,14 +29,16 @@ from qrelease.azure.arm import ArmAuthError, ArmDeployer, ensure_quantum_infrast
 from qrelease.azure.common import RetrySettings
 from qrelease.azure.quantum import AzureQuantumBackend
 from qrelease.deployers.base import DeployError, ReleaseLock
-from qrelease.engine import Backends, Engine
+from qrelease.engine import Backends, Engine, PassReport
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
-from qrelease.model.vocabulary import Health, Sync
+from qrelease.model.vocabulary import Health, Rollout, Sync
+from qrelease.planning.planner import Retry
 from qrelease.quantum.base import QuantumBackend
 from qrelease.quantum.qdk import QdkBackend
 from qrelease.source.repo import GitRepo
 from qrelease.store import StateStore, open_store
+from tests.helpers import PROJECT_ROOT
 from tests.helpers.azure import (
     ArmFake,
     HealthFake,
@@ -48,7 +50,7 @@ from tests.helpers.azure import (
 )
 from tests.helpers.gitops import GitOpsRepo
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = PROJECT_ROOT
 EXAMPLES = ROOT / "examples" / "azure"
 SUB = "00000000-0000-0000-0000-0000000000b2"
 PLACEHOLDER_SUB = "00000000-0000-0000-0000-000000000000"
@@ -515,6 +517,11 @@ def azure_rig(
     git.close()
 
 
+def outcomes(report: PassReport) -> dict[tuple[str, str], Rollout | None]:
+    """Each (env, app)'s rollout outcome in the pass."""
+    return {app.key: app.outcome for app in report.apps}
+
+
 def test_an_environment_on_azure_reconciles_to_healthy(azure_rig: AzureRig) -> None:
     env = azure_rig.engine.loader.load().environments["azure-staging"]
     infrastructure = ensure_quantum_infrastructure(azure_rig.deployer, env)
@@ -522,7 +529,7 @@ def test_an_environment_on_azure_reconciles_to_healthy(azure_rig: AzureRig) -> N
     result = azure_rig.engine.reconcile(env_filter="azure-staging")
 
     assert infrastructure.deployed
-    assert result.outcomes == {("azure-staging", "bell-service"): "Healthy"}
+    assert outcomes(result) == {("azure-staging", "bell-service"): Rollout.SUCCEEDED}
     state = azure_rig.state()
     assert (state.deployed, state.sync, state.health) == ("1.0.0", Sync.SYNCED, Health.HEALTHY)
     events = list(azure_rig.store.iter_events(env="azure-staging", app="bell-service"))
@@ -540,7 +547,7 @@ def test_an_unavailable_target_holds_the_rollout_without_rolling_back(azure_rig:
 
     result = azure_rig.engine.reconcile(env_filter="azure-staging")
 
-    assert result.outcomes == {("azure-staging", "bell-service"): "Hold"}
+    assert outcomes(result) == {("azure-staging", "bell-service"): Rollout.HELD}
     state = azure_rig.state()
     assert (state.deployed, state.health) == ("1.0.0", Health.HEALTHY)
     assert "ionq.qpu.aria-1 is Unavailable" in state.message
@@ -556,12 +563,12 @@ def test_a_failed_arm_deployment_leaves_the_previous_release_running_and_says_wh
 
     failed = azure_rig.engine.reconcile(env_filter="azure-staging")
     state = azure_rig.state()
-    retried = azure_rig.engine.reconcile(env_filter="azure-staging", retry=True)
+    retried = azure_rig.engine.reconcile(env_filter="azure-staging", retry=Retry.ALL)
 
-    assert failed.outcomes == {("azure-staging", "bell-service"): "Failed"}
+    assert outcomes(failed) == {("azure-staging", "bell-service"): Rollout.FAILED}
     assert state.deployed == "1.0.0" and state.sync is Sync.OUT_OF_SYNC
     assert "Conflict: Website with given name already exists." in state.message
-    assert retried.outcomes == {("azure-staging", "bell-service"): "Healthy"}
+    assert outcomes(retried) == {("azure-staging", "bell-service"): Rollout.SUCCEEDED}
     assert azure_rig.state().deployed == "1.1.0"
 
 

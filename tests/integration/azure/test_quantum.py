@@ -26,13 +26,15 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from qrelease.azure import common as azure_common
 from qrelease.azure import quantum as quantum_azure
-from qrelease.azure.common import AzureAuthError, RetrySettings, redact
+from qrelease.azure.common import AzureAuthError, RetrySettings
 from qrelease.azure.quantum import AzureQuantumBackend, align_keys, entry_point
 from qrelease.model.environment import AzureQuantum
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.vocabulary import Availability, GateOutcome
 from qrelease.quantum.base import GateReport, GateResult, ProgramSource
 from qrelease.quantum.qdk import QdkBackend
+from qrelease.redaction import redact
+from tests.helpers import PROJECT_ROOT
 from tests.helpers.azure import (
     SAS_SIGNATURE,
     JobScript,
@@ -42,7 +44,7 @@ from tests.helpers.azure import (
     self_signed_cert,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = PROJECT_ROOT
 SUB = "00000000-0000-0000-0000-0000000000a1"
 KEY_VARIABLE = "QRELEASE_TEST_QUANTUM_CONNECTION"
 API_KEY = "test-api-key-0123456789"

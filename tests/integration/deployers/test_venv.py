@@ -17,19 +17,21 @@ from pathlib import Path
 import pytest
 
 from qrelease.deployers.base import Deployer, DeployError, ReleaseLock
-from qrelease.deployers.installers import InstallFailed, PipInstaller, Sources, redact
+from qrelease.deployers.installers import InstallFailed, PipInstaller, Sources
 from qrelease.deployers.memory import MemoryDeployer
 from qrelease.deployers.venv import VenvDeployer, read_lock
 from qrelease.examples.wheels import build_example_wheels
 from qrelease.model.environment import ArmDeploy, Environment, VenvDeploy
 from qrelease.model.manifest import ReleaseManifest
+from qrelease.redaction import redact
+from tests.helpers import PROJECT_ROOT
 from tests.helpers.wheels import BuiltWheel, build_wheel
 
 pytestmark = pytest.mark.slow
 
 APP = "demo-app"
 VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
-REPO = Path(__file__).resolve().parent.parent
+REPO = PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")

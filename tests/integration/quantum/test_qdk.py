@@ -8,7 +8,6 @@ os.environ.setdefault("QDK_PYTHON_TELEMETRY", "none")
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +17,11 @@ from qrelease.model.vocabulary import Availability, GateOutcome
 from qrelease.quantum.base import EstimateSummary, GateReport, GateResult, ProgramSource
 from qrelease.quantum.qdk import QdkBackend, diagnostics_of
 from qrelease.quantum.sandbox import GateLimits, GateSandbox
+from tests.helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = PROJECT_ROOT
 BELL = {"[Zero, Zero]": 0.5, "[One, One]": 0.5}
 QRNG = {
     f"[{a}, {b}, {c}]": 0.125

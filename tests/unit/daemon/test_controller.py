@@ -23,7 +23,7 @@ from qrelease.config import ControllerConfig
 from qrelease.daemon import Controller, run_controller
 from qrelease.daemon.controller import initial_view
 from qrelease.daemon.lock import ControllerLock
-from qrelease.daemon.logs import REDACTED, Redactor, make_logger, scrub
+from qrelease.daemon.logs import REDACTED, Redactor, make_logger
 from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.reconciler import Reconciler
 from qrelease.daemon.schedule import backoff, jittered, next_delay
@@ -32,6 +32,7 @@ from qrelease.daemon.state import ControllerState
 from qrelease.deployers.memory import MemoryDeployer
 from qrelease.engine import Backends
 from qrelease.quantum.memory import MemoryQuantum
+from qrelease.redaction import redact as scrub
 from qrelease.store import open_store
 from tests.helpers.daemon import (
     SECRET,
