@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -115,14 +114,11 @@ def test_new_pin_deploys_and_pinning_back_is_a_switch(user: User) -> None:
     user.reconcile()
     assert user.status()[("prod", "bell-service")]["deployed"] == "1.1.0"
     user.pin("prod", "bell-service", "1.0.0")
-    started = time.monotonic()
     user.reconcile("--env", "prod")
-    elapsed = time.monotonic() - started
     assert user.status()[("prod", "bell-service")]["deployed"] == "1.0.0"
     with open_store(user.state) as store:
         install = store.events(env="prod", app="bell-service", actions=["install"])[-1]
-    assert install.to_version == "1.0.0" and install.details["installed"] is False
-    assert elapsed < 30  # generous: the switch itself is measured in benchmarks
+    assert install.to_version == "1.0.0" and install.details["installed"] is False  # a switch
 
 
 def test_branching_program_on_base_target_fails_the_profile_gate(user: User) -> None:
@@ -275,3 +271,26 @@ def test_promote_through_every_environment_then_roll_back_prod(user: User) -> No
     csv_rows = user.run("history", *at, "--format", "csv").stdout.splitlines()
     assert csv_rows[0].startswith("seq,time,env,app,action") and len(csv_rows) > 10
     assert "chain intact" in user.run("audit", "verify", *at).stdout
+
+
+def test_an_install_without_its_wheel_source_fails_then_goes_live_when_it_is_back(
+    user: User, wheelhouse: Path
+) -> None:
+    (user.state / "wheels").unlink()  # the environments' find_links directory is missing
+    failed = user.reconcile(check=False)
+    assert failed.returncode == 1
+    row = user.status()[("dev", "bell-service")]
+    assert (row["sync"], row["health"], row["rollout"], row["step"]) == (
+        "OutOfSync",
+        "Missing",
+        "Failed",
+        "install",
+    )
+    assert "Failed to read `--find-links` directory" in row["message"]
+    assert "retrying at" in row["message"] and "(attempt 1)" in row["message"]
+    (user.state / "wheels").symlink_to(wheelhouse)
+    user.reconcile()  # the same revision: a transient failure is tried again, and exits 0
+    rows = user.status()
+    assert {(r["sync"], r["health"], r["rollout"]) for r in rows.values()} == {
+        ("Synced", "Healthy", "Succeeded")
+    }

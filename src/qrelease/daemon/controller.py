@@ -14,9 +14,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -33,6 +33,7 @@ from qrelease.daemon.reconciler import Reconciler, Wake
 from qrelease.daemon.server import Endpoints, HttpServer, make_app
 from qrelease.daemon.settings import Overrides
 from qrelease.daemon.state import ControllerState, View
+from qrelease.engine import utcnow
 from qrelease.redaction import redact_url
 from qrelease.wiring import BackendsFactory
 
@@ -52,6 +53,7 @@ class Controller:
         config_path: Path | None = None,
         backends_factory: BackendsFactory | None = None,
         log_stream: TextIO | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
         self.overrides = overrides or Overrides()
@@ -59,7 +61,9 @@ class Controller:
         self.state = ControllerState(initial_view(config))
         self.metrics = Metrics()
         self.log = make_logger(config.log_level, self._secrets, log_stream)
-        self.reconciler = Reconciler(config, self.state, self.metrics, self.log, backends_factory)
+        self.reconciler = Reconciler(
+            config, self.state, self.metrics, self.log, backends_factory, clock=clock
+        )
         self.wake = Wake()
         self.fatal: str | None = None
         self._stop = threading.Event()

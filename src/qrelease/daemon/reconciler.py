@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from qrelease.daemon.api import PassRequest
 from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.schedule import next_delay, resync_due
 from qrelease.daemon.state import ControllerState, PassRecord
-from qrelease.engine import Backends, Engine, PassReport
+from qrelease.engine import Backends, Engine, PassReport, utcnow
 from qrelease.model.vocabulary import PassOutcome, Rollout
 from qrelease.planning.planner import Retry
 from qrelease.planning.status import StatusRow, row_of
@@ -89,6 +89,7 @@ class Reconciler:
         log: FilteringBoundLogger,
         backends_factory: BackendsFactory | None = None,
         draw: Callable[[], float] = random.random,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config  # replaced whole by a reload; read once per cycle
         self.state = state
@@ -97,6 +98,7 @@ class Reconciler:
         self.mirror = Mirror(config.source.url or ".", config.state_dir, config.source.timeout)
         self._backends_factory = backends_factory
         self._draw = draw
+        self.clock = clock  # every decision (resync, retries, the engine's records) reads it
         self._store: StateStore | None = None
         self._backends: Backends | None = None
         self._repo: GitRepo | None = None
@@ -104,7 +106,7 @@ class Reconciler:
         self._revision: str | None = None
         self._current_revision: str | None = None
         self._last_pass_revision: str | None = None
-        self._last_pass_at: float | None = None
+        self._last_pass_at: datetime | None = None
         self._source_failures = 0
         self._pass_errors = 0
         self._retry_at: datetime | None = None
@@ -193,7 +195,7 @@ class Reconciler:
         return revision
 
     def _fetched(self, revision: str, seconds: float) -> None:
-        now = datetime.now(UTC)
+        now = self.clock()
         self.metrics.record_fetch(seconds, ok=True, at=now.timestamp())
         if self._source_failures:
             self.log.info("source recovered", revision=revision, failures=self._source_failures)
@@ -219,10 +221,9 @@ class Reconciler:
         """A pass runs for a new revision, a webhook, or when the resync interval is up."""
         if revision != self._last_pass_revision or any(r.startswith(WEBHOOK) for r in reasons):
             return True
-        if self._retry_at is not None and datetime.now(UTC) >= self._retry_at:
+        if self._retry_at is not None and self.clock() >= self._retry_at:
             return True
-        since = None if self._last_pass_at is None else time.monotonic() - self._last_pass_at
-        elapsed = None if since is None else timedelta(seconds=since)
+        elapsed = None if self._last_pass_at is None else self.clock() - self._last_pass_at
         return resync_due(elapsed, config.source.resync)
 
     def _schedule(self, config: ControllerConfig) -> timedelta:
@@ -231,9 +232,9 @@ class Reconciler:
         source = config.source
         delay = next_delay(source.interval, failures, source.max_backoff, self._draw())
         if self._retry_at is not None:  # a transient failure is due before the next poll
-            delay = max(timedelta(0), min(delay, self._retry_at - datetime.now(UTC)))
+            delay = max(timedelta(0), min(delay, self._retry_at - self.clock()))
         self.state.update(
-            next_poll_at=datetime.now(UTC) + delay,
+            next_poll_at=self.clock() + delay,
             interval=source.interval,
             resync=source.resync,
             branch=source.branch,
@@ -276,7 +277,7 @@ class Reconciler:
         """One engine pass over `revision`; the engine's finaliser publishes its report."""
         log = self.log.bind(revision=revision, trigger=trigger, env=env_filter)
         log.info("pass started")
-        started_at, started = datetime.now(UTC), time.monotonic()
+        started_at, started = self.clock(), time.monotonic()
         self._current_revision = revision
         try:
             report = self._the_engine().reconcile(revision, env_filter, retry, trigger=trigger)
@@ -292,7 +293,7 @@ class Reconciler:
         self._pass_errors = 0
         if env_filter is None:  # a pass over one environment leaves the others due
             self._last_pass_revision = revision
-            self._last_pass_at = time.monotonic()
+            self._last_pass_at = self.clock()
         seconds = time.monotonic() - started
         record = PassRecord(
             revision, report.outcome, started_at, seconds, trigger, report.summary()
@@ -376,6 +377,7 @@ class Reconciler:
                 self._git(),
                 self._opened_store(),
                 self._backends,
+                clock=self.clock,
                 on_row=self._on_row,
                 verify=self._verifier(),
                 concurrency=self.config.concurrency,

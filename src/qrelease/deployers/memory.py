@@ -28,11 +28,13 @@ class MemoryDeployer:
     """A Deployer keeping releases in dicts.
 
     `calls` records `(method, env, app, version-or-arg)` tuples in order. Failures are set
-    per version: `fail_install` makes prepare raise DeployError, `unhealthy` makes the
-    health check fail, `drift[(env, app)]` is reported by observe.
+    per version: `fail_install` makes prepare raise DeployError (a transient one for the
+    versions in `unreachable`, as when a wheel source cannot be reached), `unhealthy` makes
+    the health check fail, `drift[(env, app)]` is reported by observe.
     """
 
     fail_install: set[str] = field(default_factory=set)
+    unreachable: set[str] = field(default_factory=set)
     unhealthy: set[str] = field(default_factory=set)
     drift: dict[tuple[str, str], str] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
@@ -78,6 +80,9 @@ class MemoryDeployer:
         if version in state.releases:
             return Prepared(version, installed=False)
         self.install_count += 1
+        if version in self.unreachable:
+            message = f"{manifest.app} {version} in {name}: wheel source unreachable (simulated)"
+            raise DeployError(message, transient=True)
         if version in self.fail_install:
             raise DeployError(f"{manifest.app} {version} in {name}: install failed (simulated)")
         state.releases[version] = lock

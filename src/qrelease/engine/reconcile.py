@@ -163,9 +163,11 @@ class Engine:
                 continue
             before = previous.get(action.key)
             state = planned(action, before, revision, now)
-            states[action.key] = state
-            if before is None or not same_row(before, state):
+            if before is not None and same_row(before, state):
+                state = before  # unchanged: nothing written, the row keeps its revision
+            else:
                 changed.append(state)
+            states[action.key] = state
             if action.rollout == Rollout.HELD and _new_hold(before, action):
                 details = {"reason": action.reason}
                 holds.append(

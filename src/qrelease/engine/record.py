@@ -75,7 +75,10 @@ class Recorder:
     def commit_many(
         self, states: Collection[ObservedState], events: Iterable[EventDraft] = ()
     ) -> list[Event]:
-        """Several rows and events in one transaction (a plan's rows)."""
+        """Several rows and events in one transaction (a plan's rows); nothing to do, no commit."""
+        events = list(events)
+        if not states and not events:
+            return []
         with self.store.transaction():
             self.store.put_observed_many(states)
             appended = [self.store.append(event, time=self.clock()) for event in events]

@@ -256,6 +256,7 @@ class Deployment:
             live,
             failure.live_health,
             failure.live_target,
+            went_live=failure.switched and live == self.manifest.version,
         )
         self.state = failed(self.before, self.state, outcome, self.revision, self.clock())
         details = {"step": failure.step, "message": failure.message, "failure": failure.failure}

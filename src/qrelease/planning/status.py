@@ -257,7 +257,8 @@ class Outcome:
     """How a failed rollout left things: which step, why, whether a retry can help, what runs.
 
     `live` is the version running afterwards and `live_health` its health when the rollout
-    learnt it (after a switch, or a switch back); None keeps what ran before.
+    learnt it (after a switch, or a switch back); None keeps what ran before. `went_live`
+    says the desired release was switched to and stays live (no rollback).
     """
 
     step: str
@@ -266,6 +267,7 @@ class Outcome:
     live: str | None
     live_health: Health | None = None
     live_target: str | None = None
+    went_live: bool = False
 
 
 def failed(
@@ -289,7 +291,7 @@ def failed(
     then = f"retrying at {retry_at:%H:%M:%S} UTC (attempt {attempts})" if retry_at else MANUAL_RETRY
     update: dict[str, Any] = {
         "deployed": outcome.live,
-        "sync": Sync.SYNCED if outcome.live == version else state.sync,
+        "sync": Sync.SYNCED if outcome.went_live else state.sync,
         "health": health,
         "rollout": Rollout.FAILED,
         "rollout_step": outcome.step,

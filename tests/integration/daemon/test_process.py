@@ -12,9 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +156,6 @@ def deployed(daemon: Daemon, env: str, app: str) -> str | None:
     return None if version is None else str(version)
 
 
-def started_after(last_pass: dict[str, Any], moment: datetime) -> float:
-    """Seconds from `moment` to the start of a pass (same host, same clock)."""
-    return (datetime.fromisoformat(last_pass["started_at"]) - moment).total_seconds()
-
-
 def assert_no_half_switch(state: Path) -> None:
     for current in state.glob("envs/*/*/current"):
         target = current.resolve()
@@ -192,23 +185,17 @@ def test_real_daemon_applies_pushes_answers_probes_and_stops_cleanly_on_sigterm(
     assert client.get("/readyz").status_code == 200
     # a push plus a webhook: the pass starts at once
     revision = pin(example_repo, "prod", "bell-service", "1.1.0")
-    hooked_at, hooked_wall = time.monotonic(), datetime.now(UTC)
     signature = {"X-Qrelease-Signature": sign(b"{}", SECRET)}
     assert client.post("/hooks/git", content=b"{}", headers=signature).status_code == 202
     wait_for("the webhook pass", lambda: deployed(daemon, "prod", "bell-service") == "1.1.0", 60)
-    applied_in = time.monotonic() - hooked_at
     last = daemon.status()["last_pass"]
     assert last["revision"] == revision and last["trigger"] == "webhook:generic"
-    assert started_after(last, hooked_wall) < 2.0
-    # a push alone: picked up by the next poll (interval 1s, ±10%)
+    # a push alone: picked up by the next poll
     revision = pin(example_repo, "prod", "qrng", "0.2.0")
-    pushed_at, pushed_wall = time.monotonic(), datetime.now(UTC)
     wait_for("the polled pass", lambda: daemon.status()["revision"] == revision, 60)
-    polled_in = time.monotonic() - pushed_at
     last = daemon.status()["last_pass"]
-    assert last["trigger"] == "revision" and started_after(last, pushed_wall) < 1.1 + 1.0
+    assert last["trigger"] == "revision"
     assert deployed(daemon, "prod", "qrng") == "0.2.0"
-    print(f"webhook push applied in {applied_in:.2f}s, polled push applied in {polled_in:.2f}s")
     metrics = client.get("/metrics").text
     assert 'qrelease_reconcile_passes_total{outcome="succeeded"} 3.0' in metrics
     assert 'qrelease_gate_outcomes_total{gate="smoke",outcome="Passed"}' in metrics

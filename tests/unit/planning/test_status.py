@@ -121,7 +121,13 @@ def test_a_release_left_live_without_rollback_is_synced_and_degraded() -> None:
     before = live()
     state = planned(deploy(target="ionq.qpu.aria-1"), before, REV, NOW)
     outcome = Outcome(
-        "health", "exit 3", Failure.DETERMINISTIC, "1.1.0", Health.DEGRADED, "ionq.qpu.aria-1"
+        "health",
+        "exit 3",
+        Failure.DETERMINISTIC,
+        "1.1.0",
+        Health.DEGRADED,
+        "ionq.qpu.aria-1",
+        went_live=True,
     )
     after = failed(before, state, outcome, REV, NOW)
     assert (after.sync, after.health, after.deployed) == (Sync.SYNCED, Health.DEGRADED, "1.1.0")
@@ -246,3 +252,22 @@ def test_a_pin_git_moved_since_the_last_pass_shows_as_not_reconciled_yet() -> No
     recorded = live("1.0.0").model_copy(update={"desired": "1.1.0", "sync": Sync.OUT_OF_SYNC})
     (back,) = status_rows([recorded], {("dev", "bell"): ("1.0.0", None)}, REV)
     assert back.sync == Sync.UNKNOWN  # only a pass can tell whether what runs has drifted
+
+
+def test_a_repair_that_fails_stays_out_of_sync_as_the_planner_decided() -> None:
+    before = live("1.1.0")
+    repair = Action(
+        ActionKind.DEPLOY,
+        "dev",
+        "bell",
+        "1.1.0",
+        "1.1.0",
+        Sync.OUT_OF_SYNC,
+        "repair: lock file missing",
+        manifest("1.1.0"),
+        Availability.AVAILABLE,
+        Rollout.RUNNING,
+    )
+    outcome = Outcome("gates", "profile gate Failed", Failure.DETERMINISTIC, "1.1.0")
+    after = failed(before, planned(repair, before, REV, NOW), outcome, REV, NOW)
+    assert (after.sync, after.deployed, after.desired) == (Sync.OUT_OF_SYNC, "1.1.0", "1.1.0")

@@ -1,0 +1,33 @@
+"""Each domain rule is written once and every caller uses that one."""
+
+from __future__ import annotations
+
+from qrelease.planning import policy, upstream
+
+
+def test_healthy_upstream_is_decided_in_one_place() -> None:
+    from qrelease.promotion import auto, promote
+    from qrelease.tui import board
+
+    for module in (auto, promote, board, policy):
+        assert module.healthy_release is upstream.healthy_release, module.__name__
+
+
+def test_the_newest_result_of_each_gate_is_found_in_one_place() -> None:
+    from qrelease.engine import rollout
+    from qrelease.promotion import promote
+    from qrelease.tui import data
+
+    for module in (rollout, promote, data):
+        assert module.newest_gates is upstream.newest_gates, module.__name__
+
+
+def test_the_status_of_a_row_is_decided_in_one_place() -> None:
+    from qrelease.cli import _print_status  # noqa: F401 the CLI renders rows, never decides them
+    from qrelease.daemon import reconciler
+    from qrelease.engine import record
+    from qrelease.planning import status
+    from qrelease.tui import board
+
+    assert record.row_of is status.row_of and reconciler.row_of is status.row_of
+    assert board.status_rows is status.status_rows
