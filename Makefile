@@ -7,7 +7,10 @@ STAMP := $(VENV)/.installed
 export QDK_PYTHON_TELEMETRY := none
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint typecheck unit bench clean
+PYTEST := $(BIN)/pytest -p no:cacheprovider
+DOCTESTS := --doctest-modules src/qrelease --ignore=src/qrelease/__main__.py
+
+.PHONY: run test lint unit tests bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +27,17 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The fast lane: pure and in-process tests (real git, SQLite, HTTP, Textual; no venv
+# builds, no qdk) and the docstring examples, four at a time. Under a minute.
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(PYTEST) -q -n 4 tests/unit $(DOCTESTS)
 
-test: lint unit
+# Everything: unit, integration (real venvs, qdk, Azure SDKs on loopback, subprocess
+# daemons) and end-to-end; a test file stays on one worker so session fixtures build once.
+tests: $(STAMP)
+	$(PYTEST) -q -n 4 --dist loadfile tests $(DOCTESTS)
+
+test: lint tests
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

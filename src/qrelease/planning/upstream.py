@@ -45,6 +45,7 @@ class Running(Protocol):
 def healthy_release(state: Running | None) -> str | None:
     """The release that runs Healthy according to `state` (a row or a recorded state), or None.
 
+    >>> from qrelease.model.observed import ObservedState
     >>> healthy_release(ObservedState(env="dev", app="a", deployed="1.0.0", health=Health.HEALTHY))
     '1.0.0'
     >>> healthy_release(ObservedState(env="dev", app="a", deployed="1.0.0", health=Health.UNKNOWN))
