@@ -500,3 +500,28 @@ def test_status_shows_every_planned_row_and_the_running_step_during_a_pass(
     slow.release.set()
     wait_for("the pass to finish", lambda: synced(api))
     assert controller.close() == 0
+
+
+def test_a_cycle_loads_git_once_and_takes_metrics_from_the_pass_report(
+    rig: Rig, api_for: Callable[[Controller], Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qrelease.source.loader import Loader
+    from qrelease.store.sqlite import Store
+
+    loads: list[str] = []
+    load = Loader.load
+    monkeypatch.setattr(
+        Loader, "load", lambda self, rev="HEAD": loads.append(rev) or load(self, rev)
+    )
+    reads: list[str] = []
+    iter_events = Store.iter_events
+    monkeypatch.setattr(
+        Store, "iter_events", lambda self, **kw: reads.append("events") or iter_events(self, **kw)
+    )
+    controller = rig.start()
+    api = api_for(controller)
+    wait_for("first pass", lambda: synced(api))
+    assert len(loads) == 1  # plan, record, status view and metrics share the pass's snapshot
+    assert reads == []  # gate counts come from the report, not from re-reading the log
+    assert api.metric('qrelease_gate_outcomes_total{gate="smoke",outcome="Passed"}') == 6
+    assert controller.close() == 0
