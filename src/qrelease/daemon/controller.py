@@ -34,6 +34,7 @@ from qrelease.daemon.server import Endpoints, HttpServer, make_app
 from qrelease.daemon.settings import Overrides
 from qrelease.daemon.state import ControllerState, View
 from qrelease.engine import utcnow
+from qrelease.model.vocabulary import PassOutcome
 from qrelease.redaction import redact_url
 from qrelease.wiring import BackendsFactory
 
@@ -319,7 +320,7 @@ def run_once(
     backends_factory: BackendsFactory | None = None,
     log_stream: TextIO | None = None,
 ) -> int:
-    """One fetch and one pass, no server: 0 when both worked and every change went live."""
+    """One fetch and one pass, no server: 0 when both worked and every desired change is live."""
     state = ControllerState(initial_view(config))
     log: FilteringBoundLogger = make_logger(config.log_level, stream=log_stream)
     with Reconciler(config, state, Metrics(), log, backends_factory) as reconciler:
@@ -328,7 +329,9 @@ def run_once(
     if view.source_error:
         _error(view.source_error)
         return 1
-    return 0 if view.last_pass is not None and view.last_pass.outcome == "succeeded" else 1
+    last = view.last_pass
+    converged = last is not None and last.outcome == PassOutcome.SUCCEEDED
+    return 0 if converged and last is not None and not last.summary.get("pending") else 1
 
 
 def _error(message: str) -> None:
