@@ -280,7 +280,10 @@ class Reconciler:
         started_at, started = self.clock(), time.monotonic()
         self._current_revision = revision
         try:
-            report = self._the_engine().reconcile(revision, env_filter, retry, trigger=trigger)
+            fresh = trigger != "revision"  # a new revision reuses what deployers reported
+            report = self._the_engine().reconcile(
+                revision, env_filter, retry, trigger=trigger, fresh=fresh
+            )
         except Exception as error:  # the controller outlives any one bad pass
             self._pass_errors += 1
             log.exception("pass error")

@@ -7,10 +7,10 @@ Nothing here writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from qrelease.deployers.base import Deployer
+from qrelease.deployers.base import Deployer, Observed
 from qrelease.engine.backends import Backends
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
@@ -30,72 +30,101 @@ class Observation:
 
 
 class Observer:
-    """Observes pins for passes; remembers each manifest's target id across passes.
+    """Observes pins for passes, keeping what the deployers reported between passes.
 
-    The loader hands the same model objects to every pass until their file changes, so a
-    manifest's target id is kept by the manifest's identity (each entry holds its manifest,
-    so the id stays that manifest's): reading three nested models of each of thousands of
-    manifests each pass costs more than the rest of the lookup together.
+    Only the engine changes what is deployed (one process holds the state dir), so what a
+    deployer reported stays true until the engine acts on that key: a pass over a new
+    revision reuses it, and only a `fresh` pass (a resync, or a pass a person asked for)
+    asks every deployer again, which is how drift from outside is found. The engine
+    forgets the keys it acted on. A manifest's target id is kept by the manifest's
+    identity: the loader hands the same model objects to every pass until their file
+    changes, and reading three nested models of each of thousands of manifests each pass
+    costs more than the rest of the lookup together.
     """
 
     def __init__(self, backends: Backends) -> None:
         self._backends = backends
         self._targets: dict[int, tuple[ReleaseManifest, str]] = {}
+        self._live: dict[tuple[str, str], Observed] = {}
+
+    def forget(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Ask the deployers again about these keys next pass (the engine acted on them)."""
+        for key in keys:
+            self._live.pop(key, None)
 
     def observe(
         self,
         snapshot: Snapshot,
         stored: Mapping[tuple[str, str], ObservedState],
         env_filter: str | None,
+        *,
+        fresh: bool = False,
     ) -> Observation:
         """Every pin of the selected environments, plus every recorded key no pin names."""
         environments = selected(snapshot.environments, env_filter)
-        desired = tuple(desired_pins(snapshot, environments))
-        availability = _AvailabilityCache(self._backends, self._targets)
-        deployers: dict[str, Deployer] = {}
+        availability = _AvailabilityCache(self._backends)
+        targets: dict[int, tuple[ReleaseManifest, str]] = self._targets
+        used: dict[int, tuple[ReleaseManifest, str]] = {}
+        known = {} if fresh else self._live
+        others = {key: seen for key, seen in self._live.items() if env_filter not in (None, key[0])}
+        live: dict[tuple[str, str], Observed] = others
+        desired: list[Desired] = []
         seen: dict[tuple[str, str], Seen] = {}
-        for item in desired:
-            env, key = item.env, (item.env.environment, item.app)
-            deployer = deployers.get(key[0]) or deployers.setdefault(
-                key[0], self._backends.deployer_for(env)
-            )
-            observed = deployer.observe(env, item.app)
-            status = availability.of(env, item.manifest)
-            seen[key] = Seen(stored.get(key), observed.current, observed.drift, *status)
-        self._targets = availability.used  # only the manifests of this pass stay referenced
+        manifests, problems = snapshot.manifests, snapshot.pin_problems
+        for name, env in sorted(environments.items()):  # one tight loop: thousands of pins a pass
+            deployer: Deployer | None = None
+            statuses: dict[str, tuple[Availability, str]] = {}  # by target id, in this env
+            for app, version in sorted(env.apps.items()):
+                key = (name, app)
+                manifest = manifests.get((app, version))
+                problem = problems.get(key) if problems else None
+                desired.append(
+                    Desired(env, app, version, manifest, problem.message if problem else "")
+                )
+                observed = known.get(key)
+                if observed is None:
+                    deployer = deployer or self._backends.deployer_for(env)
+                    observed = deployer.observe(env, app)
+                live[key] = observed
+                if manifest is None:
+                    status = _UNKNOWN
+                else:
+                    target = targets.get(id(manifest)) or (manifest, manifest.quantum.target.id)
+                    used[id(manifest)] = target
+                    status = statuses.get(target[1]) or _NOT_LOOKED_UP
+                    if status is _NOT_LOOKED_UP:
+                        status = statuses[target[1]] = availability.of(env, target[1])
+                seen[key] = Seen(stored.get(key), observed.current, observed.drift, *status)
+        self._targets = used  # only the manifests of this pass stay referenced
         gone = sorted(k for k in stored if k not in seen and env_filter in (None, k[0]))
         for key in gone:  # recorded once, no longer pinned: observed for the prune
             env = environments.get(key[0]) or Environment(environment=key[0])
-            observed = self._backends.deployer_for(env).observe(env, key[1])
+            observed = known.get(key) or self._backends.deployer_for(env).observe(env, key[1])
+            live[key] = observed
             seen[key] = Seen(
                 stored.get(key), observed.current, observed.drift, Availability.UNKNOWN, ""
             )
-        return Observation(environments, desired, seen)
+        self._live = live  # only keys of this pass (and other environments') stay
+        return Observation(environments, tuple(desired), seen)
+
+
+_UNKNOWN = (Availability.UNKNOWN, "")
+_NOT_LOOKED_UP = (Availability.UNKNOWN, "not looked up")
 
 
 class _AvailabilityCache:
-    """Target status looked up once per (backend kind, target) in a pass."""
+    """Target status looked up once per (quantum backend settings, target) in a pass."""
 
-    def __init__(self, backends: Backends, targets: dict[int, tuple[ReleaseManifest, str]]) -> None:
+    def __init__(self, backends: Backends) -> None:
         self._backends = backends
         self._seen: dict[tuple[object, str], tuple[Availability, str]] = {}
-        self._by_env: dict[tuple[str, str], tuple[Availability, str]] = {}
-        self._known = targets
-        self.used: dict[int, tuple[ReleaseManifest, str]] = {}
 
-    def of(self, env: Environment, manifest: ReleaseManifest | None) -> tuple[Availability, str]:
-        if manifest is None:
-            return (Availability.UNKNOWN, "")
-        known = self._known.get(id(manifest)) or (manifest, manifest.quantum.target.id)
-        self.used[id(manifest)] = known
-        near = (env.environment, known[1])
-        if near not in self._by_env:
-            key = (env.quantum, known[1])  # frozen models hash by value: envs sharing a backend
-            if key not in self._seen:
-                status = self._backends.quantum_for(env).target_status(known[1])
-                self._seen[key] = (status.availability, status.message)
-            self._by_env[near] = self._seen[key]
-        return self._by_env[near]
+    def of(self, env: Environment, target_id: str) -> tuple[Availability, str]:
+        key = (env.quantum, target_id)  # frozen models hash by value: envs sharing a backend
+        if key not in self._seen:
+            status = self._backends.quantum_for(env).target_status(target_id)
+            self._seen[key] = (status.availability, status.message)
+        return self._seen[key]
 
 
 def environment_of(snapshot: Snapshot, name: str) -> Environment:

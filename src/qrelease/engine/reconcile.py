@@ -67,17 +67,28 @@ class Engine:
     # -- planning ---------------------------------------------------------------------
 
     def plan(
-        self, rev: str = "HEAD", env_filter: str | None = None, retry: Retry = Retry.DUE
+        self,
+        rev: str = "HEAD",
+        env_filter: str | None = None,
+        retry: Retry = Retry.DUE,
+        *,
+        fresh: bool = False,
     ) -> tuple[Snapshot, Plan]:
         """Load the desired state and decide, without changing anything."""
         snapshot = self.loader.load(rev)
-        the_plan, _ = self._decide(snapshot, env_filter, retry, self.clock())
+        the_plan, _ = self._decide(snapshot, env_filter, retry, self.clock(), fresh)
         return snapshot, the_plan
 
     def _decide(
-        self, snapshot: Snapshot, env_filter: str | None, retry: Retry, now: datetime
+        self,
+        snapshot: Snapshot,
+        env_filter: str | None,
+        retry: Retry,
+        now: datetime,
+        fresh: bool,
     ) -> tuple[Plan, Observation]:
-        observation = self._observer.observe(snapshot, self.store.observed_by_key(), env_filter)
+        stored = self.store.observed_by_key()
+        observation = self._observer.observe(snapshot, stored, env_filter, fresh=fresh)
         broken = broken_environments(snapshot, env_filter)
         the_plan = plan(
             snapshot.revision,
@@ -114,12 +125,18 @@ class Engine:
         retry: Retry = Retry.DUE,
         *,
         trigger: str = "manual",
+        fresh: bool = True,
     ) -> PassReport:
-        """Plan, record the plan's rows, carry out every action, then finalise the report."""
+        """Plan, record the plan's rows, carry out every action, then finalise the report.
+
+        `fresh` asks every deployer what runs (finding drift); otherwise what they reported
+        in earlier passes is reused for the keys the engine has not acted on since.
+        """
         snapshot = self.loader.load(rev)
         started = self.clock()
         recovered_events = self.recover(snapshot.environments)
-        the_plan, observation = self._decide(snapshot, env_filter, retry, started)
+        the_plan, observation = self._decide(snapshot, env_filter, retry, started, fresh)
+        self._observer.forget(action.key for action in the_plan.changes)
         run_id = self.store.begin_run(snapshot.revision, time=started)
         first_seq = self.store.newest_seq() + 1 - len(recovered_events)
         recorder = Recorder(self.store, self.clock, self.on_row)
@@ -304,6 +321,7 @@ class Engine:
                 details={"interrupted": intent.step, "intended": intent.payload},
             )
             recorded += recorder.commit(state, [event], intent=intent.id)
+            self._observer.forget([(intent.env, intent.app)])
         return recorded
 
 

@@ -9,7 +9,7 @@ decided here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
@@ -35,9 +35,11 @@ class Retry(StrEnum):
     ALL = "all"
 
 
-@dataclass(frozen=True)
-class Desired:
-    """What Git asks for one (environment, app): the pin and its manifest if valid."""
+class Desired(NamedTuple):
+    """What Git asks for one (environment, app): the pin and its manifest if valid.
+
+    A named tuple, like `Seen` and `Action`: a pass builds one per pin, thousands at a time.
+    """
 
     env: Environment
     app: str
@@ -59,8 +61,7 @@ class Seen(NamedTuple):
     availability_message: str = ""
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(NamedTuple):
     """The decision for one (environment, app).
 
     `rollout` is what the decision means for the last-rollout field: Running for a Deploy,
@@ -133,7 +134,7 @@ def plan(
 def hold_all(the_plan: Plan, reason: str) -> Plan:
     """The same plan with every change turned into a Hold (an untrusted revision, say)."""
     held = [
-        replace(action, kind=ActionKind.HOLD, reason=reason, rollout=Rollout.HELD)
+        action._replace(kind=ActionKind.HOLD, reason=reason, rollout=Rollout.HELD)
         if action.kind in (ActionKind.DEPLOY, ActionKind.PRUNE)
         else action
         for action in the_plan.actions

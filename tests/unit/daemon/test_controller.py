@@ -485,7 +485,7 @@ def test_status_shows_every_planned_row_and_the_running_step_during_a_pass(
 ) -> None:
     slow = SlowQuantum()
     rig.quantum = slow
-    controller = rig.start()
+    controller = rig.start(rig.config(concurrency=1))  # one rollout at a time: a still picture
     api = api_for(controller)
     assert slow.entered.wait(WAIT_SECONDS)  # the first rollout is in its gates
     rows = {(r["env"], r["app"]): r for r in api.status()["rows"]}
