@@ -401,3 +401,24 @@ def test_an_idle_pass_reads_every_row_once_and_writes_nothing(rig: Rig) -> None:
     assert counting.calls["put_observed"] == counting.calls["put_observed_many"] == 0
     assert rig.store.count_events() == events and report.converged
     assert report.events[0] > report.events[1]  # an empty range: nothing appended
+
+
+def test_a_new_revision_reuses_what_deployers_reported_and_a_fresh_pass_finds_drift(
+    rig: Rig,
+) -> None:
+    rig.engine.reconcile()
+    rig.engine.reconcile(fresh=False)  # asks again only about what the first pass deployed
+    rig.deployer.drift[("dev", "qrng")] = "qrelease.lock.json is missing"  # edited by hand
+    before = len(rig.deployer.calls)
+    rig.pin("prod", "bell-service", "1.1.0")
+    revision_pass = rig.engine.reconcile(fresh=False)
+    assert [c for c in rig.deployer.calls[before:] if c[0] == "observe"] == []
+    assert outcomes(revision_pass) == {("prod", "bell-service"): Rollout.SUCCEEDED}
+    resync = rig.engine.reconcile(fresh=True)
+    assert outcomes(resync) == {("dev", "qrng"): Rollout.SUCCEEDED}  # the repair
+    (repair,) = [app for app in resync.apps if app.key == ("dev", "qrng")]
+    assert repair.row is not None and repair.row.sync == Sync.SYNCED
+    after = len(rig.deployer.calls)
+    rig.engine.reconcile(fresh=False)  # keys the engine acted on are asked again
+    observed = {c[1:] for c in rig.deployer.calls[after:] if c[0] == "observe"}
+    assert observed == {("dev", "qrng")}
