@@ -21,14 +21,17 @@ from qrelease.engine.observe import Observation, Observer, broken_environments, 
 from qrelease.engine.record import Recorder, draft
 from qrelease.engine.report import AppReport, Finaliser, PassReport, ReportSink, RowSink
 from qrelease.engine.rollout import Deployment
+from qrelease.evidence import PolicySources, judge
 from qrelease.model.environment import Environment
 from qrelease.model.events import Event, EventDraft
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import ActionKind, EventKind, EventOutcome, Rollout
 from qrelease.planning.planner import Action, Plan, Retry, hold_all, plan
+from qrelease.planning.policy import Check
 from qrelease.planning.status import planned, recovered, row_of, same_row
 from qrelease.source.loader import Loader, Snapshot
 from qrelease.source.repo import GitRepo
+from qrelease.source.signatures import TrustedKeys
 from qrelease.store.base import StateStore
 
 
@@ -51,6 +54,7 @@ class Engine:
         verify: Callable[[str], str | None] | None = None,
         concurrency: int = 1,
         sinks: Iterable[ReportSink] = (),
+        trusted_keys: TrustedKeys | None = None,
     ) -> None:
         self.repo = repo
         self.store = store
@@ -59,6 +63,7 @@ class Engine:
         self.on_row = on_row
         self.verify = verify
         self.concurrency = concurrency
+        self.trusted_keys = trusted_keys  # signed-commit verification: overrides, approvals
         self.loader = Loader(repo)
         self.finalise = Finaliser(sinks)
         self._observer = Observer(backends)
@@ -98,9 +103,40 @@ class Engine:
             now=now,
             retry=retry,
             broken=broken,
+            verdicts=self._verdicts(snapshot, observation, stored, now),
         )
         refusal = self.verify(snapshot.revision) if self.verify else None
         return (hold_all(the_plan, refusal) if refusal else the_plan), observation
+
+    def _verdicts(
+        self,
+        snapshot: Snapshot,
+        observation: Observation,
+        stored: Mapping[tuple[str, str], ObservedState],
+        now: datetime,
+    ) -> dict[tuple[str, str], list[Check]]:
+        """The policy checks of every pin change about to be applied, however it reached Git."""
+        sources = PolicySources(self.store, self.repo, snapshot.revision, self.trusted_keys)
+        verdicts = {}
+        for desired in observation.desired:
+            env, app, manifest = desired.env, desired.app, desired.manifest
+            key = (env.environment, app)
+            running = observation.seen[key].current
+            if manifest is None or running == desired.version or app in env.policy.suspended:
+                continue
+            upstream = stored.get((env.promote_from, app)) if env.promote_from else None
+            verdicts[key] = judge(
+                sources,
+                snapshot,
+                env,
+                app,
+                manifest,
+                running=running,
+                upstream_state=upstream,
+                availability=observation.seen[key].availability,
+                now=now,
+            )
+        return verdicts
 
     def previews(self, snapshot: Snapshot, the_plan: Plan) -> dict[tuple[str, str], list[str]]:
         """What each Deploy would change, for deployers that can tell (ARM what-if)."""

@@ -8,9 +8,9 @@ decided here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -18,6 +18,7 @@ from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import ActionKind, Availability, Failure, Health, Rollout, Sync
+from qrelease.planning.policy import Check, failed, next_look
 
 BLOCKING_AVAILABILITY = (Availability.DEGRADED, Availability.UNAVAILABLE)
 
@@ -66,6 +67,8 @@ class Action(NamedTuple):
 
     `rollout` is what the decision means for the last-rollout field: Running for a Deploy,
     Held for a new hold, Failed for a release waiting after a failure, None for unchanged.
+    A policy hold carries its `checks` and when to judge again (`retry_at`); a suspended
+    app's hold says so in `health`.
     """
 
     kind: ActionKind
@@ -78,6 +81,9 @@ class Action(NamedTuple):
     manifest: ReleaseManifest | None = None
     availability: Availability = Availability.UNKNOWN
     rollout: Rollout | None = None
+    retry_at: datetime | None = None
+    health: Health | None = None
+    checks: tuple[Check, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -111,15 +117,21 @@ def plan(
     now: datetime,
     retry: Retry = Retry.DUE,
     broken: Mapping[str, str] | None = None,
+    verdicts: Mapping[tuple[str, str], Sequence[Check]] | None = None,
 ) -> Plan:
     """Decide for every desired app, and for every recorded app Git no longer asks for.
 
     `broken` maps environments whose file is invalid to the problem: their apps are held.
+    `verdicts` are the policy checks of the pin changes about to be applied.
     """
-    actions = [
-        decide(revision, d, seen.get((d.env.environment, d.app), Seen()), now=now, retry=retry)
-        for d in desired
-    ]
+    judged = verdicts or {}
+    actions = []
+    for d in desired:
+        key = (d.env.environment, d.app)
+        verdict = judged.get(key, ())
+        actions.append(
+            decide(revision, d, seen.get(key, Seen()), now=now, retry=retry, verdict=verdict)
+        )
     wanted = {(d.env.environment, d.app) for d in desired}
     for key, observed in seen.items():
         if key in wanted:
@@ -143,9 +155,15 @@ def hold_all(the_plan: Plan, reason: str) -> Plan:
 
 
 def decide(
-    revision: str, desired: Desired, seen: Seen, *, now: datetime, retry: Retry = Retry.DUE
+    revision: str,
+    desired: Desired,
+    seen: Seen,
+    *,
+    now: datetime,
+    retry: Retry = Retry.DUE,
+    verdict: Sequence[Check] = (),
 ) -> Action:
-    """The action for one app an environment file pins."""
+    """The action for one app an environment file pins (`verdict`: its policy checks)."""
     env, app, version = desired.env.environment, desired.app, desired.version
     current = seen.current
 
@@ -165,6 +183,11 @@ def decide(
             rollout,
         )
 
+    suspended = desired.env.policy.suspended.get(app)
+    if suspended is not None:
+        reason = f"suspended: {suspended}" if suspended else "suspended"
+        held = act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
+        return held._replace(health=Health.SUSPENDED)
     if desired.manifest is None:
         reason = desired.problem or "release is invalid"
         return act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
@@ -179,7 +202,22 @@ def decide(
         detail = f": {seen.availability_message}" if seen.availability_message else ""
         reason = f"target {target} is {seen.availability}{detail}; rollout on hold"
         return act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason, Rollout.HELD)
-    return act(ActionKind.DEPLOY, Sync.OUT_OF_SYNC, _deploy_reason(seen, version), Rollout.RUNNING)
+    stopping = failed(verdict) if current != version else []
+    if stopping:
+        until = next_look(verdict)
+        when = f" (judged again at {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC)" if until else ""
+        reason = (
+            "held by policy"
+            + when
+            + ": "
+            + "; ".join(f"{check.name}: {check.detail}" for check in stopping)
+        )
+        held = act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason, Rollout.HELD)
+        return held._replace(retry_at=until, checks=tuple(verdict))
+    deploy = act(
+        ActionKind.DEPLOY, Sync.OUT_OF_SYNC, _deploy_reason(seen, version), Rollout.RUNNING
+    )
+    return deploy._replace(checks=tuple(verdict))
 
 
 def decide_unwanted(key: tuple[str, str], seen: Seen, env: Environment | None) -> Action:

@@ -115,8 +115,16 @@ def row_of(state: ObservedState) -> StatusRow:
         state.availability,
         state.message,
         state.revision,
-        state.retry_at if state.failure == Failure.TRANSIENT else None,
+        _retry_at(state),
     )
+
+
+def _retry_at(state: ObservedState) -> datetime | None:
+    """When the row is looked at again by itself: a transient failure's retry, a policy hold's
+    next judgement."""
+    if state.rollout == Rollout.HELD or state.failure == Failure.TRANSIENT:
+        return state.retry_at
+    return None
 
 
 def pending_row(env: str, app: str, desired: str, revision: str, target: str | None) -> StatusRow:
@@ -205,7 +213,9 @@ def planned(
         )
     elif action.kind == ActionKind.HOLD and action.rollout == Rollout.HELD:
         update.update(rollout=Rollout.HELD, rollout_step="", rollout_reason=action.reason)
-        update["message"] = action.reason
+        update.update(message=action.reason, retry_at=action.retry_at)
+        if action.health is not None:
+            update["health"] = action.health
     elif action.kind == ActionKind.HOLD:
         update["message"] = action.reason  # a failure waiting: the rollout stays Failed
     elif action.kind == ActionKind.NOOP:
@@ -363,6 +373,8 @@ def _settled(action: Action, base: ObservedState) -> dict[str, Any]:
         }
     if base.failed_version == action.to_version:
         return {}  # live but failed its health check: keep saying why
+    if base.rollout == Rollout.HELD:  # Git asks for what runs again: nothing is held any more
+        return {"message": "", "rollout": None, "rollout_reason": "", "retry_at": None}
     return {"message": ""}
 
 

@@ -30,7 +30,7 @@ SIGNATURE_STATUS = {
 
 @dataclass(frozen=True)
 class PinCommit:
-    """One pin moved by one commit."""
+    """One pin moved by one commit; `override` is what its `Qrelease-Override` trailer names."""
 
     commit: str
     time: datetime
@@ -42,6 +42,7 @@ class PinCommit:
     to_version: str | None
     action: str
     reason: str
+    override: tuple[str, ...] = ()
 
 
 def pin_commits(repo: GitRepo, rev: str, since: datetime | None = None) -> list[PinCommit]:
@@ -83,9 +84,37 @@ def _changes(repo: GitRepo, record: str) -> list[PinCommit]:
                         after.get(app),
                         action,
                         reason or body.splitlines()[0] if body else "",
+                        () if manual else _names(trailers.get("Override", "")),
                     )
                 )
     return out
+
+
+def last_pin_change(
+    repo: GitRepo, rev: str, env: str, app: str, page: int = 20
+) -> PinCommit | None:
+    """The newest commit on the history of `rev` that moved `apps.<app>` in `releases/<env>.yaml`.
+
+    Reads the file's history a page at a time: the pin that just moved is almost always in
+    the first commit, so this costs one `git log` however long the history is.
+    """
+    path = f"releases/{env}.yaml"
+    skip = 0
+    while True:
+        args = ["--format=" + _FORMAT, "--name-only", "--no-renames", f"-n{page}", f"--skip={skip}"]
+        output = repo.git.log(*args, rev, "--", path)
+        records = [record for record in output.split(_RECORD) if record.strip()]
+        for record in records:
+            found = [c for c in _changes(repo, record) if c.env == env and c.app == app]
+            if found:
+                return found[0]
+        if len(records) < page:
+            return None
+        skip += page
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(sorted({name.strip() for name in text.split(",") if name.strip()}))
 
 
 def _trailers(body: str) -> dict[str, str]:
