@@ -31,6 +31,7 @@ from qrelease.planning.planner import Retry
 from qrelease.planning.status import StatusRow, row_of
 from qrelease.promotion.auto import auto_promote
 from qrelease.redaction import redact_url
+from qrelease.source.approvals import approvals_tip
 from qrelease.source.pinlog import rollback_hold
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys, verify_revision
@@ -110,6 +111,7 @@ class Reconciler:
         self._source_failures = 0
         self._pass_errors = 0
         self._retry_at: datetime | None = None
+        self._approvals_seen: str | None = None
         self._requests: queue.Queue[PassRequest] = queue.Queue()
         self._asking: PassRequest | None = None
 
@@ -221,6 +223,10 @@ class Reconciler:
         """A pass runs for a new revision, a webhook, or when the resync interval is up."""
         if revision != self._last_pass_revision or any(r.startswith(WEBHOOK) for r in reasons):
             return True
+        approvals = approvals_tip(self._git())
+        if approvals != self._approvals_seen:  # someone approved or rejected: judge again
+            self._approvals_seen = approvals
+            return self._last_pass_revision is not None
         if self._retry_at is not None and self.clock() >= self._retry_at:
             return True
         elapsed = None if self._last_pass_at is None else self.clock() - self._last_pass_at
@@ -383,6 +389,7 @@ class Reconciler:
                 clock=self.clock,
                 on_row=self._on_row,
                 verify=self._verifier(),
+                trusted_keys=self._keys(),
                 concurrency=self.config.concurrency,
                 sinks=[self._on_report],
             )
@@ -393,11 +400,16 @@ class Reconciler:
         revision = self._current_revision or f"refs/heads/{self.config.source.branch}"
         return self._git().show_file(revision, path)
 
-    def _verifier(self) -> Callable[[str], str | None] | None:
-        """Signed-commit verification when trusted keys are configured."""
+    def _keys(self) -> TrustedKeys | None:
+        """The trusted keys of signed-commit verification, when it is configured."""
         verify = self.config.verify
         keys = TrustedKeys(verify.trusted_keys, verify.gpg_home)
-        if not keys.enabled:
+        return keys if keys.enabled else None
+
+    def _verifier(self) -> Callable[[str], str | None] | None:
+        """Signed-commit verification when trusted keys are configured."""
+        keys = self._keys()
+        if keys is None:
             return None
         return lambda revision: verify_revision(self._git(), revision, keys)
 

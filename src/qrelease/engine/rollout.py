@@ -241,7 +241,7 @@ class Deployment:
     def _succeed(self, report: GateReport, intent: int) -> AppReport:
         qubits = report.estimate.physical_qubits if report.estimate else None
         self.state = succeeded(self.state, self.manifest, self.clock(), report.qir_sha256, qubits)
-        deployed = self._draft(EventKind.DEPLOY, EventOutcome.HEALTHY)
+        deployed = self._draft(EventKind.DEPLOY, EventOutcome.HEALTHY, details=self._checks())
         self.events += self.recorder.commit(self.state, [deployed], intent=intent)
         kept = self.env.classical.keep if self.env.classical.kind == "venv" else 5
         self.backends.deployer_for(self.env).retire(self.env, self.action.app, kept)
@@ -259,10 +259,21 @@ class Deployment:
             went_live=failure.switched and live == self.manifest.version,
         )
         self.state = failed(self.before, self.state, outcome, self.revision, self.clock())
-        details = {"step": failure.step, "message": failure.message, "failure": failure.failure}
+        details = {
+            "step": failure.step,
+            "message": failure.message,
+            "failure": failure.failure,
+            **self._checks(),
+        }
         event = self._draft(EventKind.DEPLOY, EventOutcome.FAILED, failure.message, details)
         self.events += self.recorder.commit(self.state, [event], intent=intent)
         return self._report(Rollout.FAILED, failure.step, failure.message)
+
+    def _checks(self) -> dict[str, object]:
+        """The policy checks the change passed (overrides marked), for the audit log."""
+        if not self.action.checks:
+            return {}
+        return {"checks": [check.render() for check in self.action.checks]}
 
     def _report(self, outcome: Rollout, step: str, reason: str) -> AppReport:
         action = self.action
