@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from qrelease.deployers.base import DeployError, Previewer
 from qrelease.engine.backends import Backends
+from qrelease.engine.bake import bake_check
 from qrelease.engine.observe import Observation, Observer, broken_environments, environment_of
 from qrelease.engine.record import Recorder, draft
 from qrelease.engine.report import AppReport, Finaliser, PassReport, ReportSink, RowSink
@@ -180,6 +181,11 @@ class Engine:
         states, reports = self._record_plan(recorder, the_plan, previous, snapshot.revision)
         for action in the_plan.of_kind(ActionKind.PRUNE):
             reports[action.key] = self._prune(recorder, action, snapshot, previous[action.key])
+        for action in the_plan.of_kind(ActionKind.BAKE):
+            env = environment_of(snapshot, action.env)
+            reports[action.key] = bake_check(
+                action, env, snapshot, states[action.key], self.backends, recorder, self.clock
+            )
         deploys = the_plan.of_kind(ActionKind.DEPLOY)
         for app_report in self._deploy_all(deploys, snapshot, previous, states):
             reports[app_report.key] = app_report

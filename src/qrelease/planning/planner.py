@@ -104,8 +104,9 @@ class Plan:
 
     @property
     def changes(self) -> list[Action]:
-        """The actions that would change something."""
-        return [a for a in self.actions if a.kind in (ActionKind.DEPLOY, ActionKind.PRUNE)]
+        """The actions that would change something (a bake check may switch back)."""
+        kinds = (ActionKind.DEPLOY, ActionKind.PRUNE, ActionKind.BAKE)
+        return [a for a in self.actions if a.kind in kinds]
 
 
 def plan(
@@ -193,6 +194,8 @@ def decide(
         return act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
     unverified = _unverified(seen.state)
     if current == version and seen.drift is None and not unverified:
+        if _bake_due(seen.state, now):
+            return act(ActionKind.BAKE, Sync.SYNCED, "bake: health check of what runs")
         return act(ActionKind.NOOP, Sync.SYNCED)
     waiting = _waiting(seen.state, version, revision, now, retry)
     if waiting:
@@ -274,6 +277,13 @@ def _waiting(
         if retry == Retry.TRANSIENT or due:
             return ""
     return state.message or f"{version} failed at this revision"
+
+
+def _bake_due(state: ObservedState | None, now: datetime) -> bool:
+    """True when a release bakes and its next health check (or the end of its bake) is due."""
+    if state is None or state.bake_until is None or state.rollout != Rollout.RUNNING:
+        return False
+    return state.retry_at is None or now >= state.retry_at
 
 
 def _unverified(state: ObservedState | None) -> bool:

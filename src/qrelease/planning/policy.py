@@ -167,6 +167,10 @@ def _soaked(evidence: Evidence) -> Check:
     soak = evidence.target.policy.soak
     state = evidence.upstream_state
     running_healthy = state is not None and healthy_release(state) == evidence.version
+    if state is not None and running_healthy and state.bake_until is not None:
+        until = state.bake_until.isoformat()
+        detail = f"{evidence.version} bakes in {evidence.upstream} until {until}; soak follows"
+        return Check("soak", False, detail, state.bake_until + soak)
     since = state.healthy_since if state is not None and running_healthy else None
     if since is None:
         return Check(

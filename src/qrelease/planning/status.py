@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from qrelease.model.environment import Bake
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import (
@@ -121,8 +122,8 @@ def row_of(state: ObservedState) -> StatusRow:
 
 def _retry_at(state: ObservedState) -> datetime | None:
     """When the row is looked at again by itself: a transient failure's retry, a policy hold's
-    next judgement."""
-    if state.rollout == Rollout.HELD or state.failure == Failure.TRANSIENT:
+    next judgement, a bake's next health check."""
+    if state.rollout == Rollout.HELD or state.failure == Failure.TRANSIENT or state.bake_until:
         return state.retry_at
     return None
 
@@ -223,6 +224,44 @@ def planned(
     return base.model_copy(update=update)
 
 
+def baking(state: ObservedState, bake: Bake, previous: str | None, now: datetime) -> ObservedState:
+    """The release went live and healthy; it bakes now, its health checked every interval.
+
+    Soak downstream counts from the end of the bake, so `healthy_since` waits for it.
+    """
+    until = now + bake.duration
+    return state.model_copy(
+        update={
+            "rollout": Rollout.RUNNING,
+            "rollout_step": "bake",
+            "message": f"baking until {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC",
+            "healthy_since": None,
+            "bake_until": until,
+            "retry_at": min(now + bake.interval, until),
+            "previous": previous,
+        }
+    )
+
+
+def baked(state: ObservedState, bake: Bake, now: datetime) -> ObservedState:
+    """One more healthy check: still baking, or done (soak starts now)."""
+    if state.bake_until is not None and now < state.bake_until:
+        return state.model_copy(
+            update={"retry_at": min(now + bake.interval, state.bake_until), "updated_at": now}
+        )
+    return state.model_copy(
+        update={
+            "rollout": Rollout.SUCCEEDED,
+            "rollout_step": "",
+            "message": "",
+            "healthy_since": now,
+            "bake_until": None,
+            "retry_at": None,
+            "updated_at": now,
+        }
+    )
+
+
 def stepped(state: ObservedState, step: str, now: datetime) -> ObservedState:
     """A running rollout reached `step`."""
     message = f"rolling out {state.desired}: {step}"
@@ -320,6 +359,7 @@ def failed(
         update["running_target"] = None
     if outcome.live != (before.deployed if before else None) or health != Health.HEALTHY:
         update["healthy_since"] = None
+    update.update(bake_until=None, previous=None)
     return state.model_copy(update=update)
 
 

@@ -308,3 +308,61 @@ def test_windows_shows_the_state_and_the_next_opening(fleet: Fleet) -> None:
     assert (shown["open"], shown["next_open"]) == (False, "2026-05-04T18:00:00+00:00")
     assert shown["next_close"] == "2026-05-08T16:00:00+00:00"  # the Friday-evening deny window
     assert "launch day" in shown["reason"]
+
+
+BAKE = "  bake: {duration: 10m, interval: 30s}\n"
+
+
+def test_a_bake_watches_a_new_release_and_soak_downstream_counts_from_its_end(
+    fleet: Fleet,
+) -> None:
+    fleet.edit("dev", "  auto_rollback: true\n", "  auto_rollback: true\n" + BAKE, "dev bakes")
+    fleet.edit("dev", "qrng: 0.2.0", "qrng: 0.1.0", "older qrng, by hand")
+    fleet.reconcile()
+    row = fleet.row("dev", "qrng")
+    assert (row.deployed, row.rollout, row.rollout_step) == ("0.1.0", Rollout.RUNNING, "bake")
+    assert row.healthy_since is None and row.retry_at == fleet.now + timedelta(seconds=30)
+    started = fleet.now
+    checks = len([c for c in fleet.deployer.calls if c[0] == "check_health"])
+    fleet.now = started + timedelta(seconds=10)
+    fleet.reconcile()  # not due yet: nothing is checked
+    assert len([c for c in fleet.deployer.calls if c[0] == "check_health"]) == checks
+    fleet.now = started + timedelta(seconds=30)
+    fleet.reconcile()
+    assert len([c for c in fleet.deployer.calls if c[0] == "check_health"]) == checks + 1
+    assert fleet.row("dev", "qrng").rollout == Rollout.RUNNING
+    fleet.now = started + timedelta(minutes=10)
+    fleet.reconcile()
+    row = fleet.row("dev", "qrng")
+    assert (row.rollout, row.healthy_since, row.bake_until) == (
+        Rollout.SUCCEEDED,
+        fleet.now,
+        None,
+    )
+    ended = fleet.store.last_event("dev", "qrng", "bake")
+    assert ended is not None and ended.outcome == "Healthy"
+
+
+def test_a_failed_bake_check_switches_back_and_holds(fleet: Fleet) -> None:
+    fleet.edit("dev", "  auto_rollback: true\n", "  auto_rollback: true\n" + BAKE, "dev bakes")
+    fleet.edit("dev", "qrng: 0.2.0", "qrng: 0.1.0", "older qrng, by hand")
+    fleet.reconcile()
+    fleet.deployer.unhealthy.add("0.1.0")  # it goes bad while it bakes
+    fleet.now += timedelta(seconds=30)
+    report = fleet.reconcile()
+    row = fleet.row("dev", "qrng")
+    assert (row.deployed, row.health, row.rollout, row.rollout_step) == (
+        "0.2.0",
+        Health.HEALTHY,
+        Rollout.FAILED,
+        "bake",
+    )
+    assert "rolled back to 0.2.0" in row.message
+    assert ("switch", "dev", "qrng", "0.2.0") in fleet.deployer.calls
+    (app,) = [a for a in report.apps if a.key == ("dev", "qrng")]
+    assert app.outcome == Rollout.FAILED
+    installs = fleet.deployer.install_count
+    fleet.now += timedelta(minutes=5)
+    fleet.reconcile()  # held at this revision: no loop back to 0.1.0
+    assert fleet.row("dev", "qrng").deployed == "0.2.0"
+    assert fleet.deployer.install_count == installs
