@@ -70,6 +70,7 @@ class HttpConfig(Frozen):
     @field_validator("header_timeout", "body_timeout", "keep_alive")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
+        """Refuse a zero timeout, which would cut every client off at once."""
         if value <= timedelta(0):
             raise ValueError("must be more than 0s")
         return value
