@@ -39,7 +39,7 @@ SMALL_READ = 8
 """Up to this many blobs are read through the persistent reader rather than a new batch."""
 MAX_FILE_PROBLEMS = 50
 """A file reports this many problems, then one line saying how many more it has."""
-MESSAGE_LIMIT = 2 * QUOTE_LIMIT + 100
+MESSAGE_LIMIT = QUOTE_LIMIT + 200
 """No message is longer, whatever a validator put in it (each quoted value is cut first)."""
 KEEP_FILES = (".gitkeep",)
 """Files allowed directly in manifests/ and releases/ besides the ones the loader reads."""
@@ -416,7 +416,8 @@ def _settle(tree: _Tree, key: Key) -> None:
         tree.users[program] = tree.users.get(program, frozenset()) | {key}
         if program not in tree.programs:
             msg = f"{program} does not exist at this revision"
-            errors.append(LoadError(paths[0], 0, "quantum.program", msg))
+            line = tree.parsed[paths[0]].lines.get(("quantum", "program"), 1)
+            errors.append(LoadError(paths[0], line, "quantum.program", msg))
     manifest = model if not errors else None
     tree.releases[key] = _Release(paths[0], manifest, program, tuple(errors))
     if errors:
@@ -524,13 +525,20 @@ def _name_checks(
 
 def _problems(exc: ValidationError, doc: YamlDoc) -> list[tuple[int, str, str]]:
     errors = exc.errors(include_url=False)
-    locs = [_present_loc(error["loc"], doc.data) for error in errors]
+    locs = [_present_loc(_field_of(error), doc.data) for error in errors]
     out = []
     for error, loc in zip(errors, locs, strict=True):
         if error["type"] == "too_short" and any(o[: len(loc)] == loc != o for o in locs):
             continue  # a list emptied by its own items' errors: those errors say it better
         out.append((doc.line_of(loc), dotted(loc), _message(error)))
     return out
+
+
+def _field_of(error: Any) -> tuple[int | str, ...]:
+    """A pydantic error's location; a discriminated union's error is its discriminator's."""
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return (*error["loc"], str(error["ctx"]["discriminator"]).strip("'"))
+    return tuple(error["loc"])
 
 
 def _present_loc(loc: tuple[int | str, ...], data: Any) -> Path_:
@@ -552,8 +560,11 @@ def _present_loc(loc: tuple[int | str, ...], data: Any) -> Path_:
 def _message(error: Any) -> str:
     kind = error["type"]
     given = error.get("input")
-    if kind == "missing":
+    if kind in ("missing", "union_tag_not_found"):
         return "required field is missing"
+    if kind == "union_tag_invalid":
+        expected = str(error["ctx"]["expected_tags"]).replace("'", "")
+        return f"{quote(error['ctx']['tag'])} is not one of {expected}"
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "enum":
@@ -609,7 +620,7 @@ def _check_environments(tree: _Tree, out: _Environments) -> None:
         out.pin_problems.update(
             ((name, problem.field.removeprefix("apps.")), problem) for problem in pins.problems
         )
-        if env.promote_from and env.promote_from not in out.models:
+        if env.promote_from and env.promote_from not in (*out.models, *out.broken):
             line = lines.get(("promote_from",), 1)
             msg = f"unknown environment {env.promote_from!r}"
             out.errors.append(LoadError(path, line, "promote_from", msg))

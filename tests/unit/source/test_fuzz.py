@@ -1,0 +1,38 @@
+"""Fuzzing the loader, fast lane: about a hundred hostile commits over the bundled examples.
+
+Each seed breaks one bundled file (tests/helpers/fuzz.py lists the ways) and commits it with
+an unrelated pin change; `qrelease validate` must name the file and line without a traceback,
+leave every other file's verdict alone, and a reconcile pass must still deploy the pin.
+The slow lane (tests/integration/source/test_fuzz_slow.py) runs more than a thousand seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers.fuzz import KINDS, FuzzRig, kind_of, mutate
+
+SEEDS = range(8 * len(KINDS))  # every class of damage eight times
+
+
+@pytest.fixture(scope="module")
+def fuzz_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzRig]:
+    """One repo and engine for the module's cases: each case puts back the one before."""
+    rig = FuzzRig(tmp_path_factory.mktemp("fuzz"))
+    yield rig
+    rig.close()
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=[f"{seed}-{kind_of(seed)}" for seed in SEEDS])
+def test_a_hostile_file_is_reported_and_the_rest_reconciles(fuzz_rig: FuzzRig, seed: int) -> None:
+    fuzz_rig.check(mutate(seed))
+
+
+def test_the_mutator_is_deterministic_and_every_class_breaks_its_file() -> None:
+    for seed in range(2 * len(KINDS)):
+        first, again = mutate(seed), mutate(seed)
+        assert first == again
+        assert first.content != b"" or first.kind == "truncation"
+    assert {kind_of(seed) for seed in SEEDS} == set(KINDS)
