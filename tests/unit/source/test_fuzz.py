@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.fuzz import KINDS, FuzzRig, kind_of, mutate
+from tests.helpers.fuzz import BUNDLED, KINDS, FuzzRig, Mutation, kind_of, mutate
 
 SEEDS = range(8 * len(KINDS))  # every class of damage eight times
 
@@ -36,3 +36,41 @@ def test_the_mutator_is_deterministic_and_every_class_breaks_its_file() -> None:
         assert first == again
         assert first.content != b"" or first.kind == "truncation"
     assert {kind_of(seed) for seed in SEEDS} == set(KINDS)
+
+
+QRNG = BUNDLED["manifests/qrng/0.2.0.yaml"].replace("version: 0.2.0", "version: 0.3.0")
+DEV = BUNDLED["releases/dev.yaml"].replace("environment: dev", "environment: qa")
+NOTHING_USES = {
+    "unpinned release, impossible date": (
+        "manifests/qrng/0.3.0.yaml",
+        QRNG,
+        "seed: 3",
+        "seed: 2026-02-30",
+    ),
+    "unpinned release, 5,000 digits": (
+        "manifests/qrng/0.3.0.yaml",
+        QRNG,
+        "seed: 3",
+        "seed: " + "5" * 5000,
+    ),
+    "unused environment, 999 levels": (
+        "releases/qa.yaml",
+        DEV,
+        "keep: 3",
+        "keep: " + "[" * 998 + "]" * 998,
+    ),
+    "unused environment, endless soak": (
+        "releases/qa.yaml",
+        DEV,
+        "soak: 0s",
+        "soak: 99999999999999d",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOTHING_USES))
+def test_a_hostile_file_nothing_uses_stops_nothing(fuzz_rig: FuzzRig, case: str) -> None:
+    path, text, old, new = NOTHING_USES[case]
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if old in row)
+    content = text.replace(old, new).encode()
+    fuzz_rig.check(Mutation(case, -1, path, content, line, must_fail=True))
