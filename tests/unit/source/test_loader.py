@@ -315,6 +315,9 @@ def _edits(repo: GitOpsRepo) -> list[tuple[str, Callable[[], None]]]:
         ("env file broken", lambda: repo.write("releases/prod.yaml", "environment: [")),
         ("env renamed", lambda: copy("releases/staging.yaml", "releases/qa.yaml")),
         ("env fixed", lambda: copy("releases/staging.yaml", "releases/prod.yaml")),
+        ("file in a subfolder", lambda: copy("releases/dev.yaml", "releases/sub/dev.yaml")),
+        ("hostile tag", lambda: edit("releases/dev.yaml", "soak: 0s", "soak: !!set {a}")),
+        ("subfolder gone", lambda: shutil.rmtree(repo.path / "releases/sub")),
         ("app folder removed", lambda: shutil.rmtree(repo.path / "manifests/qrng")),
     ]
 
