@@ -139,7 +139,7 @@ def _timestamp(rng: random.Random, seed: int) -> Mutation:
     if rng.random() < 0.5:  # the end, not the start, is the bad one
         freeze = ["    - start: 2026-12-20T00:00:00Z", f"      end: {bad}"]
     lines[policy + 1 : policy + 1] = ["  freezes:", *freeze]
-    line = policy + 3 + (0 if "start: 2026-12-20" not in freeze[0] else 1)
+    line = policy + 3 + next(i for i, row in enumerate(freeze) if bad in row)  # 1-based
     return Mutation("timestamp", seed, path, "\n".join(lines).encode(), line, True)
 
 
