@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from qrelease.model.manifest import Frozen
 from qrelease.model.types import Duration
@@ -59,6 +59,23 @@ class GatesConfig(Frozen):
         return GateLimits(seconds=self.timeout.total_seconds(), memory_mib=self.memory_mib)
 
 
+class HttpConfig(Frozen):
+    """Limits of the HTTP server, so slow or lying clients cannot hold its connections."""
+
+    header_timeout: Duration = timedelta(seconds=10)
+    body_timeout: Duration = timedelta(seconds=30)
+    keep_alive: Duration = timedelta(seconds=5)
+    max_connections: int = Field(default=32, ge=1, le=1024)
+
+    @field_validator("header_timeout", "body_timeout", "keep_alive")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        """Refuse a zero timeout, which would cut every client off at once."""
+        if value <= timedelta(0):
+            raise ValueError("must be more than 0s")
+        return value
+
+
 class ControllerConfig(Frozen):
     """Everything the controller and the CLI read from the config file."""
 
@@ -72,6 +89,7 @@ class ControllerConfig(Frozen):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     verify: VerifyConfig = VerifyConfig()
     gates: GatesConfig = GatesConfig()
+    http: HttpConfig = HttpConfig()
 
 
 def load_config(path: Path | None) -> ControllerConfig:

@@ -72,7 +72,7 @@ class Controller:
         self._worker = threading.Thread(target=self._work, name="qrelease-reconcile", daemon=True)
         self._deadline: float | None = None
         self._api_token: str | None = None
-        self.http = HttpServer(make_app(self._endpoints()), self._listen(), self.log)
+        self.http = HttpServer(make_app(self._endpoints()), self._listen(), self.log, config.http)
 
     # -- start, stop, reload ----------------------------------------------------------
 

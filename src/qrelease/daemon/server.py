@@ -3,7 +3,9 @@
 Handlers only read the shared `View` and poke the reconcile thread; none of them touches
 git or the store, so the server answers in microseconds even in the middle of a long pass.
 uvicorn runs on its own thread with a socket bound up front, so a port clash is reported
-at start and port 0 (tests) tells the caller which port it got.
+at start and port 0 (tests) tells the caller which port it got. The `[http]` limits bound
+how long a client may take to send a request and how many connections are served at once
+(`guard` explains the deadlines).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from structlog.typing import FilteringBoundLogger
 
+from qrelease.config import HttpConfig
 from qrelease.daemon.api import RECONCILE_PATH, PassRequest, authorized
+from qrelease.daemon.guard import BodyDeadline, guarded_h11, whole_seconds
 from qrelease.daemon.logs import ForwardHandler
 from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.settings import Address
@@ -161,18 +165,24 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
 class HttpServer:
     """uvicorn serving the app on its own thread, on a socket bound by the constructor."""
 
-    def __init__(self, app: Starlette, address: Address, log: FilteringBoundLogger) -> None:
+    def __init__(
+        self, app: Starlette, address: Address, log: FilteringBoundLogger, limits: HttpConfig
+    ) -> None:
         self._socket = bind(address)
         config = uvicorn.Config(
-            app,
+            BodyDeadline(app, limits.body_timeout),
             log_config=None,
             log_level=None,
             access_log=False,
             lifespan="off",
             loop="asyncio",
-            http="h11",
+            http=guarded_h11(limits),
+            ws="none",
             server_header=False,
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=whole_seconds(limits.keep_alive),
+            # uvicorn counts the asking connection too: +1 so max_connections are served.
+            limit_concurrency=limits.max_connections + 1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="qrelease-http", daemon=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qrelease.config import ConfigError, ControllerConfig, load_config
 
-RESTART_FIELDS = ("source.url", "state_dir", "listen", "gates")
+RESTART_FIELDS = ("source.url", "state_dir", "listen", "gates", "http")
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,7 @@ def restart_needed(old: ControllerConfig, new: ControllerConfig) -> list[str]:
         "state_dir": (old.state_dir, new.state_dir),
         "listen": (old.listen, new.listen),
         "gates": (old.gates, new.gates),
+        "http": (old.http, new.http),
     }
     return [name for name in RESTART_FIELDS if values[name][0] != values[name][1]]
 

@@ -109,17 +109,30 @@ class DenyWindow(Frozen):
 
 
 class Freeze(Frozen):
-    """A one-off freeze between two instants."""
+    """A one-off freeze between two instants, held in UTC."""
 
     start: datetime
     end: datetime
     reason: str = ""
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _a_timestamp(cls, value: object) -> object:
+        """An instant is written as a date or timestamp, never as a number of epoch seconds."""
+        if isinstance(value, int | float):
+            raise ValueError("expected a date or timestamp such as 2026-12-20T00:00:00Z")
+        return value
+
     @field_validator("start", "end")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         """A freeze written without a zone is in UTC, like the deny windows."""
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+05:00 is before the first UTC instant
+            raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
 
     @model_validator(mode="after")
     def _ordered(self) -> Freeze:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 from datetime import timedelta
 from typing import Annotated
@@ -13,6 +14,9 @@ from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_DAYS = 3650
+"""About ten years: longer durations are refused (timedelta, timers and clocks overflow)."""
+_DURATION_HINT = "a duration is a number of seconds or a string like 30s, 10m, 1h"
 
 
 def check_dns_label(value: str) -> str:
@@ -29,6 +33,10 @@ def check_dns_label(value: str) -> str:
     return value
 
 
+MAX_VERSION_CHARS = 256
+"""Longer version strings are refused before the (memoised) semver check."""
+
+
 @functools.lru_cache(maxsize=8192)
 def _is_semver(value: str) -> bool:
     """Memoised: a thousand pins share a handful of version strings."""
@@ -41,7 +49,7 @@ def check_semver(value: str) -> str:
     >>> check_semver("1.10.0-rc.1")
     '1.10.0-rc.1'
     """
-    if not _is_semver(value):
+    if len(value) > MAX_VERSION_CHARS or not _is_semver(value):
         raise ValueError(f"{value!r} is not a semantic version (MAJOR.MINOR.PATCH)")
     return value
 
@@ -53,22 +61,37 @@ def parse_duration(value: object) -> timedelta:
     datetime.timedelta(seconds=5400)
     >>> parse_duration(45)
     datetime.timedelta(seconds=45)
+    >>> parse_duration("99999999999999d")
+    Traceback (most recent call last):
+    ValueError: '99999999999999d' is longer than the limit of 3650d
     """
     if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 1h")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
-    if not isinstance(value, str):
-        raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 1h")
+        seconds: float = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(_DURATION_HINT)
+    elif isinstance(value, str):
+        seconds = _duration_text_seconds(value)
+    elif not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number of seconds")
+    else:
+        seconds = value
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION_DAYS * 86400:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValueError(f"{shown} is longer than the limit of {MAX_DURATION_DAYS}d")
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
+
+
+def _duration_text_seconds(value: str) -> float:
+    """The seconds a duration string such as `1h30m` stands for (any size: checked after)."""
     text = value.strip()
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{value!r} is not a duration like 30s, 10m, 1h30m or 2d")
-    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
+        shown = repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+        raise ValueError(f"{shown} is not a duration like 30s, 10m, 1h30m or 2d")
+    # float(): exact for any sane duration, and never stopped by the int-string digit limit
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
 def format_duration(value: timedelta) -> str:

@@ -2,12 +2,15 @@
 
 The loader never stops at the first problem: it returns the valid models *and* one
 `LoadError` per problem, each naming the file, line and field, so one bad file never hides
-the rest. A load after the first re-reads only the files git says changed since the last
+the rest. Nothing a file holds makes a load raise: whatever goes wrong reading one file is a
+problem of that file, and a file's problems are capped so a hostile one cannot flood the
+report. A load after the first re-reads only the files git says changed since the last
 one, so a one-pin commit costs a `git diff-tree` and one parse, however large the repo.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -18,13 +21,28 @@ from pydantic import BaseModel, ValidationError
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.source.repo import TRACKED_ROOTS, GitRepo, TreeEntry
-from qrelease.source.yamldoc import MAX_FILE_BYTES, Path_, YamlDoc, YamlError, dotted, parse_mapping
+from qrelease.source.yamldoc import (
+    MAX_FILE_BYTES,
+    QUOTE_LIMIT,
+    Path_,
+    YamlDoc,
+    YamlError,
+    dotted,
+    parse_mapping,
+    quote,
+)
 
 YAML_SUFFIXES = (".yaml", ".yml")
 INCREMENTAL_LIMIT = 256
 """More changed files than this and a load lists the whole tree (sizes come with the list)."""
 SMALL_READ = 8
 """Up to this many blobs are read through the persistent reader rather than a new batch."""
+MAX_FILE_PROBLEMS = 50
+"""A file reports this many problems, then one line saying how many more it has."""
+MESSAGE_LIMIT = QUOTE_LIMIT + 200
+"""No message is longer, whatever a validator put in it (each quoted value is cut first)."""
+KEEP_FILES = (".gitkeep",)
+"""Files allowed directly in manifests/ and releases/ besides the ones the loader reads."""
 
 
 @dataclass(frozen=True, order=True)
@@ -94,7 +112,7 @@ def program_path(app: str, program: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Parsed:
+class ParsedFile:
     """A cached parse of one blob: the model or its errors, and the key lines."""
 
     model: BaseModel | None
@@ -126,7 +144,7 @@ class _Tree:
     def __init__(self, revision: str = "") -> None:
         self.revision = revision
         self.entries: dict[str, TreeEntry] = {}
-        self.parsed: dict[str, _Parsed] = {}  # manifest and environment files
+        self.parsed: dict[str, ParsedFile] = {}  # manifest and environment files
         self.file_errors: dict[str, LoadError] = {}  # symlinks and unsupported entries
         self.key_paths: dict[Key, tuple[str, ...]] = {}  # a release's files, in git order
         self.programs: dict[str, str] = {}  # program path -> blob id
@@ -146,7 +164,7 @@ class _Tree:
                 setattr(tree, name, dict(value))
         return tree
 
-    def blob_parses(self) -> dict[tuple[str, str], _Parsed]:
+    def blob_parses(self) -> dict[tuple[str, str], ParsedFile]:
         """Its parses by (schema, blob id), to reuse in a load that lists the whole tree."""
         return {
             (_schema_name(path), self.entries[path].sha): parsed
@@ -169,7 +187,7 @@ class Loader:
         self._roots = roots
         self._tree: _Tree | None = None
         self._last: Snapshot | None = None
-        self._recent: dict[tuple[str, str], _Parsed] = {}  # what the last load replaced
+        self._recent: dict[tuple[str, str], ParsedFile] = {}  # what the last load replaced
         self.parse_count = 0
 
     @property
@@ -208,12 +226,12 @@ class Loader:
         self,
         tree: _Tree,
         changes: Mapping[str, TreeEntry | None],
-        reuse: Mapping[tuple[str, str], _Parsed],
+        reuse: Mapping[tuple[str, str], ParsedFile],
     ) -> None:
         """Bring `tree` up to date with the changed files, then re-settle what they touch."""
         dirty: set[Key] = set()
         to_parse: list[TreeEntry] = []
-        dropped: dict[tuple[str, str], _Parsed] = {}
+        dropped: dict[tuple[str, str], ParsedFile] = {}
         for path in sorted(changes):
             entry = changes[path]
             if path in tree.parsed:  # flipping back to this blob next load re-parses nothing
@@ -239,6 +257,8 @@ class Loader:
             elif kind is _Program:
                 tree.programs[path] = entry.sha
                 dirty |= tree.users.get(path, frozenset())
+            elif (misplaced := _misplaced(path)) is not None:
+                tree.file_errors[path] = LoadError(path, 0, "", misplaced)
         self._recent.update(dropped)  # a blob that only moved to another path is not re-parsed
         self._parse_all(tree, to_parse, reuse)
         self._recent = dropped  # memory stays flat: one change set, however long it runs
@@ -247,7 +267,7 @@ class Loader:
         tree.dirty = frozenset(dirty)
 
     def _parse_all(
-        self, tree: _Tree, entries: list[TreeEntry], reuse: Mapping[tuple[str, str], _Parsed]
+        self, tree: _Tree, entries: list[TreeEntry], reuse: Mapping[tuple[str, str], ParsedFile]
     ) -> None:
         """Parse the entries, reading every blob not parsed before in one batch."""
         found = {}
@@ -272,35 +292,63 @@ class Loader:
             return self._repo.read_blobs(shas)
         return {sha: self._repo.read_blob(sha) for sha in shas}
 
-    def _parse_blob(self, entry: TreeEntry, schema: type[BaseModel], raw: bytes | None) -> _Parsed:
+    def _parse_blob(
+        self, entry: TreeEntry, schema: type[BaseModel], raw: bytes | None
+    ) -> ParsedFile:
         self.parse_count += 1
         if entry.size > MAX_FILE_BYTES:
             msg = f"file is {entry.size} bytes; the limit is {MAX_FILE_BYTES} (1 MiB)"
-            return _Parsed(None, ((0, "", msg),), {})
-        try:
-            doc = parse_mapping(raw if raw is not None else self._repo.read_blob(entry.sha))
-        except YamlError as exc:
-            return _Parsed(None, ((exc.line, "", exc.message),), {})
-        try:
-            return _Parsed(schema.model_validate(doc.data), (), doc.lines)
-        except ValidationError as exc:
-            return _Parsed(None, tuple(_problems(exc, doc)), doc.lines)
+            return ParsedFile(None, ((0, "", msg),), {})
+        return parse_file(raw if raw is not None else self._repo.read_blob(entry.sha), schema)
+
+
+def parse_file(raw: bytes, schema: type[BaseModel]) -> ParsedFile:
+    """One file's model, or its problems; nothing in the file makes this raise."""
+    try:
+        doc = parse_mapping(raw)
+    except YamlError as exc:
+        return ParsedFile(None, ((exc.line, exc.field, _capped(exc.message)),), {})
+    try:
+        return ParsedFile(schema.model_validate(doc.data), (), doc.lines)
+    except ValidationError as exc:
+        return ParsedFile(None, tuple(_problems(exc, doc)), doc.lines)
+    except Exception as exc:  # a validator that raised past pydantic: still this file's problem
+        message = f"could not be validated: {type(exc).__name__}: {quote(str(exc))}"
+        return ParsedFile(None, ((1, "", message),), doc.lines)
 
 
 class _Program:
-    """Marks a file in a release's folder below the manifests (a Q# program or its parts)."""
+    """Marks a file in an app's folder that is not a manifest (a Q# program or its parts)."""
 
 
 def _kind(path: str) -> type | None:
-    """What a regular file at this path is: a manifest, an environment, a program, or none."""
+    """What a regular file at this path is: a manifest, an environment, an app's file, or none."""
     parts = path.split("/")
     if parts[0] == "manifests" and len(parts) == 3 and _is_yaml(path):
         return ReleaseManifest
-    if parts[0] == "manifests" and len(parts) >= 4:
+    if parts[0] == "manifests" and len(parts) >= 3:
         return _Program
     if parts[0] == "releases" and len(parts) == 2 and _is_yaml(path):
         return Environment
     return None
+
+
+def _misplaced(path: str) -> str | None:
+    """Why a file the loader does not read has no business where it is (None: it may be there).
+
+    >>> _misplaced("releases/sub/dev.yaml")
+    'not read: environment files are releases/<env>.yaml, without subfolders'
+    >>> _misplaced("manifests/.gitkeep") is None
+    True
+    """
+    parts = path.split("/")
+    if len(parts) == 2 and parts[1] in KEEP_FILES:
+        return None
+    if parts[0] == "manifests":
+        return "not read: manifests are manifests/<app>/<version>.yaml, in a folder per app"
+    if parts[0] == "releases" and len(parts) == 2:
+        return "not read: environment files are releases/<env>.yaml (or .yml)"
+    return "not read: environment files are releases/<env>.yaml, without subfolders"
 
 
 def _schema_name(path: str) -> str:
@@ -368,7 +416,8 @@ def _settle(tree: _Tree, key: Key) -> None:
         tree.users[program] = tree.users.get(program, frozenset()) | {key}
         if program not in tree.programs:
             msg = f"{program} does not exist at this revision"
-            errors.append(LoadError(paths[0], 0, "quantum.program", msg))
+            line = tree.parsed[paths[0]].lines.get(("quantum", "program"), 1)
+            errors.append(LoadError(paths[0], line, "quantum.program", msg))
     manifest = model if not errors else None
     tree.releases[key] = _Release(paths[0], manifest, program, tuple(errors))
     if errors:
@@ -428,11 +477,28 @@ def _snapshot(tree: _Tree) -> Snapshot:
         environments=envs.models,
         programs=tree.programs,
         pin_lines=pin_lines,
-        errors=tuple(sorted(errors)),
+        errors=_capped_per_file(sorted(errors)),
         env_paths=envs.paths,
         broken_envs={name: e for name, e in envs.broken.items() if name not in envs.models},
         pin_problems=envs.pin_problems,
     )
+
+
+def _capped_per_file(errors: list[LoadError]) -> tuple[LoadError, ...]:
+    """The sorted errors with at most `MAX_FILE_PROBLEMS` per file, then how many more."""
+    out: list[LoadError] = []
+    for path, group in itertools.groupby(errors, key=lambda error: error.path):
+        problems = list(group)
+        out += problems[:MAX_FILE_PROBLEMS]
+        rest = problems[MAX_FILE_PROBLEMS:]
+        if rest:
+            out.append(LoadError(path, rest[0].line, "", f"and {len(rest):,} more problems"))
+    return tuple(out)
+
+
+def _capped(message: str) -> str:
+    """A message cut to `MESSAGE_LIMIT` characters."""
+    return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 3] + "..."
 
 
 def _is_yaml(path: str) -> bool:
@@ -459,13 +525,20 @@ def _name_checks(
 
 def _problems(exc: ValidationError, doc: YamlDoc) -> list[tuple[int, str, str]]:
     errors = exc.errors(include_url=False)
-    locs = [_present_loc(error["loc"], doc.data) for error in errors]
+    locs = [_present_loc(_field_of(error), doc.data) for error in errors]
     out = []
     for error, loc in zip(errors, locs, strict=True):
         if error["type"] == "too_short" and any(o[: len(loc)] == loc != o for o in locs):
             continue  # a list emptied by its own items' errors: those errors say it better
         out.append((doc.line_of(loc), dotted(loc), _message(error)))
     return out
+
+
+def _field_of(error: Any) -> tuple[int | str, ...]:
+    """A pydantic error's location; a discriminated union's error is its discriminator's."""
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return (*error["loc"], str(error["ctx"]["discriminator"]).strip("'"))
+    return tuple(error["loc"])
 
 
 def _present_loc(loc: tuple[int | str, ...], data: Any) -> Path_:
@@ -487,31 +560,31 @@ def _present_loc(loc: tuple[int | str, ...], data: Any) -> Path_:
 def _message(error: Any) -> str:
     kind = error["type"]
     given = error.get("input")
-    if kind == "missing":
+    if kind in ("missing", "union_tag_not_found"):
         return "required field is missing"
+    if kind == "union_tag_invalid":
+        expected = str(error["ctx"]["expected_tags"]).replace("'", "")
+        return f"{quote(error['ctx']['tag'])} is not one of {expected}"
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "enum":
         expected = error.get("ctx", {}).get("expected", "").replace("'", "")
-        return f"{given!r} is not one of {expected.replace(' or ', ', ')}"
+        return f"{quote(given)} is not one of {expected.replace(' or ', ', ')}"
     if kind == "literal_error":
-        return f"{given!r} is not one of {error.get('ctx', {}).get('expected', '')}"
+        return f"{quote(given)} is not one of {error.get('ctx', {}).get('expected', '')}"
     message = str(error["msg"]).removeprefix("Value error, ")
+    if isinstance(given, str) and len(given) > QUOTE_LIMIT:  # validators quote the whole value
+        message = message.replace(repr(given), quote(given))
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{message} (got {_short(given)})"
-    return message
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+        message = f"{message} (got {quote(given)})"
+    return _capped(message)
 
 
 @dataclass(frozen=True)
 class _Pins:
     """One environment file's pins, checked against the releases: lines and problems."""
 
-    parsed: _Parsed
+    parsed: ParsedFile
     lines: dict[tuple[str, str], int]
     problems: tuple[LoadError, ...]
 
@@ -547,7 +620,7 @@ def _check_environments(tree: _Tree, out: _Environments) -> None:
         out.pin_problems.update(
             ((name, problem.field.removeprefix("apps.")), problem) for problem in pins.problems
         )
-        if env.promote_from and env.promote_from not in out.models:
+        if env.promote_from and env.promote_from not in (*out.models, *out.broken):
             line = lines.get(("promote_from",), 1)
             msg = f"unknown environment {env.promote_from!r}"
             out.errors.append(LoadError(path, line, "promote_from", msg))

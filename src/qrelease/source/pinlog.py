@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import yaml
-
 from qrelease.source.repo import GitRepo
+from qrelease.source.yamldoc import YamlError, parse_mapping
 
 _FIELD = "\x1f"
 _RECORD = "\x1e"
@@ -133,10 +132,10 @@ def _pins(repo: GitRepo, rev: str | None, path: str) -> dict[str, str]:
     if raw is None:
         return {}
     try:
-        data = yaml.load(raw, Loader=yaml.CSafeLoader)
-    except yaml.YAMLError:
+        data = parse_mapping(raw).data  # the loader's reader: a hostile old file is no pins
+    except YamlError:
         return {}
-    apps = data.get("apps") if isinstance(data, dict) else None
+    apps = data.get("apps")
     return {str(k): str(v) for k, v in apps.items()} if isinstance(apps, dict) else {}
 
 

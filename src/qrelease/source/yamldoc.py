@@ -1,30 +1,44 @@
 """Hostile-input-safe YAML reading that remembers the line of every key.
 
 PyYAML's C parser composes the node tree; we build plain values from it ourselves so that
-duplicate keys, aliases (and so alias bombs), merge keys and non-mapping documents are
-refused with a line number instead of being silently accepted.
+duplicate keys, aliases (and so alias bombs), merge keys, tags other than the plain ones,
+values that do not convert (`2026-02-30`, `!!int xyz`) and deep nesting are refused with a
+line and a field instead of being silently accepted or raising out of the loader.
 """
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 100
+"""Nesting deeper than this is refused; a manifest needs six levels, libyaml stops at 1,000."""
+MAX_INT_CHARS = 100
+"""Longer integer scalars are refused before conversion (which is quadratic in their length)."""
+QUOTE_LIMIT = 200
+"""An error message quotes at most this many characters of a value."""
 Path_ = tuple[str | int, ...]
-_INT_TAG = "tag:yaml.org,2002:int"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
+_YAML_TAG = "tag:yaml.org,2002:"
+_INT_TAG = _YAML_TAG + "int"
+_MERGE_TAG = _YAML_TAG + "merge"
+_VALUE_TAG = _YAML_TAG + "value"  # a plain `=`: text, as every other unknown-looking scalar
+_SCALAR_TAGS = {_YAML_TAG + kind for kind in ("str", "int", "float", "bool", "null", "timestamp")}
+_MAP_TAG = _YAML_TAG + "map"
+_SEQ_TAG = _YAML_TAG + "seq"
 
 
 class YamlError(Exception):
     """A YAML document that cannot be accepted; `line` is 1-based (0 when unknown)."""
 
-    def __init__(self, line: int, message: str) -> None:
+    def __init__(self, line: int, message: str, field: str = "") -> None:
         super().__init__(message)
         self.line = line
         self.message = message
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -50,9 +64,7 @@ def parse_mapping(raw: bytes) -> YamlDoc:
     try:
         root = yaml.compose(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise YamlError(mark.line + 1 if mark else 0, f"invalid YAML: {problem}") from None
+        raise YamlError(_error_line(exc, raw), f"invalid YAML: {_problem(exc)}") from None
     if root is None:
         raise YamlError(1, "the file is empty; expected a mapping")
     if not isinstance(root, yaml.MappingNode):
@@ -66,8 +78,73 @@ def _decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        line = _line_at(raw, exc.start)
         raise YamlError(line, f"not UTF-8 (invalid byte at offset {exc.start})") from None
+
+
+def _error_line(exc: yaml.YAMLError, raw: bytes) -> int:
+    """The 1-based line of a parse error: its mark, or the byte offset a reader error gives."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return int(mark.line) + 1
+    if isinstance(exc, yaml.reader.ReaderError):  # control characters: libyaml gives an offset
+        return _line_at(raw, exc.position)
+    return 0
+
+
+def _problem(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+    return getattr(exc, "problem", None) or str(exc).splitlines()[0]
+
+
+def _line_at(raw: bytes, offset: int) -> int:
+    r"""The 1-based line holding byte `offset`, counting LF, CR LF and lone CR as YAML does.
+
+    >>> _line_at(b"a: 1\r\nb: 2\rc: \x00", 15)
+    3
+    """
+    head = raw[:offset]
+    return head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n") + 1
+
+
+class _Quoter(reprlib.Repr):
+    """reprlib's bounded repr, with strings cut at the limit and huge ints given by size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = QUOTE_LIMIT
+        self.maxlong = 40
+
+    def repr_int(self, x: int, level: int) -> str:
+        """An int's digits, or its size when it has more than a few hundred."""
+        if x.bit_length() > 1000:  # repr() refuses past 4,300 digits and is quadratic before
+            return f"<an integer of {x.bit_length():,} bits>"
+        return super().repr_int(x, level)
+
+
+_QUOTER = _Quoter()
+
+
+def quote(value: object) -> str:
+    """The repr of a value, cut to about `QUOTE_LIMIT` characters with its middle elided.
+
+    >>> quote("ab" * 1_000_000)[:8], len(quote("ab" * 1_000_000))
+    ("'abababa", 200)
+    >>> quote(["x" * 1000] * 1000)[-10:], len(quote(["x" * 1000] * 1000))
+    ('xxxxxxx...', 200)
+    """
+    text = _QUOTER.repr(value)  # bounded work: each part of a container is cut on the way
+    return text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 3] + "..."
+
+
+def tag_name(tag: str) -> str:
+    """A tag as it is written in YAML.
+
+    >>> tag_name("tag:yaml.org,2002:python/object/apply:os.system")
+    '!!python/object/apply:os.system'
+    """
+    return "!!" + tag.removeprefix(_YAML_TAG) if tag.startswith(_YAML_TAG) else tag
 
 
 class _Builder:
@@ -80,15 +157,20 @@ class _Builder:
         self._constructor = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, path: Path_, used_at: int = 0) -> Any:
+        """The plain value of a node at `path`; at most `MAX_DEPTH` levels below the root."""
+        line = node.start_mark.line + 1
         if id(node) in self._seen:
-            line = used_at or node.start_mark.line + 1
-            raise YamlError(line, "YAML aliases and anchors are not allowed")
+            raise YamlError(used_at or line, "YAML aliases and anchors are not allowed")
         self._seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
+        if len(path) >= MAX_DEPTH:
+            raise YamlError(line, f"nested too deeply (more than {MAX_DEPTH} levels)", dotted(path))
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
             return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
             return self._sequence(node, path)
-        return self._scalar(node)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, path)
+        raise _tag_refused(node, path)  # !!set, !!omap, !!python/object/apply:... and the like
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -98,10 +180,10 @@ class _Builder:
                 raise YamlError(line, "YAML merge keys (<<) are not allowed")
             key = self.build(key_node, path)
             if not isinstance(key, str | int | bool | float) or isinstance(key, bool):
-                raise YamlError(line, f"mapping keys must be text, got {key!r}")
+                raise YamlError(line, f"mapping keys must be text, got {quote(key)}", dotted(path))
             key = str(key)
             if key in out:
-                raise YamlError(line, f"{_dotted((*path, key))}: duplicate key")
+                raise YamlError(line, "duplicate key", dotted((*path, key)))
             self.lines[(*path, key)] = line
             out[key] = self.build(value_node, (*path, key), line)
         return out
@@ -116,25 +198,40 @@ class _Builder:
             items.append(self.build(item, (*path, index), used_at))
         return items
 
-    def _scalar(self, node: yaml.Node) -> Any:
-        if node.tag == _INT_TAG and ":" in node.value:
+    def _scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
+        line = node.start_mark.line + 1
+        if node.tag == _VALUE_TAG or (node.tag == _INT_TAG and ":" in node.value):
             return node.value  # YAML 1.1 base-60 ints: "22:00" is a time of day, not 1320
+        if node.tag not in _SCALAR_TAGS:
+            raise _tag_refused(node, path)
+        kind = node.tag.removeprefix(_YAML_TAG)
+        if kind == "int" and len(node.value) > MAX_INT_CHARS:
+            msg = f"integer of {len(node.value):,} characters; the limit is {MAX_INT_CHARS}"
+            raise YamlError(line, msg, dotted(path))
         try:
             return self._constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            raise YamlError(node.start_mark.line + 1, f"invalid value: {exc}") from None
+        except Exception as exc:  # PyYAML's converters raise what int(), float(), datetime()
+            # and a dict look-up raise: 2026-02-30, !!int xyz, !!bool xyz, !!timestamp xyz
+            reason = f" ({exc})" if kind == "timestamp" and isinstance(exc, ValueError) else ""
+            msg = f"{quote(node.value)} is not a valid {kind}{reason}"
+            raise YamlError(line, msg, dotted(path)) from None
 
 
-def _dotted(path: Path_) -> str:
+def _tag_refused(node: yaml.Node, path: Path_) -> YamlError:
+    """The error for a node whose tag is not one of the plain ones."""
+    message = f"YAML tag {quote(tag_name(node.tag))} is not allowed"
+    return YamlError(node.start_mark.line + 1, message, dotted(path))
+
+
+def dotted(path: Path_) -> str:
     """Render a key path the way error messages name fields.
 
-    >>> _dotted(("classical", "packages", 0, "sha256"))
+    >>> dotted(("classical", "packages", 0, "sha256"))
     'classical.packages[0].sha256'
     """
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        if len(out) > QUOTE_LIMIT:  # a field name is a key the file chose: it may be 1 MB
+            return out[: QUOTE_LIMIT - 3] + "..."
     return out
-
-
-dotted = _dotted

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pydantic import BaseModel, field_validator
 
 from qrelease.cli import main
-from qrelease.source.loader import Loader
+from qrelease.source.loader import Loader, parse_file
 from qrelease.source.repo import GitRepo
 from tests.helpers.gitops import GitOpsRepo
 
@@ -155,7 +159,7 @@ def test_program_symlink_leaving_the_app_folder_is_not_a_program(
     _, _, err = validate(example_repo)
     assert "manifests/qrng/programs/b.qs: symbolic links are not allowed here" in err
     assert (
-        "manifests/qrng/0.3.0.yaml: quantum.program: manifests/qrng/programs/b.qs does not exist"
+        "manifests/qrng/0.3.0.yaml:12: quantum.program: manifests/qrng/programs/b.qs does not exist"
         in err
     )
 
@@ -226,8 +230,6 @@ def test_unknown_revision_is_exit_1(example_repo: GitOpsRepo) -> None:
 def test_json_output_lists_errors(example_repo: GitOpsRepo) -> None:
     example_repo.write("releases/qa.yaml", "environment: qa\nbogus: 1\n")
     example_repo.commit()
-    import json
-
     result = CliRunner().invoke(main, ["validate", "--repo", str(example_repo.path), "--json"])
     data = json.loads(result.stdout)
     assert result.exit_code == 1
@@ -313,6 +315,9 @@ def _edits(repo: GitOpsRepo) -> list[tuple[str, Callable[[], None]]]:
         ("env file broken", lambda: repo.write("releases/prod.yaml", "environment: [")),
         ("env renamed", lambda: copy("releases/staging.yaml", "releases/qa.yaml")),
         ("env fixed", lambda: copy("releases/staging.yaml", "releases/prod.yaml")),
+        ("file in a subfolder", lambda: copy("releases/dev.yaml", "releases/sub/dev.yaml")),
+        ("hostile tag", lambda: edit("releases/dev.yaml", "soak: 0s", "soak: !!set {a}")),
+        ("subfolder gone", lambda: shutil.rmtree(repo.path / "releases/sub")),
         ("app folder removed", lambda: shutil.rmtree(repo.path / "manifests/qrng")),
     ]
 
@@ -370,3 +375,237 @@ def test_read_ref_agrees_with_git_for_loose_and_packed_refs(example_repo: GitOps
             git_repo.resolve("refs/heads/odd")
         with pytest.raises(SourceError):
             git_repo.read_ref("refs/heads/nope")
+
+
+# What used to raise out of the loader (and so stopped every app in every environment) is a
+# problem of its own file; the hostile files here are a release and an environment that
+# nothing pins or uses.
+UNPINNED = "manifests/qrng/0.3.0.yaml"
+UNUSED_ENV = "releases/qa.yaml"
+QA = "environment: qa\nclassical: {{kind: venv}}\npolicy:\n  soak: {soak}\n  freezes:\n{freezes}"
+A_FREEZE = "    - {{start: {start}, end: 2027-01-04T00:00:00Z}}\n"
+NO_FREEZE = "    []\n"
+CRASHES = {
+    "impossible date": (
+        UNPINNED,
+        ("description:", "description: 2026-02-30\nx:"),
+        ":5: description: '2026-02-30' is not a valid timestamp (day is out of range for month)",
+    ),
+    "freeze in month 13": (
+        UNUSED_ENV,
+        {"soak": "0s", "freezes": A_FREEZE.format(start="2026-13-01")},
+        ":6: policy.freezes[0].start: '2026-13-01' is not a valid timestamp "
+        "(month must be in 1..12)",
+    ),
+    "!!float xyz": (
+        UNPINNED,
+        ("max_distance: 0.01", "max_distance: !!float xyz"),
+        ":21: quantum.gates.smoke.max_distance: 'xyz' is not a valid float",
+    ),
+    "!!int xyz": (
+        UNPINNED,
+        ("shots: 800", "shots: !!int xyz"),
+        ":18: quantum.gates.smoke.shots: 'xyz' is not a valid int",
+    ),
+    "!!bool xyz": (
+        UNUSED_ENV,
+        {"soak": "0s", "freezes": "    - !!bool xyz\n"},
+        ":6: policy.freezes[0]: 'xyz' is not a valid bool",
+    ),
+    "450 levels": (
+        UNPINNED,
+        ("seed: 3", "seed: " + "[" * 450 + "]" * 450),
+        ":19: quantum.gates.smoke.seed[0][0][0]",
+    ),
+    "999 levels": (
+        UNPINNED,
+        ("description:", "description: " + "{a: " * 999 + "1" + "}" * 999 + "\nx:"),
+        ":5: description.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a",
+    ),
+    "4,301 digits": (
+        UNPINNED,
+        ("seed: 3", "seed: " + "7" * 4301),
+        ":19: quantum.gates.smoke.seed: integer of 4,301 characters; the limit is 100",
+    ),
+    "99999999999999d": (
+        UNUSED_ENV,
+        {"soak": "99999999999999d", "freezes": NO_FREEZE},
+        ":4: policy.soak: '99999999999999d' is longer than the limit of 3650d",
+    ),
+    ".inf seconds": (
+        UNPINNED,
+        ("timeout: 30s", "timeout: .inf"),
+        ":10: classical.health.timeout: inf is not a finite number of seconds",
+    ),
+    "python object on a sequence": (
+        UNPINNED,
+        ("entry: Qrng.Main()", "entry: !!python/object/apply:os.system [echo hi]"),
+        ":13: quantum.entry: YAML tag '!!python/object/apply:os.system' is not allowed",
+    ),
+    "!!set on a mapping": (
+        UNUSED_ENV,
+        {"soak": "0s", "freezes": "    - !!set {a, b}\n"},
+        ":6: policy.freezes[0]: YAML tag '!!set' is not allowed",
+    ),
+    "NUL": (
+        UNPINNED,
+        ("entry: Qrng.Main()", "entry: Qrng.Ma\0in()"),
+        ":13: invalid YAML: unacceptable character #x0000: control characters are not allowed",
+    ),
+}
+
+
+def write_hostile(repo: GitOpsRepo, path: str, edit: tuple[str, str] | dict[str, str]) -> None:
+    """Write the unpinned release (a copy of qrng 0.2.0 with one edit) or the unused environment."""
+    if isinstance(edit, dict):
+        repo.write(path, QA.format(**edit))
+        return
+    text = repo.read("manifests/qrng/0.2.0.yaml").replace("version: 0.2.0", "version: 0.3.0")
+    assert edit[0] in text
+    repo.write(path, text.replace(edit[0], edit[1], 1))
+
+
+@pytest.mark.parametrize("case", sorted(CRASHES))
+def test_what_used_to_crash_the_loader_is_one_problem_of_its_file(
+    example_repo: GitOpsRepo, case: str
+) -> None:
+    path, edit, expected = CRASHES[case]
+    write_hostile(example_repo, path, edit)
+    example_repo.commit()
+    code, out, err = validate(example_repo)
+    assert (code, err.count("\n")) == (1, 1), err
+    assert err.startswith(path + (expected if expected.startswith(":") else "")), err
+    assert expected in err and "Traceback" not in err
+    assert out.endswith("5 releases, 3 environments: 1 problem(s)\n")
+
+
+def test_status_shows_every_app_while_a_file_is_hostile(
+    example_repo: GitOpsRepo, tmp_path: Path
+) -> None:
+    write_hostile(example_repo, UNPINNED, ("shots: 800", "shots: !!int xyz"))
+    write_hostile(
+        example_repo, UNUSED_ENV, {"soak": "0s", "freezes": A_FREEZE.format(start="2026-02-30")}
+    )
+    example_repo.commit()
+    args = ["status", "--repo", str(example_repo.path), "--state", str(tmp_path / "state")]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert {(row["env"], row["app"]) for row in rows} == {
+        (env, app) for env in ("dev", "staging", "prod") for app in ("bell-service", "qrng")
+    }
+
+
+def test_a_huge_value_is_quoted_in_about_two_hundred_characters(example_repo: GitOpsRepo) -> None:
+    write_hostile(example_repo, UNPINNED, ("entry: Qrng.Main()", "entry: " + "x" * 1_000_000))
+    write_hostile(example_repo, UNUSED_ENV, {"soak": "0s", "freezes": NO_FREEZE})
+    qa = example_repo.read(UNUSED_ENV).replace("kind: venv", "kind: " + "v" * 900_000)
+    example_repo.write(UNUSED_ENV, qa)
+    example_repo.commit()
+    _, _, err = validate(example_repo)
+    entry, kind = err.splitlines()
+    assert entry.startswith(f"{UNPINNED}:13: quantum.entry: 'xxxxxxxx")
+    assert entry.endswith("xxxx' is not a Q# call expression such as Bell.Main()")
+    assert kind.startswith(f"{UNUSED_ENV}:2: classical.kind: 'vvvvv")
+    assert kind.endswith("vvvv' is not one of venv, arm")
+    assert len(entry) < len(UNPINNED) + 300 and len(kind) < len(UNUSED_ENV) + 300
+
+
+def test_a_file_reports_at_most_fifty_problems_and_how_many_more(example_repo: GitOpsRepo) -> None:
+    keys = "".join(f"unknown_{index}: {index}\n" for index in range(20_000))
+    example_repo.write(UNUSED_ENV, "environment: qa\n" + keys)
+    example_repo.commit()
+    code, out, err = validate(example_repo)
+    lines = err.splitlines()
+    assert code == 1 and len(lines) == 51
+    assert lines[0] == f"{UNUSED_ENV}:2: unknown_0: unknown field"
+    assert lines[49] == f"{UNUSED_ENV}:51: unknown_49: unknown field"
+    assert lines[50] == f"{UNUSED_ENV}:52: and 19,950 more problems"
+    assert "5 releases, 3 environments" in out
+
+
+MISPLACED = [
+    "releases/sub/dev.yaml",
+    "releases/dev/dev.yaml",
+    "releases/notes.md",
+    "releases/dev.yaml.orig",
+    "manifests/x.yaml",
+    "manifests/0.1.0.yaml",
+]
+
+
+def test_files_the_loader_does_not_read_are_reported(example_repo: GitOpsRepo) -> None:
+    for path in MISPLACED:
+        example_repo.write(path, example_repo.read("releases/dev.yaml"))
+    allowed = ["manifests/.gitkeep", "releases/.gitkeep", "manifests/qrng/README.md"]
+    allowed += ["manifests/qrng/programs/helpers/data.yaml"]
+    for path in allowed:
+        example_repo.write(path, "anything: at all\n")
+    example_repo.commit()
+    code, out, err = validate(example_repo)
+    assert code == 1 and "5 releases, 3 environments" in out
+    reported = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in err.splitlines()}
+    assert sorted(reported) == sorted(MISPLACED)
+    assert reported["releases/sub/dev.yaml"] == (
+        "not read: environment files are releases/<env>.yaml, without subfolders"
+    )
+    assert reported["manifests/x.yaml"] == (
+        "not read: manifests are manifests/<app>/<version>.yaml, in a folder per app"
+    )
+    assert reported["releases/notes.md"] == (
+        "not read: environment files are releases/<env>.yaml (or .yml)"
+    )
+
+
+def test_a_program_beside_its_manifest_is_found(example_repo: GitOpsRepo) -> None:
+    example_repo.write(
+        "manifests/qrng/qrng.qs", example_repo.read("manifests/qrng/programs/qrng.qs")
+    )
+    manifest_with(example_repo, "programs/qrng.qs", "qrng.qs")
+    example_repo.commit()
+    code, out, err = validate(example_repo)
+    assert code == 0, err
+    assert "6 releases" in out
+
+
+def test_an_upstream_whose_file_is_broken_is_not_called_unknown(example_repo: GitOpsRepo) -> None:
+    example_repo.write("releases/dev.yaml", "environment: dev\napps: !!set {qrng}\n")
+    example_repo.commit()
+    _, out, err = validate(example_repo)
+    assert err == "releases/dev.yaml:2: apps: YAML tag '!!set' is not allowed\n"
+    assert "5 releases, 2 environments: 1 problem(s)" in out
+
+
+def test_a_freeze_is_a_utc_instant_never_a_number(example_repo: GitOpsRepo) -> None:
+    freezes = A_FREEZE.format(start=1767225600) + A_FREEZE.format(start="0001-01-01T00:00:00+05:00")
+    write_hostile(example_repo, UNUSED_ENV, {"soak": "0s", "freezes": freezes})
+    example_repo.commit()
+    _, _, err = validate(example_repo)
+    assert err.splitlines() == [
+        f"{UNUSED_ENV}:6: policy.freezes[0].start: expected a date or timestamp such as "
+        "2026-12-20T00:00:00Z",
+        f"{UNUSED_ENV}:7: policy.freezes[1].start: 0001-01-01T00:00:00+05:00 is out of range "
+        "in UTC",
+    ]
+    local = A_FREEZE.format(start="2026-12-20T01:00:00+01:00")
+    write_hostile(example_repo, UNUSED_ENV, {"soak": "0s", "freezes": local})
+    example_repo.commit()
+    with GitRepo(example_repo.path) as git_repo:
+        freeze = Loader(git_repo).load().environments["qa"].policy.freezes[0]
+    assert freeze.start == datetime(2026, 12, 20, tzinfo=UTC) and freeze.start.tzinfo is UTC
+
+
+def test_a_validator_that_raises_past_pydantic_is_a_problem_of_its_file() -> None:
+    class Exploding(BaseModel):
+        value: int
+
+        @field_validator("value")
+        @classmethod
+        def _overflow(cls, value: int) -> int:
+            raise OverflowError("a validator bug, not the file's")
+
+    parsed = parse_file(b"value: 1\n", Exploding)
+    assert parsed.model is None
+    assert parsed.problems == (
+        (1, "", 'could not be validated: OverflowError: "a validator bug, not the file\'s"'),
+    )
