@@ -332,6 +332,40 @@ def test_racing_promotions_with_different_versions_lose_no_update(
     assert history[1:] == expected  # every winner on the branch, in order, each from the last
 
 
+def test_promotions_sharing_a_state_dir_take_turns_and_both_land(remote: Remote) -> None:
+    """Two terminals on one machine, one `.qrelease/`: the scratch clone serves one at a time."""
+    judged = threading.Barrier(2)
+    outcomes: dict[str, Outcome] = {}
+
+    def promote(app: str, version: str) -> None:
+        store = open_store("memory:")
+        state = remote.state / "shared"
+        promoter = Promoter(
+            str(remote.bare), state, store, lambda env: MemoryQuantum(), lambda: LATER
+        )
+        try:
+            promoter.snapshot()
+            judged.wait()
+            result = promoter.promote(app, "prod", version, "both", force=True)
+            outcomes[app] = result.published.commit if result.published else "refused"
+        except BaseException as ended:  # reported by the test, not lost in the thread
+            outcomes[app] = ended
+        finally:
+            store.close()
+
+    threads = [
+        threading.Thread(target=promote, args=pair)
+        for pair in (("bell-service", "1.2.0"), ("qrng", "0.2.0"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(isinstance(end, str) and end != "refused" for end in outcomes.values()), outcomes
+    prod = remote.file("releases/prod.yaml")
+    assert "bell-service: 1.2.0" in prod and "qrng: 0.2.0" in prod
+
+
 def cli(remote: Remote, *args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(
         main, [*args, "--repo", str(remote.bare), "--state", str(remote.state)]
