@@ -74,10 +74,7 @@ def refresh_mirror(location: str, mirror: Path, timeout: float = FETCH_TIMEOUT) 
 
 
 def forget_copy_with_credentials(location: str, copy: Path) -> None:
-    """Delete the copy an older qrelease kept under a name made from the URL with credentials.
-
-    Its `config` holds the password in plain text; `copy` (named without it) replaces it.
-    """
+    """Delete a copy an older qrelease named after the URL with its credentials (in its config)."""
     legacy = copy.with_name(scratch_name(location) + copy.suffix)
     if legacy != copy and legacy.exists():
         shutil.rmtree(legacy)
