@@ -19,8 +19,9 @@ from qrelease.model.environment import AzureQuantum, Environment
 from qrelease.promotion.promote import Promoter
 from qrelease.quantum.base import QuantumBackend
 from qrelease.quantum.sandbox import GateLimits
+from qrelease.source.private import private_dir, private_file
 from qrelease.source.repo import GitRepo
-from qrelease.store import StateStore, open_store
+from qrelease.store import DB_NAME, StateStore, open_store
 
 _HEAD = "HEAD"
 
@@ -120,7 +121,11 @@ def local_backends(
 
 
 def open_state(state_dir: Path) -> StateStore:
-    """The store of a state dir (created on first use)."""
+    """The store of a state dir, created on first use readable by its owner only."""
+    private_dir(state_dir)
+    private_file(state_dir / DB_NAME)  # SQLite gives its -wal and -shm files the same mode
+    for companion in state_dir.glob(f"{DB_NAME}-*"):  # left 0644 by an older qrelease
+        private_file(companion, create=False)
     return open_store(state_dir)
 
 

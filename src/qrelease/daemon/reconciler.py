@@ -34,7 +34,7 @@ from qrelease.redaction import redact_url
 from qrelease.source.pinlog import rollback_hold
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys, verify_revision
-from qrelease.source.workspace import clone_mirror, fetch_mirror, mirror_path
+from qrelease.source.workspace import mirror_path, refresh_mirror
 from qrelease.store import StateStore
 from qrelease.wiring import BackendsFactory, local_backends, open_state, promoter
 
@@ -72,10 +72,7 @@ class Mirror:
 
     def refresh(self) -> None:
         """Clone the mirror the first time, fetch into it afterwards; bounded by the timeout."""
-        if self.path.exists():
-            fetch_mirror(self.path, self.timeout)
-        else:
-            clone_mirror(self.url, self.path, self.timeout)
+        refresh_mirror(self.url, self.path, self.timeout)
 
 
 class Reconciler:
