@@ -23,6 +23,13 @@ Package sources come from the environment's `classical` block (VenvDeploy): `fin
 is a directory or URL, a relative directory being resolved against the state dir; with
 only `find_links` the install is offline from it (`--no-index`); with `index_url` that
 index is used (plus `find_links` if given); with neither, the installer's default index.
+A source outside the state dir must be listed in `allowed_sources` (the controller
+config's `[sources] allow`), else the install step fails naming the field.
+
+A health command never runs anything but the release's own code: its program is one of
+the console scripts that the manifest's packages installed into `venv/bin/` (read from
+their RECORD files) or `python -m <module>` for a module of those packages, run with a
+minimal environment; its output is capped and redacted before it reaches any message.
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ import re
 import secrets
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, fields
+from importlib.metadata import Distribution, distributions
 from pathlib import Path, PurePosixPath
 
 from qrelease.deployers.base import (
@@ -50,12 +59,13 @@ from qrelease.deployers.installers import (
     Installer,
     InstallFailed,
     Sources,
+    capped,
     default_installer,
     run_bounded,
     venv_bin,
     venv_python,
 )
-from qrelease.model.environment import Environment, VenvDeploy
+from qrelease.model.environment import Environment, VenvDeploy, is_state_dir_source
 from qrelease.model.manifest import HealthCheck, ReleaseManifest
 from qrelease.model.types import check_dns_label, check_semver, version_key
 from qrelease.redaction import redact
@@ -69,7 +79,11 @@ RELEASES_DIR = "releases"
 VENV_DIR = "venv"
 RELEASE_DIR_VARIABLE = "QRELEASE_RELEASE_DIR"
 _MAX_LOCK_BYTES = 64 * 1024
-_MESSAGE_TAIL_CHARS = 1500
+_MESSAGE_TAIL_BYTES = 1500
+HEALTH_OUTPUT_BYTES = 2048
+"""How much of a health command's output (its end) a status message or event keeps."""
+HEALTH_ENV_PASSED = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+"""The controller's variables a health command sees, besides PATH and the release's own."""
 _UV_HASH_MISMATCH = re.compile(r"Hash mismatch for `([^`]+)`")
 _PIP_HASH_MISMATCH = re.compile(r"^\s*(\S+==\S+) from .*:\s*$", re.MULTILINE)
 _LEFTOVER_PATTERNS = (
@@ -84,12 +98,21 @@ class VenvDeployer:
     """Deploys each release into its own virtualenv under `state_dir/envs/`.
 
     `install_count` counts installer runs, so callers can prove a switch to a release
-    already on disk installed nothing.
+    already on disk installed nothing. `allowed_sources` are the absolute paths and URL
+    prefixes (`[sources] allow`) that `find_links` and `index_url` may name besides
+    directories under the state dir.
     """
 
-    def __init__(self, state_dir: Path, *, installer: Installer | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        installer: Installer | None = None,
+        allowed_sources: Sequence[str] = (),
+    ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.installer = installer if installer is not None else default_installer()
+        self.allowed_sources = tuple(allowed_sources)
         self.install_count = 0
 
     def app_dir(self, env_name: str, app: str) -> Path:
@@ -122,7 +145,7 @@ class VenvDeployer:
         self, env: Environment, manifest: ReleaseManifest, lock: ReleaseLock, qir: str
     ) -> Prepared:
         """Build the release unless it is complete on disk; never touches `current`."""
-        sources = _sources(_venv_config(env), self.state_dir)
+        sources = self._sources(env, manifest)
         final = self.release_dir(env.environment, manifest.app, manifest.version)
         if is_complete(final):
             return Prepared(manifest.version, installed=False)
@@ -136,6 +159,15 @@ class VenvDeployer:
         finally:
             _delete(partial)
         return Prepared(manifest.version, installed=True)
+
+    def _sources(self, env: Environment, manifest: ReleaseManifest) -> Sources:
+        """The environment's package sources; DeployError when one is not allowed."""
+        config = _venv_config(env)
+        refusals = env.source_refusals(self.allowed_sources)
+        if refusals:
+            problems = "; ".join(f"{field}: {problem}" for field, problem in refusals)
+            raise DeployError(redact(f"{_label(env, manifest)}: install refused: {problems}"))
+        return _sources(config, self.state_dir)
 
     def _build(
         self, partial: Path, final: Path, manifest: ReleaseManifest, sources: Sources, label: str
@@ -166,7 +198,7 @@ class VenvDeployer:
             release = self.release_dir(env.environment, manifest.app, manifest.version)
         if not is_complete(release):
             return HealthResult(False, f"{release} is not a complete release")
-        return run_health(health, release)
+        return run_health(health, release, manifest)
 
     def switch(self, env: Environment, app: str, version: str) -> None:
         """Point `current` at a complete release by renaming a new symlink over it."""
@@ -228,12 +260,18 @@ def _venv_config(env: Environment) -> VenvDeploy:
 
 
 def _sources(config: VenvDeploy, state_dir: Path) -> Sources:
-    """Package sources, with a relative `find_links` directory resolved against the state dir."""
-    find_links = config.find_links
-    if find_links and "://" not in find_links and not Path(find_links).is_absolute():
+    """Package sources, a relative directory resolved against the state dir.
+
+    A local index directory is passed as a file: URL, which both uv and pip accept.
+    """
+    find_links, index_url = config.find_links, config.index_url
+    if find_links and is_state_dir_source(find_links):
         find_links = str(state_dir / find_links)
-    index_url = config.index_url or None
-    return Sources(find_links=find_links or None, index_url=index_url, no_index=config.no_index)
+    if index_url and is_state_dir_source(index_url):
+        index_url = (state_dir / index_url).as_uri()
+    elif index_url and index_url.startswith("/"):
+        index_url = Path(index_url).as_uri()
+    return Sources(find_links=find_links, index_url=index_url, no_index=config.no_index)
 
 
 def requirements_text(manifest: ReleaseManifest) -> str:
@@ -275,7 +313,7 @@ def _install_error(label: str, installer: str, failed: InstallFailed) -> DeployE
         what = f"sha256 mismatch for {mismatch.group(1)}: the file's hash is not the manifest's"
     else:
         what = f"{installer}: {failed.step}"
-    tail = redact(failed.output)[-_MESSAGE_TAIL_CHARS:]
+    tail = capped(redact(failed.output), _MESSAGE_TAIL_BYTES)
     transient = failed.transient and not mismatch
     return DeployError(f"{label}: install failed: {what}\n{tail}", transient=transient)
 
@@ -449,38 +487,91 @@ def _replace_link(link: Path, target: str) -> None:
 
 
 def health_environment(release: Path) -> dict[str, str]:
-    """This process's environment with the release's venv first on PATH and its dir exported."""
+    """A minimal environment: the venv's bin first on PATH, the release, a few locale names."""
     venv = release / VENV_DIR
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
-    env["PATH"] = os.pathsep.join([str(venv_bin(venv)), os.environ.get("PATH", os.defpath)])
+    env = {name: os.environ[name] for name in HEALTH_ENV_PASSED if name in os.environ}
+    env["PATH"] = os.pathsep.join([str(venv_bin(venv)), os.defpath])
     env["VIRTUAL_ENV"] = str(venv)
     env[RELEASE_DIR_VARIABLE] = str(release)
     return env
 
 
-def _resolve_command(name: str, release: Path, path: str) -> str | None:
-    """The executable for argv[0]: a path (relative to the release) or a name on `path`."""
-    if "/" not in name:
-        return shutil.which(name, path=path)
-    candidate = release / name
-    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+def _site_packages(venv: Path) -> list[Path]:
+    """The venv's site-packages directories (one per Python version it was made for)."""
+    return sorted(venv.glob("lib/python*/site-packages"))
 
 
-def run_health(health: HealthCheck, release: Path) -> HealthResult:
+def _normalised(name: str) -> str:
+    """A distribution name in its normalised form (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def release_distributions(venv: Path, manifest: ReleaseManifest) -> list[tuple[Path, Distribution]]:
+    """(site-packages, distribution) of each package the manifest lists, as installed."""
+    wanted = {_normalised(package.name) for package in manifest.classical.packages}
+    found = []
+    for site in _site_packages(venv):
+        for dist in distributions(path=[str(site)]):
+            if _normalised(dist.metadata["Name"] or "") in wanted:
+                found.append((site, dist))
+    return found
+
+
+def console_scripts(venv: Path, manifest: ReleaseManifest) -> set[str]:
+    """Names of the files in the venv's bin/ that the manifest's packages installed."""
+    bin_dir = Path(os.path.normpath(venv_bin(venv)))
+    names = set()
+    for site, dist in release_distributions(venv, manifest):
+        for file in dist.files or ():
+            installed = Path(os.path.normpath(site / file))  # RECORD: ../../../bin/<name>
+            if installed.parent == bin_dir:
+                names.add(installed.name)
+    return names
+
+
+def _provides_module(venv: Path, manifest: ReleaseManifest, module: str) -> bool:
+    """True when the top-level package of `module` belongs to one of the manifest's packages."""
+    top = module.partition(".")[0]
+    for _site, dist in release_distributions(venv, manifest):
+        for file in dist.files or ():
+            if file.parts and file.parts[0] in (top, f"{top}.py") and ".." not in file.parts:
+                return True
+    return False
+
+
+def health_argv(health: HealthCheck, release: Path, manifest: ReleaseManifest) -> list[str] | str:
+    """The argv that runs a health command inside the release, or why it may not run."""
+    venv = release / VENV_DIR
+    program, arguments = health.command[0], list(health.command[1:])
+    owners = ", ".join(package.name for package in manifest.classical.packages)
+    if health.module is not None:
+        if not _provides_module(venv, manifest, health.module):
+            return f"module {health.module!r} is not part of the release's packages ({owners})"
+        return [str(venv_python(venv)), "-I", *arguments]
+    script = venv_bin(venv) / program
+    if program not in console_scripts(venv, manifest) or script.is_symlink():
+        return f"{program!r} is not a console script of the release's packages ({owners})"
+    if not (script.is_file() and os.access(script, os.X_OK)):
+        return f"console script {program!r} is missing from {venv_bin(venv)}"
+    return [str(script), *arguments]
+
+
+def run_health(health: HealthCheck, release: Path, manifest: ReleaseManifest) -> HealthResult:
     """Run a health command (argv, no shell) in `release` with its timeout."""
-    env = health_environment(release)
-    executable = _resolve_command(health.command[0], release, env["PATH"])
-    if executable is None:
-        return HealthResult(False, f"health command {health.command[0]!r} not found in {release}")
+    argv = health_argv(health, release, manifest)
+    if isinstance(argv, str):
+        return HealthResult(False, f"health command refused, not run: {argv}")
     timeout = health.timeout.total_seconds()
-    done = run_bounded([executable, *health.command[1:]], timeout=timeout, env=env, cwd=release)
+    env = health_environment(release)
+    done = run_bounded(argv, timeout=timeout, env=env, cwd=release)
     return _health_result(" ".join(health.command), done, timeout)
 
 
 def _health_result(command: str, done: Completed, timeout: float) -> HealthResult:
-    """Turn a finished health command into ok + a message with the tail of its output."""
-    tail = done.output[-_MESSAGE_TAIL_CHARS:]
+    """Turn a finished health command into ok + a message ending in its capped output."""
+    tail = capped(done.output, HEALTH_OUTPUT_BYTES)
     if done.returncode is None:
-        return HealthResult(False, f"`{command}` timed out after {timeout:g}s: {tail}".strip())
+        message = f"`{command}` timed out after {timeout:g}s: {tail}".strip()
+        return HealthResult(False, redact(message))
     summary = f"`{command}` exited {done.returncode}: {tail}".strip().rstrip(":")
-    return HealthResult(done.returncode == 0, summary)
+    return HealthResult(done.returncode == 0, redact(summary))
