@@ -51,16 +51,11 @@ class Completed:
 
 
 def _tail(sink: IO[bytes], limit: int) -> str:
-    """The last `limit` bytes written to `sink`, decoded leniently, from a line's start.
-
-    A line cut in two loses its head, where the name of a secret it holds would be: the
-    rest of it is dropped too (up to a space when it is one long line), so redaction never
-    sees a value without its key.
-    """
+    """The last `limit` bytes written to `sink`, decoded leniently, from a line's start."""
     size = sink.seek(0, os.SEEK_END)
     sink.seek(max(0, size - limit))
     data = sink.read(limit)
-    if size > limit:
+    if size > limit:  # a cut line lost its head, where a secret's name would be: drop it all
         data = _from_boundary(data)
     return data.decode("utf-8", errors="replace").strip()
 
@@ -75,10 +70,7 @@ def _from_boundary(data: bytes) -> bytes:
 
 
 def capped(text: str, limit: int) -> str:
-    """The end of `text` in at most `limit` bytes, from a line (else a word) start, marked.
-
-    Cut already redacted text: a secret never spans a line, so no half of one is kept
-    without the name that made redaction mask it.
+    """The end of already redacted `text` in at most `limit` bytes, from a line start, marked.
 
     >>> capped("first line\\nsecond line", 20)
     '[...] second line'

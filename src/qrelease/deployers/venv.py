@@ -26,10 +26,7 @@ index is used (plus `find_links` if given); with neither, the installer's defaul
 A source outside the state dir must be listed in `allowed_sources` (the controller
 config's `[sources] allow`), else the install step fails naming the field.
 
-A health command never runs anything but the release's own code: its program is one of
-the console scripts that the manifest's packages installed into `venv/bin/` (read from
-their RECORD files) or `python -m <module>` for a module of those packages, run with a
-minimal environment; its output is capped and redacted before it reaches any message.
+Health commands run through `qrelease.deployers.health`: only the release's own code.
 """
 
 from __future__ import annotations
@@ -44,7 +41,6 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, fields
-from importlib.metadata import Distribution, distributions
 from pathlib import Path, PurePosixPath
 
 from qrelease.deployers.base import (
@@ -54,19 +50,17 @@ from qrelease.deployers.base import (
     Prepared,
     ReleaseLock,
 )
+from qrelease.deployers.health import run_health
 from qrelease.deployers.installers import (
-    Completed,
     Installer,
     InstallFailed,
     Sources,
     capped,
     default_installer,
-    run_bounded,
-    venv_bin,
     venv_python,
 )
 from qrelease.model.environment import Environment, VenvDeploy, is_state_dir_source
-from qrelease.model.manifest import HealthCheck, ReleaseManifest
+from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.types import check_dns_label, check_semver, version_key
 from qrelease.redaction import redact
 
@@ -77,13 +71,8 @@ REQUIREMENTS_FILE = "requirements.txt"
 CURRENT_LINK = "current"
 RELEASES_DIR = "releases"
 VENV_DIR = "venv"
-RELEASE_DIR_VARIABLE = "QRELEASE_RELEASE_DIR"
 _MAX_LOCK_BYTES = 64 * 1024
 _MESSAGE_TAIL_BYTES = 1500
-HEALTH_OUTPUT_BYTES = 2048
-"""How much of a health command's output (its end) a status message or event keeps."""
-HEALTH_ENV_PASSED = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
-"""The controller's variables a health command sees, besides PATH and the release's own."""
 _UV_HASH_MISMATCH = re.compile(r"Hash mismatch for `([^`]+)`")
 _PIP_HASH_MISMATCH = re.compile(r"^\s*(\S+==\S+) from .*:\s*$", re.MULTILINE)
 _LEFTOVER_PATTERNS = (
@@ -198,7 +187,7 @@ class VenvDeployer:
             release = self.release_dir(env.environment, manifest.app, manifest.version)
         if not is_complete(release):
             return HealthResult(False, f"{release} is not a complete release")
-        return run_health(health, release, manifest)
+        return run_health(health, manifest, release, release / VENV_DIR)
 
     def switch(self, env: Environment, app: str, version: str) -> None:
         """Point `current` at a complete release by renaming a new symlink over it."""
@@ -260,10 +249,7 @@ def _venv_config(env: Environment) -> VenvDeploy:
 
 
 def _sources(config: VenvDeploy, state_dir: Path) -> Sources:
-    """Package sources, a relative directory resolved against the state dir.
-
-    A local index directory is passed as a file: URL, which both uv and pip accept.
-    """
+    """Package sources, a relative one resolved against the state dir (an index as a file: URL)."""
     find_links, index_url = config.find_links, config.index_url
     if find_links and is_state_dir_source(find_links):
         find_links = str(state_dir / find_links)
@@ -484,94 +470,3 @@ def _replace_link(link: Path, target: str) -> None:
         temp.unlink(missing_ok=True)
         raise DeployError(f"cannot switch {link} to {target}: {error.strerror}") from None
     _fsync_dir(link.parent)
-
-
-def health_environment(release: Path) -> dict[str, str]:
-    """A minimal environment: the venv's bin first on PATH, the release, a few locale names."""
-    venv = release / VENV_DIR
-    env = {name: os.environ[name] for name in HEALTH_ENV_PASSED if name in os.environ}
-    env["PATH"] = os.pathsep.join([str(venv_bin(venv)), os.defpath])
-    env["VIRTUAL_ENV"] = str(venv)
-    env[RELEASE_DIR_VARIABLE] = str(release)
-    return env
-
-
-def _site_packages(venv: Path) -> list[Path]:
-    """The venv's site-packages directories (one per Python version it was made for)."""
-    return sorted(venv.glob("lib/python*/site-packages"))
-
-
-def _normalised(name: str) -> str:
-    """A distribution name in its normalised form (PEP 503)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def release_distributions(venv: Path, manifest: ReleaseManifest) -> list[tuple[Path, Distribution]]:
-    """(site-packages, distribution) of each package the manifest lists, as installed."""
-    wanted = {_normalised(package.name) for package in manifest.classical.packages}
-    found = []
-    for site in _site_packages(venv):
-        for dist in distributions(path=[str(site)]):
-            if _normalised(dist.metadata["Name"] or "") in wanted:
-                found.append((site, dist))
-    return found
-
-
-def console_scripts(venv: Path, manifest: ReleaseManifest) -> set[str]:
-    """Names of the files in the venv's bin/ that the manifest's packages installed."""
-    bin_dir = Path(os.path.normpath(venv_bin(venv)))
-    names = set()
-    for site, dist in release_distributions(venv, manifest):
-        for file in dist.files or ():
-            installed = Path(os.path.normpath(site / file))  # RECORD: ../../../bin/<name>
-            if installed.parent == bin_dir:
-                names.add(installed.name)
-    return names
-
-
-def _provides_module(venv: Path, manifest: ReleaseManifest, module: str) -> bool:
-    """True when the top-level package of `module` belongs to one of the manifest's packages."""
-    top = module.partition(".")[0]
-    for _site, dist in release_distributions(venv, manifest):
-        for file in dist.files or ():
-            if file.parts and file.parts[0] in (top, f"{top}.py") and ".." not in file.parts:
-                return True
-    return False
-
-
-def health_argv(health: HealthCheck, release: Path, manifest: ReleaseManifest) -> list[str] | str:
-    """The argv that runs a health command inside the release, or why it may not run."""
-    venv = release / VENV_DIR
-    program, arguments = health.command[0], list(health.command[1:])
-    owners = ", ".join(package.name for package in manifest.classical.packages)
-    if health.module is not None:
-        if not _provides_module(venv, manifest, health.module):
-            return f"module {health.module!r} is not part of the release's packages ({owners})"
-        return [str(venv_python(venv)), "-I", *arguments]
-    script = venv_bin(venv) / program
-    if program not in console_scripts(venv, manifest) or script.is_symlink():
-        return f"{program!r} is not a console script of the release's packages ({owners})"
-    if not (script.is_file() and os.access(script, os.X_OK)):
-        return f"console script {program!r} is missing from {venv_bin(venv)}"
-    return [str(script), *arguments]
-
-
-def run_health(health: HealthCheck, release: Path, manifest: ReleaseManifest) -> HealthResult:
-    """Run a health command (argv, no shell) in `release` with its timeout."""
-    argv = health_argv(health, release, manifest)
-    if isinstance(argv, str):
-        return HealthResult(False, f"health command refused, not run: {argv}")
-    timeout = health.timeout.total_seconds()
-    env = health_environment(release)
-    done = run_bounded(argv, timeout=timeout, env=env, cwd=release)
-    return _health_result(" ".join(health.command), done, timeout)
-
-
-def _health_result(command: str, done: Completed, timeout: float) -> HealthResult:
-    """Turn a finished health command into ok + a message ending in its capped output."""
-    tail = capped(done.output, HEALTH_OUTPUT_BYTES)
-    if done.returncode is None:
-        message = f"`{command}` timed out after {timeout:g}s: {tail}".strip()
-        return HealthResult(False, redact(message))
-    summary = f"`{command}` exited {done.returncode}: {tail}".strip().rstrip(":")
-    return HealthResult(done.returncode == 0, redact(summary))

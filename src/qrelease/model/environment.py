@@ -25,11 +25,7 @@ WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"
 
 
 def check_package_source(value: str) -> str:
-    """Accept a relative path (inside the state dir), an absolute path or an http(s) URL.
-
-    Whether an absolute path or a URL may be used is the operator's call (`[sources] allow`
-    in the controller config, see `source_refusal`); what can never be safe is refused here.
-    Messages never repeat the value: a URL may carry credentials.
+    """Accept a relative path (in the state dir), an absolute path or an http(s) URL.
 
     >>> check_package_source("wheels")
     'wheels'
@@ -37,6 +33,8 @@ def check_package_source(value: str) -> str:
     Traceback (most recent call last):
     ValueError: the path climbs out of its directory with '..'
     """
+    # whether an absolute path or URL may be used is the operator's call (`source_refusal`);
+    # messages never repeat the value, as a URL may carry credentials
     if not value or value != value.strip() or "\\" in value or not value.isprintable():
         raise ValueError("not a path or URL (empty, spaces at an end, backslashes or controls)")
     if has_parent_segment(value):

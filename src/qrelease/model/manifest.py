@@ -111,12 +111,8 @@ def _argument_problem(argument: str) -> str | None:
 
 
 def _check_health_command(command: tuple[str, ...]) -> tuple[str, ...]:
-    """Refuse a command that names a program by path or reaches outside the release.
-
-    The program is one of the release's console scripts (a bare name, resolved at deploy
-    time in the venv's bin/) or `python -m <module>` run by the venv's interpreter.
-    """
-    program = command[0]
+    """Refuse a command that names its program by path or reaches outside the release."""
+    program = command[0]  # a console script name (found in the venv at deploy time) or python
     if not _SCRIPT_NAME.fullmatch(program):
         raise ValueError(
             f"{program!r} is not a console script name: the program must be one of the "

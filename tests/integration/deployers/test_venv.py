@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from qrelease.deployers.base import Deployer, DeployError, ReleaseLock
+from qrelease.deployers.health import HEALTH_OUTPUT_BYTES
 from qrelease.deployers.installers import InstallFailed, PipInstaller, Sources
 from qrelease.deployers.memory import MemoryDeployer
-from qrelease.deployers.venv import HEALTH_OUTPUT_BYTES, VenvDeployer, read_lock
+from qrelease.deployers.venv import VenvDeployer, read_lock
 from qrelease.examples.wheels import build_example_wheels
 from qrelease.model.environment import ArmDeploy, Environment, VenvDeploy
 from qrelease.model.manifest import ReleaseManifest
