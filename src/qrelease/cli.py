@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from qrelease.config import ConfigError, ControllerConfig, load_config
-from qrelease.source.loader import Loader, Snapshot
+from qrelease.source.loader import Loader, LoadError, Snapshot
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.workspace import open_repo
 
@@ -147,24 +147,45 @@ def validate(
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
         snapshot = load_snapshot(git_repo, rev)
+        sources = _source_errors(git_repo, snapshot, ctx.config.sources.allow)
+    errors = sorted([*snapshot.errors, *sources])
     if ctx.as_json:
         emit_json(
             {
                 "revision": snapshot.revision,
-                "ok": snapshot.ok,
+                "ok": not errors,
                 "manifests": len(snapshot.manifests),
                 "environments": len(snapshot.environments),
-                "errors": [vars(error) for error in snapshot.errors],
+                "errors": [vars(error) for error in errors],
             }
         )
     else:
-        for error in snapshot.errors:
+        for error in errors:
             click.echo(str(error), err=True)
         summary = f"{len(snapshot.manifests)} releases, {len(snapshot.environments)} environments"
-        status = "valid" if snapshot.ok else f"{len(snapshot.errors)} problem(s)"
+        status = f"{len(errors)} problem(s)" if errors else "valid"
         click.echo(f"{snapshot.revision[:12]}: {summary}: {status}")
-    if not snapshot.ok:
+    if errors:
         sys.exit(1)
+
+
+def _source_errors(
+    git_repo: GitRepo, snapshot: Snapshot, allowed: Sequence[str]
+) -> list[LoadError]:
+    """One error per package source outside the state dir that `[sources] allow` omits."""
+    from qrelease.redaction import redact
+    from qrelease.source.yamldoc import parse_mapping
+
+    errors = []
+    for name, env in sorted(snapshot.environments.items()):
+        refusals = env.source_refusals(allowed)
+        if refusals:
+            path = snapshot.env_paths[name]
+            doc = parse_mapping(git_repo.show_file(snapshot.revision, path) or b"{}")
+            for field, problem in refusals:
+                line = doc.line_of(tuple(field.split(".")))
+                errors.append(LoadError(path, line, field, redact(problem)))
+    return errors
 
 
 def _progress(row: Any) -> None:
@@ -307,6 +328,7 @@ def reconcile(
                 deploying=True,
                 on_row=_progress,
                 concurrency=ctx.config.concurrency,
+                allowed_sources=ctx.config.sources.allow,
             ) as eng,
         ):
             report = eng.reconcile(rev, env_name, mode)

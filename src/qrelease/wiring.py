@@ -8,7 +8,7 @@ only when an environment uses them, so the CLI and the daemon start without the 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +36,8 @@ class LocalBackends:
     Local environments share one venv deployer and one qdk backend. ARM environments share
     one ARM deployer, which reads templates through `read_template` (a repo path -> bytes at
     the revision being reconciled). Each Azure Quantum environment gets its own backend,
-    which runs the local qdk gates through the shared qdk backend.
+    which runs the local qdk gates through the shared qdk backend. `allowed_sources` is the
+    config's `[sources] allow`: package sources outside the state dir venvs may install from.
     """
 
     def __init__(
@@ -44,12 +45,13 @@ class LocalBackends:
         state_dir: Path,
         read_template: TemplateReader | None = None,
         gate_limits: GateLimits | None = None,
+        allowed_sources: Sequence[str] = (),
     ) -> None:
         from qrelease.deployers.venv import VenvDeployer
 
         self.state_dir = state_dir
         self.gate_limits = gate_limits
-        self.venv = VenvDeployer(state_dir)
+        self.venv = VenvDeployer(state_dir, allowed_sources=allowed_sources)
         self.read_template = read_template or _no_templates
         self._qdk: QuantumBackend | None = None
         self._arm: Deployer | None = None
@@ -109,13 +111,14 @@ def local_backends(
     state_dir: Path,
     read_template: TemplateReader | None = None,
     gate_limits: GateLimits | None = None,
+    allowed_sources: Sequence[str] = (),
 ) -> Backends:
     """The real backends of a state dir whose lock the caller holds.
 
     What an interrupted install or switch left on disk is cleaned up first, which is only
     safe for the process that may deploy into the state dir.
     """
-    local = LocalBackends(state_dir, read_template, gate_limits)
+    local = LocalBackends(state_dir, read_template, gate_limits, allowed_sources)
     local.venv.recover()
     return local.backends()
 
@@ -138,6 +141,7 @@ def engine(
     on_row: RowSink | None = None,
     concurrency: int = 1,
     sinks: Iterable[ReportSink] = (),
+    allowed_sources: Sequence[str] = (),
 ) -> Iterator[Engine]:
     """An engine over the local backends, with the store closed afterwards.
 
@@ -146,9 +150,9 @@ def engine(
     """
     read_template: TemplateReader = lambda path: repo.show_file(_HEAD, path)  # noqa: E731
     if deploying:
-        backends = local_backends(state_dir, read_template)
+        backends = local_backends(state_dir, read_template, allowed_sources=allowed_sources)
     else:
-        backends = LocalBackends(state_dir, read_template).backends()
+        backends = LocalBackends(state_dir, read_template).backends()  # plans install nothing
     store = open_state(state_dir)
     try:
         yield Engine(repo, store, backends, on_row=on_row, concurrency=concurrency, sinks=sinks)

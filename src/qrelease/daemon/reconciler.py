@@ -117,7 +117,9 @@ class Reconciler:
         self._store = open_state(self.config.state_dir)
         if self._backends_factory is None:
             limits = self.config.gates.limits()
-            self._backends = local_backends(self.config.state_dir, self._read_template, limits)
+            self._backends = local_backends(
+                self.config.state_dir, self._read_template, limits, self.config.sources.allow
+            )
         else:
             self._backends = self._backends_factory(self.config.state_dir)
         self.state.update(store_open=True, store_error=None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qrelease.config import ConfigError, ControllerConfig, load_config
 
-RESTART_FIELDS = ("source.url", "state_dir", "listen", "gates", "http")
+RESTART_FIELDS = ("source.url", "state_dir", "listen", "gates", "http", "sources")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ def restart_needed(old: ControllerConfig, new: ControllerConfig) -> list[str]:
         "listen": (old.listen, new.listen),
         "gates": (old.gates, new.gates),
         "http": (old.http, new.http),
+        "sources": (old.sources, new.sources),
     }
     return [name for name in RESTART_FIELDS if values[name][0] != values[name][1]]
 
