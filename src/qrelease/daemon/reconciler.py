@@ -20,6 +20,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from qrelease.anchoring import anchor_chain
 from qrelease.config import ControllerConfig
 from qrelease.daemon.api import PassRequest
 from qrelease.daemon.metrics import Metrics
@@ -307,7 +308,7 @@ class Reconciler:
         return report
 
     def _on_report(self, report: PassReport) -> None:
-        """The engine's finaliser hands every pass here: view rows, metrics, retries."""
+        """The engine's finaliser hands every pass here: rows, metrics, retries, audit anchor."""
         gone = [app.key for app in report.apps if app.row is None]
         self.state.put_rows(report.rows, report.revision, gone)
         rows = self.state.view.rows.values()
@@ -316,6 +317,13 @@ class Reconciler:
         self.metrics.record_apps((row.env, str(row.sync), str(row.health)) for row in rows)
         due = [row.retry_at for row in rows if row.retry_at is not None]
         self._retry_at = min(due) if due else None
+        anchor_chain(
+            self._opened_store(),
+            self.mirror.url,
+            self.config.state_dir,
+            clock=self.clock,
+            warn=lambda reason: self.log.warning("audit anchor not written", reason=reason),
+        )
 
     def _on_row(self, row: StatusRow) -> None:
         """The engine's row hook: /status shows every planned row and rollout step at once."""
