@@ -151,7 +151,7 @@ def _workspace(location: str, state_dir: Path) -> tuple[GitRepo, str]:
     mirror = mirror_path(location, state_dir)
     if not mirror.exists():
         clone_mirror(location, mirror)
-    return GitRepo(mirror), "origin"
+    return GitRepo(mirror), location  # not "origin": a mirror's remote pushes no refspecs
 
 
 def _head(store: StateStore) -> Event | None:

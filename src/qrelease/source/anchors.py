@@ -184,7 +184,7 @@ def refresh_anchor(repo: GitRepo, remote: str, controller: str) -> None:
 def _push(repo: GitRepo, remote: str, commit: str, ref: str) -> None:
     """Push without force, then move the local ref too (the remote may be another repository)."""
     try:
-        repo.git.push("--quiet", remote, f"{commit}:{ref}", kill_after_timeout=GIT_TIMEOUT_SECONDS)
+        repo.git.push(remote, f"{commit}:{ref}", kill_after_timeout=GIT_TIMEOUT_SECONDS)
     except git.exc.GitCommandError as exc:
         stderr = str(exc.stderr or "")
         behind = any(word in stderr for word in ("non-fast-forward", "fetch first"))
@@ -194,7 +194,8 @@ def _push(repo: GitRepo, remote: str, commit: str, ref: str) -> None:
 
 def _push_reason(exc: git.exc.GitCommandError) -> str:
     """What the remote said: its `remote:` lines and the rejection, else git's own complaint."""
-    lines = [line.strip().strip("'").strip() for line in str(exc.stderr or "").splitlines()]
+    stderr = str(exc.stderr or "").splitlines()
+    lines = [line.strip().removeprefix("stderr: ").strip("'").strip() for line in stderr]
     said = [
         line.removeprefix("remote:").strip()
         for line in lines
