@@ -304,11 +304,18 @@ class Reconciler:
         )
         self.state.pass_finished(record)
         log.info("pass finished", outcome=str(report.outcome), seconds=round(seconds, 3))
+        anchor_chain(
+            self._opened_store(),
+            self.mirror.url,
+            self.config.state_dir,
+            clock=self.clock,
+            warn=lambda reason: log.warning("audit anchor not written", reason=reason),
+        )
         self._auto_promote(report, log)
         return report
 
     def _on_report(self, report: PassReport) -> None:
-        """The engine's finaliser hands every pass here: rows, metrics, retries, audit anchor."""
+        """The engine's finaliser hands every pass here: view rows, metrics, retries."""
         gone = [app.key for app in report.apps if app.row is None]
         self.state.put_rows(report.rows, report.revision, gone)
         rows = self.state.view.rows.values()
@@ -317,13 +324,6 @@ class Reconciler:
         self.metrics.record_apps((row.env, str(row.sync), str(row.health)) for row in rows)
         due = [row.retry_at for row in rows if row.retry_at is not None]
         self._retry_at = min(due) if due else None
-        anchor_chain(
-            self._opened_store(),
-            self.mirror.url,
-            self.config.state_dir,
-            clock=self.clock,
-            warn=lambda reason: self.log.warning("audit anchor not written", reason=reason),
-        )
 
     def _on_row(self, row: StatusRow) -> None:
         """The engine's row hook: /status shows every planned row and rollout step at once."""
