@@ -103,6 +103,7 @@ def last_failure(store: StateStore) -> str | None:
 
 
 def _read_id(path: Path) -> str:
+    """The id a `controller.id` file holds, refused when it is not one."""
     with path.open(encoding="ascii", errors="replace") as file:
         text = file.read(100).strip()
     if not CONTROLLER_ID.fullmatch(text):
@@ -132,6 +133,7 @@ def _anchor(
 def _anchor_once(
     store: StateStore, repo: GitRepo, remote: str, controller: str, now: Callable[[], datetime]
 ) -> Anchoring:
+    """Check the chain against the newest anchor, then anchor its head on top if it is newer."""
     newest = newest_anchor(repo, controller)  # read before the head: see _contradiction
     head = _head(store)
     contradiction = _contradiction(store, newest, head)
@@ -155,6 +157,7 @@ def _workspace(location: str, state_dir: Path) -> tuple[GitRepo, str]:
 
 
 def _head(store: StateStore) -> Event | None:
+    """The newest event, or None for an empty chain."""
     newest = store.events(descending=True, limit=1)
     return newest[0] if newest else None
 
@@ -190,8 +193,10 @@ def _remember(store: StateStore, outcome: Anchoring, moment: datetime) -> None:
 
 
 def _describe(error: Exception) -> str:
+    """An error as a warning: our own messages as they are, anything else with its type."""
     return str(error) if isinstance(error, SourceError) else f"{type(error).__name__}: {error}"
 
 
 def _utcnow() -> datetime:
+    """The current time in UTC."""
     return datetime.now(UTC)

@@ -37,6 +37,7 @@ from qrelease.promotion.promote import Promoter
 from qrelease.quantum.memory import MemoryQuantum
 from qrelease.source.anchors import anchor_ref, read_anchors
 from qrelease.source.repo import GitRepo
+from qrelease.source.workspace import mirror_path
 from qrelease.store import DB_NAME, StateStore, open_store
 from qrelease.store.audit import link
 from tests.helpers.daemon import Rig
@@ -151,6 +152,26 @@ def test_each_anchor_records_the_head_on_top_of_the_previous_one(audited: Audite
     with audited.store() as store:
         again = anchor_chain(store, str(audited.bare), audited.state, clock=lambda: T1)
     assert again.anchor == newest and not again.written  # nothing new: no commit
+
+
+def test_through_a_mirror_a_stale_anchor_ref_is_fetched_and_the_next_anchor_goes_on_top(
+    audited: Audited,
+) -> None:
+    url = audited.bare.as_uri()  # not a local path: written in the state dir's mirror, pushed
+    mirror = mirror_path(url, audited.state)
+    with audited.store() as store:
+        store.append(audited.draft(10), time=T1)
+        assert anchor_chain(store, url, audited.state, clock=lambda: T1).written
+        ref = anchor_ref(audited.anchors[0].controller)
+        pushed = audited.git("rev-parse", ref)
+        stale = ["update-ref", ref, audited.anchors[0].commit]
+        subprocess.run(["git", "--git-dir", str(mirror), *stale], check=True)
+        store.append(audited.draft(11), time=T1)  # the mirror is behind the remote now
+        outcome = anchor_chain(store, url, audited.state, clock=lambda: T1)
+        head = store.events(descending=True, limit=1)[0]
+    assert outcome.written and outcome.anchor is not None
+    assert (outcome.anchor.seq, outcome.anchor.head_hash) == (head.seq, head.hash)
+    assert audited.git("log", "-1", "--format=%P", outcome.anchor.commit) == pushed
 
 
 def test_the_controller_id_is_made_once_per_state_dir(tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -126,14 +127,15 @@ def read_anchors(
         return AnchorLog(controller, ())
     anchors: list[Anchor] = []
     problems: list[str] = []
-    for line in _log_lines(repo, tip, limit + 1):
-        if len(anchors) + len(problems) == limit:
-            return AnchorLog(controller, tuple(anchors), tuple(problems), truncated=True)
-        parsed = _parse(line, controller)
-        if isinstance(parsed, Anchor):
-            anchors.append(parsed)
-        else:
-            problems.append(f"{ref}: {parsed}")
+    with closing(_log_lines(repo, tip, limit + 1)) as lines:
+        for line in lines:
+            if len(anchors) + len(problems) == limit:
+                return AnchorLog(controller, tuple(anchors), tuple(problems), truncated=True)
+            parsed = _parse(line, controller)
+            if isinstance(parsed, Anchor):
+                anchors.append(parsed)
+            else:
+                problems.append(f"{ref}: {parsed}")
     signature = _signature_problem(repo, tip, keys) if keys is not None and keys.enabled else None
     return AnchorLog(controller, tuple(anchors), tuple(problems), signature_problem=signature)
 
@@ -206,7 +208,7 @@ def _push_reason(exc: git.exc.GitCommandError) -> str:
     return redact_url("; ".join(telling)) if telling else git_reason(exc)
 
 
-def _log_lines(repo: GitRepo, tip: str, limit: int) -> Iterator[str]:
+def _log_lines(repo: GitRepo, tip: str, limit: int) -> Generator[str, None, None]:
     """One line per commit on the first-parent history of `tip`, streamed from `git log`."""
     fields = ["%H", "%P"] + [
         f"%(trailers:key=Qrelease-Audit-{key},valueonly,separator=%x2C)" for key in _TRAILERS
@@ -220,8 +222,11 @@ def _log_lines(repo: GitRepo, tip: str, limit: int) -> Iterator[str]:
         try:
             for line in process.stdout:
                 yield line.rstrip("\n")
-        finally:
-            process.kill()  # the caller may stop reading early
+        except BaseException:  # GeneratorExit included: the caller stopped reading early
+            process.kill()
+            raise
+        if process.wait() != 0:
+            raise SourceError(f"cannot read the audit anchors at {tip[:12]}: git log failed")
 
 
 def _parse(line: str, controller: str) -> Anchor | str:
