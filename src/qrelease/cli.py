@@ -307,6 +307,7 @@ def reconcile(
     releases that failed a gate or health check at this revision wait for a new revision
     unless --retry is given.
     """
+    from qrelease.anchoring import anchor_chain
     from qrelease.daemon.lock import AlreadyRunningError, ControllerLock
     from qrelease.planning.planner import Retry
     from qrelease.wiring import engine
@@ -332,6 +333,7 @@ def reconcile(
             ) as eng,
         ):
             report = eng.reconcile(rev, env_name, mode)
+            anchor_chain(eng.store, ctx.repo, ctx.state_dir, warn=_anchor_warning)
     finally:
         lock.release()
     for error in report.snapshot.errors:
@@ -339,6 +341,11 @@ def reconcile(
     _print_status(list(report.rows), ctx.as_json)
     if not report.converged:
         sys.exit(1)
+
+
+def _anchor_warning(reason: str) -> None:
+    """Anchoring the audit chain failed: the pass stands, the user is told why."""
+    click.echo(f"warning: the audit chain was not anchored in Git: {reason}", err=True)
 
 
 def _reconcile_through_controller(
@@ -621,34 +628,136 @@ def audit() -> None:
 
 @audit.command("verify")
 @common_options
-def audit_verify(repo: str | None, state: Path | None, config: Path | None, as_json: bool) -> None:
-    """Check the event chain and its links to Git; exit 1 naming the first break."""
-    from qrelease.history import audit_problems
+@click.option(
+    "--from-export",
+    "export_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Check a file written by `audit export` instead of the state dir's store.",
+)
+@click.option(
+    "--controller",
+    "controller_id",
+    help="Compare with this controller's anchors (default: the state dir's, or the export's).",
+)
+def audit_verify(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    export_file: Path | None,
+    controller_id: str | None,
+) -> None:
+    """Check the event chain, its anchors in Git and its links to Git; exit 1 on any break."""
+    from qrelease.anchoring import read_controller_id
+    from qrelease.history import ExportError, audit_export, audit_problems
+    from qrelease.source.signatures import TrustedKeys
     from qrelease.wiring import open_state
 
     ctx = make_context(repo, state, config, as_json)
-    store = open_state(ctx.state_dir)
+    keys = TrustedKeys(ctx.config.verify.trusted_keys, ctx.config.verify.gpg_home)
     try:
-        with opened(ctx) as git_repo:
-            problems = audit_problems(store, git_repo, _branch_rev(ctx, git_repo))
-        count = store.count_events()
-    finally:
-        store.close()
-    if ctx.as_json:
-        emit_json({"ok": not problems, "events": count, "problems": problems})
+        if export_file is not None:
+            with opened(ctx) as git_repo:
+                rev = _branch_rev(ctx, git_repo)
+                findings = audit_export(
+                    export_file, git_repo, rev, controller=controller_id, keys=keys
+                )
+        else:
+            controller_id = controller_id or read_controller_id(ctx.state_dir)
+            store = open_state(ctx.state_dir)
+            try:
+                with opened(ctx) as git_repo:
+                    rev = _branch_rev(ctx, git_repo)
+                    findings = audit_problems(
+                        store, git_repo, rev, controller=controller_id, keys=keys
+                    )
+            finally:
+                store.close()
+    except (ExportError, SourceError) as exc:
+        raise Failed(str(exc)) from None
+    _print_findings(findings, ctx.as_json)
+
+
+def _print_findings(findings: Any, as_json: bool) -> None:
+    """Problems on stderr, notes and the summary on stdout (or all as JSON); exit 1 on a problem."""
+    if as_json:
+        emit_json(
+            {
+                "ok": findings.ok,
+                "events": findings.events,
+                "controller": findings.controller,
+                "problems": findings.problems,
+                "notes": findings.notes,
+            }
+        )
     else:
-        for problem in problems:
+        for problem in findings.problems:
             click.echo(problem, err=True)
+        for note in findings.notes:
+            click.echo(note)
         click.echo(
-            f"{count} events: "
+            f"{findings.events} events: "
             + (
                 "chain intact, every revision in Git"
-                if not problems
-                else f"{len(problems)} problem(s); first: {problems[0]}"
+                if findings.ok
+                else f"{len(findings.problems)} problem(s); first: {findings.problems[0]}"
             )
         )
-    if problems:
+    if not findings.ok:
         sys.exit(1)
+
+
+@audit.command("export")
+@common_options
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file (default: standard output).",
+)
+def audit_export_command(
+    repo: str | None, state: Path | None, config: Path | None, as_json: bool, output: Path | None
+) -> None:
+    """Write the event chain as JSON Lines, to check offline with `audit verify --from-export`."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from qrelease.anchoring import read_controller_id
+    from qrelease.history import export_chain
+    from qrelease.wiring import open_state
+
+    ctx = make_context(repo, state, config, as_json)
+    try:
+        controller_id = read_controller_id(ctx.state_dir)
+    except SourceError as exc:
+        raise Failed(str(exc)) from None
+    now = datetime.now(UTC)
+    with open_state(ctx.state_dir) as store:
+        if output is None:
+            _export_or_fail(
+                lambda: export_chain(store, sys.stdout, controller=controller_id, exported_at=now)
+            )
+            return
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=output.parent, prefix=f".{output.name}.", delete=False
+        ) as partial:
+            try:
+                count = _export_or_fail(
+                    lambda: export_chain(store, partial, controller=controller_id, exported_at=now)
+                )
+            except BaseException:
+                Path(partial.name).unlink()
+                raise
+    Path(partial.name).replace(output)
+    click.echo(f"{count} events written to {output} (controller {controller_id or 'unknown'})")
+
+
+def _export_or_fail(export: Callable[[], int]) -> int:
+    """Run an export; a stored event that does not decode stops it with exit 1."""
+    try:
+        return export()
+    except ValueError as exc:
+        raise Failed(f"cannot export: {exc}; qrelease audit verify names the event") from None
 
 
 @main.group()

@@ -20,6 +20,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from qrelease.anchoring import anchor_chain
 from qrelease.config import ControllerConfig
 from qrelease.daemon.api import PassRequest
 from qrelease.daemon.metrics import Metrics
@@ -302,6 +303,13 @@ class Reconciler:
         )
         self.state.pass_finished(record)
         log.info("pass finished", outcome=str(report.outcome), seconds=round(seconds, 3))
+        anchor_chain(
+            self._opened_store(),
+            self.mirror.url,
+            self.config.state_dir,
+            clock=self.clock,
+            warn=lambda reason: log.warning("audit anchor not written", reason=reason),
+        )
         self._auto_promote(report, log)
         return report
 
