@@ -33,8 +33,9 @@ from qrelease.source.anchors import (
     refresh_anchor,
     write_anchor,
 )
+from qrelease.source.private import Remote, split_credentials
 from qrelease.source.repo import GitRepo, SourceError
-from qrelease.source.workspace import clone_mirror, is_local_repo, mirror_path
+from qrelease.source.workspace import is_local_repo, mirror_path, refresh_mirror
 from qrelease.store.base import StateStore
 
 CONTROLLER_ID_FILE = "controller.id"
@@ -131,7 +132,7 @@ def _anchor(
 
 
 def _anchor_once(
-    store: StateStore, repo: GitRepo, remote: str, controller: str, now: Callable[[], datetime]
+    store: StateStore, repo: GitRepo, remote: Remote, controller: str, now: Callable[[], datetime]
 ) -> Anchoring:
     """Check the chain against the newest anchor, then anchor its head on top if it is newer."""
     newest = newest_anchor(repo, controller)  # read before the head: see _contradiction
@@ -145,15 +146,14 @@ def _anchor_once(
     return Anchoring(write_anchor(repo, remote, fresh, newest), written=True)
 
 
-def _workspace(location: str, state_dir: Path) -> tuple[GitRepo, str]:
-    """The repository to write the anchor in, and where to push it from there."""
+def _workspace(location: str, state_dir: Path) -> tuple[GitRepo, Remote]:
+    """The repository to write the anchor in, and the remote to push it to from there."""
     if is_local_repo(location):
         repo = GitRepo(location)
-        return repo, str(repo.path)
+        return repo, Remote(str(repo.path))
     mirror = mirror_path(location, state_dir)
-    if not mirror.exists():
-        clone_mirror(location, mirror)
-    return GitRepo(mirror), location  # not "origin": a mirror's remote pushes no refspecs
+    refresh_mirror(location, mirror)  # credentials stay in memory (see source/private.py)
+    return GitRepo(mirror), split_credentials(location)
 
 
 def _head(store: StateStore) -> Event | None:

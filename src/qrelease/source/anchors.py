@@ -35,6 +35,7 @@ from datetime import datetime
 import git
 
 from qrelease.redaction import redact_url
+from qrelease.source.private import Remote
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys
 from qrelease.source.workspace import git_reason
@@ -148,7 +149,7 @@ def newest_anchor(repo: GitRepo, controller: str) -> Anchor | None:
     return log.newest
 
 
-def write_anchor(repo: GitRepo, remote: str, head: Anchor, parent: Anchor | None) -> Anchor:
+def write_anchor(repo: GitRepo, remote: Remote, head: Anchor, parent: Anchor | None) -> Anchor:
     """Commit `head` on top of `parent` in `repo`, push it to `remote` (fast-forward only)."""
     ref = anchor_ref(head.controller)
     try:
@@ -172,21 +173,34 @@ def write_anchor(repo: GitRepo, remote: str, head: Anchor, parent: Anchor | None
     return Anchor(head.seq, head.head_hash, head.time, head.controller, commit)
 
 
-def refresh_anchor(repo: GitRepo, remote: str, controller: str) -> None:
+def refresh_anchor(repo: GitRepo, remote: Remote, controller: str) -> None:
     """Bring the local copy of the controller's ref up to what `remote` holds."""
     ref = anchor_ref(controller)
     try:
         repo.git.fetch(
-            "--quiet", "--no-tags", remote, f"+{ref}:{ref}", kill_after_timeout=GIT_TIMEOUT_SECONDS
+            "--quiet",
+            "--no-tags",
+            remote.url,
+            f"+{ref}:{ref}",
+            env=remote.git_env(),
+            kill_after_timeout=GIT_TIMEOUT_SECONDS,
         )
     except git.exc.GitCommandError as exc:
         raise SourceError(f"cannot fetch {ref}: {git_reason(exc)}") from None
 
 
-def _push(repo: GitRepo, remote: str, commit: str, ref: str) -> None:
-    """Push without force, then move the local ref too (the remote may be another repository)."""
+def _push(repo: GitRepo, remote: Remote, commit: str, ref: str) -> None:
+    """Push without force, then move the local ref too (the remote may be another repository).
+
+    Credentials reach git only in the push's environment, never on its command line.
+    """
     try:
-        repo.git.push(remote, f"{commit}:{ref}", kill_after_timeout=GIT_TIMEOUT_SECONDS)
+        repo.git.push(
+            remote.url,
+            f"{commit}:{ref}",
+            env=remote.git_env(),
+            kill_after_timeout=GIT_TIMEOUT_SECONDS,
+        )
     except git.exc.GitCommandError as exc:
         stderr = str(exc.stderr or "")
         behind = any(word in stderr for word in ("non-fast-forward", "fetch first"))

@@ -18,6 +18,7 @@ from qrelease.source.anchors import (
     refresh_anchor,
     write_anchor,
 )
+from qrelease.source.private import Remote
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys
 from tests.helpers.gitops import GitOpsRepo
@@ -54,8 +55,8 @@ def mirror_of(remote: Path, path: Path) -> GitRepo:
 
 def test_anchors_chain_on_the_ref_and_read_back_newest_first(remote: Path, tmp_path: Path) -> None:
     with mirror_of(remote, tmp_path / "mirror.git") as mirror:
-        first = write_anchor(mirror, str(remote), head(5), None)
-        second = write_anchor(mirror, str(remote), head(9, minutes=3), first)
+        first = write_anchor(mirror, Remote(str(remote)), head(5), None)
+        second = write_anchor(mirror, Remote(str(remote)), head(9, minutes=3), first)
         assert newest_anchor(mirror, CONTROLLER) == second  # the mirror's own ref moved too
     ref = anchor_ref(CONTROLLER)
     assert git(remote, "rev-parse", ref) == second.commit
@@ -90,14 +91,14 @@ def test_the_remote_refuses_an_anchor_that_does_not_extend_its_ref(
         mirror_of(remote, tmp_path / "one.git") as one,
         mirror_of(remote, tmp_path / "two.git") as two,
     ):
-        ahead = write_anchor(one, str(remote), head(5), None)
+        ahead = write_anchor(one, Remote(str(remote)), head(5), None)
         with pytest.raises(AnchorPushError, match="push refused") as refused:
-            write_anchor(two, str(remote), head(6), None)  # two never saw `ahead`
+            write_anchor(two, Remote(str(remote)), head(6), None)  # two never saw `ahead`
         assert refused.value.behind
         assert git(remote, "rev-parse", anchor_ref(CONTROLLER)) == ahead.commit
-        refresh_anchor(two, str(remote), CONTROLLER)
+        refresh_anchor(two, Remote(str(remote)), CONTROLLER)
         assert newest_anchor(two, CONTROLLER) == ahead
-        on_top = write_anchor(two, str(remote), head(6), ahead)
+        on_top = write_anchor(two, Remote(str(remote)), head(6), ahead)
     assert git(remote, "rev-parse", anchor_ref(CONTROLLER)) == on_top.commit
 
 
@@ -111,7 +112,7 @@ def test_a_remote_hook_that_declines_is_reported_with_its_reason(
         mirror_of(remote, tmp_path / "mirror.git") as mirror,
         pytest.raises(AnchorPushError) as refused,
     ):
-        write_anchor(mirror, str(remote), head(5), None)
+        write_anchor(mirror, Remote(str(remote)), head(5), None)
     assert not refused.value.behind
     assert "pre-receive hook declined" in str(refused.value)
     assert "audit refs are frozen here" in str(refused.value)
@@ -121,7 +122,7 @@ def test_a_remote_hook_that_declines_is_reported_with_its_reason(
 
 def test_what_is_not_an_anchor_on_the_ref_is_named(remote: Path, tmp_path: Path) -> None:
     with mirror_of(remote, tmp_path / "mirror.git") as mirror:
-        first = write_anchor(mirror, str(remote), head(5), None)
+        first = write_anchor(mirror, Remote(str(remote)), head(5), None)
     main = git(remote, "rev-parse", "main")
     git(remote, "update-ref", anchor_ref(CONTROLLER), main)  # a branch commit, not an anchor
     with GitRepo(remote) as repo:
@@ -165,13 +166,13 @@ def test_an_anchor_is_signed_when_git_has_a_signing_key(remote: Path, tmp_path: 
     stranger = tmp_path / "stranger_signers"
     stranger.write_text("")
     with mirror_of(remote, tmp_path / "mirror.git") as mirror:
-        unsigned = write_anchor(mirror, str(remote), head(5), None)
+        unsigned = write_anchor(mirror, Remote(str(remote)), head(5), None)
         with GitRepo(remote) as repo:
             log = read_anchors(repo, CONTROLLER, keys=TrustedKeys(allowed_signers=allowed))
         assert log.signature_problem == "it is not signed"
         git(mirror.path, "config", "gpg.format", "ssh")
         git(mirror.path, "config", "user.signingkey", str(key))
-        write_anchor(mirror, str(remote), head(6), unsigned)
+        write_anchor(mirror, Remote(str(remote)), head(6), unsigned)
     with GitRepo(remote) as repo:
         assert read_anchors(repo, CONTROLLER, keys=TrustedKeys(allowed)).signature_problem is None
         untrusted = read_anchors(repo, CONTROLLER, keys=TrustedKeys(allowed_signers=stranger))
