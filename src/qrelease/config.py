@@ -10,11 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from qrelease.model.manifest import Frozen
 from qrelease.model.types import Duration
 from qrelease.quantum.sandbox import GateLimits
+from qrelease.store import StoreError, check_location
 
 DEFAULT_CONFIG = Path("controller/controller.toml")
 DEFAULT_STATE = Path(".qrelease")
@@ -59,6 +60,27 @@ class GatesConfig(Frozen):
         return GateLimits(seconds=self.timeout.total_seconds(), memory_mib=self.memory_mib)
 
 
+class StoreConfig(Frozen):
+    """Where the controller's state lives: None means the SQLite file in the state dir.
+
+    A URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+    ``postgresql://user@host:port/database``. Keep passwords out of it: libpq reads
+    PGPASSWORD or ~/.pgpass.
+    """
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_form(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        try:
+            return check_location(url)
+        except StoreError as exc:
+            raise ValueError(str(exc)) from None
+
+
 class ControllerConfig(Frozen):
     """Everything the controller and the CLI read from the config file."""
 
@@ -72,6 +94,7 @@ class ControllerConfig(Frozen):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     verify: VerifyConfig = VerifyConfig()
     gates: GatesConfig = GatesConfig()
+    store: StoreConfig = StoreConfig()
 
 
 def load_config(path: Path | None) -> ControllerConfig:

@@ -119,9 +119,9 @@ def local_backends(
     return local.backends()
 
 
-def open_state(state_dir: Path) -> StateStore:
-    """The store of a state dir (created on first use)."""
-    return open_store(state_dir)
+def open_state(state_dir: Path, store_url: str | None = None) -> StateStore:
+    """The store at `store_url` (the --store flag or `[store] url`), else the state dir's."""
+    return open_store(store_url or state_dir)
 
 
 @contextmanager
@@ -133,6 +133,7 @@ def engine(
     on_row: RowSink | None = None,
     concurrency: int = 1,
     sinks: Iterable[ReportSink] = (),
+    store_url: str | None = None,
 ) -> Iterator[Engine]:
     """An engine over the local backends, with the store closed afterwards.
 
@@ -144,7 +145,7 @@ def engine(
         backends = local_backends(state_dir, read_template)
     else:
         backends = LocalBackends(state_dir, read_template).backends()
-    store = open_state(state_dir)
+    store = open_state(state_dir, store_url)
     try:
         yield Engine(repo, store, backends, on_row=on_row, concurrency=concurrency, sinks=sinks)
     finally:

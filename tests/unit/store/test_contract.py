@@ -1,4 +1,4 @@
-"""The StateStore contract: every backend (SQLite, the in-memory fake) behaves the same."""
+"""The StateStore contract: SQLite, PostgreSQL and the in-memory fake behave the same."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from qrelease.store import StateStore, StoreError, open_store
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    location = tmp_path / "state" if request.param == "sqlite" else "memory:"
+    locations = {"sqlite": tmp_path / "state", "memory": "memory:"}
+    location = locations.get(request.param) or request.getfixturevalue("postgres_url")
     with open_store(location) as opened:
         yield opened
 
