@@ -91,6 +91,7 @@ class Controller:
             url=redact_url(self.config.source.url or ""),
             branch=self.config.source.branch,
             state_dir=str(self.config.state_dir),
+            store=redact_url(self.config.store.url or "") or "the state dir's SQLite file",
             pid=os.getpid(),
         )
 
