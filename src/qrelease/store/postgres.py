@@ -296,6 +296,8 @@ class PostgresStore:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes into one commit, rolled back whole if the block raises; nests."""
+        if self._closed:
+            raise StoreError(f"{self.location}: the store is closed")
         if self._pinned is not None:
             with self._pinned.transaction():  # a savepoint inside the outer block
                 yield
