@@ -22,6 +22,8 @@ from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.workspace import open_repo
 
 F = TypeVar("F", bound=Callable[..., Any])
+_STORE_FLAG = "qrelease.store_url"
+"""Where the --store flag's value waits in click's context until `make_context` reads it."""
 
 
 class Failed(click.ClickException):
@@ -41,11 +43,44 @@ class Context:
     state_dir: Path
     config: ControllerConfig
     as_json: bool
+    store_url: str | None = None
+    """The store's URL (flag, else config); None means the state dir's SQLite file."""
+
+
+def _remember_store(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """Keep --store for `make_context`, refusing a URL form no store backend knows."""
+    from qrelease.store import StoreError, check_location
+
+    if value is not None:
+        try:
+            check_location(value)
+        except StoreError as exc:
+            raise click.BadParameter(str(exc)) from None
+    ctx.meta[_STORE_FLAG] = value
+
+
+def store_option(command: F) -> F:
+    """`--store URL`: read by `make_context` (and `store_flag`), so no command passes it on."""
+    return click.option(
+        "--store",
+        metavar="URL",
+        expose_value=False,
+        callback=_remember_store,
+        help="State store: sqlite:///PATH or postgresql://USER@HOST/DB "
+        "(default: config [store] url, else the state dir's SQLite file).",
+    )(command)
+
+
+def store_flag() -> str | None:
+    """The --store flag of the running command, if given."""
+    value = click.get_current_context().meta.get(_STORE_FLAG)
+    return value if isinstance(value, str) else None
 
 
 def common_options(command: F) -> F:
     """The global options every command accepts."""
     command = click.option("--json", "as_json", is_flag=True, help="Print data as JSON.")(command)
+    command = store_option(command)
     command = click.option(
         "--config",
         type=click.Path(path_type=Path),
@@ -72,6 +107,7 @@ def make_context(
         state_dir=state or loaded.state_dir,
         config=loaded,
         as_json=as_json,
+        store_url=store_flag() or loaded.store.url,
     )
 
 
@@ -252,7 +288,7 @@ def plan_command(
     from qrelease.wiring import engine
 
     ctx = make_context(repo, state, config, as_json)
-    with opened(ctx) as git_repo, engine(git_repo, ctx.state_dir) as eng:
+    with opened(ctx) as git_repo, engine(git_repo, ctx.state_dir, store_url=ctx.store_url) as eng:
         snapshot, the_plan = eng.plan(rev, env_name)
         previews = eng.previews(snapshot, the_plan)
     for error in snapshot.errors:
@@ -330,6 +366,7 @@ def reconcile(
                 on_row=_progress,
                 concurrency=ctx.config.concurrency,
                 allowed_sources=ctx.config.sources.allow,
+                store_url=ctx.store_url,
             ) as eng,
         ):
             report = eng.reconcile(rev, env_name, mode)
@@ -386,7 +423,7 @@ def status(
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
         snap = load_snapshot(git_repo, "HEAD")
-    with open_state(ctx.state_dir) as store:
+    with open_state(ctx.state_dir, ctx.store_url) as store:
         recorded = [s for s in store.all_observed() if env_name in (None, s.env)]
     _print_status(status_rows(recorded, snap.pins(env_name), snap.revision), ctx.as_json)
 
@@ -394,7 +431,7 @@ def status(
 def _promoter(ctx: Context) -> Any:
     from qrelease.wiring import open_state, promoter
 
-    store = open_state(ctx.state_dir)
+    store = open_state(ctx.state_dir, ctx.store_url)
     return promoter(ctx.repo, ctx.state_dir, store, branch=ctx.config.source.branch)
 
 
@@ -575,7 +612,7 @@ def history(
 
     ctx = make_context(repo, state, config, as_json)
     moment = since.replace(tzinfo=since.tzinfo or UTC) if since else None
-    store = open_state(ctx.state_dir)
+    store = open_state(ctx.state_dir, ctx.store_url)
     try:
         with opened(ctx) as git_repo:
             rows = [
@@ -664,7 +701,7 @@ def audit_verify(
                 )
         else:
             controller_id = controller_id or read_controller_id(ctx.state_dir)
-            store = open_state(ctx.state_dir)
+            store = open_state(ctx.state_dir, ctx.store_url)
             try:
                 with opened(ctx) as git_repo:
                     rev = _branch_rev(ctx, git_repo)
@@ -731,7 +768,7 @@ def audit_export_command(
     except SourceError as exc:
         raise Failed(str(exc)) from None
     now = datetime.now(UTC)
-    with open_state(ctx.state_dir) as store:
+    with open_state(ctx.state_dir, ctx.store_url) as store:
         if output is None:
             _export_or_fail(
                 lambda: export_chain(store, sys.stdout, controller=controller_id, exported_at=now)
@@ -760,6 +797,62 @@ def _export_or_fail(export: Callable[[], int]) -> int:
         raise Failed(f"cannot export: {exc}; qrelease audit verify names the event") from None
 
 
+@main.group("store")
+def store_group() -> None:
+    """The controller's state store."""
+
+
+@store_group.command("migrate")
+@click.option(
+    "--from",
+    "from_url",
+    required=True,
+    metavar="URL",
+    help="The store to copy: a state dir, sqlite:///PATH or postgresql://USER@HOST/DB.",
+)
+@click.option(
+    "--to", "to_url", required=True, metavar="URL", help="The new, empty store to copy into."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print data as JSON.")
+def store_migrate(from_url: str, to_url: str, as_json: bool) -> None:
+    """Copy every row and the whole audit chain (hashes kept) into an empty store.
+
+    Stop the controller first. Nothing is written unless the copy verifies; then point
+    --store or the config's [store] url at the new store.
+    """
+    from qrelease.redaction import redact_url
+    from qrelease.store import StoreError, open_store
+    from qrelease.store.transfer import copy_store
+
+    try:
+        with (
+            open_store(from_url, must_exist=True) as source,
+            open_store(to_url) as target,
+        ):
+            copied = copy_store(source, target)
+    except StoreError as exc:
+        raise Failed(str(exc)) from None
+    if as_json:
+        emit_json(
+            {
+                "from": redact_url(from_url),
+                "to": redact_url(to_url),
+                "events": copied.events,
+                "head_hash": copied.head_hash,
+                "observed": copied.observed,
+                "runs": copied.runs,
+                "intents": copied.intents,
+                "meta": copied.meta,
+            }
+        )
+        return
+    click.echo(
+        f"copied {copied.events} events (head {copied.head_hash[:12]}), {copied.observed} "
+        f"observed rows, {copied.runs} runs, {copied.intents} intents and {copied.meta} meta "
+        f"keys from {redact_url(from_url)} to {redact_url(to_url)}"
+    )
+
+
 @main.group()
 def controller() -> None:
     """The controller daemon."""
@@ -772,6 +865,7 @@ def controller() -> None:
 @click.option("--interval", help="Poll interval, e.g. 30s (default: config, else 30s).")
 @click.option("--listen", help="HTTP address for webhooks and probes, e.g. 127.0.0.1:8080.")
 @click.option("--once", is_flag=True, help="One fetch and one pass, then exit (no HTTP server).")
+@store_option
 def controller_run(
     repo: str | None,
     state: Path | None,
@@ -798,6 +892,7 @@ def controller_run(
             listen=listen,
             config_path=config,
             once=once,
+            store_url=store_flag(),
         )
     )
 
@@ -818,9 +913,10 @@ def demo(state: Path, listen: str) -> None:
 @click.option("--repo", help="GitOps repo path or URL (default: config, else .).")
 @click.option("--state", type=click.Path(path_type=Path), help="State dir (default .qrelease/).")
 @click.option("--config", type=click.Path(path_type=Path), help="TOML config file.")
+@store_option
 def tui(repo: str | None, state: Path | None, config: Path | None) -> None:
     """The Textual UI: watch, promote and roll back."""
     from qrelease.tui.app import run_tui
 
     ctx = make_context(repo, state, config, False)
-    sys.exit(run_tui(ctx.repo, ctx.state_dir, ctx.config.source.branch))
+    sys.exit(run_tui(ctx.repo, ctx.state_dir, ctx.config.source.branch, ctx.store_url))

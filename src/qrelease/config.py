@@ -16,6 +16,7 @@ from qrelease.model.environment import check_package_source, is_state_dir_source
 from qrelease.model.manifest import Frozen
 from qrelease.model.types import Duration
 from qrelease.quantum.sandbox import GateLimits
+from qrelease.store import StoreError, check_location
 
 DEFAULT_CONFIG = Path("controller/controller.toml")
 DEFAULT_STATE = Path(".qrelease")
@@ -95,6 +96,27 @@ class PackageSourcesConfig(Frozen):
     allow: tuple[Annotated[str, AfterValidator(_check_allowed_source)], ...] = ()
 
 
+class StoreConfig(Frozen):
+    """Where the controller's state lives: None means the SQLite file in the state dir.
+
+    A URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+    ``postgresql://user@host:port/database``. Keep passwords out of it: libpq reads
+    PGPASSWORD or ~/.pgpass.
+    """
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_form(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        try:
+            return check_location(url)
+        except StoreError as exc:
+            raise ValueError(str(exc)) from None
+
+
 class ControllerConfig(Frozen):
     """Everything the controller and the CLI read from the config file."""
 
@@ -110,6 +132,7 @@ class ControllerConfig(Frozen):
     gates: GatesConfig = GatesConfig()
     http: HttpConfig = HttpConfig()
     sources: PackageSourcesConfig = PackageSourcesConfig()
+    store: StoreConfig = StoreConfig()
 
 
 def load_config(path: Path | None) -> ControllerConfig:

@@ -123,8 +123,13 @@ def local_backends(
     return local.backends()
 
 
-def open_state(state_dir: Path) -> StateStore:
-    """The store of a state dir, created on first use readable by its owner only."""
+def open_state(state_dir: Path, store_url: str | None = None) -> StateStore:
+    """The store at `store_url` (the --store flag or `[store] url`), else the state dir's.
+
+    The state dir's SQLite file is created readable by its owner only.
+    """
+    if store_url is not None:
+        return open_store(store_url)
     private_dir(state_dir)
     private_file(state_dir / DB_NAME)  # SQLite gives its -wal and -shm files the same mode
     for companion in state_dir.glob(f"{DB_NAME}-*"):  # left 0644 by an older qrelease
@@ -142,6 +147,7 @@ def engine(
     concurrency: int = 1,
     sinks: Iterable[ReportSink] = (),
     allowed_sources: Sequence[str] = (),
+    store_url: str | None = None,
 ) -> Iterator[Engine]:
     """An engine over the local backends, with the store closed afterwards.
 
@@ -153,7 +159,7 @@ def engine(
         backends = local_backends(state_dir, read_template, allowed_sources=allowed_sources)
     else:
         backends = LocalBackends(state_dir, read_template).backends()  # plans install nothing
-    store = open_state(state_dir)
+    store = open_state(state_dir, store_url)
     try:
         yield Engine(repo, store, backends, on_row=on_row, concurrency=concurrency, sinks=sinks)
     finally:

@@ -115,7 +115,7 @@ class Reconciler:
 
     def open(self) -> None:
         """Open the store and backends on this thread and show last-known-good status."""
-        self._store = open_state(self.config.state_dir)
+        self._store = open_state(self.config.state_dir, self.config.store.url)
         if self._backends_factory is None:
             limits = self.config.gates.limits()
             self._backends = local_backends(
