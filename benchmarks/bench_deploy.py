@@ -95,7 +95,7 @@ class Deploys:
     def fresh_deploy(self) -> Iterator[Action]:
         """qrelease: prepare + switch into an empty state dir."""
         state = self.scratch("ours")
-        deployer = VenvDeployer(state)
+        deployer = VenvDeployer(state, allowed_sources=[str(self.wheels)])
         yield lambda: _expect(self.deploy(deployer, VERSIONS[0]), wanted=True)
         shutil.rmtree(state)
 
@@ -115,7 +115,7 @@ class Deploys:
 
     def rollback(self) -> Trial:
         """qrelease: back to a release complete on disk while a newer one is current."""
-        deployer = VenvDeployer(self.scratch("rollback"))
+        deployer = VenvDeployer(self.scratch("rollback"), allowed_sources=[str(self.wheels)])
         for version in VERSIONS:
             self.deploy(deployer, version)
 

@@ -105,7 +105,7 @@ class Fleet:
     def __init__(self, root: Path, apps: int) -> None:
         self.root, self.apps = root, apps
         build = wheel_builder()
-        wheels = root / "wheels"
+        wheels = self.wheels = root / "wheels"
         sha = {app_name(a): build(wheels, app_name(a), VERSION).sha256 for a in range(apps)}
         files = {
             f"manifests/{app}/{VERSION}.yaml": manifest_yaml(app, VERSION, sha256=digest)
@@ -122,7 +122,8 @@ class Fleet:
     def trial(self, clock: StepClock, results: list[PassReport]) -> Iterator[Action]:
         """A reconcile pass over a fresh state dir."""
         state = self.root / f"state-{len(results)}"
-        deployer = VenvDeployer(state, installer=TimedInstaller(default_installer(), clock))
+        installer = TimedInstaller(default_installer(), clock)
+        deployer = VenvDeployer(state, installer=installer, allowed_sources=[str(self.wheels)])
         timed, quantum = TimedDeployer(deployer, clock), TimedQuantum(clock)
         backends = Backends(lambda env: timed, lambda env: quantum)
         with GitRepo(self.root / "gitops.git") as repo, open_store(state) as store:

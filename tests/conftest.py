@@ -1,4 +1,4 @@
-"""Shared fixtures: real git repositories from the bundled examples, and a controller rig."""
+"""Shared fixtures: real git repos of the bundled examples, a controller rig, PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from tests.helpers.daemon import Api, Rig
 from tests.helpers.gitops import GitOpsRepo, make_repo
 
 os.environ["QDK_PYTHON_TELEMETRY"] = "none"
+
+pytest_plugins = ["tests.helpers.postgres"]  # postgres_server, postgres_url
 
 
 @pytest.fixture

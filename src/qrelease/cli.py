@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +17,13 @@ from typing import Any, TypeVar
 import click
 
 from qrelease.config import ConfigError, ControllerConfig, load_config
-from qrelease.source.loader import Loader, Snapshot
+from qrelease.source.loader import Loader, LoadError, Snapshot
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.workspace import open_repo
 
 F = TypeVar("F", bound=Callable[..., Any])
+_STORE_FLAG = "qrelease.store_url"
+"""Where the --store flag's value waits in click's context until `make_context` reads it."""
 
 
 class Failed(click.ClickException):
@@ -41,11 +43,44 @@ class Context:
     state_dir: Path
     config: ControllerConfig
     as_json: bool
+    store_url: str | None = None
+    """The store's URL (flag, else config); None means the state dir's SQLite file."""
+
+
+def _remember_store(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """Keep --store for `make_context`, refusing a URL form no store backend knows."""
+    from qrelease.store import StoreError, check_location
+
+    if value is not None:
+        try:
+            check_location(value)
+        except StoreError as exc:
+            raise click.BadParameter(str(exc)) from None
+    ctx.meta[_STORE_FLAG] = value
+
+
+def store_option(command: F) -> F:
+    """`--store URL`: read by `make_context` (and `store_flag`), so no command passes it on."""
+    return click.option(
+        "--store",
+        metavar="URL",
+        expose_value=False,
+        callback=_remember_store,
+        help="State store: sqlite:///PATH or postgresql://USER@HOST/DB "
+        "(default: config [store] url, else the state dir's SQLite file).",
+    )(command)
+
+
+def store_flag() -> str | None:
+    """The --store flag of the running command, if given."""
+    value = click.get_current_context().meta.get(_STORE_FLAG)
+    return value if isinstance(value, str) else None
 
 
 def common_options(command: F) -> F:
     """The global options every command accepts."""
     command = click.option("--json", "as_json", is_flag=True, help="Print data as JSON.")(command)
+    command = store_option(command)
     command = click.option(
         "--config",
         type=click.Path(path_type=Path),
@@ -72,6 +107,7 @@ def make_context(
         state_dir=state or loaded.state_dir,
         config=loaded,
         as_json=as_json,
+        store_url=store_flag() or loaded.store.url,
     )
 
 
@@ -147,24 +183,45 @@ def validate(
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
         snapshot = load_snapshot(git_repo, rev)
+        sources = _source_errors(git_repo, snapshot, ctx.config.sources.allow)
+    errors = sorted([*snapshot.errors, *sources])
     if ctx.as_json:
         emit_json(
             {
                 "revision": snapshot.revision,
-                "ok": snapshot.ok,
+                "ok": not errors,
                 "manifests": len(snapshot.manifests),
                 "environments": len(snapshot.environments),
-                "errors": [vars(error) for error in snapshot.errors],
+                "errors": [vars(error) for error in errors],
             }
         )
     else:
-        for error in snapshot.errors:
+        for error in errors:
             click.echo(str(error), err=True)
         summary = f"{len(snapshot.manifests)} releases, {len(snapshot.environments)} environments"
-        status = "valid" if snapshot.ok else f"{len(snapshot.errors)} problem(s)"
+        status = f"{len(errors)} problem(s)" if errors else "valid"
         click.echo(f"{snapshot.revision[:12]}: {summary}: {status}")
-    if not snapshot.ok:
+    if errors:
         sys.exit(1)
+
+
+def _source_errors(
+    git_repo: GitRepo, snapshot: Snapshot, allowed: Sequence[str]
+) -> list[LoadError]:
+    """One error per package source outside the state dir that `[sources] allow` omits."""
+    from qrelease.redaction import redact
+    from qrelease.source.yamldoc import parse_mapping
+
+    errors = []
+    for name, env in sorted(snapshot.environments.items()):
+        refusals = env.source_refusals(allowed)
+        if refusals:
+            path = snapshot.env_paths[name]
+            doc = parse_mapping(git_repo.show_file(snapshot.revision, path) or b"{}")
+            for field, problem in refusals:
+                line = doc.line_of(tuple(field.split(".")))
+                errors.append(LoadError(path, line, field, redact(problem)))
+    return errors
 
 
 def _progress(row: Any) -> None:
@@ -231,7 +288,7 @@ def plan_command(
     from qrelease.wiring import engine
 
     ctx = make_context(repo, state, config, as_json)
-    with opened(ctx) as git_repo, engine(git_repo, ctx.state_dir) as eng:
+    with opened(ctx) as git_repo, engine(git_repo, ctx.state_dir, store_url=ctx.store_url) as eng:
         snapshot, the_plan = eng.plan(rev, env_name)
         previews = eng.previews(snapshot, the_plan)
     for error in snapshot.errors:
@@ -286,6 +343,7 @@ def reconcile(
     releases that failed a gate or health check at this revision wait for a new revision
     unless --retry is given.
     """
+    from qrelease.anchoring import anchor_chain
     from qrelease.daemon.lock import AlreadyRunningError, ControllerLock
     from qrelease.planning.planner import Retry
     from qrelease.wiring import engine, trusted_keys
@@ -308,9 +366,12 @@ def reconcile(
                 on_row=_progress,
                 concurrency=ctx.config.concurrency,
                 keys=trusted_keys(ctx.config),
+                allowed_sources=ctx.config.sources.allow,
+                store_url=ctx.store_url,
             ) as eng,
         ):
             report = eng.reconcile(rev, env_name, mode)
+            anchor_chain(eng.store, ctx.repo, ctx.state_dir, warn=_anchor_warning)
     finally:
         lock.release()
     for error in report.snapshot.errors:
@@ -318,6 +379,11 @@ def reconcile(
     _print_status(list(report.rows), ctx.as_json)
     if not report.converged:
         sys.exit(1)
+
+
+def _anchor_warning(reason: str) -> None:
+    """Anchoring the audit chain failed: the pass stands, the user is told why."""
+    click.echo(f"warning: the audit chain was not anchored in Git: {reason}", err=True)
 
 
 def _reconcile_through_controller(
@@ -358,7 +424,7 @@ def status(
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
         snap = load_snapshot(git_repo, "HEAD")
-    with open_state(ctx.state_dir) as store:
+    with open_state(ctx.state_dir, ctx.store_url) as store:
         recorded = [s for s in store.all_observed() if env_name in (None, s.env)]
     _print_status(status_rows(recorded, snap.pins(env_name), snap.revision), ctx.as_json)
 
@@ -366,7 +432,7 @@ def status(
 def _promoter(ctx: Context) -> Any:
     from qrelease.wiring import open_state, promoter, trusted_keys
 
-    store = open_state(ctx.state_dir)
+    store = open_state(ctx.state_dir, ctx.store_url)
     branch, keys = ctx.config.source.branch, trusted_keys(ctx.config)
     return promoter(ctx.repo, ctx.state_dir, store, branch=branch, trusted_keys=keys)
 
@@ -703,7 +769,7 @@ def history(
 
     ctx = make_context(repo, state, config, as_json)
     moment = since.replace(tzinfo=since.tzinfo or UTC) if since else None
-    store = open_state(ctx.state_dir)
+    store = open_state(ctx.state_dir, ctx.store_url)
     try:
         with opened(ctx) as git_repo:
             rows = [
@@ -756,34 +822,192 @@ def audit() -> None:
 
 @audit.command("verify")
 @common_options
-def audit_verify(repo: str | None, state: Path | None, config: Path | None, as_json: bool) -> None:
-    """Check the event chain and its links to Git; exit 1 naming the first break."""
-    from qrelease.history import audit_problems
+@click.option(
+    "--from-export",
+    "export_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Check a file written by `audit export` instead of the state dir's store.",
+)
+@click.option(
+    "--controller",
+    "controller_id",
+    help="Compare with this controller's anchors (default: the state dir's, or the export's).",
+)
+def audit_verify(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    export_file: Path | None,
+    controller_id: str | None,
+) -> None:
+    """Check the event chain, its anchors in Git and its links to Git; exit 1 on any break."""
+    from qrelease.anchoring import read_controller_id
+    from qrelease.history import ExportError, audit_export, audit_problems
+    from qrelease.source.signatures import TrustedKeys
     from qrelease.wiring import open_state
 
     ctx = make_context(repo, state, config, as_json)
-    store = open_state(ctx.state_dir)
+    keys = TrustedKeys(ctx.config.verify.trusted_keys, ctx.config.verify.gpg_home)
     try:
-        with opened(ctx) as git_repo:
-            problems = audit_problems(store, git_repo, _branch_rev(ctx, git_repo))
-        count = store.count_events()
-    finally:
-        store.close()
-    if ctx.as_json:
-        emit_json({"ok": not problems, "events": count, "problems": problems})
+        if export_file is not None:
+            with opened(ctx) as git_repo:
+                rev = _branch_rev(ctx, git_repo)
+                findings = audit_export(
+                    export_file, git_repo, rev, controller=controller_id, keys=keys
+                )
+        else:
+            controller_id = controller_id or read_controller_id(ctx.state_dir)
+            store = open_state(ctx.state_dir, ctx.store_url)
+            try:
+                with opened(ctx) as git_repo:
+                    rev = _branch_rev(ctx, git_repo)
+                    findings = audit_problems(
+                        store, git_repo, rev, controller=controller_id, keys=keys
+                    )
+            finally:
+                store.close()
+    except (ExportError, SourceError) as exc:
+        raise Failed(str(exc)) from None
+    _print_findings(findings, ctx.as_json)
+
+
+def _print_findings(findings: Any, as_json: bool) -> None:
+    """Problems on stderr, notes and the summary on stdout (or all as JSON); exit 1 on a problem."""
+    if as_json:
+        emit_json(
+            {
+                "ok": findings.ok,
+                "events": findings.events,
+                "controller": findings.controller,
+                "problems": findings.problems,
+                "notes": findings.notes,
+            }
+        )
     else:
-        for problem in problems:
+        for problem in findings.problems:
             click.echo(problem, err=True)
+        for note in findings.notes:
+            click.echo(note)
         click.echo(
-            f"{count} events: "
+            f"{findings.events} events: "
             + (
                 "chain intact, every revision in Git"
-                if not problems
-                else f"{len(problems)} problem(s); first: {problems[0]}"
+                if findings.ok
+                else f"{len(findings.problems)} problem(s); first: {findings.problems[0]}"
             )
         )
-    if problems:
+    if not findings.ok:
         sys.exit(1)
+
+
+@audit.command("export")
+@common_options
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file (default: standard output).",
+)
+def audit_export_command(
+    repo: str | None, state: Path | None, config: Path | None, as_json: bool, output: Path | None
+) -> None:
+    """Write the event chain as JSON Lines, to check offline with `audit verify --from-export`."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from qrelease.anchoring import read_controller_id
+    from qrelease.history import export_chain
+    from qrelease.wiring import open_state
+
+    ctx = make_context(repo, state, config, as_json)
+    try:
+        controller_id = read_controller_id(ctx.state_dir)
+    except SourceError as exc:
+        raise Failed(str(exc)) from None
+    now = datetime.now(UTC)
+    with open_state(ctx.state_dir, ctx.store_url) as store:
+        if output is None:
+            _export_or_fail(
+                lambda: export_chain(store, sys.stdout, controller=controller_id, exported_at=now)
+            )
+            return
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=output.parent, prefix=f".{output.name}.", delete=False
+        ) as partial:
+            try:
+                count = _export_or_fail(
+                    lambda: export_chain(store, partial, controller=controller_id, exported_at=now)
+                )
+            except BaseException:
+                Path(partial.name).unlink()
+                raise
+    Path(partial.name).replace(output)
+    click.echo(f"{count} events written to {output} (controller {controller_id or 'unknown'})")
+
+
+def _export_or_fail(export: Callable[[], int]) -> int:
+    """Run an export; a stored event that does not decode stops it with exit 1."""
+    try:
+        return export()
+    except ValueError as exc:
+        raise Failed(f"cannot export: {exc}; qrelease audit verify names the event") from None
+
+
+@main.group("store")
+def store_group() -> None:
+    """The controller's state store."""
+
+
+@store_group.command("migrate")
+@click.option(
+    "--from",
+    "from_url",
+    required=True,
+    metavar="URL",
+    help="The store to copy: a state dir, sqlite:///PATH or postgresql://USER@HOST/DB.",
+)
+@click.option(
+    "--to", "to_url", required=True, metavar="URL", help="The new, empty store to copy into."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print data as JSON.")
+def store_migrate(from_url: str, to_url: str, as_json: bool) -> None:
+    """Copy every row and the whole audit chain (hashes kept) into an empty store.
+
+    Stop the controller first. Nothing is written unless the copy verifies; then point
+    --store or the config's [store] url at the new store.
+    """
+    from qrelease.redaction import redact_url
+    from qrelease.store import StoreError, open_store
+    from qrelease.store.transfer import copy_store
+
+    try:
+        with (
+            open_store(from_url, must_exist=True) as source,
+            open_store(to_url) as target,
+        ):
+            copied = copy_store(source, target)
+    except StoreError as exc:
+        raise Failed(str(exc)) from None
+    if as_json:
+        emit_json(
+            {
+                "from": redact_url(from_url),
+                "to": redact_url(to_url),
+                "events": copied.events,
+                "head_hash": copied.head_hash,
+                "observed": copied.observed,
+                "runs": copied.runs,
+                "intents": copied.intents,
+                "meta": copied.meta,
+            }
+        )
+        return
+    click.echo(
+        f"copied {copied.events} events (head {copied.head_hash[:12]}), {copied.observed} "
+        f"observed rows, {copied.runs} runs, {copied.intents} intents and {copied.meta} meta "
+        f"keys from {redact_url(from_url)} to {redact_url(to_url)}"
+    )
 
 
 @main.group()
@@ -798,6 +1022,7 @@ def controller() -> None:
 @click.option("--interval", help="Poll interval, e.g. 30s (default: config, else 30s).")
 @click.option("--listen", help="HTTP address for webhooks and probes, e.g. 127.0.0.1:8080.")
 @click.option("--once", is_flag=True, help="One fetch and one pass, then exit (no HTTP server).")
+@store_option
 def controller_run(
     repo: str | None,
     state: Path | None,
@@ -824,6 +1049,7 @@ def controller_run(
             listen=listen,
             config_path=config,
             once=once,
+            store_url=store_flag(),
         )
     )
 
@@ -844,9 +1070,10 @@ def demo(state: Path, listen: str) -> None:
 @click.option("--repo", help="GitOps repo path or URL (default: config, else .).")
 @click.option("--state", type=click.Path(path_type=Path), help="State dir (default .qrelease/).")
 @click.option("--config", type=click.Path(path_type=Path), help="TOML config file.")
+@store_option
 def tui(repo: str | None, state: Path | None, config: Path | None) -> None:
     """The Textual UI: watch, promote and roll back."""
     from qrelease.tui.app import run_tui
 
     ctx = make_context(repo, state, config, False)
-    sys.exit(run_tui(ctx.repo, ctx.state_dir, ctx.config.source.branch))
+    sys.exit(run_tui(ctx.repo, ctx.state_dir, ctx.config.source.branch, ctx.store_url))

@@ -8,13 +8,15 @@ from __future__ import annotations
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 
+from qrelease.model.environment import check_package_source, is_state_dir_source
 from qrelease.model.manifest import Frozen
 from qrelease.model.types import Duration
 from qrelease.quantum.sandbox import GateLimits
+from qrelease.store import StoreError, check_location
 
 DEFAULT_CONFIG = Path("controller/controller.toml")
 DEFAULT_STATE = Path(".qrelease")
@@ -76,6 +78,45 @@ class HttpConfig(Frozen):
         return value
 
 
+def _check_allowed_source(value: str) -> str:
+    """Accept an absolute path or an http(s) URL (a relative source is always allowed)."""
+    check_package_source(value)
+    if is_state_dir_source(value):
+        raise ValueError(f"{value!r} is relative; list absolute paths or http(s) URLs")
+    return value
+
+
+class PackageSourcesConfig(Frozen):
+    """Package sources outside the state dir that environment files may name.
+
+    Each entry of `allow` is a prefix: an absolute path (`/srv/wheels` admits
+    `/srv/wheels/team-a`) or an http(s) URL (`https://pypi.org/simple` admits that index).
+    """
+
+    allow: tuple[Annotated[str, AfterValidator(_check_allowed_source)], ...] = ()
+
+
+class StoreConfig(Frozen):
+    """Where the controller's state lives: None means the SQLite file in the state dir.
+
+    A URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+    ``postgresql://user@host:port/database``. Keep passwords out of it: libpq reads
+    PGPASSWORD or ~/.pgpass.
+    """
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_form(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        try:
+            return check_location(url)
+        except StoreError as exc:
+            raise ValueError(str(exc)) from None
+
+
 class ControllerConfig(Frozen):
     """Everything the controller and the CLI read from the config file."""
 
@@ -90,6 +131,8 @@ class ControllerConfig(Frozen):
     verify: VerifyConfig = VerifyConfig()
     gates: GatesConfig = GatesConfig()
     http: HttpConfig = HttpConfig()
+    sources: PackageSourcesConfig = PackageSourcesConfig()
+    store: StoreConfig = StoreConfig()
 
 
 def load_config(path: Path | None) -> ControllerConfig:

@@ -21,8 +21,13 @@ SENSITIVE_KEY = re.compile(
 )
 """Field names whose values are secrets whatever they hold (log keys, header names)."""
 
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"<>]+@")
-_SCP_USERINFO = re.compile(r"(?<![\w/:@.-])[\w.+-]+:[^@\s/:'\"<>]+@(?P<host>[\w.-]+):")
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)"
+    r"(?:[^/@:\s'\"<>]*:[^\s'\"<>?#]*|[^/@\s'\"<>]+)@"  # user:password (to the last @) or user
+)
+_SCP_USERINFO = re.compile(
+    r"(?<![\w/:@.-])[\w.+-]+:[^\s'\"<>]*@(?P<host>[\w.-]+|\[[0-9A-Fa-f:.]+\]):"
+)
 _SECRET_FIELDS = re.compile(
     r"(?P<key>\b(?:ApiKey|AccountKey|SharedAccessKey|sig|client_secret|x-ms-quantum-api-key"
     r"|password|passwd|access_token|refresh_token)['\"]?\s*[=:]\s*['\"]?)(?P<value>[^;&\s'\",}]+)",
@@ -40,6 +45,13 @@ def redact_url(url: str) -> str:
     '***@git.example:org/repo.git'
     >>> redact_url("git@github.com:org/repo.git")
     'git@github.com:org/repo.git'
+
+    A password may hold `@`, `:` or `/` where git would not parse it; it is masked anyway:
+
+    >>> redact_url("https://bot:p@ss/w:rd@example.com/repo.git")
+    'https://***@example.com/repo.git'
+    >>> redact_url("bot:p@ss/w:rd@[::1]:org/repo.git")
+    '***@[::1]:org/repo.git'
     """
     masked = _URL_USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", url)
     return _SCP_USERINFO.sub(lambda m: f"{REDACTED}@{m.group('host')}:", masked)

@@ -8,7 +8,7 @@ only when an environment uses them, so the CLI and the daemon start without the 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +20,10 @@ from qrelease.model.environment import AzureQuantum, Environment
 from qrelease.promotion.promote import Promoter
 from qrelease.quantum.base import QuantumBackend
 from qrelease.quantum.sandbox import GateLimits
+from qrelease.source.private import private_dir, private_file
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys
-from qrelease.store import StateStore, open_store
+from qrelease.store import DB_NAME, StateStore, open_store
 
 _HEAD = "HEAD"
 
@@ -37,7 +38,8 @@ class LocalBackends:
     Local environments share one venv deployer and one qdk backend. ARM environments share
     one ARM deployer, which reads templates through `read_template` (a repo path -> bytes at
     the revision being reconciled). Each Azure Quantum environment gets its own backend,
-    which runs the local qdk gates through the shared qdk backend.
+    which runs the local qdk gates through the shared qdk backend. `allowed_sources` is the
+    config's `[sources] allow`: package sources outside the state dir venvs may install from.
     """
 
     def __init__(
@@ -45,12 +47,13 @@ class LocalBackends:
         state_dir: Path,
         read_template: TemplateReader | None = None,
         gate_limits: GateLimits | None = None,
+        allowed_sources: Sequence[str] = (),
     ) -> None:
         from qrelease.deployers.venv import VenvDeployer
 
         self.state_dir = state_dir
         self.gate_limits = gate_limits
-        self.venv = VenvDeployer(state_dir)
+        self.venv = VenvDeployer(state_dir, allowed_sources=allowed_sources)
         self.read_template = read_template or _no_templates
         self._qdk: QuantumBackend | None = None
         self._arm: Deployer | None = None
@@ -110,19 +113,29 @@ def local_backends(
     state_dir: Path,
     read_template: TemplateReader | None = None,
     gate_limits: GateLimits | None = None,
+    allowed_sources: Sequence[str] = (),
 ) -> Backends:
     """The real backends of a state dir whose lock the caller holds.
 
     What an interrupted install or switch left on disk is cleaned up first, which is only
     safe for the process that may deploy into the state dir.
     """
-    local = LocalBackends(state_dir, read_template, gate_limits)
+    local = LocalBackends(state_dir, read_template, gate_limits, allowed_sources)
     local.venv.recover()
     return local.backends()
 
 
-def open_state(state_dir: Path) -> StateStore:
-    """The store of a state dir (created on first use)."""
+def open_state(state_dir: Path, store_url: str | None = None) -> StateStore:
+    """The store at `store_url` (the --store flag or `[store] url`), else the state dir's.
+
+    The state dir's SQLite file is created readable by its owner only.
+    """
+    if store_url is not None:
+        return open_store(store_url)
+    private_dir(state_dir)
+    private_file(state_dir / DB_NAME)  # SQLite gives its -wal and -shm files the same mode
+    for companion in state_dir.glob(f"{DB_NAME}-*"):  # left 0644 by an older qrelease
+        private_file(companion, create=False)
     return open_store(state_dir)
 
 
@@ -136,6 +149,8 @@ def engine(
     concurrency: int = 1,
     sinks: Iterable[ReportSink] = (),
     keys: TrustedKeys | None = None,
+    allowed_sources: Sequence[str] = (),
+    store_url: str | None = None,
 ) -> Iterator[Engine]:
     """An engine over the local backends, with the store closed afterwards.
 
@@ -144,10 +159,10 @@ def engine(
     """
     read_template: TemplateReader = lambda path: repo.show_file(_HEAD, path)  # noqa: E731
     if deploying:
-        backends = local_backends(state_dir, read_template)
+        backends = local_backends(state_dir, read_template, allowed_sources=allowed_sources)
     else:
-        backends = LocalBackends(state_dir, read_template).backends()
-    store = open_state(state_dir)
+        backends = LocalBackends(state_dir, read_template).backends()  # plans install nothing
+    store = open_state(state_dir, store_url)
     try:
         yield Engine(
             repo,

@@ -16,6 +16,7 @@ import pytest
 from qrelease.examples.demo import build_wheelhouse
 from qrelease.store import open_store
 from tests.helpers.gitops import GIT_ENV, GitOpsRepo
+from tests.helpers.wheels import build_wheel
 
 pytestmark = pytest.mark.slow
 QRELEASE = [sys.executable, "-m", "qrelease"]
@@ -144,24 +145,43 @@ def test_branching_program_on_base_target_fails_the_profile_gate(user: User) -> 
     assert ("gate", "Failed") in user.events("dev", "bell-service")
 
 
-def test_failing_health_after_switch_rolls_back_and_does_not_loop(user: User) -> None:
+LIVE_CHECK = """\
+import os
+
+def main():
+    if os.environ.get("QRELEASE_RELEASE_DIR", "").endswith("/current"):
+        return 3
+    os.execvp("bell-service", ["bell-service", "--self-check"])
+"""
+
+
+def test_failing_health_after_switch_rolls_back_and_does_not_loop(
+    user: User, wheelhouse: Path
+) -> None:
     user.reconcile()
-    fails_when_live = (
-        '["sh", "-c", "case \\"$QRELEASE_RELEASE_DIR\\" in */current) exit 3;; esac; '
-        'bell-service --self-check"]'
+    wheels = user.state / "wheels"  # the wheelhouse plus a check that fails once live
+    wheels.unlink()
+    wheels.mkdir()
+    for wheel in wheelhouse.iterdir():
+        (wheels / wheel.name).symlink_to(wheel)
+    build_wheel(
+        wheels,
+        "live-check",
+        "1.0.0",
+        scripts={"live-check": "live_check:main"},
+        modules={"live_check.py": LIVE_CHECK},
     )
     text = user.repo.read("manifests/bell-service/1.1.0.yaml").replace(
         "version: 1.1.0", "version: 1.4.0"
     )
-    text = text.replace("command: [bell-service, --self-check]", f"command: {fails_when_live}")
-    user.repo.write("manifests/bell-service/1.4.0.yaml", text)
-    user.repo.commit("bell-service 1.4.0")
+    text = text.replace("command: [bell-service, --self-check]", "command: [live-check]")
     # the package stays 1.1.0 (1.4.0 is a new release of the same code)
-    text = user.repo.read("manifests/bell-service/1.4.0.yaml").replace(
-        "{name: bell-service, version: 1.4.0}", "{name: bell-service, version: 1.1.0}"
+    text = text.replace(
+        "{name: bell-service, version: 1.4.0}",
+        "{name: bell-service, version: 1.1.0}\n    - {name: live-check, version: 1.0.0}",
     )
     user.repo.write("manifests/bell-service/1.4.0.yaml", text)
-    user.repo.commit("bell-service 1.4.0 ships package 1.1.0")
+    user.repo.commit("bell-service 1.4.0 ships package 1.1.0 and a live check")
     user.pin("prod", "bell-service", "1.4.0")
     assert user.reconcile(check=False).returncode == 1
     row = user.status()[("prod", "bell-service")]

@@ -91,6 +91,7 @@ class Controller:
             url=redact_url(self.config.source.url or ""),
             branch=self.config.source.branch,
             state_dir=str(self.config.state_dir),
+            store=redact_url(self.config.store.url or "") or "the state dir's SQLite file",
             pid=os.getpid(),
         )
 
@@ -122,7 +123,12 @@ class Controller:
             self.log.warning("settings need a restart to change", settings=ignored)
         kept = {"source": fresh.source.model_copy(update={"url": self.config.source.url})}
         applied = fresh.model_copy(
-            update={**kept, "state_dir": self.config.state_dir, "listen": self.config.listen}
+            update={
+                **kept,
+                "state_dir": self.config.state_dir,
+                "store": self.config.store,
+                "listen": self.config.listen,
+            }
         )
         self.config = self.reconciler.config = applied
         self.state.update(interval=applied.source.interval, resync=applied.source.resync)
@@ -273,9 +279,12 @@ def run_controller(
     once: bool = False,
     backends_factory: BackendsFactory | None = None,
     log_stream: TextIO | None = None,
+    store_url: str | None = None,
 ) -> int:
     """`qrelease controller run`; exit code 0 after a clean stop, 1 on failure, 2 bad usage."""
-    overrides = Overrides(repo=repo, state_dir=state_dir, interval=interval, listen=listen)
+    overrides = Overrides(
+        repo=repo, state_dir=state_dir, interval=interval, listen=listen, store_url=store_url
+    )
     try:
         effective = settings.effective(config, overrides)
     except ConfigError as error:

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from qrelease.source.private import PRIVATE_FILE, private_dir
+
 LOCK_NAME = "controller.lock"
 
 
@@ -39,8 +41,8 @@ class ControllerLock:
 
     def acquire(self) -> None:
         """Take the lock without waiting, or raise AlreadyRunningError naming the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -50,6 +52,7 @@ class ControllerLock:
         except BaseException:
             os.close(fd)
             raise
+        os.fchmod(fd, PRIVATE_FILE)  # a lock file an older qrelease made 0644
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {self.role}\n".encode(), 0)
         self._fd = fd

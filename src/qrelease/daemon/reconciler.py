@@ -20,6 +20,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from qrelease.anchoring import anchor_chain
 from qrelease.config import ControllerConfig
 from qrelease.daemon.api import PassRequest
 from qrelease.daemon.metrics import Metrics
@@ -35,7 +36,7 @@ from qrelease.source.approvals import approvals_tip
 from qrelease.source.pinlog import rollback_hold
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys, verify_revision
-from qrelease.source.workspace import clone_mirror, fetch_mirror, mirror_path
+from qrelease.source.workspace import mirror_path, refresh_mirror
 from qrelease.store import StateStore
 from qrelease.wiring import BackendsFactory, local_backends, open_state, promoter
 
@@ -73,10 +74,7 @@ class Mirror:
 
     def refresh(self) -> None:
         """Clone the mirror the first time, fetch into it afterwards; bounded by the timeout."""
-        if self.path.exists():
-            fetch_mirror(self.path, self.timeout)
-        else:
-            clone_mirror(self.url, self.path, self.timeout)
+        refresh_mirror(self.url, self.path, self.timeout)
 
 
 class Reconciler:
@@ -119,10 +117,12 @@ class Reconciler:
 
     def open(self) -> None:
         """Open the store and backends on this thread and show last-known-good status."""
-        self._store = open_state(self.config.state_dir)
+        self._store = open_state(self.config.state_dir, self.config.store.url)
         if self._backends_factory is None:
             limits = self.config.gates.limits()
-            self._backends = local_backends(self.config.state_dir, self._read_template, limits)
+            self._backends = local_backends(
+                self.config.state_dir, self._read_template, limits, self.config.sources.allow
+            )
         else:
             self._backends = self._backends_factory(self.config.state_dir)
         self.state.update(store_open=True, store_error=None)
@@ -309,6 +309,13 @@ class Reconciler:
         )
         self.state.pass_finished(record)
         log.info("pass finished", outcome=str(report.outcome), seconds=round(seconds, 3))
+        anchor_chain(
+            self._opened_store(),
+            self.mirror.url,
+            self.config.state_dir,
+            clock=self.clock,
+            warn=lambda reason: log.warning("audit anchor not written", reason=reason),
+        )
         self._auto_promote(report, log)
         return report
 

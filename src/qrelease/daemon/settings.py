@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qrelease.config import ConfigError, ControllerConfig, load_config
 
-RESTART_FIELDS = ("source.url", "state_dir", "listen", "gates", "http")
+RESTART_FIELDS = ("source.url", "state_dir", "store.url", "listen", "gates", "http", "sources")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Overrides:
     state_dir: Path | None = None
     interval: timedelta | None = None
     listen: str | None = None
+    store_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ def effective(config: ControllerConfig, overrides: Overrides) -> ControllerConfi
             "source": config.source.model_copy(update=source_changes),
             "state_dir": (overrides.state_dir or config.state_dir).absolute(),
             "listen": overrides.listen or config.listen,
+            "store": config.store.model_copy(
+                update={"url": overrides.store_url or config.store.url}
+            ),
         }
     )
     check(merged)
@@ -99,9 +103,11 @@ def restart_needed(old: ControllerConfig, new: ControllerConfig) -> list[str]:
     values = {
         "source.url": (old.source.url, new.source.url),
         "state_dir": (old.state_dir, new.state_dir),
+        "store.url": (old.store.url, new.store.url),
         "listen": (old.listen, new.listen),
         "gates": (old.gates, new.gates),
         "http": (old.http, new.http),
+        "sources": (old.sources, new.sources),
     }
     return [name for name in RESTART_FIELDS if values[name][0] != values[name][1]]
 

@@ -26,6 +26,8 @@ from typing import IO, Protocol
 from qrelease.redaction import redact
 
 OUTPUT_TAIL_BYTES = 4000
+TRUNCATED = "[...] "
+"""Marks output whose beginning was cut off."""
 VENV_TIMEOUT_SECONDS = 120.0
 INSTALL_TIMEOUT_SECONDS = 900.0
 _MAX_SCRIPT_BYTES = 1024 * 1024
@@ -49,10 +51,37 @@ class Completed:
 
 
 def _tail(sink: IO[bytes], limit: int) -> str:
-    """The last `limit` bytes written to `sink`, decoded leniently."""
+    """The last `limit` bytes written to `sink`, decoded leniently, from a line's start."""
     size = sink.seek(0, os.SEEK_END)
     sink.seek(max(0, size - limit))
-    return sink.read(limit).decode("utf-8", errors="replace").strip()
+    data = sink.read(limit)
+    if size > limit:  # a cut line lost its head, where a secret's name would be: drop it all
+        data = _from_boundary(data)
+    return data.decode("utf-8", errors="replace").strip()
+
+
+def _from_boundary(data: bytes) -> bytes:
+    """`data` after its first newline, else after its first space, else nothing."""
+    for boundary in (b"\n", b" "):
+        start = data.find(boundary)
+        if start >= 0:
+            return data[start + 1 :]
+    return b""
+
+
+def capped(text: str, limit: int) -> str:
+    """The end of already redacted `text` in at most `limit` bytes, from a line start, marked.
+
+    >>> capped("first line\\nsecond line", 20)
+    '[...] second line'
+    >>> capped("short", 20)
+    'short'
+    """
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    end = data[len(data) - max(0, limit - len(TRUNCATED)) :]
+    return TRUNCATED + _from_boundary(end).decode("utf-8", errors="ignore").strip()
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -23,6 +23,10 @@ Package sources come from the environment's `classical` block (VenvDeploy): `fin
 is a directory or URL, a relative directory being resolved against the state dir; with
 only `find_links` the install is offline from it (`--no-index`); with `index_url` that
 index is used (plus `find_links` if given); with neither, the installer's default index.
+A source outside the state dir must be listed in `allowed_sources` (the controller
+config's `[sources] allow`), else the install step fails naming the field.
+
+Health commands run through `qrelease.deployers.health`: only the release's own code.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import re
 import secrets
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path, PurePosixPath
 
@@ -45,18 +50,17 @@ from qrelease.deployers.base import (
     Prepared,
     ReleaseLock,
 )
+from qrelease.deployers.health import run_health
 from qrelease.deployers.installers import (
-    Completed,
     Installer,
     InstallFailed,
     Sources,
+    capped,
     default_installer,
-    run_bounded,
-    venv_bin,
     venv_python,
 )
-from qrelease.model.environment import Environment, VenvDeploy
-from qrelease.model.manifest import HealthCheck, ReleaseManifest
+from qrelease.model.environment import Environment, VenvDeploy, is_state_dir_source
+from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.types import check_dns_label, check_semver, version_key
 from qrelease.redaction import redact
 
@@ -67,9 +71,8 @@ REQUIREMENTS_FILE = "requirements.txt"
 CURRENT_LINK = "current"
 RELEASES_DIR = "releases"
 VENV_DIR = "venv"
-RELEASE_DIR_VARIABLE = "QRELEASE_RELEASE_DIR"
 _MAX_LOCK_BYTES = 64 * 1024
-_MESSAGE_TAIL_CHARS = 1500
+_MESSAGE_TAIL_BYTES = 1500
 _UV_HASH_MISMATCH = re.compile(r"Hash mismatch for `([^`]+)`")
 _PIP_HASH_MISMATCH = re.compile(r"^\s*(\S+==\S+) from .*:\s*$", re.MULTILINE)
 _LEFTOVER_PATTERNS = (
@@ -84,12 +87,21 @@ class VenvDeployer:
     """Deploys each release into its own virtualenv under `state_dir/envs/`.
 
     `install_count` counts installer runs, so callers can prove a switch to a release
-    already on disk installed nothing.
+    already on disk installed nothing. `allowed_sources` are the absolute paths and URL
+    prefixes (`[sources] allow`) that `find_links` and `index_url` may name besides
+    directories under the state dir.
     """
 
-    def __init__(self, state_dir: Path, *, installer: Installer | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        installer: Installer | None = None,
+        allowed_sources: Sequence[str] = (),
+    ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.installer = installer if installer is not None else default_installer()
+        self.allowed_sources = tuple(allowed_sources)
         self.install_count = 0
 
     def app_dir(self, env_name: str, app: str) -> Path:
@@ -122,7 +134,7 @@ class VenvDeployer:
         self, env: Environment, manifest: ReleaseManifest, lock: ReleaseLock, qir: str
     ) -> Prepared:
         """Build the release unless it is complete on disk; never touches `current`."""
-        sources = _sources(_venv_config(env), self.state_dir)
+        sources = self._sources(env, manifest)
         final = self.release_dir(env.environment, manifest.app, manifest.version)
         if is_complete(final):
             return Prepared(manifest.version, installed=False)
@@ -136,6 +148,15 @@ class VenvDeployer:
         finally:
             _delete(partial)
         return Prepared(manifest.version, installed=True)
+
+    def _sources(self, env: Environment, manifest: ReleaseManifest) -> Sources:
+        """The environment's package sources; DeployError when one is not allowed."""
+        config = _venv_config(env)
+        refusals = env.source_refusals(self.allowed_sources)
+        if refusals:
+            problems = "; ".join(f"{field}: {problem}" for field, problem in refusals)
+            raise DeployError(redact(f"{_label(env, manifest)}: install refused: {problems}"))
+        return _sources(config, self.state_dir)
 
     def _build(
         self, partial: Path, final: Path, manifest: ReleaseManifest, sources: Sources, label: str
@@ -166,7 +187,7 @@ class VenvDeployer:
             release = self.release_dir(env.environment, manifest.app, manifest.version)
         if not is_complete(release):
             return HealthResult(False, f"{release} is not a complete release")
-        return run_health(health, release)
+        return run_health(health, manifest, release, release / VENV_DIR)
 
     def switch(self, env: Environment, app: str, version: str) -> None:
         """Point `current` at a complete release by renaming a new symlink over it."""
@@ -228,12 +249,15 @@ def _venv_config(env: Environment) -> VenvDeploy:
 
 
 def _sources(config: VenvDeploy, state_dir: Path) -> Sources:
-    """Package sources, with a relative `find_links` directory resolved against the state dir."""
-    find_links = config.find_links
-    if find_links and "://" not in find_links and not Path(find_links).is_absolute():
+    """Package sources, a relative one resolved against the state dir (an index as a file: URL)."""
+    find_links, index_url = config.find_links, config.index_url
+    if find_links and is_state_dir_source(find_links):
         find_links = str(state_dir / find_links)
-    index_url = config.index_url or None
-    return Sources(find_links=find_links or None, index_url=index_url, no_index=config.no_index)
+    if index_url and is_state_dir_source(index_url):
+        index_url = (state_dir / index_url).as_uri()
+    elif index_url and index_url.startswith("/"):
+        index_url = Path(index_url).as_uri()
+    return Sources(find_links=find_links, index_url=index_url, no_index=config.no_index)
 
 
 def requirements_text(manifest: ReleaseManifest) -> str:
@@ -275,7 +299,7 @@ def _install_error(label: str, installer: str, failed: InstallFailed) -> DeployE
         what = f"sha256 mismatch for {mismatch.group(1)}: the file's hash is not the manifest's"
     else:
         what = f"{installer}: {failed.step}"
-    tail = redact(failed.output)[-_MESSAGE_TAIL_CHARS:]
+    tail = capped(redact(failed.output), _MESSAGE_TAIL_BYTES)
     transient = failed.transient and not mismatch
     return DeployError(f"{label}: install failed: {what}\n{tail}", transient=transient)
 
@@ -446,41 +470,3 @@ def _replace_link(link: Path, target: str) -> None:
         temp.unlink(missing_ok=True)
         raise DeployError(f"cannot switch {link} to {target}: {error.strerror}") from None
     _fsync_dir(link.parent)
-
-
-def health_environment(release: Path) -> dict[str, str]:
-    """This process's environment with the release's venv first on PATH and its dir exported."""
-    venv = release / VENV_DIR
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
-    env["PATH"] = os.pathsep.join([str(venv_bin(venv)), os.environ.get("PATH", os.defpath)])
-    env["VIRTUAL_ENV"] = str(venv)
-    env[RELEASE_DIR_VARIABLE] = str(release)
-    return env
-
-
-def _resolve_command(name: str, release: Path, path: str) -> str | None:
-    """The executable for argv[0]: a path (relative to the release) or a name on `path`."""
-    if "/" not in name:
-        return shutil.which(name, path=path)
-    candidate = release / name
-    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
-
-
-def run_health(health: HealthCheck, release: Path) -> HealthResult:
-    """Run a health command (argv, no shell) in `release` with its timeout."""
-    env = health_environment(release)
-    executable = _resolve_command(health.command[0], release, env["PATH"])
-    if executable is None:
-        return HealthResult(False, f"health command {health.command[0]!r} not found in {release}")
-    timeout = health.timeout.total_seconds()
-    done = run_bounded([executable, *health.command[1:]], timeout=timeout, env=env, cwd=release)
-    return _health_result(" ".join(health.command), done, timeout)
-
-
-def _health_result(command: str, done: Completed, timeout: float) -> HealthResult:
-    """Turn a finished health command into ok + a message with the tail of its output."""
-    tail = done.output[-_MESSAGE_TAIL_CHARS:]
-    if done.returncode is None:
-        return HealthResult(False, f"`{command}` timed out after {timeout:g}s: {tail}".strip())
-    summary = f"`{command}` exited {done.returncode}: {tail}".strip().rstrip(":")
-    return HealthResult(done.returncode == 0, summary)

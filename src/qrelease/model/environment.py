@@ -5,27 +5,119 @@ Stored at `releases/<env>.yaml`; the pin lines under `apps:` are what promotion 
 
 from __future__ import annotations
 
+import posixpath
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrule as Recurrence
 from dateutil.rrule import rrulestr
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from qrelease.model.manifest import Frozen
+from qrelease.model.manifest import Frozen, has_parent_segment
 from qrelease.model.types import DnsName, Duration, SemVer
+
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_SOURCE_SCHEMES = ("http", "https")
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+def check_package_source(value: str) -> str:
+    """Accept a relative path (in the state dir), an absolute path or an http(s) URL.
+
+    >>> check_package_source("wheels")
+    'wheels'
+    >>> check_package_source("../outside")
+    Traceback (most recent call last):
+    ValueError: the path climbs out of its directory with '..'
+    """
+    # whether an absolute path or URL may be used is the operator's call (`source_refusal`);
+    # messages never repeat the value, as a URL may carry credentials
+    if not value or value != value.strip() or "\\" in value or not value.isprintable():
+        raise ValueError("not a path or URL (empty, spaces at an end, backslashes or controls)")
+    if has_parent_segment(value):
+        raise ValueError("the path climbs out of its directory with '..'")
+    if value.startswith("~"):
+        raise ValueError("a path starting with '~'; write the absolute path")
+    if _URL_SCHEME.match(value):
+        url = urlsplit(value)
+        if url.scheme.lower() not in _SOURCE_SCHEMES or not url.hostname or not _has_port(value):
+            raise ValueError("not a path or an http(s) URL with a host (and a valid port)")
+        if has_parent_segment(unquote(url.path)):
+            raise ValueError("the URL climbs out of its path with an encoded '..'")
+    return value
+
+
+def _has_port(url: str) -> bool:
+    """True when a URL's port, if any, is a number in range."""
+    try:
+        urlsplit(url).port  # noqa: B018 parsing the port is the check
+    except ValueError:
+        return False
+    return True
+
+
+PackageSource = Annotated[str, AfterValidator(check_package_source)]
+
+
+def is_state_dir_source(value: str) -> bool:
+    """True for a relative path: it names a directory under the controller's state dir.
+
+    >>> is_state_dir_source("wheels"), is_state_dir_source("/srv/wheels")
+    (True, False)
+    """
+    return not value.startswith("/") and not _URL_SCHEME.match(value)
+
+
+def _within(value: str, allowed: str) -> bool:
+    """True when a checked source is `allowed` or lies below it (a URL or path prefix)."""
+    if _URL_SCHEME.match(value) or _URL_SCHEME.match(allowed):
+        given, prefix = urlsplit(value), urlsplit(allowed)
+        same_server = (given.scheme.lower(), given.hostname, given.port) == (
+            prefix.scheme.lower(),
+            prefix.hostname,
+            prefix.port,
+        )
+        return same_server and _path_within(given.path or "/", prefix.path or "/")
+    return _path_within(value, allowed)
+
+
+def _path_within(path: str, prefix: str) -> bool:
+    """True when `path` is `prefix` or below it, segment by segment."""
+    path, prefix = posixpath.normpath(path), posixpath.normpath(prefix)
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def source_refusal(value: str | None, allowed: Sequence[str]) -> str | None:
+    """Why a package source may not be used (outside the state dir, not allowed), or None.
+
+    >>> source_refusal("/srv/wheels/extra", ["/srv/wheels"]) is None
+    True
+    >>> print(source_refusal("https://pypi.org.evil/", ["https://pypi.org"]))
+    'https://pypi.org.evil/' is outside the state dir and not in the controller's [sources] allow
+    """
+    if value is None or is_state_dir_source(value):
+        return None
+    if any(_within(value, prefix) for prefix in allowed):
+        return None
+    return f"{value!r} is outside the state dir and not in the controller's [sources] allow"
+
+
 class VenvDeploy(Frozen):
-    """Local per-release virtualenvs under the state dir (the embedded default)."""
+    """Local per-release virtualenvs under the state dir (the embedded default).
+
+    `find_links` and `index_url` are a path relative to the state dir, or an absolute
+    path or http(s) URL that the controller config's `[sources] allow` lists.
+    """
 
     kind: Literal["venv"] = "venv"
-    index_url: str | None = None
-    find_links: str | None = None
+    index_url: PackageSource | None = None
+    find_links: PackageSource | None = None
     no_index: bool = False
     keep: int = Field(default=5, ge=1, le=100)
 
@@ -285,3 +377,11 @@ class Environment(Frozen):
     quantum: Annotated[LocalQuantum | AzureQuantum, Field(discriminator="kind")] = LocalQuantum()
     policy: Policy = Policy()
     apps: dict[DnsName, SemVer] = Field(default_factory=dict)
+
+    def source_refusals(self, allowed: Sequence[str]) -> list[tuple[str, str]]:
+        """(field, problem) for each package source that `[sources] allow` does not admit."""
+        if not isinstance(self.classical, VenvDeploy):
+            return []
+        sources = {"find_links": self.classical.find_links, "index_url": self.classical.index_url}
+        refusals = [(name, source_refusal(value, allowed)) for name, value in sources.items()]
+        return [(f"classical.{name}", problem) for name, problem in refusals if problem]

@@ -20,6 +20,11 @@ _PACKAGE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _PACKAGE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*\(.*\)$")
+_SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_PYTHON = re.compile(r"^python(3(\.[0-9]+)?)?$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_PARENT_SEGMENT = re.compile(r"(^|[/\\=:,])\.\.($|[/\\,])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Frozen(BaseModel):
@@ -80,11 +85,74 @@ class Package(Frozen):
     sha256: Annotated[str, _pattern(_SHA256, "a lowercase hex sha256")] | None = None
 
 
-class HealthCheck(Frozen):
-    """A command run inside the release's virtualenv; exit 0 means healthy."""
+def has_parent_segment(value: str) -> bool:
+    """True when a path (or a `key=path` argument) climbs out through a `..` segment.
 
-    command: tuple[str, ...] = Field(min_length=1)
+    >>> has_parent_segment("--config=../../etc/x"), has_parent_segment("v1..v2")
+    (True, False)
+    """
+    return bool(_PARENT_SEGMENT.search(value))
+
+
+def _argument_problem(argument: str) -> str | None:
+    """Why a health command argument could reach outside the release, or None."""
+    if _CONTROL.search(argument):
+        return "holds control characters"
+    values = [argument, argument.partition("=")[2]]
+    if argument.startswith("-") and not argument.startswith("--"):
+        values.append(argument[2:])  # a short option with its value attached: -o/etc/x
+    if any(value.startswith(("/", "\\", "~")) for value in values):
+        return "is an absolute path"
+    if any(value.lower().startswith("file:") for value in values):
+        return "is a file: URL"
+    if has_parent_segment(argument):
+        return "climbs out of the release with '..'"
+    return None
+
+
+def _check_health_command(command: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse a command that names its program by path or reaches outside the release."""
+    program = command[0]  # a console script name (found in the venv at deploy time) or python
+    if not _SCRIPT_NAME.fullmatch(program):
+        raise ValueError(
+            f"{program!r} is not a console script name: the program must be one of the "
+            "release's console scripts (a name, no path or shell syntax) or python -m <module>"
+        )
+    if _PYTHON.fullmatch(program) and (
+        len(command) < 3 or command[1] != "-m" or not _MODULE.fullmatch(command[2])
+    ):
+        raise ValueError(
+            f"{program} runs only as [{program}, -m, <module>, ...] with a module of the "
+            "release's packages"
+        )
+    for position, argument in enumerate(command[1:], start=1):
+        problem = _argument_problem(argument)
+        if problem:
+            raise ValueError(
+                f"argument {position} {argument!r} {problem}; health commands stay inside "
+                "the release"
+            )
+    return command
+
+
+class HealthCheck(Frozen):
+    """A command run inside the release's virtualenv; exit 0 means healthy.
+
+    >>> HealthCheck(command=("bell-service", "--self-check")).command[0]
+    'bell-service'
+    """
+
+    command: Annotated[tuple[str, ...], Field(min_length=1), AfterValidator(_check_health_command)]
     timeout: Duration = timedelta(seconds=30)
+
+    @property
+    def module(self) -> str | None:
+        """The module a `[python, -m, <module>, ...]` command runs, else None.
+
+        >>> HealthCheck(command=("python", "-m", "bell_service", "--self-check")).module
+        'bell_service'
+        """
+        return self.command[2] if _PYTHON.fullmatch(self.command[0]) else None
 
 
 class Classical(Frozen):

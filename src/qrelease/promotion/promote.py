@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from qrelease.anchoring import anchor_chain
 from qrelease.evidence import PolicySources, judge
 from qrelease.model.environment import Environment
 from qrelease.model.events import EventDraft
@@ -265,4 +266,5 @@ class Promoter:
             ),
             time=self.clock(),
         )
+        anchor_chain(self.store, self.location, self.state_dir, clock=self.clock)
         return published

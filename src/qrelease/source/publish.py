@@ -1,14 +1,17 @@
 """Publishing a pin change as a Git commit, and pushing it without ever losing anyone's work.
 
 Promotion and rollback never touch an environment: they commit one edited pin line and
-push it; the controller applies it. A push that loses a race is retried only when the
-other change left this pin alone (the commit is rebased onto it); if the other change
-moved the same pin, the caller gets a `PinConflict` naming that commit. Never a force push.
+push it; the controller applies it. The edit is a compare-and-swap: it is committed only
+while the pin at the commit's base still holds the version the policy checks were run
+against (the change's `from_version`), else the caller gets a `PinConflict` naming the
+commit that moved it. A push that loses a race is retried only when the other change left
+this pin alone (the commit is rebased onto it); if the other change moved the same pin,
+the same `PinConflict`. Never a force push. A remote's credentials stay out of the scratch
+clone under `<state>/work/` (see `private`), which one publisher at a time uses.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +21,20 @@ import yaml
 
 from qrelease.redaction import redact_url
 from qrelease.source.pins import PinEditError, set_pin
+from qrelease.source.private import Remote, private_dir, private_file, split_credentials
 from qrelease.source.repo import SourceError
-from qrelease.source.workspace import git_reason, is_local_repo
+from qrelease.source.workspace import (
+    forget_copy_with_credentials,
+    git_reason,
+    is_local_repo,
+    locked,
+    scratch_name,
+)
 from qrelease.source.writer import identity_env
 
 PUSH_ATTEMPTS = 5
+SETTER_SCAN = 50
+"""How many commits of an environment file are searched for the one that set a pin."""
 TRAILER_KEYS = ("Action", "App", "Env", "From", "To", "Reason")
 
 
@@ -98,35 +110,54 @@ def publish(
     before_push: BeforePush | None = None,
 ) -> Published:
     """Commit the pin change on `branch` of the repo at `location` and push it."""
-    repo, has_remote = _worktree(location, state_dir, branch)
+    if is_local_repo(location) and (Path(location) / ".git").exists():
+        own = git.Repo(location)  # the user's own clone: commit there, push if it tracks a remote
+        return _publish_in(own, None, change, branch, before_push, _upstream(own) is not None)
+    remote = split_credentials(location)
+    private_dir(state_dir)
+    work = private_dir(state_dir / "work") / scratch_name(remote.url)
+    forget_copy_with_credentials(location, work)
+    with locked(work.with_name(f"{work.name}.lock")):  # one publisher at a time per scratch clone
+        scratch = _scratch_clone(remote, work, branch)
+        return _publish_in(scratch, remote, change, branch, before_push, True)
+
+
+def _publish_in(
+    repo: git.Repo,
+    remote: Remote | None,
+    change: PinChange,
+    branch: str,
+    before_push: BeforePush | None,
+    has_remote: bool,
+) -> Published:
+    """Check that the pin still holds the checked version, commit the edit, push it if we can."""
     try:
-        base = str(repo.git.rev_parse("HEAD"))
-        commit = _commit(repo, change)
-        author = str(repo.git.log("-1", "--format=%an <%ae>", commit))
-        if not has_remote:
-            return Published(commit, pushed=False, attempts=0, author=author)
-        pushed = _push(repo, change, branch, base, before_push)
-        return Published(pushed.commit, True, pushed.attempts, author)
+        with repo.git.custom_environment(**(remote.git_env() if remote else {})):
+            base = str(repo.git.rev_parse("HEAD"))
+            _check_pin_holds(repo, base, change)
+            commit = _commit(repo, change)
+            author = str(repo.git.log("-1", "--format=%an <%ae>", commit))
+            if not has_remote:
+                return Published(commit, pushed=False, attempts=0, author=author)
+            pushed = _push(repo, remote, change, branch, base, before_push)
+            return Published(pushed.commit, True, pushed.attempts, author)
     finally:
         repo.close()
 
 
-def _worktree(location: str, state_dir: Path, branch: str) -> tuple[git.Repo, bool]:
-    """A work tree to commit in: the user's own clone, or a scratch clone of a remote/bare repo."""
-    if is_local_repo(location) and (Path(location) / ".git").exists():
-        repo = git.Repo(location)
-        upstream = _upstream(repo)
-        return repo, upstream is not None
-    work = state_dir / "work" / hashlib.sha256(location.encode()).hexdigest()[:16]
+def _scratch_clone(remote: Remote, work: Path, branch: str) -> git.Repo:
+    """qrelease's own clone of a remote (or bare) repo, reset to the remote's branch."""
     if not (work / ".git").exists():
-        work.parent.mkdir(parents=True, exist_ok=True)
         try:
-            git.Repo.clone_from(location, work, branch=branch).close()
+            git.Repo.clone_from(remote.url, work, branch=branch, env=remote.git_env()).close()
         except git.exc.GitCommandError as exc:
-            raise SourceError(f"cannot clone {redact_url(location)}: {git_reason(exc)}") from None
+            reason = git_reason(exc, remote)
+            raise SourceError(f"cannot clone {redact_url(remote.url)}: {reason}") from None
+        private_file(work / ".git" / "config")
     repo = git.Repo(work)
-    _sync(repo, branch)
-    return repo, True
+    with repo.git.custom_environment(**remote.git_env()):
+        _sync(repo, branch, remote)
+    return repo
 
 
 def _upstream(repo: git.Repo) -> str | None:
@@ -136,14 +167,22 @@ def _upstream(repo: git.Repo) -> str | None:
         return None
 
 
-def _sync(repo: git.Repo, branch: str) -> None:
+def _sync(repo: git.Repo, branch: str, remote: Remote) -> None:
     """Reset the scratch clone to the remote's branch."""
     try:
         repo.git.fetch("--quiet", "origin", branch)
         repo.git.checkout("--quiet", "-B", branch, f"origin/{branch}")
         repo.git.reset("--quiet", "--hard", f"origin/{branch}")
     except git.exc.GitCommandError as exc:
-        raise SourceError(f"cannot update from the remote: {git_reason(exc)}") from None
+        reason = git_reason(exc, remote)
+        raise SourceError(f"cannot update from the remote: {reason}") from None
+
+
+def _check_pin_holds(repo: git.Repo, base: str, change: PinChange) -> None:
+    """Compare-and-swap: refuse unless the pin at `base` is the version the checks were run on."""
+    pinned = _pin_at(repo, base, change)
+    if pinned != change.from_version:
+        raise _moved(repo, base, change, pinned, "nothing was committed")
 
 
 def _commit(repo: git.Repo, change: PinChange) -> str:
@@ -163,8 +202,11 @@ def _commit(repo: git.Repo, change: PinChange) -> str:
     env = identity_env(repo)
     if change.actor:
         env.update(_author_env(change.actor))
-    with repo.git.custom_environment(**env):
-        repo.git.commit("--quiet", "--only", "--message", change.message(), "--", change.path)
+    try:
+        with repo.git.custom_environment(**env):
+            repo.git.commit("--quiet", "--only", "--message", change.message(), "--", change.path)
+    except git.exc.GitCommandError as exc:
+        raise SourceError(f"cannot commit {change.path}: {git_reason(exc)}") from None
     return str(repo.git.rev_parse("HEAD"))
 
 
@@ -175,7 +217,12 @@ def _author_env(actor: str) -> dict[str, str]:
 
 
 def _push(
-    repo: git.Repo, change: PinChange, branch: str, base: str, before_push: BeforePush | None
+    repo: git.Repo,
+    remote: Remote | None,
+    change: PinChange,
+    branch: str,
+    base: str,
+    before_push: BeforePush | None,
 ) -> Published:
     for attempt in range(1, PUSH_ATTEMPTS + 1):
         if before_push is not None:
@@ -185,7 +232,7 @@ def _push(
             return Published(str(repo.git.rev_parse("HEAD")), pushed=True, attempts=attempt)
         except git.exc.GitCommandError as exc:
             if not _rejected(exc):
-                raise SourceError(f"push failed: {git_reason(exc)}") from None
+                raise SourceError(f"push failed: {git_reason(exc, remote)}") from None
         base = _rebase_if_untouched(repo, change, branch, base)
     raise SourceError(f"push kept losing races after {PUSH_ATTEMPTS} attempts; try again")
 
@@ -194,13 +241,9 @@ def _rebase_if_untouched(repo: git.Repo, change: PinChange, branch: str, base: s
     """After a lost race: replay our commit on the remote's, unless the same pin moved there."""
     repo.git.fetch("--quiet", "origin", branch)
     remote_head = str(repo.git.rev_parse(f"origin/{branch}"))
-    if _pin_at(repo, base, change) != _pin_at(repo, remote_head, change):
-        other = _last_commit_touching(repo, base, remote_head, change.path)
-        raise PinConflict(
-            f"{change.path}: apps.{change.app} was changed by {other[:12]} meanwhile "
-            f"({_summary(repo, other)}); nothing was pushed",
-            other,
-        )
+    pinned = _pin_at(repo, remote_head, change)
+    if _pin_at(repo, base, change) != pinned:
+        raise _moved(repo, remote_head, change, pinned, "nothing was pushed")
     try:
         repo.git.rebase("--quiet", f"origin/{branch}")
     except git.exc.GitCommandError:
@@ -210,6 +253,36 @@ def _rebase_if_untouched(repo: git.Repo, change: PinChange, branch: str, base: s
             f"{change.path} was edited nearby by {other[:12]}; nothing was pushed", other
         ) from None
     return remote_head
+
+
+def _moved(
+    repo: git.Repo, head: str, change: PinChange, pinned: str | None, outcome: str
+) -> PinConflict:
+    """The conflict to report when the pin at `head` is no longer the one the checks saw."""
+    other = _commit_that_set(repo, head, change, pinned)
+    by = f"{other[:12]} ({_summary(repo, other)})"
+    if pinned == change.to_version:
+        return PinConflict(
+            f"{change.app} is already pinned to {pinned} in {change.env} by {by}; {outcome}",
+            other,
+        )
+    return PinConflict(
+        f"{change.path}: apps.{change.app} is now {pinned or 'unpinned'}, set by {by}, not "
+        f"{change.from_version or 'unpinned'} as checked; {outcome}. Run the command again "
+        "to check against the new pin",
+        other,
+    )
+
+
+def _commit_that_set(repo: git.Repo, head: str, change: PinChange, pinned: str | None) -> str:
+    """The newest commit on `head`'s history whose parent had another pin (bounded scan)."""
+    touching = str(
+        repo.git.log("--format=%H", f"--max-count={SETTER_SCAN}", head, "--", change.path)
+    ).split()
+    for commit in touching:
+        if _pin_at(repo, f"{commit}^", change) != pinned:
+            return commit
+    return touching[-1] if touching else head
 
 
 def _pin_at(repo: git.Repo, rev: str, change: PinChange) -> str | None:

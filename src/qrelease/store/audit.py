@@ -5,8 +5,8 @@ its `seq`, its `time` and its predecessor's hash (`Event.compute_hash`), so anyo
 the events can tell whether one was edited (its own hash no longer matches), deleted (a gap
 in `seq`, or a broken `prev_hash` link) or reordered (broken links). A chain alone cannot
 reveal that its newest events were cut off, or that the whole chain was rewritten by someone
-who recomputed every hash: anchor `ChainReport.head_hash` outside the file (for example in
-Git) to catch both.
+who recomputed every hash. For that the head is anchored outside the file, in Git
+(`source/anchors.py`), and `AnchorCheck` compares a chain with those anchors.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
 
@@ -154,3 +155,102 @@ def verify_chain(events: Iterable[Event]) -> ChainReport:
     for event in events:
         verifier.add(event)
     return verifier.report()
+
+
+class AnchorPoint(Protocol):
+    """A chain head recorded outside the database (`source.anchors.Anchor` is one)."""
+
+    @property
+    def seq(self) -> int:
+        """The seq of the event that was the head."""
+        ...
+
+    @property
+    def head_hash(self) -> str:
+        """That event's hash."""
+        ...
+
+    def describe(self) -> str:
+        """How messages name the anchor."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorFindings:
+    """What comparing a chain with its anchors found: problems (exit 1) and notes."""
+
+    problems: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+class AnchorCheck:
+    """Compares a chain fed in seq order with its anchors: cut-off tails and rewritten hashes."""
+
+    def __init__(self, anchors: Iterable[AnchorPoint]) -> None:
+        self._by_seq: dict[int, list[AnchorPoint]] = {}
+        for anchor in anchors:
+            self._by_seq.setdefault(anchor.seq, []).append(anchor)
+        self._matched: list[int] = []
+        self._differing: list[tuple[AnchorPoint, str]] = []
+
+    @property
+    def last_anchored_seq(self) -> int:
+        """The highest anchored seq: events after it need not be fed (0 without anchors)."""
+        return max(self._by_seq, default=0)
+
+    def see(self, seq: int, stored_hash: str) -> None:
+        """Compare one stored event with every anchor at its seq."""
+        for anchor in self._by_seq.get(seq, ()):
+            if anchor.head_hash == stored_hash:
+                self._matched.append(seq)
+            else:
+                self._differing.append((anchor, stored_hash))
+
+    def findings(self, head_seq: int) -> AnchorFindings:
+        """The verdict for a chain whose newest event is `head_seq`."""
+        if not self._by_seq:
+            return AnchorFindings((), ())
+        top = self._by_seq[self.last_anchored_seq][0]
+        problems = [message for message in (self._rewritten(), _cut_off(top, head_seq)) if message]
+        notes = []
+        if head_seq > top.seq:
+            newer = head_seq - top.seq
+            verb = "is" if newer == 1 else "are"
+            notes.append(
+                f"the newest {top.describe()} is older than the chain: "
+                f"{_events(newer)} after it {verb} not anchored yet"
+            )
+        elif not problems:
+            notes.append(f"the chain matches the newest {top.describe()}")
+        return AnchorFindings(tuple(problems), tuple(notes))
+
+    def _rewritten(self) -> str | None:
+        """The earliest anchor the chain contradicts, how many more do, the last one it matches."""
+        if not self._differing:
+            return None
+        anchor, stored = min(self._differing, key=lambda pair: pair[0].seq)
+        message = (
+            f"event {anchor.seq}: hash differs from the {anchor.describe()}: "
+            f"anchored {anchor.head_hash[:12]}, stored {stored[:12]}"
+        )
+        if len(self._differing) > 1:
+            message += f"; {len(self._differing) - 1} later anchor(s) differ too"
+        below = [seq for seq in self._matched if seq < anchor.seq]
+        if below:
+            return message + f"; the last anchor the chain matches is at seq {max(below)}"
+        return message + "; the chain matches no anchor before it"
+
+
+def _cut_off(top: AnchorPoint, head_seq: int) -> str | None:
+    """A tail missing from the chain: the newest anchor records more events than it holds."""
+    if head_seq >= top.seq:
+        return None
+    missing = _events(top.seq - head_seq)
+    if head_seq == 0:
+        return f"{missing} missing: the chain is empty, but the {top.describe()} records them"
+    return f"{missing} missing after seq {head_seq}: the {top.describe()} records them"
+
+
+def _events(count: int) -> str:
+    """`1 event`, `3 events`."""
+    return f"{count} event" + ("" if count == 1 else "s")

@@ -3,9 +3,10 @@
 Everything qrelease remembers goes through this Protocol: the observed state of each
 (environment, app), the runs of the reconcile pass, the intents a crash may cut short, the
 hash-chained audit log and a few meta facts. SQLite (`store/sqlite.py`) is the embedded
-default; `store/memory.py` is the in-memory fake for unit tests; a PostgreSQL backend
-implements the same contract. Nothing outside `store/` names a backend: callers get a
-store from `open_store` and another connection for another thread from `connect()`.
+default; `store/postgres.py` serves controllers on several machines; `store/memory.py` is
+the in-memory fake for unit tests; all three pass the same contract tests. Nothing outside
+`store/` names a backend: callers get a store from `open_store` and another connection for
+another thread from `connect()`.
 """
 
 from __future__ import annotations
@@ -219,6 +220,14 @@ class StateStore(Protocol):
         """The most recently started run, finished or not."""
         ...
 
+    def iter_runs(self) -> Iterator[Run]:
+        """Every run, oldest first (to copy a store)."""
+        ...
+
+    def restore_run(self, run: Run) -> None:
+        """Store a run copied from another store, keeping its id."""
+        ...
+
     def put_intent(
         self,
         env: str,
@@ -239,10 +248,18 @@ class StateStore(Protocol):
         """Announced side effects not yet cleared, oldest first."""
         ...
 
+    def restore_intent(self, intent: Intent) -> None:
+        """Store an intent copied from another store, keeping its id."""
+        ...
+
     def get_meta(self, key: str) -> str | None:
         """The value stored under `key`, if any."""
         ...
 
     def set_meta(self, key: str, value: str) -> None:
         """Store `value` under `key`, replacing any previous value."""
+        ...
+
+    def meta_items(self) -> dict[str, str]:
+        """Every meta key with its value."""
         ...

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import count
 from types import TracebackType
 from typing import Any, Self
 
@@ -35,8 +34,8 @@ class MemoryStore:
         self._runs: dict[int, Run] = {}
         self._intents: dict[int, Intent] = {}
         self._meta: dict[str, str] = {}
-        self._run_ids = count(1)
-        self._intent_ids = count(1)
+        self._last_run_id = 0
+        self._last_intent_id = 0
         self._depth = 0
 
     def close(self) -> None:
@@ -177,7 +176,8 @@ class MemoryStore:
     def begin_run(self, revision: str | None, *, time: datetime | None = None) -> int:
         """Record the start of a pass."""
         with self._lock:
-            run_id = next(self._run_ids)
+            self._last_run_id += 1
+            run_id = self._last_run_id
             started = datetime.now(UTC) if time is None else time
             self._runs[run_id] = Run(run_id, revision, started, None, None, {})
             return run_id
@@ -200,6 +200,20 @@ class MemoryStore:
         with self._lock:
             return self._runs[max(self._runs)] if self._runs else None
 
+    def iter_runs(self) -> Iterator[Run]:
+        """Every run, oldest first."""
+        with self._lock:
+            runs = [self._runs[key] for key in sorted(self._runs)]
+        yield from runs
+
+    def restore_run(self, run: Run) -> None:
+        """Store a copied run under its own id."""
+        with self._lock:
+            if run.id in self._runs:
+                raise StoreError(f"run {run.id} already exists")
+            self._runs[run.id] = copy.deepcopy(run)
+            self._last_run_id = max(self._last_run_id, run.id)
+
     def put_intent(
         self,
         env: str,
@@ -211,7 +225,8 @@ class MemoryStore:
     ) -> int:
         """Announce a side effect."""
         with self._lock:
-            intent_id = next(self._intent_ids)
+            self._last_intent_id += 1
+            intent_id = self._last_intent_id
             created = datetime.now(UTC) if time is None else time
             self._intents[intent_id] = Intent(
                 intent_id, env, app, step, copy.deepcopy(payload), created
@@ -228,6 +243,14 @@ class MemoryStore:
         with self._lock:
             return [self._intents[key] for key in sorted(self._intents)]
 
+    def restore_intent(self, intent: Intent) -> None:
+        """Store a copied intent under its own id."""
+        with self._lock:
+            if intent.id in self._intents:
+                raise StoreError(f"intent {intent.id} already exists")
+            self._intents[intent.id] = copy.deepcopy(intent)
+            self._last_intent_id = max(self._last_intent_id, intent.id)
+
     def get_meta(self, key: str) -> str | None:
         """The value stored under `key`."""
         return self._meta.get(key)
@@ -236,6 +259,11 @@ class MemoryStore:
         """Store `value` under `key`."""
         with self._lock:
             self._meta[key] = value
+
+    def meta_items(self) -> dict[str, str]:
+        """Every meta key with its value."""
+        with self._lock:
+            return dict(sorted(self._meta.items()))
 
     # -- helpers ------------------------------------------------------------------------
 

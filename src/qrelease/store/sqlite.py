@@ -452,6 +452,28 @@ class Store:
         row = self._connection.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         return None if row is None else _run_from_row(row)
 
+    def iter_runs(self) -> Iterator[Run]:
+        """Every run, oldest first."""
+        for row in self._stream("SELECT * FROM runs ORDER BY id", []):
+            yield _run_from_row(row)
+
+    def restore_run(self, run: Run) -> None:
+        """Store a run copied from another store, keeping its id."""
+        finished = None if run.finished_at is None else _time_text(run.finished_at)
+        with self.transaction():
+            self._connection.execute(
+                "INSERT INTO runs (id, revision, started_at, finished_at, outcome, summary) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    run.id,
+                    run.revision,
+                    _time_text(run.started_at),
+                    finished,
+                    run.outcome,
+                    _json_text(run.summary),
+                ),
+            )
+
     # -- intents ----------------------------------------------------------------------
 
     def put_intent(
@@ -481,6 +503,22 @@ class Store:
         rows = self._connection.execute("SELECT * FROM intents ORDER BY id").fetchall()
         return [_intent_from_row(row) for row in rows]
 
+    def restore_intent(self, intent: Intent) -> None:
+        """Store an intent copied from another store, keeping its id."""
+        with self.transaction():
+            self._connection.execute(
+                "INSERT INTO intents (id, env, app, step, payload, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    intent.id,
+                    intent.env,
+                    intent.app,
+                    intent.step,
+                    _json_text(intent.payload),
+                    _time_text(intent.created_at),
+                ),
+            )
+
     # -- meta -------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -496,6 +534,11 @@ class Store:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    def meta_items(self) -> dict[str, str]:
+        """Every meta key with its value."""
+        rows = self._connection.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+        return {str(row["key"]): str(row["value"]) for row in rows}
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -52,23 +52,25 @@ def make_app(
     clock: Callable[[], datetime] = utcnow,
     actor: str | None = None,
     poll_interval: float = POLL_SECONDS,
+    store_url: str | None = None,
 ) -> QreleaseApp:
     """The app over one GitOps repo (path or URL) and one state dir.
 
     `quantum_for` answers target availability for the policy checks (default: the local
     backends, as the CLI uses); `clock` is what "now" means to soak checks and ages;
-    `actor` ("Name <email>") authors the commits (default: git config).
+    `actor` ("Name <email>") authors the commits (default: git config); `store_url` is
+    the state store (default: the state dir's SQLite file).
     """
     if quantum_for is None:
         from qrelease.wiring import LocalBackends
 
         quantum_for = LocalBackends(state_dir).quantum_for
-    dashboard = Dashboard(repo, state_dir, quantum_for, clock, branch, actor)
+    dashboard = Dashboard(repo, state_dir, quantum_for, clock, branch, actor, store_url)
     return QreleaseApp(dashboard, poll_interval)
 
 
-def run_tui(repo: str, state_dir: Path, branch: str = "main") -> int:
+def run_tui(repo: str, state_dir: Path, branch: str = "main", store_url: str | None = None) -> int:
     """Run the UI in the terminal until the user quits; the exit code for the CLI."""
-    app = make_app(repo, state_dir, branch=branch)
+    app = make_app(repo, state_dir, branch=branch, store_url=store_url)
     app.run()
     return app.return_code or 0

@@ -86,6 +86,8 @@ class Dashboard:
     clock: Callable[[], datetime]
     branch: str = "main"
     actor: str | None = None
+    store_url: str | None = None
+    """The store's URL; None means the state dir's SQLite file."""
 
     @property
     def label(self) -> str:
@@ -97,7 +99,7 @@ class Dashboard:
     @contextmanager
     def store(self) -> Iterator[StateStore]:
         """A Store for the calling thread, closed afterwards."""
-        with _reported(), open_state(self.state_dir) as store:
+        with _reported(), open_state(self.state_dir, self.store_url) as store:
             yield store
 
     @contextmanager
@@ -189,7 +191,7 @@ class Watcher:
         self._git_every = git_every
         with _reported():
             self._repo = open_repo(dashboard.location, dashboard.state_dir)
-            self._store = open_state(dashboard.state_dir)
+            self._store = open_state(dashboard.state_dir, dashboard.store_url)
         self._loader = Loader(self._repo)
         self._snapshot: Snapshot | None = None
         self._run_revision: str | None = None

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from qrelease.deployers.base import Deployer, DeployError, ReleaseLock
+from qrelease.deployers.health import HEALTH_OUTPUT_BYTES
 from qrelease.deployers.installers import InstallFailed, PipInstaller, Sources
 from qrelease.deployers.memory import MemoryDeployer
 from qrelease.deployers.venv import VenvDeployer, read_lock
@@ -50,9 +51,9 @@ def env(wheels: dict[str, BuiltWheel]) -> Environment:
 
 
 @pytest.fixture
-def deployer(tmp_path: Path) -> VenvDeployer:
-    """A venv deployer over an empty state dir."""
-    return VenvDeployer(tmp_path / "state")
+def deployer(tmp_path: Path, wheels: dict[str, BuiltWheel]) -> VenvDeployer:
+    """A venv deployer over an empty state dir, allowed to install from the wheel directory."""
+    return VenvDeployer(tmp_path / "state", allowed_sources=[str(wheels["1.0.0"].path.parent)])
 
 
 def manifest(
@@ -279,7 +280,7 @@ def test_health_of_missing_command_or_release_is_a_failure(
 ) -> None:
     deploy(deployer, env, "1.0.0", wheels)
     missing = deployer.check_health(env, manifest("1.0.0", health=["no-such-cmd"]), current=True)
-    assert not missing.ok and "not found" in missing.message
+    assert not missing.ok and "'no-such-cmd' is not a console script" in missing.message
     absent = deployer.check_health(env, manifest("1.1.0"), current=False)
     assert not absent.ok and "not a complete release" in absent.message
 
@@ -431,14 +432,14 @@ def refusing_index() -> Iterator[str]:
     thread.join(timeout=5)
 
 
-def test_index_credentials_never_reach_the_error(
-    deployer: VenvDeployer, refusing_index: str
-) -> None:
+def test_index_credentials_never_reach_the_error(tmp_path: Path, refusing_index: str) -> None:
+    deployer = VenvDeployer(tmp_path / "state", allowed_sources=[f"http://{refusing_index}"])
     index = f"http://deploy-user:s3cr3t-t0ken@{refusing_index}/simple"
     env = Environment(environment="dev", classical=VenvDeploy(index_url=index))
     with pytest.raises(DeployError) as failure:
         deployer.prepare(env, manifest("1.0.0"), lock_for("1.0.0"), qir_for("1.0.0"))
     assert "s3cr3t" not in str(failure.value) and "demo-app 1.0.0 in dev" in str(failure.value)
+    assert deployer.install_count == 1  # the index was tried: the allowlist admitted it
 
 
 class _LeakyInstaller:
@@ -457,7 +458,9 @@ class _LeakyInstaller:
 
 
 def test_credentials_in_installer_output_are_redacted(tmp_path: Path) -> None:
-    deployer = VenvDeployer(tmp_path / "state", installer=_LeakyInstaller())
+    deployer = VenvDeployer(
+        tmp_path / "state", installer=_LeakyInstaller(), allowed_sources=["https://pkgs.example"]
+    )
     index = "https://deploy-user:s3cr3t-t0ken@pkgs.example/simple"
     env = Environment(environment="dev", classical=VenvDeploy(index_url=index))
     with pytest.raises(DeployError) as failure:
@@ -470,7 +473,10 @@ def test_credentials_in_installer_output_are_redacted(tmp_path: Path) -> None:
 def test_pip_fallback_builds_a_release_that_works_after_the_rename(
     tmp_path: Path, env: Environment, wheels: dict[str, BuiltWheel]
 ) -> None:
-    deployer = VenvDeployer(tmp_path / "state", installer=PipInstaller(sys.executable))
+    allowed = [str(wheels["1.0.0"].path.parent)]
+    deployer = VenvDeployer(
+        tmp_path / "state", installer=PipInstaller(sys.executable), allowed_sources=allowed
+    )
     deploy(deployer, env, "1.0.0", wheels)
     script = deployer.app_dir("dev", APP) / "current" / "venv" / "bin" / APP
     assert b".partial-" not in script.read_bytes()
@@ -503,7 +509,7 @@ def test_example_wheels_build_and_their_scripts_run_from_a_release(
     env = Environment(
         environment="dev", classical=VenvDeploy(find_links=str(example_wheels), no_index=True)
     )
-    deployer = VenvDeployer(tmp_path / "state")
+    deployer = VenvDeployer(tmp_path / "state", allowed_sources=[str(example_wheels)])
     for app, version in (("bell-service", "1.1.0"), ("qrng", "0.2.0")):
         release = manifest(version, app=app, health=[app, "--self-check"])
         lock = lock_for(version, app=app)
@@ -526,7 +532,7 @@ def test_example_self_check_fails_when_the_program_does_not_match_the_lock(
     env = Environment(
         environment="dev", classical=VenvDeploy(find_links=str(example_wheels), no_index=True)
     )
-    deployer = VenvDeployer(tmp_path / "state")
+    deployer = VenvDeployer(tmp_path / "state", allowed_sources=[str(example_wheels)])
     release = manifest("1.0.0", app="bell-service", health=["bell-service", "--self-check"])
     deployer.prepare(env, release, lock_for("1.0.0", app="bell-service"), qir_for("1.0.0"))
     deployer.switch(env, "bell-service", "1.0.0")
@@ -583,3 +589,169 @@ def test_example_runs_its_pinned_qir_on_the_local_simulator(tmp_path: Path) -> N
 def test_redact_hides_the_userinfo_of_every_url() -> None:
     text = "see https://u:p@host/x, http://host/y and ftp://token@h"
     assert redact(text) == "see https://***@host/x, http://host/y and ftp://***@h"
+
+
+# -- confinement: sources inside the state dir or allowed, health commands of the release ----
+
+
+def test_find_links_outside_the_state_dir_fails_the_install_unless_allowed(
+    tmp_path: Path, env: Environment, wheels: dict[str, BuiltWheel]
+) -> None:
+    outside = str(wheels["1.0.0"].path.parent)
+    confined = VenvDeployer(tmp_path / "state")
+    with pytest.raises(DeployError) as refused:
+        confined.prepare(env, manifest("1.0.0"), lock_for("1.0.0"), qir_for("1.0.0"))
+    assert str(refused.value) == (
+        f"demo-app 1.0.0 in dev: install refused: classical.find_links: {outside!r} is outside "
+        "the state dir and not in the controller's [sources] allow"
+    )
+    assert not refused.value.transient  # the same Git and config fail the same way
+    assert confined.install_count == 0  # no installer was started, so nothing read the directory
+    assert not confined.app_dir("dev", APP).exists()
+    allowed = VenvDeployer(tmp_path / "allowed", allowed_sources=[outside])
+    assert allowed.prepare(env, manifest("1.0.0"), lock_for("1.0.0"), qir_for("1.0.0")).installed
+
+
+def test_relative_index_url_is_a_local_index_under_the_state_dir(
+    tmp_path: Path, wheels: dict[str, BuiltWheel]
+) -> None:
+    project = tmp_path / "state" / "simple" / APP
+    project.mkdir(parents=True)
+    wheel = wheels["1.1.0"].path
+    (project / wheel.name).write_bytes(wheel.read_bytes())
+    link = f'<a href="{wheel.name}#sha256={wheels["1.1.0"].sha256}">{wheel.name}</a>'
+    (project / "index.html").write_text(f"<html><body>{link}</body></html>\n")
+    env = Environment(environment="dev", classical=VenvDeploy(index_url="simple"))
+    deployer = VenvDeployer(tmp_path / "state")
+    assert deployer.prepare(env, manifest("1.1.0"), lock_for("1.1.0"), qir_for("1.1.0")).installed
+
+
+PROBE_MODULE = """\
+import os, sys
+
+def main():
+    mode = sys.argv[1]
+    if mode == "--env":
+        print("ENV " + " ".join(sorted(os.environ)) + " PATH=" + os.environ["PATH"])
+        return 0
+    for n in range(100):
+        print(f"line {n:03d} " + "x" * 40)
+    if mode == "--long-secret":
+        print("Authorization: Bearer " + "T" * 6000)  # one line, longer than any window
+    print("connecting with password=hunter22-secret")
+    print("last line")
+    return 1
+"""
+
+
+@pytest.fixture(scope="module")
+def probe_wheels(wheels: dict[str, BuiltWheel]) -> dict[str, BuiltWheel]:
+    """`probe-app` (its script prints its environment or lots of output) and `tool-app`.
+
+    `tool-app` requires `helper-tool`, whose own console script would write a file.
+    """
+    directory = wheels["1.0.0"].path.parent
+    helper = "import pathlib\n\ndef main():\n    pathlib.Path('touched').write_text('ran')\n"
+    build_wheel(
+        directory,
+        "helper-tool",
+        "0.1.0",
+        scripts={"helper-tool": "helper_tool:main"},
+        modules={"helper_tool.py": helper},
+    )
+    return {
+        "probe-app": build_wheel(
+            directory,
+            "probe-app",
+            "1.0.0",
+            scripts={"probe-app": "probe_app:main"},
+            modules={"probe_app.py": PROBE_MODULE},
+        ),
+        "tool-app": build_wheel(directory, "tool-app", "1.0.0", requires=["helper-tool==0.1.0"]),
+    }
+
+
+def _prepared(
+    deployer: VenvDeployer, env: Environment, app: str, health: list[str]
+) -> ReleaseManifest:
+    """Prepare `app` 1.0.0 with this health command; returns its manifest."""
+    release = manifest("1.0.0", app=app, health=health)
+    deployer.prepare(env, release, lock_for("1.0.0", app=app), qir_for("1.0.0"))
+    return release
+
+
+def _files_named(root: Path, name: str) -> list[Path]:
+    return [path for path in root.rglob(name) if path.is_file()]
+
+
+def test_health_refuses_a_program_that_is_not_a_console_script_and_never_runs_it(
+    tmp_path: Path, deployer: VenvDeployer, env: Environment, wheels: dict[str, BuiltWheel]
+) -> None:
+    release = _prepared(deployer, env, APP, ["touch", "marker"])  # /usr/bin/touch on PATH
+    health = deployer.check_health(env, release, current=False)
+    assert not health.ok
+    assert health.message == (
+        "health command refused, not run: 'touch' is not a console script of the release's "
+        "packages (demo-app)"
+    )
+    assert _files_named(tmp_path, "marker") == []  # not in the release (its cwd), nor anywhere
+    stdlib = manifest("1.0.0", health=["python", "-m", "json.tool", "--help"])
+    refused = deployer.check_health(env, stdlib, current=False)
+    assert not refused.ok and "module 'json.tool' is not part of the release's packages" in (
+        refused.message
+    )
+    own = manifest("1.0.0", health=["python", "-m", "demo_app_app"])
+    assert deployer.check_health(env, own, current=False).ok
+
+
+def test_a_dependency_console_script_is_not_one_of_the_release(
+    tmp_path: Path, deployer: VenvDeployer, env: Environment, probe_wheels: dict[str, BuiltWheel]
+) -> None:
+    release = _prepared(deployer, env, "tool-app", ["helper-tool"])
+    venv_bin = deployer.release_dir("dev", "tool-app", "1.0.0") / "venv" / "bin"
+    assert (venv_bin / "helper-tool").is_file()  # installed, by a package the manifest omits
+    health = deployer.check_health(env, release, current=False)
+    assert not health.ok and "'helper-tool' is not a console script" in health.message
+    assert _files_named(tmp_path, "touched") == []
+    assert deployer.check_health(env, manifest("1.0.0", app="tool-app"), current=False).ok
+
+
+def test_health_runs_with_the_venv_first_on_path_and_a_minimal_environment(
+    deployer: VenvDeployer,
+    env: Environment,
+    probe_wheels: dict[str, BuiltWheel],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("QRELEASE_WEBHOOK_SECRET", "hook-s3cr3t")
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    release = _prepared(deployer, env, "probe-app", ["probe-app", "--env"])
+    health = deployer.check_health(env, release, current=False)
+    assert health.ok, health.message
+    names, _, path = health.message.partition("ENV ")[2].partition(" PATH=")
+    given = {"PATH", "VIRTUAL_ENV", "QRELEASE_RELEASE_DIR"}
+    passed = {"LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PWD"}  # PWD: the script's sh shim
+    assert given <= set(names.split()) <= given | passed
+    venv_bin = deployer.release_dir("dev", "probe-app", "1.0.0") / "venv" / "bin"
+    assert path.split(os.pathsep)[0] == str(venv_bin)
+
+
+def test_health_output_is_capped_and_its_secrets_masked(
+    deployer: VenvDeployer, env: Environment, probe_wheels: dict[str, BuiltWheel]
+) -> None:
+    release = _prepared(deployer, env, "probe-app", ["probe-app", "--spill"])
+    health = deployer.check_health(env, release, current=False)
+    assert not health.ok and health.message.startswith("`probe-app --spill` exited 1: [...] line")
+    head = "`probe-app --spill` exited 1: "
+    assert len(health.message.encode()) <= len(head) + HEALTH_OUTPUT_BYTES
+    assert health.message.endswith("connecting with password=***\nlast line")
+    assert "hunter22" not in health.message and "line 000" not in health.message
+
+
+def test_a_secret_on_a_line_cut_by_the_output_window_is_dropped_not_shown(
+    deployer: VenvDeployer, env: Environment, probe_wheels: dict[str, BuiltWheel]
+) -> None:
+    release = _prepared(deployer, env, "probe-app", ["probe-app", "--long-secret"])
+    health = deployer.check_health(env, release, current=False)
+    assert not health.ok
+    assert "TTTTTTTT" not in health.message and "hunter22" not in health.message
+    assert health.message.endswith("password=***\nlast line")

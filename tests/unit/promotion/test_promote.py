@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Availability
 from qrelease.promotion.promote import Promoter, PromotionError
 from qrelease.quantum.memory import MemoryQuantum
-from qrelease.source.pinlog import rollback_hold
+from qrelease.source.pinlog import pin_commits, rollback_hold
 from qrelease.source.pins import set_pin
 from qrelease.source.publish import PinConflict
 from qrelease.source.repo import GitRepo
@@ -202,6 +203,167 @@ def test_conflicting_pin_change_is_refused_naming_the_other_commit(remote: Remot
     other = remote.git("rev-parse", "main").strip()
     assert raised.value.other_commit == other and other[:12] in str(raised.value)
     assert "bell-service: 1.0.0" in remote.file("releases/staging.yaml")  # their change kept
+
+
+def colleague_pins(remote: Remote, env: str, app: str, version: str) -> str:
+    """A colleague moves one pin on the remote by hand; returns their commit."""
+    remote.other.git("pull", "-q", "--ff-only", "origin", "main")
+    path = f"releases/{env}.yaml"
+    remote.other.write(path, set_pin(remote.other.read(path), app, version))
+    commit = remote.other.commit(f"colleague pins {app} {version} in {env}")
+    remote.other.git("push", "-q", "origin", "main")
+    return commit
+
+
+def test_a_pin_moved_after_the_checks_is_not_overwritten(remote: Remote) -> None:
+    promoter = remote.promoter()
+    assert promoter.snapshot().environments["staging"].apps["bell-service"] == "1.1.0"
+    mover = colleague_pins(remote, "staging", "bell-service", "1.0.0")
+    colleague_pins(remote, "staging", "qrng", "0.1.0")  # a later commit that moves another pin
+    head = remote.git("rev-parse", "main").strip()
+    with pytest.raises(PinConflict) as raised:
+        promoter.promote("bell-service", "staging", None, "ship")
+    assert raised.value.other_commit == mover  # the commit that moved this pin, not the newest
+    assert str(raised.value).startswith(
+        f"releases/staging.yaml: apps.bell-service is now 1.0.0, set by {mover[:12]} "
+        "(Test Author: colleague pins bell-service 1.0.0 in staging), not 1.1.0 as checked; "
+        "nothing was committed"
+    )
+    assert remote.git("rev-parse", "main").strip() == head
+    assert remote.store.events(env="staging", app="bell-service", actions=["promote"]) == []
+
+
+def test_the_loser_of_a_same_version_race_is_told_who_pinned_it(remote: Remote) -> None:
+    promoter = remote.promoter()
+    promoter.snapshot()
+    winner = colleague_pins(remote, "staging", "bell-service", "1.2.0")
+    with pytest.raises(PinConflict) as raised:
+        promoter.promote("bell-service", "staging", "1.2.0", "ship")
+    assert raised.value.other_commit == winner
+    assert str(raised.value).startswith(
+        f"bell-service is already pinned to 1.2.0 in staging by {winner[:12]} "
+    )
+
+
+def test_a_same_version_race_lost_at_the_push_is_told_who_pinned_it(remote: Remote) -> None:
+    winner: list[str] = []
+
+    def colleague_ships_first(attempt: int) -> None:
+        if attempt == 1:
+            winner.append(colleague_pins(remote, "staging", "bell-service", "1.2.0"))
+
+    promoter = remote.promoter()
+    promoter.before_push = colleague_ships_first
+    with pytest.raises(PinConflict, match=r"already pinned to 1\.2\.0 in staging by ") as raised:
+        promoter.promote("bell-service", "staging", "1.2.0", "ship")
+    assert raised.value.other_commit == winner[0] and "nothing was pushed" in str(raised.value)
+    assert remote.git("rev-parse", "main").strip() == winner[0]
+
+
+RACE_ROUNDS = 20
+RACE_VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
+Outcome = str | PinConflict | BaseException
+"""A race contender's end: its pushed commit, the conflict that stopped it, or a failure."""
+
+
+def race_once(
+    remote: Remote, states: Path, versions: list[str], *, one_after_another: bool
+) -> dict[str, Outcome]:
+    """Each version promoted to prod by its own promoter: all judge the pin, then all publish.
+
+    They publish at once, or (`one_after_another`) each only when the one before has finished:
+    the lost update of issue 13, where the later one resets to a head the checks never saw.
+    """
+    judged = threading.Barrier(len(versions))
+    finished = [threading.Event() for _ in versions]
+    outcomes: dict[str, Outcome] = {}
+
+    def contend(index: int, version: str) -> None:
+        store = open_store("memory:")
+        state = states / f"state-{version}"
+        promoter = Promoter(
+            str(remote.bare), state, store, lambda env: MemoryQuantum(), lambda: LATER
+        )
+        try:
+            promoter.snapshot()  # every contender judges the same pin ...
+            judged.wait()  # ... before any of them publishes
+            if one_after_another and index:
+                finished[index - 1].wait()
+            result = promoter.promote("bell-service", "prod", version, "race", force=True)
+            assert result.published is not None
+            outcomes[version] = result.published.commit
+        except BaseException as ended:  # reported by the test, not lost in the thread
+            outcomes[version] = ended
+        finally:
+            store.close()
+            finished[index].set()
+
+    threads = [threading.Thread(target=contend, args=pair) for pair in enumerate(versions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_racing_promotions_with_different_versions_lose_no_update(
+    remote: Remote, tmp_path: Path
+) -> None:
+    winners: list[tuple[str, str]] = []
+    for round_number in range(RACE_ROUNDS):
+        pinned = remote.file("releases/prod.yaml").split("bell-service: ")[1].split()[0]
+        contenders = [v for v in RACE_VERSIONS if v != pinned]
+        outcomes = race_once(remote, tmp_path, contenders, one_after_another=round_number % 2 == 0)
+        won = [(version, end) for version, end in outcomes.items() if isinstance(end, str)]
+        lost = [end for end in outcomes.values() if isinstance(end, PinConflict)]
+        assert len(won) == 1 and len(lost) == 1, (round_number, outcomes)
+        version, commit = won[0]
+        assert lost[0].other_commit == commit and commit[:12] in str(lost[0])
+        winners.append((commit, version))
+    with GitRepo(remote.bare) as repo:
+        history = [
+            (change.commit, change.from_version, change.to_version)
+            for change in reversed(pin_commits(repo, "main"))
+            if (change.env, change.app) == ("prod", "bell-service")
+        ]
+    froms = ["1.0.0", *[version for _, version in winners[:-1]]]
+    expected = [(c, before, v) for (c, v), before in zip(winners, froms, strict=True)]
+    assert history[0][1:] == (None, "1.0.0")  # the initial commit
+    assert history[1:] == expected  # every winner on the branch, in order, each from the last
+
+
+def test_promotions_sharing_a_state_dir_take_turns_and_both_land(remote: Remote) -> None:
+    """Two terminals on one machine, one `.qrelease/`: the scratch clone serves one at a time."""
+    judged = threading.Barrier(2)
+    outcomes: dict[str, Outcome] = {}
+
+    def promote(app: str, version: str) -> None:
+        store = open_store("memory:")
+        state = remote.state / "shared"
+        promoter = Promoter(
+            str(remote.bare), state, store, lambda env: MemoryQuantum(), lambda: LATER
+        )
+        try:
+            promoter.snapshot()
+            judged.wait()
+            result = promoter.promote(app, "prod", version, "both", force=True)
+            outcomes[app] = result.published.commit if result.published else "refused"
+        except BaseException as ended:  # reported by the test, not lost in the thread
+            outcomes[app] = ended
+        finally:
+            store.close()
+
+    threads = [
+        threading.Thread(target=promote, args=pair)
+        for pair in (("bell-service", "1.2.0"), ("qrng", "0.2.0"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(isinstance(end, str) and end != "refused" for end in outcomes.values()), outcomes
+    prod = remote.file("releases/prod.yaml")
+    assert "bell-service: 1.2.0" in prod and "qrng: 0.2.0" in prod
 
 
 def cli(remote: Remote, *args: str) -> tuple[int, str, str]:

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
+from qrelease.source.anchors import Anchor
 from qrelease.store import verify_chain
-from qrelease.store.audit import MAX_BREAKS, link
+from qrelease.store.audit import MAX_BREAKS, AnchorCheck, AnchorFindings, link
 from qrelease.store.sqlite import Store
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -131,6 +132,88 @@ def test_a_report_keeps_a_bounded_number_of_breaks() -> None:
     forged = [event.model_copy(update={"reason": "forged"}) for event in events]
     report = verify_chain(forged)
     assert len(report.breaks) == MAX_BREAKS and report.checked == MAX_BREAKS + 20
+
+
+# -- anchors: the head recorded outside the database ------------------------------------
+
+
+def anchors_of(events: list[Event], *seqs: int) -> list[Anchor]:
+    """Anchors of `events` at `seqs`, newest first as the audit ref lists them."""
+    return [
+        Anchor(seq, events[seq - 1].hash, T0 + timedelta(hours=seq), "c0ffee", f"{seq:02x}" * 20)
+        for seq in sorted(seqs, reverse=True)
+    ]
+
+
+def checked(events: list[Event], anchors: list[Anchor]) -> AnchorFindings:
+    check = AnchorCheck(anchors)
+    for event in events:
+        check.see(event.seq, event.hash)
+    return check.findings(events[-1].seq if events else 0)
+
+
+def rehashed(events: list[Event], edit_seq: int) -> list[Event]:
+    """The chain with one event edited and every later hash recomputed: it verifies alone."""
+    forged: list[Event] = []
+    for event in events:
+        content = event.model_copy(update={"reason": "forged"}) if event.seq == edit_seq else event
+        prev_hash = forged[-1].hash if forged else GENESIS_HASH
+        forged.append(link(content, seq=event.seq, prev_hash=prev_hash, time=event.time))
+    return forged
+
+
+def test_a_chain_that_matches_its_anchors_has_no_problem() -> None:
+    events = pure_chain(20)
+    anchors = anchors_of(events, 5, 12, 20)
+    assert checked(events, anchors) == AnchorFindings(
+        (), (f"the chain matches the newest {anchors[0].describe()}",)
+    )
+    assert anchors[0].describe() == (
+        f"anchor at seq 20 (2024-05-02T08:00:00+00:00, commit {'14' * 6})"
+    )
+
+
+def test_a_cut_off_tail_is_counted_against_the_newest_anchor() -> None:
+    events = pure_chain(20)
+    anchors = anchors_of(events, 12, 20)
+    findings = checked(events[:17], anchors)
+    assert findings.problems == (
+        f"3 events missing after seq 17: the {anchors[0].describe()} records them",
+    )
+    assert checked(events[:19], anchors).problems[0].startswith("1 event missing after seq 19")
+    assert checked(events[:10], anchors).problems == (
+        f"10 events missing after seq 10: the {anchors[0].describe()} records them",
+    )
+    assert checked([], anchors).problems == (
+        f"20 events missing: the chain is empty, but the {anchors[0].describe()} records them",
+    )
+
+
+def test_a_rehashed_chain_is_named_at_the_first_anchor_it_contradicts() -> None:
+    events = pure_chain(20)
+    anchors = anchors_of(events, 3, 8, 14, 20)
+    forged = rehashed(events, edit_seq=6)
+    assert verify_chain(forged).ok  # the chain alone cannot tell
+    (problem,) = checked(forged, anchors).problems
+    assert problem == (
+        f"event 8: hash differs from the {anchors[2].describe()}: "
+        f"anchored {events[7].hash[:12]}, stored {forged[7].hash[:12]}; "
+        "2 later anchor(s) differ too; the last anchor the chain matches is at seq 3"
+    )
+    wholly = checked(rehashed(events, edit_seq=1), anchors).problems[0]
+    assert wholly.endswith("; the chain matches no anchor before it")
+
+
+def test_events_after_the_newest_anchor_are_a_note_not_a_problem() -> None:
+    events = pure_chain(20)
+    anchors = anchors_of(events, 15)
+    assert checked(events, anchors) == AnchorFindings(
+        (),
+        (f"the newest {anchors[0].describe()} is older than the chain: "
+         "5 events after it are not anchored yet",),
+    )  # fmt: skip
+    assert checked(events, []) == AnchorFindings((), ())
+    assert AnchorCheck(anchors).last_anchored_seq == 15
 
 
 # -- the stored chain --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The StateStore contract: every backend (SQLite, the in-memory fake) behaves the same."""
+"""The StateStore contract: SQLite, PostgreSQL and the in-memory fake behave the same."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import pytest
 from qrelease.model.events import EventDraft
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Failure, Health, Rollout, Sync
-from qrelease.store import StateStore, StoreError, open_store
+from qrelease.store import Intent, Run, StateStore, StoreError, open_store
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    location = tmp_path / "state" if request.param == "sqlite" else "memory:"
+    locations = {"sqlite": tmp_path / "state", "memory": "memory:"}
+    location = locations.get(request.param) or request.getfixturevalue("postgres_url")
     with open_store(location) as opened:
         yield opened
 
@@ -116,3 +117,22 @@ def test_another_thread_appends_through_its_own_connection(store: StateStore) ->
     for thread in threads:
         thread.join()
     assert store.count_events() == 40 and store.verify().ok
+
+
+def test_copied_runs_and_intents_keep_their_ids_and_meta_lists_every_key(
+    store: StateStore,
+) -> None:
+    runs = [
+        Run(7, "a" * 40, T0, T0 + timedelta(seconds=1), "succeeded", {"n": [1]}),
+        Run(9, None, T0 + timedelta(minutes=1), None, None, {}),
+    ]
+    for run in runs:
+        store.restore_run(run)
+    store.restore_intent(Intent(4, "dev", "a", "deploy", {"to": "1.0.0"}, T0))
+    assert list(store.iter_runs()) == runs
+    assert store.begin_run(None, time=T0) == 10
+    assert store.pending_intents() == [Intent(4, "dev", "a", "deploy", {"to": "1.0.0"}, T0)]
+    assert store.put_intent("dev", "b", "deploy", {}, time=T0) == 5
+    store.set_meta("b", "2")
+    store.set_meta("a", "1")
+    assert store.meta_items() == {"a": "1", "b": "2"}

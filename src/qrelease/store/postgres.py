@@ -1,0 +1,774 @@
+"""The controller's durable state in PostgreSQL, for controllers that outgrow one machine.
+
+SQLite serves one controller on one host; several controllers (and later gate workers) need
+a store they can all reach, with the audit chain still one ordered, gap-free chain. This
+module implements the same `StateStore` contract over psycopg 3 and a psycopg_pool
+connection pool; it is the only module that imports psycopg.
+
+Stored format, schema version 2 (`schema_version` holds one row per applied migration;
+`_MIGRATIONS` lists the steps; each runs in its own transaction under an advisory lock, so
+two processes opening a new database at once migrate it once):
+
+- ``schema_version(version integer PRIMARY KEY, applied_at timestamptz)``.
+- ``meta(key text PRIMARY KEY, value text)`` — small facts such as the last applied revision.
+- ``observed(env, app, desired, deployed, sync, health, target, availability, message,
+  revision, updated_at timestamptz, healthy_since timestamptz, failed_version,
+  failed_revision, qir_sha256, physical_qubits integer, rollout, rollout_step,
+  rollout_reason, running_target, failure, attempts integer, retry_at timestamptz,
+  bake_until timestamptz, previous)`` — one `ObservedState` per row, primary key
+  ``(env, app)``; enums stored as their values (version 2 added the bake columns).
+- ``runs(id bigint identity PRIMARY KEY, revision, started_at timestamptz, finished_at
+  timestamptz, outcome, summary jsonb)`` — one row per reconcile pass.
+- ``events(seq bigint PRIMARY KEY, time timestamptz, env, app, action, from_version,
+  to_version, revision, actor, reason, outcome, details jsonb, prev_hash, hash UNIQUE)`` —
+  the audit chain (see `store/audit.py`), indexed by ``(env, seq)``, ``(app, seq)``,
+  ``(env, app, seq)`` and ``(time)``. Triggers refuse UPDATE, DELETE and TRUNCATE, and any
+  INSERT whose seq and prev_hash do not extend the newest stored event.
+- ``chain_head(id boolean PRIMARY KEY CHECK (id), seq bigint, hash text)`` — exactly one row:
+  the newest event's seq and hash, advanced by the insert trigger. Every append locks it
+  ``FOR UPDATE`` before reading the tail, so appenders in any number of processes queue
+  on it and the chain never forks or gaps.
+- ``intents(id bigint identity PRIMARY KEY, env, app, step, payload jsonb, created_at
+  timestamptz)`` — side effects announced and not yet cleared.
+
+Every connection sets ``TimeZone`` to UTC, so times read back in UTC; naive datetimes are
+refused. An event's `details` is passed through jsonb before it is hashed (jsonb may write a
+number differently, e.g. ``1e+16`` as ``10000000000000000``), so what is read back is what
+the hash covers. Text cannot hold NUL characters in PostgreSQL; such a value is refused.
+
+A later migration can add tables (leases, fencing tokens) and columns: reads name their
+columns, never ``SELECT *``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Collection, Generator, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import Enum
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
+
+from qrelease.model.events import GENESIS_HASH, Event, EventDraft
+from qrelease.model.observed import ObservedState
+from qrelease.redaction import redact, redact_url
+from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
+from qrelease.store.base import HistoryFilter, Intent, Run, SchemaTooNewError, StoreError
+
+POOL_MAX_SIZE = 8
+"""Connections one process keeps at most; a handle borrows one per operation or transaction."""
+POOL_TIMEOUT_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 10
+_FETCH_BATCH = 500
+_MIGRATION_LOCK = 0x71_72_65_6C  # "qrel": the advisory lock key that serialises migrations
+
+_REFUSE = """CREATE FUNCTION qrelease_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'integrity_constraint_violation';
+    END $$"""
+_EXTEND_CHAIN = f"""CREATE FUNCTION qrelease_extend_chain() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        tail_seq bigint := 0;
+        tail_hash text := '{GENESIS_HASH}';
+    BEGIN
+        PERFORM 1 FROM chain_head FOR UPDATE;
+        SELECT seq, hash INTO tail_seq, tail_hash FROM events ORDER BY seq DESC LIMIT 1;
+        IF NOT FOUND THEN
+            tail_seq := 0;
+            tail_hash := '{GENESIS_HASH}';
+        END IF;
+        IF NEW.seq IS DISTINCT FROM tail_seq + 1 OR NEW.prev_hash IS DISTINCT FROM tail_hash THEN
+            RAISE EXCEPTION 'audit event % does not extend the chain (its newest event is %)',
+                NEW.seq, tail_seq USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        UPDATE chain_head SET seq = NEW.seq, hash = NEW.hash;
+        RETURN NEW;
+    END $$"""  # noqa: S608 only the GENESIS_HASH constant is interpolated
+_APPEND_ONLY = "'audit events are append-only'"
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE schema_version (
+            version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())""",
+        "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
+        """CREATE TABLE observed (
+            env text NOT NULL, app text NOT NULL,
+            desired text, deployed text,
+            sync text NOT NULL, health text NOT NULL,
+            target text, availability text NOT NULL,
+            message text NOT NULL, revision text,
+            updated_at timestamptz, healthy_since timestamptz,
+            failed_version text, failed_revision text,
+            qir_sha256 text, physical_qubits integer,
+            rollout text, rollout_step text NOT NULL DEFAULT '',
+            rollout_reason text NOT NULL DEFAULT '', running_target text,
+            failure text, attempts integer NOT NULL DEFAULT 0, retry_at timestamptz,
+            PRIMARY KEY (env, app))""",
+        """CREATE TABLE runs (
+            id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, revision text,
+            started_at timestamptz NOT NULL, finished_at timestamptz, outcome text,
+            summary jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(summary) = 'object'))""",
+        """CREATE TABLE events (
+            seq bigint PRIMARY KEY CHECK (seq > 0), time timestamptz NOT NULL,
+            env text NOT NULL, app text NOT NULL, action text NOT NULL,
+            from_version text, to_version text, revision text,
+            actor text NOT NULL, reason text NOT NULL, outcome text NOT NULL,
+            details jsonb NOT NULL,
+            prev_hash text NOT NULL, hash text NOT NULL UNIQUE)""",
+        "CREATE INDEX events_by_env ON events (env, seq)",
+        "CREATE INDEX events_by_app ON events (app, seq)",
+        "CREATE INDEX events_by_env_app ON events (env, app, seq)",
+        "CREATE INDEX events_by_time ON events (time)",
+        """CREATE TABLE chain_head (
+            id boolean PRIMARY KEY DEFAULT true CHECK (id),
+            seq bigint NOT NULL, hash text NOT NULL)""",
+        f"INSERT INTO chain_head (seq, hash) VALUES (0, '{GENESIS_HASH}')",  # noqa: S608 a constant
+        _REFUSE,
+        _EXTEND_CHAIN,
+        f"""CREATE TRIGGER events_no_update BEFORE UPDATE OR DELETE ON events
+            FOR EACH ROW EXECUTE FUNCTION qrelease_refuse({_APPEND_ONLY})""",
+        f"""CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+            FOR EACH STATEMENT EXECUTE FUNCTION qrelease_refuse({_APPEND_ONLY})""",
+        """CREATE TRIGGER events_extend_chain BEFORE INSERT ON events
+            FOR EACH ROW EXECUTE FUNCTION qrelease_extend_chain()""",
+        """CREATE TRIGGER chain_head_kept BEFORE DELETE ON chain_head
+            FOR EACH ROW EXECUTE FUNCTION qrelease_refuse('the chain head row must stay')""",
+        """CREATE TABLE intents (
+            id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            env text NOT NULL, app text NOT NULL, step text NOT NULL,
+            payload jsonb NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
+            created_at timestamptz NOT NULL)""",
+    ),
+    (
+        "ALTER TABLE observed ADD COLUMN bake_until timestamptz",
+        "ALTER TABLE observed ADD COLUMN previous text",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_EVENT_COLUMNS = (
+    "seq, time, env, app, action, from_version, to_version, revision, "
+    "actor, reason, outcome, details, prev_hash, hash"
+)
+_EVENT_JSON = "json_build_object({})::text".format(  # one event row as JSON text
+    ", ".join(f"'{name}', {name}" for name in _EVENT_COLUMNS.split(", "))
+)
+_EVENT_LIST = TypeAdapter(list[Event])
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 14)})"  # noqa: S608 constant column list
+_OBSERVED_COLUMNS = tuple(ObservedState.model_fields)
+_OBSERVED_JSON = "json_build_object({})::text".format(
+    ", ".join(f"'{name}', {name}" for name in _OBSERVED_COLUMNS)
+)
+_OBSERVED_LIST = TypeAdapter(list[ObservedState])
+_UPSERT_OBSERVED = (
+    f"INSERT INTO observed ({', '.join(_OBSERVED_COLUMNS)}) "  # noqa: S608 constant column list
+    f"VALUES ({', '.join(['%s'] * len(_OBSERVED_COLUMNS))}) ON CONFLICT (env, app) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _OBSERVED_COLUMNS[2:])
+)
+_RUN_COLUMNS = "id, revision, started_at, finished_at, outcome, summary"
+_INTENT_COLUMNS = "id, env, app, step, payload, created_at"
+_Row = TypeVar("_Row", Event, ObservedState)
+_cursor_names = itertools.count(1)
+
+
+def _history_sql(history: HistoryFilter, columns: str = _EVENT_COLUMNS) -> tuple[str, list[object]]:
+    """The parameterised SELECT of `columns` for a history filter."""
+    bounds: list[tuple[str, object]] = [
+        ("env = %s", history.env),
+        ("app = %s", history.app),
+        ("time >= %s", None if history.since is None else as_utc(history.since)),
+        ("time < %s", None if history.until is None else as_utc(history.until)),
+        ("seq > %s", history.after_seq),
+        ("seq < %s", history.before_seq),
+    ]
+    pairs = [(clause, value) for clause, value in bounds if value is not None]
+    clauses, params = [clause for clause, _ in pairs], [value for _, value in pairs]
+    actions = history.action_set()
+    if actions is not None:
+        clauses.append("action = ANY(%s)")
+        params.append(sorted(actions))
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    order = " ORDER BY seq DESC" if history.descending else " ORDER BY seq"
+    limit = ""
+    if history.limit is not None:
+        if history.limit < 0:
+            raise ValueError(f"limit must not be negative, got {history.limit}")
+        limit = " LIMIT %s"
+        params.append(history.limit)
+    return f"SELECT {columns} FROM events{where}{order}{limit}", params  # noqa: S608 clauses are constants, values bound
+
+
+class _SharedPool:
+    """One connection pool shared by a store and every handle `connect()` made from it."""
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[TupleRow]]) -> None:
+        self.pool = pool
+        self._users = 1
+        self._lock = threading.Lock()
+
+    def share(self) -> None:
+        """Count one more handle; refused once the last handle closed the pool."""
+        with self._lock:
+            if self._users == 0:
+                raise StoreError("the store is closed")
+            self._users += 1
+
+    def release(self) -> None:
+        """Count one handle less, closing the pool with the last."""
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            self.pool.close()
+
+
+class PostgresStore:
+    """The controller's PostgreSQL state (a `StateStore`); open with `PostgresStore.open(url)`.
+
+    A handle belongs to one thread at a time; `connect()` gives another thread its own
+    handle on the same pool. Each operation borrows a pooled connection; a `transaction()`
+    keeps one for its whole block.
+    """
+
+    def __init__(self, shared: _SharedPool, location: str) -> None:
+        self._shared = shared
+        self.location = location
+        self._pinned: psycopg.Connection[TupleRow] | None = None
+        self._closed = False
+
+    @classmethod
+    def open(cls, url: str) -> PostgresStore:
+        """Connect to the database at `url`, migrate it, and start the connection pool."""
+        location = redact_url(url)
+        with (
+            _unusable_as_store_error(url, location),
+            psycopg.connect(url, **_connect_options(url)) as connection,
+        ):
+            _configure(connection)
+            _migrate(connection, location)
+        pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
+            url,
+            kwargs=_connect_options(url),
+            min_size=1,
+            max_size=POOL_MAX_SIZE,
+            timeout=POOL_TIMEOUT_SECONDS,
+            configure=_configure,
+            check=ConnectionPool.check_connection,
+            name=f"qrelease {location}",
+            open=True,
+        )
+        return cls(_SharedPool(pool), location)
+
+    def close(self) -> None:
+        """Give this handle's share of the pool back; closing twice is harmless."""
+        if not self._closed:
+            self._closed = True
+            self._shared.release()
+
+    def connect(self) -> PostgresStore:
+        """Another handle on the same pool, for another thread (close it there)."""
+        self._shared.share()
+        return PostgresStore(self._shared, self.location)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the database."""
+        with self._connection() as connection:
+            return _schema_version(connection)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one commit, rolled back whole if the block raises; nests."""
+        if self._closed:
+            raise StoreError(f"{self.location}: the store is closed")
+        if self._pinned is not None:
+            with self._pinned.transaction():  # a savepoint inside the outer block
+                yield
+            return
+        with self._shared.pool.connection() as connection:
+            self._pinned = connection
+            try:
+                with connection.transaction():
+                    yield
+            finally:
+                self._pinned = None
+
+    # -- audit events -----------------------------------------------------------------
+
+    def append(self, draft: EventDraft, *, time: datetime | None = None) -> Event:
+        """Chain `draft` after the newest event (at `time`, default now) and store it."""
+        moment = datetime.now(UTC) if time is None else time
+        with self.transaction():
+            connection = self._held()
+            if draft.details:
+                draft = draft.model_copy(update={"details": _through_jsonb(connection, draft)})
+            row = connection.execute("SELECT seq, hash FROM chain_head FOR UPDATE").fetchone()
+            if row is None:
+                raise StoreError(f"{self.location}: the chain_head row is missing")
+            event = link(draft, seq=int(row[0]) + 1, prev_hash=str(row[1]), time=moment)
+            connection.execute(_INSERT_EVENT, _event_row(event))
+        return event
+
+    def iter_events(
+        self,
+        *,
+        app: str | None = None,
+        env: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actions: Collection[str] | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> Generator[Event, None, None]:
+        """Stream matching events in batches; exhaust or close the iterator to free its cursor."""
+        history = HistoryFilter(
+            env=env,
+            app=app,
+            since=since,
+            until=until,
+            actions=actions,
+            after_seq=after_seq,
+            before_seq=before_seq,
+            limit=limit,
+            descending=descending,
+        )
+        for batch in self._validated_batches(_EVENT_LIST, *_history_sql(history, _EVENT_JSON)):
+            yield from batch
+
+    def events(
+        self,
+        *,
+        app: str | None = None,
+        env: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actions: Collection[str] | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[Event]:
+        """Matching events in seq order (newest first when `descending`)."""
+        return list(
+            self.iter_events(
+                app=app,
+                env=env,
+                since=since,
+                until=until,
+                actions=actions,
+                after_seq=after_seq,
+                before_seq=before_seq,
+                limit=limit,
+                descending=descending,
+            )
+        )
+
+    def last_event(self, env: str, app: str, action: str | None = None) -> Event | None:
+        """The newest event for (env, app), optionally of one action."""
+        actions = None if action is None else (action,)
+        newest = self.events(env=env, app=app, actions=actions, limit=1, descending=True)
+        return newest[0] if newest else None
+
+    def newest_seq(self) -> int:
+        """The seq of the newest event (0 for an empty log)."""
+        return self._number("SELECT COALESCE(max(seq), 0) FROM events")
+
+    def count_events(self) -> int:
+        """How many events the log holds."""
+        return self._number("SELECT count(*) FROM events")
+
+    def verify(self) -> ChainReport:
+        """Stream every stored event in seq order through the chain check."""
+        verifier = ChainVerifier()
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq"  # noqa: S608 constant
+        names = _EVENT_COLUMNS.split(", ")
+        for row in self._stream(sql, []):
+            fields = dict(zip(names, row, strict=True))
+            try:
+                verifier.add(Event.model_validate(fields))
+            except (ValueError, TypeError) as error:
+                verifier.add_unreadable(int(fields["seq"]), fields["hash"], _first_line(error))
+        return verifier.report()
+
+    # -- observed state ---------------------------------------------------------------
+
+    def put_observed(self, state: ObservedState) -> None:
+        """Record the controller's latest view of one (env, app), replacing the previous."""
+        self.put_observed_many([state])
+
+    def put_observed_many(self, states: Collection[ObservedState]) -> None:
+        """Record several views in one commit."""
+        if not states:
+            return
+        rows = [_observed_row(state) for state in states]
+        with self.transaction(), self._held().cursor() as cursor:
+            cursor.executemany(_UPSERT_OBSERVED, rows)
+
+    def get_observed(self, env: str, app: str) -> ObservedState | None:
+        """The recorded state of one (env, app), if any."""
+        sql = f"SELECT {_OBSERVED_JSON} FROM observed WHERE env = %s AND app = %s"  # noqa: S608 constant
+        found = [
+            s for batch in self._validated_batches(_OBSERVED_LIST, sql, [env, app]) for s in batch
+        ]
+        return found[0] if found else None
+
+    def all_observed(self) -> list[ObservedState]:
+        """Every recorded (env, app) state, ordered by env then app."""
+        return list(self.observed_by_key().values())
+
+    def observed_by_key(self) -> Mapping[tuple[str, str], ObservedState]:
+        """Every recorded state by (env, app), in env then app order (read on every call)."""
+        sql = f"SELECT {_OBSERVED_JSON} FROM observed ORDER BY env, app"  # noqa: S608 constant
+        states = (s for batch in self._validated_batches(_OBSERVED_LIST, sql, []) for s in batch)
+        return {(s.env, s.app): s for s in states}
+
+    def delete_observed(self, env: str, app: str) -> None:
+        """Forget one (env, app); forgetting an unknown one is harmless."""
+        self._write("DELETE FROM observed WHERE env = %s AND app = %s", [env, app])
+
+    # -- runs -------------------------------------------------------------------------
+
+    def begin_run(self, revision: str | None, *, time: datetime | None = None) -> int:
+        """Record the start of a reconcile pass over `revision`; returns the run's id."""
+        started = as_utc(time or datetime.now(UTC))
+        return self._inserted_id(
+            "INSERT INTO runs (revision, started_at) VALUES (%s, %s) RETURNING id",
+            [revision, started],
+        )
+
+    def finish_run(
+        self, run_id: int, outcome: str, summary: dict[str, Any], *, time: datetime | None = None
+    ) -> None:
+        """Record how an unfinished run ended."""
+        finished = as_utc(time or datetime.now(UTC))
+        changed = self._write(
+            "UPDATE runs SET finished_at = %s, outcome = %s, summary = %s "
+            "WHERE id = %s AND finished_at IS NULL",
+            [finished, outcome, _jsonb(summary), run_id],
+        )
+        if changed != 1:
+            raise StoreError(f"run {run_id} does not exist or has already finished")
+
+    def last_run(self) -> Run | None:
+        """The most recently started run, finished or not."""
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT 1"  # noqa: S608 constant
+        with self._connection() as connection:
+            row = connection.execute(sql).fetchone()
+        return None if row is None else _run_from_row(row)
+
+    def iter_runs(self) -> Iterator[Run]:
+        """Every run, oldest first."""
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id"  # noqa: S608 constant
+        for row in self._stream(sql, []):
+            yield _run_from_row(row)
+
+    def restore_run(self, run: Run) -> None:
+        """Store a run copied from another store, keeping its id."""
+        finished = None if run.finished_at is None else as_utc(run.finished_at)
+        with self.transaction():
+            self._held().execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608 constant
+                [
+                    run.id,
+                    run.revision,
+                    as_utc(run.started_at),
+                    finished,
+                    run.outcome,
+                    _jsonb(run.summary),
+                ],
+            )
+            _advance_identity(self._held(), "runs")
+
+    # -- intents ----------------------------------------------------------------------
+
+    def put_intent(
+        self,
+        env: str,
+        app: str,
+        step: str,
+        payload: dict[str, Any],
+        *,
+        time: datetime | None = None,
+    ) -> int:
+        """Announce a side effect before starting it; returns the id to clear it with."""
+        created = as_utc(time or datetime.now(UTC))
+        return self._inserted_id(
+            "INSERT INTO intents (env, app, step, payload, created_at) "
+            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            [env, app, step, _jsonb(payload), created],
+        )
+
+    def clear_intent(self, intent_id: int) -> None:
+        """Mark an announced side effect done (or undone); clearing twice is harmless."""
+        self._write("DELETE FROM intents WHERE id = %s", [intent_id])
+
+    def pending_intents(self) -> list[Intent]:
+        """Announced side effects not yet cleared, oldest first."""
+        sql = f"SELECT {_INTENT_COLUMNS} FROM intents ORDER BY id"  # noqa: S608 constant
+        with self._connection() as connection:
+            rows = connection.execute(sql).fetchall()
+        return [_intent_from_row(row) for row in rows]
+
+    def restore_intent(self, intent: Intent) -> None:
+        """Store an intent copied from another store, keeping its id."""
+        with self.transaction():
+            self._held().execute(
+                f"INSERT INTO intents ({_INTENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608 constant
+                [
+                    intent.id,
+                    intent.env,
+                    intent.app,
+                    intent.step,
+                    _jsonb(intent.payload),
+                    as_utc(intent.created_at),
+                ],
+            )
+            _advance_identity(self._held(), "intents")
+
+    # -- meta -------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under `key`, if any."""
+        with self._connection() as connection:
+            row = connection.execute("SELECT value FROM meta WHERE key = %s", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store `value` under `key`, replacing any previous value."""
+        self._write(
+            "INSERT INTO meta (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
+
+    def meta_items(self) -> dict[str, str]:
+        """Every meta key with its value."""
+        with self._connection() as connection:
+            rows = connection.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+        return {str(key): str(value) for key, value in rows}
+
+    # -- helpers ----------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        """The transaction's connection, else one borrowed for this read (committed after)."""
+        if self._closed:
+            raise StoreError(f"{self.location}: the store is closed")
+        if self._pinned is not None:
+            yield self._pinned
+            return
+        with self._shared.pool.connection() as connection:
+            yield connection
+
+    def _held(self) -> psycopg.Connection[TupleRow]:
+        """The connection of the transaction in progress."""
+        if self._pinned is None:
+            raise StoreError("no transaction in progress")
+        return self._pinned
+
+    def _write(self, sql: str, params: list[object]) -> int:
+        """Run one statement in a transaction; returns how many rows it changed."""
+        with self.transaction():
+            return self._held().execute(sql, params).rowcount
+
+    def _inserted_id(self, sql: str, params: list[object]) -> int:
+        """Run an INSERT ... RETURNING id in a transaction; returns the id."""
+        with self.transaction():
+            row = self._held().execute(sql, params).fetchone()
+        if row is None:
+            raise StoreError("insert returned no row id")
+        return int(row[0])
+
+    def _number(self, sql: str) -> int:
+        """The one integer a query returns."""
+        with self._connection() as connection:
+            row = connection.execute(sql).fetchone()
+        if row is None:
+            raise StoreError(f"{sql!r} returned no row")
+        return int(row[0])
+
+    def _stream(self, sql: str, params: list[object]) -> Iterator[TupleRow]:
+        """Rows through a server-side cursor, a batch at a time."""
+        with self._connection() as connection, connection.transaction():
+            name = f"qrelease_{next(_cursor_names)}"
+            with connection.cursor(name=name) as cursor:
+                cursor.itersize = _FETCH_BATCH
+                cursor.execute(sql, params)
+                while batch := cursor.fetchmany(_FETCH_BATCH):
+                    yield from batch
+
+    def _validated_batches(
+        self, adapter: TypeAdapter[list[_Row]], sql: str, params: list[object]
+    ) -> Iterator[list[_Row]]:
+        """Rows PostgreSQL renders as JSON objects, validated a batch at a time by pydantic."""
+        rows: list[TupleRow] = []
+        try:
+            for row in self._stream(sql, params):
+                rows.append(row)
+                if len(rows) == _FETCH_BATCH:
+                    yield adapter.validate_json("[" + ",".join(r[0] for r in rows) + "]")
+                    rows = []
+            if rows:
+                yield adapter.validate_json("[" + ",".join(r[0] for r in rows) + "]")
+        except ValidationError as error:
+            raise ValueError(f"a stored row does not decode: {_first_line(error)}") from error
+
+
+@contextmanager
+def _unusable_as_store_error(url: str, location: str) -> Iterator[None]:
+    """Turn a driver error into a StoreError that names the database but no password."""
+    try:
+        yield
+    except psycopg.Error as error:
+        reason = redact(_first_line(error), [urlsplit(url).password])
+        raise StoreError(f"{location}: not a usable qrelease state database ({reason})") from None
+
+
+def _connect_options(url: str) -> dict[str, Any]:
+    """Connection keywords qrelease adds unless the URL sets them."""
+    given = psycopg.conninfo.conninfo_to_dict(url)
+    return {} if "connect_timeout" in given else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+
+
+def _configure(connection: psycopg.Connection[TupleRow]) -> None:
+    """Every connection reads and writes times in UTC."""
+    connection.execute("SET TIME ZONE 'UTC'")
+    connection.commit()
+
+
+def _migrate(connection: psycopg.Connection[TupleRow], location: str) -> None:
+    """Apply each missing migration in its own transaction under the advisory lock."""
+    while (version := _checked_version(connection, location)) < SCHEMA_VERSION:
+        connection.commit()
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
+            if _checked_version(connection, location) != version:
+                continue  # another process migrated meanwhile; look again
+            for statement in _MIGRATIONS[version]:
+                connection.execute(statement)
+            connection.execute("INSERT INTO schema_version (version) VALUES (%s)", [version + 1])
+    connection.commit()
+
+
+def _checked_version(connection: psycopg.Connection[TupleRow], location: str) -> int:
+    """The database's schema version, refused when newer than this code knows."""
+    version = _schema_version(connection)
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"{location}: schema version {version} is newer than {SCHEMA_VERSION}, the newest "
+            "this qrelease knows; upgrade qrelease to use this state"
+        )
+    return version
+
+
+def _schema_version(connection: psycopg.Connection[TupleRow]) -> int:
+    """The newest applied migration (0 for a database qrelease never opened)."""
+    row = connection.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return 0
+    newest = connection.execute("SELECT COALESCE(max(version), 0) FROM schema_version").fetchone()
+    return 0 if newest is None else int(newest[0])
+
+
+def _advance_identity(connection: psycopg.Connection[TupleRow], table: str) -> None:
+    """Move a table's id sequence past the ids already in it (after rows with explicit ids)."""
+    connection.execute(
+        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608 table is a constant of ours
+        f"(SELECT max(id) FROM {table}))"
+    )
+
+
+def _through_jsonb(connection: psycopg.Connection[TupleRow], draft: EventDraft) -> dict[str, Any]:
+    """An event's details as jsonb will give them back, so its hash covers what is read."""
+    text = json.dumps(draft.model_dump(mode="json")["details"], allow_nan=False)
+    row = connection.execute("SELECT %s::jsonb", [text]).fetchone()
+    if row is None or not isinstance(row[0], dict):
+        raise StoreError("event details did not survive jsonb as an object")
+    return row[0]
+
+
+def _jsonb(value: dict[str, Any]) -> Jsonb:
+    """A JSON object as a jsonb parameter (datetimes, enums, models converted as pydantic does)."""
+    return Jsonb(to_jsonable_python(value))
+
+
+def _event_row(event: Event) -> tuple[object, ...]:
+    """An event as the values of `_INSERT_EVENT`."""
+    return (
+        event.seq,
+        as_utc(event.time),
+        event.env,
+        event.app,
+        event.action,
+        event.from_version,
+        event.to_version,
+        event.revision,
+        event.actor,
+        event.reason,
+        event.outcome,
+        Jsonb(event.details),
+        event.prev_hash,
+        event.hash,
+    )
+
+
+def _observed_row(state: ObservedState) -> tuple[object, ...]:
+    """An observed state as the values of `_UPSERT_OBSERVED`."""
+    return tuple(_column_value(getattr(state, column)) for column in _OBSERVED_COLUMNS)
+
+
+def _column_value(value: object) -> object:
+    """A field value as PostgreSQL stores it."""
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def _run_from_row(row: TupleRow) -> Run:
+    """A stored run read back."""
+    run_id, revision, started_at, finished_at, outcome, summary = row
+    return Run(int(run_id), revision, started_at, finished_at, outcome, _object(summary))
+
+
+def _intent_from_row(row: TupleRow) -> Intent:
+    """A stored intent read back."""
+    intent_id, env, app, step, payload, created_at = row
+    return Intent(int(intent_id), str(env), str(app), str(step), _object(payload), created_at)
+
+
+def _object(value: object) -> dict[str, Any]:
+    """A jsonb column that must hold an object."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message, for a one-line report."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -1,0 +1,95 @@
+"""The release manifest's health command: only the release's own programs, nothing outside it."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from pydantic import ValidationError
+
+from qrelease.cli import main
+from qrelease.model.manifest import HealthCheck
+from tests.helpers.gitops import GitOpsRepo
+
+MANIFEST = "manifests/qrng/0.1.0.yaml"
+EXAMPLE_HEALTH = "command: [qrng, --self-check]"
+
+REFUSED = {
+    "reads a system file": (["cat", "/etc/passwd"], "argument 1 '/etc/passwd' is an absolute path"),
+    "absolute program": (["/usr/bin/touch", "/x"], "'/usr/bin/touch' is not a console script name"),
+    "climbs to a shell": (["../../bin/sh"], "'../../bin/sh' is not a console script name"),
+    "relative program path": (["bin/app"], "'bin/app' is not a console script name"),
+    "shell syntax": (["app;rm", "-rf"], "'app;rm' is not a console script name"),
+    "substitution": (["$(id)"], "'$(id)' is not a console script name"),
+    "home": (["~/bin/app"], "'~/bin/app' is not a console script name"),
+    "empty program": ([""], "'' is not a console script name"),
+    "python script": (["python", "check.py"], "python runs only as [python, -m, <module>, ...]"),
+    "python -c": (["python3", "-c", "print(1)"], "python3 runs only as [python3, -m"),
+    "python -m path": (["python", "-m", "a/b"], "python runs only as [python, -m"),
+    "option value": (["app", "--config=/etc/app.toml"], "'--config=/etc/app.toml' is an absolute"),
+    "short option value": (["app", "-o/etc/x"], "'-o/etc/x' is an absolute path"),
+    "parent argument": (["app", "../../secrets"], "climbs out of the release with '..'"),
+    "parent in a value": (["app", "--out=logs/../../x"], "climbs out of the release with '..'"),
+    "home argument": (["app", "~/.ssh/id_rsa"], "is an absolute path"),
+    "file url": (["app", "file:///etc/passwd"], "is a file: URL"),
+    "control characters": (["app", "a\nb"], "holds control characters"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_a_command_reaching_outside_the_release_is_refused(case: str) -> None:
+    command, message = REFUSED[case]
+    with pytest.raises(ValidationError) as refused:
+        HealthCheck(command=tuple(command))
+    assert refused.value.errors()[0]["loc"] == ("command",)
+    assert message in str(refused.value)
+
+
+ACCEPTED = {
+    "console script": ["bell-service", "--self-check"],
+    "module of the release": ["python", "-m", "bell_service", "--self-check"],
+    "versioned python": ["python3.11", "-m", "bell_service.health"],
+    "loopback URL": ["app", "--url", "http://127.0.0.1:8000/healthz"],
+    "relative file": ["app", "--config=conf/app.toml"],
+    "dots in a value": ["app", "--range=1..2"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(ACCEPTED))
+def test_commands_of_the_release_itself_are_accepted(case: str) -> None:
+    assert HealthCheck(command=tuple(ACCEPTED[case])).command == tuple(ACCEPTED[case])
+
+
+def test_module_names_the_module_of_a_python_command_only() -> None:
+    assert HealthCheck(command=("python", "-m", "qrng", "--self-check")).module == "qrng"
+    assert HealthCheck(command=("qrng", "-m", "x")).module is None
+
+
+def _validate(repo: GitOpsRepo) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["validate", "--repo", str(repo.path)])
+    return result.exit_code, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("[cat, /etc/passwd]", "argument 1 '/etc/passwd' is an absolute path"),
+        ("[/usr/bin/touch, /x]", "'/usr/bin/touch' is not a console script name"),
+        ("[../../bin/sh]", "'../../bin/sh' is not a console script name"),
+    ],
+)
+def test_validate_names_file_line_and_field_of_a_command_outside_the_release(
+    example_repo: GitOpsRepo, command: str, message: str
+) -> None:
+    text = example_repo.read(MANIFEST)
+    assert EXAMPLE_HEALTH in text
+    example_repo.write(MANIFEST, text.replace(EXAMPLE_HEALTH, f"command: {command}"))
+    example_repo.commit()
+    code, err = _validate(example_repo)
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if EXAMPLE_HEALTH in row)
+    assert code == 1
+    assert f"{MANIFEST}:{line}: classical.health.command: {message}" in err
+
+
+def test_bundled_health_commands_stay_valid(example_repo: GitOpsRepo) -> None:
+    code, err = _validate(example_repo)
+    assert code == 0, err
