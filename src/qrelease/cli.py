@@ -1076,4 +1076,7 @@ def tui(repo: str | None, state: Path | None, config: Path | None) -> None:
     from qrelease.tui.app import run_tui
 
     ctx = make_context(repo, state, config, False)
-    sys.exit(run_tui(ctx.repo, ctx.state_dir, ctx.config.source.branch, ctx.store_url))
+    from qrelease.wiring import trusted_keys
+
+    keys = trusted_keys(ctx.config)
+    sys.exit(run_tui(ctx.repo, ctx.state_dir, ctx.config.source.branch, ctx.store_url, keys))

@@ -23,7 +23,6 @@ import git
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys
 from qrelease.source.workspace import git_reason
-from qrelease.source.writer import FALLBACK_IDENTITY
 
 APPROVALS_REF = "refs/qrelease/approvals"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -181,12 +180,19 @@ def _publish(repo: GitRepo, commit: str, parent: str | None, remote: bool) -> bo
 
 
 def _configured_identity(repo: GitRepo) -> dict[str, str]:
-    """The fallback identity where git has none configured (as commits by qrelease use)."""
+    """Nothing to add when git knows who approves (config or GIT_AUTHOR_*); else refuse.
+
+    An approval counts for a person, so it never falls back to a made-up identity.
+    """
+    if os.environ.get("GIT_AUTHOR_EMAIL") and os.environ.get("GIT_AUTHOR_NAME"):
+        return {}
     try:
         repo.git.config("user.email")
         repo.git.config("user.name")
     except git.exc.GitCommandError:
-        return dict(FALLBACK_IDENTITY)
+        raise SourceError(
+            "who approves? set git's user.name and user.email, or give --actor 'Name <email>'"
+        ) from None
     return {}
 
 
