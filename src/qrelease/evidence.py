@@ -24,7 +24,7 @@ from qrelease.planning.policy import Approval, Check, Evidence, PinIntent, faile
 from qrelease.planning.upstream import GATE_EVENTS_SCANNED, GateLine, newest_gates
 from qrelease.source.approvals import ApprovalRecord, approvals_tip, read_approvals
 from qrelease.source.loader import Snapshot
-from qrelease.source.pinlog import PinCommit, last_pin_change
+from qrelease.source.pinlog import KnownPins, PinCommit, PinHistory
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys, signed_by
 from qrelease.store.base import StateStore
@@ -67,14 +67,18 @@ class PolicySources:
     repo: GitRepo
     revision: str
     keys: TrustedKeys | None = None
+    known_pins: KnownPins | None = None
     _approvals: tuple[str | None, list[ApprovalRecord]] | None = field(default=None, init=False)
+    _history: PinHistory | None = field(default=None, init=False)
     _pins: dict[tuple[str, str, str], PinCommit | None] = field(default_factory=dict, init=False)
 
     def pin_commit(self, env: str, app: str) -> PinCommit | None:
         """The commit that last moved the pin (cached per revision)."""
         key = (self.revision, env, app)
         if key not in self._pins:
-            self._pins[key] = last_pin_change(self.repo, self.revision, env, app)
+            if self._history is None:
+                self._history = PinHistory(self.repo, self.revision, self.known_pins)
+            self._pins[key] = self._history.last_change(env, app)
         return self._pins[key]
 
     def approvals(self, env: str, app: str, version: str, digest: str) -> list[Approval]:

@@ -117,7 +117,9 @@ class Engine:
         now: datetime,
     ) -> dict[tuple[str, str], list[Check]]:
         """The policy checks of every pin change about to be applied, however it reached Git."""
-        sources = PolicySources(self.store, self.repo, snapshot.revision, self.trusted_keys)
+        sources = PolicySources(
+            self.store, self.repo, snapshot.revision, self.trusted_keys, self.loader.known_pins
+        )
         verdicts = {}
         for desired in observation.desired:
             env, app, manifest = desired.env, desired.app, desired.manifest
