@@ -547,6 +547,78 @@ def rollback(
     )
 
 
+def _suspension(
+    ctx: Context, app: str, env_name: str, reason: str, actor: str | None, *, suspend: bool
+) -> None:
+    from qrelease.promotion.promote import PromotionError
+
+    promoter = _promoter(ctx)
+    try:
+        if suspend:
+            published = promoter.suspend(app, env_name, reason, actor=actor)
+        else:
+            published = promoter.resume(app, env_name, reason, actor=actor)
+    except (PromotionError, SourceError) as exc:
+        raise Failed(str(exc)) from None
+    finally:
+        promoter.store.close()
+    word = "suspended" if suspend else "resumed"
+    where = "pushed" if published.pushed else "committed locally (no remote)"
+    if ctx.as_json:
+        emit_json(
+            {"action": word, "env": env_name, "app": app, "commit": published.commit,
+             "pushed": published.pushed}
+        )  # fmt: skip
+    else:
+        click.echo(f"{word} {app} in {env_name}: {published.commit[:12]} {where}")
+
+
+@main.command()
+@common_options
+@click.argument("app")
+@click.option("--env", "env_name", required=True, help="Environment.")
+@click.option("--reason", required=True, help="Why; recorded in the file, commit and audit log.")
+@click.option("--actor", help="Commit author, 'Name <email>' (default: git config).")
+def suspend(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    app: str,
+    env_name: str,
+    reason: str,
+    actor: str | None,
+) -> None:
+    """Commit (and push) a suspension: the controller and auto-promotion leave the app alone.
+
+    It adds `policy.suspended.<app>: <reason>` to the environment file. What runs keeps
+    running; pin changes wait (status shows Suspended) until `qrelease resume`.
+    """
+    ctx = make_context(repo, state, config, as_json)
+    _suspension(ctx, app, env_name, reason, actor, suspend=True)
+
+
+@main.command()
+@common_options
+@click.argument("app")
+@click.option("--env", "env_name", required=True, help="Environment.")
+@click.option("--reason", required=True, help="Why; recorded in the commit and audit log.")
+@click.option("--actor", help="Commit author, 'Name <email>' (default: git config).")
+def resume(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    app: str,
+    env_name: str,
+    reason: str,
+    actor: str | None,
+) -> None:
+    """Commit (and push) the end of a suspension: the controller applies the pin again."""
+    ctx = make_context(repo, state, config, as_json)
+    _suspension(ctx, app, env_name, reason, actor, suspend=False)
+
+
 def _record_approval(
     ctx: Context,
     app: str,

@@ -327,6 +327,7 @@ class Reconciler:
         seconds = (report.finished_at - report.started_at).total_seconds()
         self.metrics.record_pass(seconds, report.outcome, report.gate_outcomes())
         self.metrics.record_apps((row.env, str(row.sync), str(row.health)) for row in rows)
+        self.metrics.record_holds((r.env, r.step) for r in rows if r.rollout == Rollout.HELD)
         due = [row.retry_at for row in rows if row.retry_at is not None]
         self._retry_at = min(due) if due else None
 
@@ -376,6 +377,9 @@ class Reconciler:
         self.state.set_rows((row_of(state) for state in recorded), revision)
         self.metrics.record_apps(
             (state.env, str(state.sync), str(state.health)) for state in recorded
+        )
+        self.metrics.record_holds(
+            (s.env, s.rollout_step) for s in recorded if s.rollout == Rollout.HELD
         )
 
     # -- resources --------------------------------------------------------------------

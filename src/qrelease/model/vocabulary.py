@@ -119,6 +119,8 @@ class EventKind(StrEnum):
     BAKE = "bake"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    SUSPEND = "suspend"
+    RESUME = "resume"
 
 
 class EventOutcome(StrEnum):

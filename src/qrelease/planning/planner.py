@@ -68,7 +68,9 @@ class Action(NamedTuple):
     `rollout` is what the decision means for the last-rollout field: Running for a Deploy,
     Held for a new hold, Failed for a release waiting after a failure, None for unchanged.
     A policy hold carries its `checks` and when to judge again (`retry_at`); a suspended
-    app's hold says so in `health`.
+    app's hold says so in `health`. A hold's `step` names its cause in a word or two
+    (`suspended`, `invalid`, `target`, `unverified`, `environment`, or the failing check
+    names, comma-separated), as status shows `rollout Held (soak,window)` and metrics count.
     """
 
     kind: ActionKind
@@ -84,6 +86,7 @@ class Action(NamedTuple):
     retry_at: datetime | None = None
     health: Health | None = None
     checks: tuple[Check, ...] = ()
+    step: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -147,7 +150,9 @@ def plan(
 def hold_all(the_plan: Plan, reason: str) -> Plan:
     """The same plan with every change turned into a Hold (an untrusted revision, say)."""
     held = [
-        action._replace(kind=ActionKind.HOLD, reason=reason, rollout=Rollout.HELD)
+        action._replace(
+            kind=ActionKind.HOLD, reason=reason, rollout=Rollout.HELD, step="unverified"
+        )
         if action.kind in (ActionKind.DEPLOY, ActionKind.PRUNE)
         else action
         for action in the_plan.actions
@@ -188,10 +193,11 @@ def decide(
     if suspended is not None:
         reason = f"suspended: {suspended}" if suspended else "suspended"
         held = act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
-        return held._replace(health=Health.SUSPENDED)
+        return held._replace(health=Health.SUSPENDED, step="suspended")
     if desired.manifest is None:
         reason = desired.problem or "release is invalid"
-        return act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
+        held = act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
+        return held._replace(step="invalid")
     unverified = _unverified(seen.state)
     if current == version and seen.drift is None and not unverified:
         if _bake_due(seen.state, now):
@@ -204,7 +210,8 @@ def decide(
         target = desired.manifest.quantum.target.id
         detail = f": {seen.availability_message}" if seen.availability_message else ""
         reason = f"target {target} is {seen.availability}{detail}; rollout on hold"
-        return act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason, Rollout.HELD)
+        held = act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason, Rollout.HELD)
+        return held._replace(step="target")
     stopping = failed(verdict) if current != version else []
     if stopping:
         until = next_look(verdict)
@@ -216,7 +223,8 @@ def decide(
             + "; ".join(f"{check.name}: {check.detail}" for check in stopping)
         )
         held = act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason, Rollout.HELD)
-        return held._replace(retry_at=until, checks=tuple(verdict))
+        step = ",".join(check.name for check in stopping)
+        return held._replace(retry_at=until, checks=tuple(verdict), step=step)
     deploy = act(
         ActionKind.DEPLOY, Sync.OUT_OF_SYNC, _deploy_reason(seen, version), Rollout.RUNNING
     )
@@ -245,7 +253,14 @@ def _hold(key: tuple[str, str], seen: Seen, reason: str) -> Action:
     """A recorded app of an environment whose file is broken: what it wanted still stands."""
     desired = seen.state.desired if seen.state is not None else None
     return Action(
-        ActionKind.HOLD, *key, seen.current, desired, Sync.UNKNOWN, reason, rollout=Rollout.HELD
+        ActionKind.HOLD,
+        *key,
+        seen.current,
+        desired,
+        Sync.UNKNOWN,
+        reason,
+        rollout=Rollout.HELD,
+        step="environment",
     )
 
 

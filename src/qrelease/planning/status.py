@@ -213,7 +213,7 @@ def planned(
             message=doing,
         )
     elif action.kind == ActionKind.HOLD and action.rollout == Rollout.HELD:
-        update.update(rollout=Rollout.HELD, rollout_step="", rollout_reason=action.reason)
+        update.update(rollout=Rollout.HELD, rollout_step=action.step, rollout_reason=action.reason)
         update.update(message=action.reason, retry_at=action.retry_at)
         if action.health is not None:
             update["health"] = action.health

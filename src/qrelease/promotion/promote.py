@@ -8,7 +8,7 @@ judgement without the commit: the TUI's dialogs show it before anything is publi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ from qrelease.planning.policy import Check, PinIntent, failed
 from qrelease.planning.upstream import healthy_release
 from qrelease.quantum.base import QuantumBackend
 from qrelease.source.loader import Loader, Snapshot
-from qrelease.source.publish import PinChange, Published, publish
+from qrelease.source.publish import FileChange, PinChange, Published, SuspendChange, publish
 from qrelease.source.signatures import TrustedKeys
 from qrelease.source.workspace import open_repo
 from qrelease.store.base import StateStore
@@ -103,6 +103,12 @@ class Promoter:
     def preview(self, action: PinAction, app: str, env_name: str, version: str) -> Preview:
         """The checks a promote or rollback to `version` would run, publishing nothing."""
         env = self._environment(env_name)
+        suspended = env.policy.suspended.get(app)
+        if suspended is not None:
+            raise PromotionError(
+                f"{app} is suspended in {env_name} ({suspended}): the controller would not "
+                f"apply it; `qrelease resume {app} --env {env_name}` first"
+            )
         manifest = self._manifest(app, version)
         current = env.apps.get(app)
         if current == version:
@@ -142,7 +148,7 @@ class Promoter:
         )
         if refused and not force:
             return Result(change, list(judged.checks))
-        return Result(change, list(judged.checks), self._publish(change, list(judged.checks)))
+        return Result(change, list(judged.checks), self._publish_pin(change, list(judged.checks)))
 
     def rollback(
         self,
@@ -168,7 +174,31 @@ class Promoter:
         )
         if refused and not force:
             return Result(change, list(judged.checks))
-        return Result(change, list(judged.checks), self._publish(change, list(judged.checks)))
+        return Result(change, list(judged.checks), self._publish_pin(change, list(judged.checks)))
+
+    def suspend(
+        self, app: str, env_name: str, reason: str, *, actor: str | None = None
+    ) -> Published:
+        """Commit `policy.suspended.<app>`: the controller and auto-promotion leave it alone."""
+        env = self._environment(env_name)
+        if app not in env.apps:
+            raise PromotionError(f"{app} is not pinned in {env_name}")
+        current = env.policy.suspended.get(app)
+        if current is not None:
+            raise PromotionError(f"{app} is already suspended in {env_name}: {current}")
+        change = SuspendChange(env_name, app, True, reason, actor)
+        return self._publish(change, EventKind.SUSPEND, env.apps[app], {"suspended": reason})
+
+    def resume(
+        self, app: str, env_name: str, reason: str, *, actor: str | None = None
+    ) -> Published:
+        """Remove the app's suspension: the controller applies its pin again."""
+        env = self._environment(env_name)
+        current = env.policy.suspended.get(app)
+        if current is None:
+            raise PromotionError(f"{app} is not suspended in {env_name}")
+        change = SuspendChange(env_name, app, False, reason, actor, expected=current)
+        return self._publish(change, EventKind.RESUME, env.apps.get(app), {"was": current})
 
     # -- evidence ---------------------------------------------------------------------
 
@@ -243,26 +273,35 @@ class Promoter:
                 override=frozenset(),
             )
 
-    def _publish(self, change: PinChange, checks: list[Check]) -> Published:
+    def _publish_pin(self, change: PinChange, checks: list[Check]) -> Published:
+        details = {"checks": [c.render() for c in checks], "override": list(change.override)}
+        outcome = EventOutcome.FORCED if change.override else EventOutcome.COMMITTED
+        kind = EventKind(change.action)
+        return self._publish(change, kind, change.to_version, details, change.from_version, outcome)
+
+    def _publish(
+        self,
+        change: FileChange,
+        kind: EventKind,
+        version: str | None,
+        details: Mapping[str, object],
+        from_version: str | None = None,
+        outcome: EventOutcome = EventOutcome.COMMITTED,
+    ) -> Published:
+        """Commit and push the change, then record it in the audit log and anchor the log."""
         published = publish(self.location, self.state_dir, change, self.branch, self.before_push)
-        details = {
-            "commit": published.commit,
-            "pushed": published.pushed,
-            "checks": [c.render() for c in checks],
-            "override": list(change.override),
-        }
         self.store.append(
             EventDraft(
                 env=change.env,
                 app=change.app,
-                action=change.action,
-                from_version=change.from_version,
-                to_version=change.to_version,
+                action=kind,
+                from_version=from_version,
+                to_version=version,
                 revision=published.commit,
                 actor=published.author or change.actor or "cli",
                 reason=change.reason,
-                outcome=str(EventOutcome.FORCED if change.override else EventOutcome.COMMITTED),
-                details=details,
+                outcome=str(outcome),
+                details={"commit": published.commit, "pushed": published.pushed, **details},
             ),
             time=self.clock(),
         )

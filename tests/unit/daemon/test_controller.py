@@ -106,6 +106,28 @@ def test_probes_status_and_metrics(rig: Rig, api_for: Callable[[Controller], Api
     assert controller.close() == 0
 
 
+def test_a_policy_hold_shows_in_status_and_metrics_until_it_lifts(
+    rig: Rig, api_for: Callable[[Controller], Api]
+) -> None:
+    controller = rig.start()
+    api = api_for(controller)
+    wait_for("first pass", lambda: synced(api))
+    rig.pin("prod", "bell-service", "1.1.0")  # staging has run 1.1.0 for no time; prod soaks 1h
+
+    def held() -> dict[str, object] | None:
+        rows = {(row["env"], row["app"]): row for row in api.status()["rows"]}
+        row = rows[("prod", "bell-service")]
+        return row if row["rollout"] == "Held" else None
+
+    row = wait_for("the hold", held)
+    assert row["step"] == "soak" and "soak: Healthy in staging for" in row["message"]
+    assert api.metric('qrelease_apps_held{cause="soak",env="prod"}') == 1
+    rig.soaked()  # the controller judges again when the soak ends: no commit, no request
+    wait_for("the soaked release live", lambda: not held())
+    assert "qrelease_apps_held{" not in api.get("/metrics").text
+    assert controller.close() == 0
+
+
 def test_http_answers_during_a_long_pass_and_stop_waits_for_it(
     rig: Rig, api_for: Callable[[Controller], Api]
 ) -> None:

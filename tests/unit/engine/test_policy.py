@@ -166,6 +166,48 @@ def test_a_suspended_app_is_untouched_by_a_pin_change(fleet: Fleet) -> None:
     assert [c[0] for c in touched] == ["observe"]
 
 
+def test_suspend_and_resume_are_commits_the_controller_and_promotion_obey(fleet: Fleet) -> None:
+    where = ["--repo", str(fleet.bare), "--state", str(fleet.state)]
+    ada = ["--actor", "Ada <ada@example.com>"]
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(main, [*args, *where])
+        return result.exit_code, result.output
+
+    code, out = run("suspend", "bell-service", "--env", "prod", "--reason", "incident 4711", *ada)
+    assert code == 0 and out.startswith("suspended bell-service in prod: "), out
+    shown = subprocess.run(
+        ["git", "-C", str(fleet.bare), "show", "main:releases/prod.yaml"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert '  suspended:\n    bell-service: "incident 4711"\n' in shown
+    assert run("suspend", "bell-service", "--env", "prod", "--reason", "again") == (
+        1,
+        "bell-service is already suspended in prod: incident 4711\n",
+    )
+    fleet.work.git("pull", "--quiet", "--ff-only", "origin", "main")
+    fleet.edit("prod", "bell-service: 1.0.0", "bell-service: 1.1.0", "pin while suspended")
+    fleet.reconcile()
+    row = fleet.row("prod", "bell-service")
+    assert (row.deployed, row.health, row.rollout_step) == ("1.0.0", Health.SUSPENDED, "suspended")
+    code, out = run(
+        "promote", "bell-service", "--to", "prod", "--version", "1.2.0", "--reason", "x"
+    )
+    assert code == 1 and "bell-service is suspended in prod (incident 4711)" in out
+    code, out = run("resume", "bell-service", "--env", "prod", "--reason", "fixed", *ada)
+    assert code == 0 and out.startswith("resumed bell-service in prod: "), out
+    fleet.reconcile()
+    assert fleet.row("prod", "bell-service").deployed == "1.1.0"
+    events = [
+        (e.action, e.actor, e.reason, e.outcome)
+        for e in fleet.store.events(env="prod", app="bell-service", actions=["suspend", "resume"])
+    ]
+    assert events == [
+        ("suspend", "Ada <ada@example.com>", "incident 4711", "Committed"),
+        ("resume", "Ada <ada@example.com>", "fixed", "Committed"),
+    ]
+
+
 def _signing_key(root: Path, principal: str) -> tuple[Path, str]:
     key = root / f"{principal.split('@')[0]}-key"
     subprocess.run(
