@@ -761,9 +761,14 @@ def windows(
         )  # fmt: skip
         return
     click.echo(f"{env_name}: {'open' if state_now.open else 'closed'} ({state_now.reason})")
-    never = "not within a year"
-    click.echo(f"  next closes  {closes.isoformat() if closes else never}")
-    click.echo(f"  next opens   {opens.isoformat() if opens else '-' if state_now.open else never}")
+    lines = [("next opens ", opens), ("next closes", closes)]
+    if state_now.open:
+        lines.reverse()
+    if lines[0][1] is None:
+        click.echo(f"  nothing {'closes' if state_now.open else 'opens'} it within 400 days")
+    for label, moment in lines:
+        if moment is not None:
+            click.echo(f"  {label}  {moment.isoformat()}")
 
 
 @main.command()

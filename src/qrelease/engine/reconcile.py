@@ -370,10 +370,17 @@ class Engine:
 
 
 def _new_hold(before: ObservedState | None, action: Action) -> bool:
-    """True when this hold's reason was not already recorded for the key."""
-    return (
-        before is None or before.rollout != Rollout.HELD or before.rollout_reason != action.reason
-    )
+    """True when this hold was not already recorded for the key.
+
+    A policy hold is the same hold while the same release fails the same checks: its text
+    changes every pass (`Healthy in staging for 4m`), and the audit log records the hold
+    once, not once per pass. Any other hold is new when its reason changes.
+    """
+    if before is None or before.rollout != Rollout.HELD:
+        return True
+    if action.checks:
+        return (before.desired, before.rollout_step) != (action.to_version, action.step)
+    return before.rollout_reason != action.reason
 
 
 def _settled_report(action: Action, state: ObservedState, events: tuple[int, ...]) -> AppReport:

@@ -80,13 +80,19 @@ def _closed_by(policy: Policy, moment: datetime) -> str | None:
 
 
 def _boundaries(policy: Policy, now: datetime) -> Iterator[datetime]:
-    """Every instant after `now` (within HORIZON) where a window or freeze starts or ends."""
-    edges: set[datetime] = set()
-    for freeze in policy.freezes:
-        edges.update(t for t in (freeze.start, freeze.end) if t > now)
-    for window in policy.windows:
-        edges.update(_edges(window, now))
-    yield from sorted(edge for edge in edges if edge <= now + HORIZON)
+    """Every instant after `now` (within HORIZON) where a window or freeze starts or ends.
+
+    Walks forward one edge at a time, so the edges of a weekly window are found after a
+    long freeze too.
+    """
+    moment, horizon = now, now + HORIZON
+    while True:
+        edges = [t for freeze in policy.freezes for t in (freeze.start, freeze.end) if t > moment]
+        edges += [edge for w in policy.windows if (edge := min(_edges(w, moment), default=None))]
+        if not edges or min(edges) > horizon:
+            return
+        moment = min(edges)
+        yield moment
 
 
 def _edges(window: DenyWindow | RecurringWindow, now: datetime) -> Iterator[datetime]:

@@ -114,6 +114,11 @@ def test_soak_holds_a_promotion_until_it_has_elapsed(fleet: Fleet) -> None:
         row.rollout == Rollout.HELD and "soak: Healthy in staging for 30m (soak 1h)" in row.message
     )
     assert row.retry_at == MONDAY + timedelta(hours=1)
+    fleet.now = MONDAY + timedelta(minutes=40)
+    fleet.reconcile()  # a resync: the same hold, its text says 40m now
+    assert "for 40m (soak 1h)" in fleet.row("prod", "bell-service").message
+    holds = fleet.store.events(env="prod", app="bell-service", actions=["hold"])
+    assert len(holds) == 1  # the audit log records the hold once, not once per pass
     fleet.now = MONDAY + timedelta(hours=1)
     fleet.reconcile()
     assert fleet.row("prod", "bell-service").deployed == "1.1.0"
