@@ -179,7 +179,7 @@ class Reconciler:
         finally:
             if self._repo is not None:
                 self._repo.close()
-        return self._schedule(config)
+        return self._schedule(self.config)  # a reload during the cycle wins
 
     def _fetch(self, config: ControllerConfig) -> str | None:
         """Refresh the mirror and resolve the branch; a failure is recorded, not raised."""
