@@ -26,9 +26,11 @@ from benchmarks.gitdata import git
 from benchmarks.harness import Action, Context, Row, ratio_row
 from qrelease.deployers.memory import MemoryDeployer
 from qrelease.engine import Backends, Engine
+from qrelease.evidence import intent_of
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import ActionKind, Availability
 from qrelease.planning.planner import Desired, Plan, Seen, plan
+from qrelease.planning.policy import Check, Evidence, failed, policy_checks
 from qrelease.quantum.memory import MemoryQuantum
 from qrelease.source.loader import Snapshot
 from qrelease.source.repo import GitRepo
@@ -39,8 +41,8 @@ TARGET = 1.3
 SEEDED_AT = datetime(2024, 1, 1, tzinfo=UTC)
 REFERENCE = (
     "git fetch --prune origin + git diff --name-only old new + one cat-file --batch of the "
-    "changed file(s) + CSafeLoader + same models + the same planner.plan() over observed "
-    "state held in memory"
+    "changed file(s) + CSafeLoader + same models + the same policy_checks() and "
+    "planner.plan() over observed state held in memory (git log of the pin when refused)"
 )
 BRANCH = "refs/heads/main"
 
@@ -128,8 +130,41 @@ class PinChange:
         subprocess.run(fetch, cwd=self.their_mirror, check=True, capture_output=True)
         rawgit.apply_change(self.their_mirror, self.raw, old, new)
         desired = list(raw_desired(self.raw))
-        the_plan = plan(new, desired, self.seen, self.raw.environments, now=SEEDED_AT)
+        verdicts = {
+            (d.env.environment, d.app): self._judge(d, new)
+            for d in desired
+            if d.manifest is not None and self.seen[(d.env.environment, d.app)].current != d.version
+        }
+        the_plan = plan(
+            new, desired, self.seen, self.raw.environments, now=SEEDED_AT, verdicts=verdicts
+        )
         self.theirs.append(changes(the_plan))
+
+    def _judge(self, desired: Desired, revision: str) -> list[Check]:
+        """The same policy function over evidence held in memory; a refusal reads the pin's
+        commit with `git log`, as the controller looks for a rollback or an override."""
+        env, manifest = desired.env, desired.manifest
+        assert manifest is not None
+        running = self.seen[(env.environment, desired.app)].current
+        upstream = self.seen.get((env.promote_from, desired.app)) if env.promote_from else None
+        evidence = Evidence(
+            version=desired.version,
+            target=env,
+            upstream=env.promote_from,
+            upstream_state=upstream.state if upstream else None,
+            upstream_gates=(),
+            target_id=manifest.quantum.target.id,
+            availability=Availability.AVAILABLE,
+            now=SEEDED_AT,
+            intent=intent_of(None, running, desired.version),
+        )
+        checks = policy_checks(evidence)
+        if failed(checks):
+            path = f"releases/{env.environment}.yaml"
+            log = ["git", "log", "-1", "--format=%H%x00%B", revision, "--", path]
+            subprocess.run(log, cwd=self.their_mirror, check=True, capture_output=True)
+            checks = policy_checks(evidence)
+        return checks
 
     def _advance(self, commit: str) -> None:
         git(self.origin, "update-ref", BRANCH, commit)

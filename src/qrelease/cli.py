@@ -346,7 +346,7 @@ def reconcile(
     from qrelease.anchoring import anchor_chain
     from qrelease.daemon.lock import AlreadyRunningError, ControllerLock
     from qrelease.planning.planner import Retry
-    from qrelease.wiring import engine
+    from qrelease.wiring import engine, trusted_keys
 
     ctx = make_context(repo, state, config, as_json)
     mode = Retry.ALL if retry else Retry.TRANSIENT
@@ -365,6 +365,7 @@ def reconcile(
                 deploying=True,
                 on_row=_progress,
                 concurrency=ctx.config.concurrency,
+                keys=trusted_keys(ctx.config),
                 allowed_sources=ctx.config.sources.allow,
                 store_url=ctx.store_url,
             ) as eng,
@@ -429,10 +430,11 @@ def status(
 
 
 def _promoter(ctx: Context) -> Any:
-    from qrelease.wiring import open_state, promoter
+    from qrelease.wiring import open_state, promoter, trusted_keys
 
     store = open_state(ctx.state_dir, ctx.store_url)
-    return promoter(ctx.repo, ctx.state_dir, store, branch=ctx.config.source.branch)
+    branch, keys = ctx.config.source.branch, trusted_keys(ctx.config)
+    return promoter(ctx.repo, ctx.state_dir, store, branch=branch, trusted_keys=keys)
 
 
 def _report(result: Any, as_json: bool) -> None:
@@ -521,6 +523,7 @@ def promote(
 @click.option("--to", "version", help="Release to pin (default: the last Healthy one there).")
 @click.option("--reason", required=True, help="Why; recorded in the commit and the audit log.")
 @click.option("--actor", help="Commit author, 'Name <email>' (default: git config).")
+@click.option("--force", is_flag=True, help="Break glass: roll back during a freeze (recorded).")
 def rollback(
     repo: str | None,
     state: Path | None,
@@ -531,10 +534,241 @@ def rollback(
     version: str | None,
     reason: str,
     actor: str | None,
+    force: bool,
 ) -> None:
-    """Commit (and push) an older pin; holds auto-promotion until the next promote."""
+    """Commit (and push) an older pin; holds auto-promotion until the next promote.
+
+    Soak and upstream checks are skipped; deny windows and freezes still apply unless
+    --force overrides them, which the commit and the audit log record.
+    """
     ctx = make_context(repo, state, config, as_json)
-    _run_promotion(ctx, lambda p: p.rollback(app, env_name, version, reason, actor=actor))
+    _run_promotion(
+        ctx, lambda p: p.rollback(app, env_name, version, reason, actor=actor, force=force)
+    )
+
+
+def _suspension(
+    ctx: Context, app: str, env_name: str, reason: str, actor: str | None, *, suspend: bool
+) -> None:
+    from qrelease.promotion.promote import PromotionError
+
+    promoter = _promoter(ctx)
+    try:
+        if suspend:
+            published = promoter.suspend(app, env_name, reason, actor=actor)
+        else:
+            published = promoter.resume(app, env_name, reason, actor=actor)
+    except (PromotionError, SourceError) as exc:
+        raise Failed(str(exc)) from None
+    finally:
+        promoter.store.close()
+    word = "suspended" if suspend else "resumed"
+    where = "pushed" if published.pushed else "committed locally (no remote)"
+    if ctx.as_json:
+        emit_json(
+            {"action": word, "env": env_name, "app": app, "commit": published.commit,
+             "pushed": published.pushed}
+        )  # fmt: skip
+    else:
+        click.echo(f"{word} {app} in {env_name}: {published.commit[:12]} {where}")
+
+
+@main.command()
+@common_options
+@click.argument("app")
+@click.option("--env", "env_name", required=True, help="Environment.")
+@click.option("--reason", required=True, help="Why; recorded in the file, commit and audit log.")
+@click.option("--actor", help="Commit author, 'Name <email>' (default: git config).")
+def suspend(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    app: str,
+    env_name: str,
+    reason: str,
+    actor: str | None,
+) -> None:
+    """Commit (and push) a suspension: the controller and auto-promotion leave the app alone.
+
+    It adds `policy.suspended.<app>: <reason>` to the environment file. What runs keeps
+    running; pin changes wait (status shows Suspended) until `qrelease resume`.
+    """
+    ctx = make_context(repo, state, config, as_json)
+    _suspension(ctx, app, env_name, reason, actor, suspend=True)
+
+
+@main.command()
+@common_options
+@click.argument("app")
+@click.option("--env", "env_name", required=True, help="Environment.")
+@click.option("--reason", required=True, help="Why; recorded in the commit and audit log.")
+@click.option("--actor", help="Commit author, 'Name <email>' (default: git config).")
+def resume(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    app: str,
+    env_name: str,
+    reason: str,
+    actor: str | None,
+) -> None:
+    """Commit (and push) the end of a suspension: the controller applies the pin again."""
+    ctx = make_context(repo, state, config, as_json)
+    _suspension(ctx, app, env_name, reason, actor, suspend=False)
+
+
+def _record_approval(
+    ctx: Context,
+    app: str,
+    env_name: str,
+    version: str | None,
+    reason: str,
+    actor: str | None,
+    sign: bool,
+    *,
+    approves: bool,
+) -> None:
+    from qrelease.evidence import release_digest
+    from qrelease.source.approvals import record_approval
+
+    with opened(ctx) as git_repo:
+        snapshot = load_snapshot(git_repo, ctx.config.source.branch)
+        env = snapshot.environments.get(env_name)
+        if env is None:
+            raise Failed(f"unknown or invalid environment {env_name!r} (see qrelease validate)")
+        version = version or env.apps.get(app)
+        manifest = snapshot.manifest(app, version) if version else None
+        if manifest is None:
+            raise Failed(f"{app} {version or '(not pinned)'} has no valid manifest in {env_name}")
+        digest = release_digest(snapshot, manifest)
+        try:
+            commit = record_approval(
+                git_repo,
+                env=env_name,
+                app=app,
+                version=manifest.version,
+                digest=digest,
+                approves=approves,
+                reason=reason,
+                actor=actor,
+                sign=sign,
+            )
+        except SourceError as exc:
+            raise Failed(str(exc)) from None
+    word = "approved" if approves else "rejected"
+    if ctx.as_json:
+        emit_json(
+            {"action": word, "env": env_name, "app": app, "version": manifest.version,
+             "digest": digest, "commit": commit}
+        )  # fmt: skip
+    else:
+        click.echo(
+            f"{word} {app} {manifest.version} in {env_name} (release {digest[:12]}): {commit[:12]}"
+        )
+
+
+def approval_options(command: F) -> F:
+    """The options `approve` and `reject` share."""
+    for option in (
+        click.option("--sign", is_flag=True, help="Sign it with your git signing key."),
+        click.option("--actor", help="Approver, 'Name <email>' (default: git config)."),
+        click.option("--reason", required=True, help="Why; recorded with it."),
+        click.option("--version", "version", help="Release (default: the version pinned there)."),
+        click.option("--env", "env_name", required=True, help="Environment."),
+        click.argument("app"),
+    ):
+        command = option(command)
+    return command
+
+
+@main.command()
+@common_options
+@approval_options
+def approve(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    app: str,
+    env_name: str,
+    version: str | None,
+    reason: str,
+    actor: str | None,
+    sign: bool,
+) -> None:
+    """Approve a release for an environment (signed Git data on refs/qrelease/approvals)."""
+    ctx = make_context(repo, state, config, as_json)
+    _record_approval(ctx, app, env_name, version, reason, actor, sign, approves=True)
+
+
+@main.command()
+@common_options
+@approval_options
+def reject(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    app: str,
+    env_name: str,
+    version: str | None,
+    reason: str,
+    actor: str | None,
+    sign: bool,
+) -> None:
+    """Reject a release for an environment: it stays held until you approve it again."""
+    ctx = make_context(repo, state, config, as_json)
+    _record_approval(ctx, app, env_name, version, reason, actor, sign, approves=False)
+
+
+@main.command()
+@common_options
+@click.option("--env", "env_name", required=True, help="Environment.")
+@click.option(
+    "--at",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+    help="Judge at this time instead of now (ISO 8601, UTC unless a zone is given).",
+)
+def windows(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    env_name: str,
+    at: Any,
+) -> None:
+    """Whether the environment accepts changes now, and when that next changes."""
+    from datetime import UTC, datetime
+
+    from qrelease.planning.windows import next_change, window_state
+
+    ctx = make_context(repo, state, config, as_json)
+    with opened(ctx) as git_repo:
+        snapshot = load_snapshot(git_repo, ctx.config.source.branch)
+    env = snapshot.environments.get(env_name)
+    if env is None:
+        raise Failed(f"unknown or invalid environment {env_name!r} (see qrelease validate)")
+    now = at.replace(tzinfo=at.tzinfo or UTC) if at else datetime.now(UTC)
+    state_now = window_state(env.policy, now)
+    closes, opens = next_change(env.policy, now)
+    if ctx.as_json:
+        emit_json(
+            {"env": env_name, "open": state_now.open, "reason": state_now.reason,
+             "now": now.isoformat(), "next_close": closes.isoformat() if closes else None,
+             "next_open": opens.isoformat() if opens else None}
+        )  # fmt: skip
+        return
+    click.echo(f"{env_name}: {'open' if state_now.open else 'closed'} ({state_now.reason})")
+    lines = [("next opens ", opens), ("next closes", closes)]
+    if state_now.open:
+        lines.reverse()
+    if lines[0][1] is None:
+        click.echo(f"  nothing {'closes' if state_now.open else 'opens'} it within 400 days")
+    for label, moment in lines:
+        if moment is not None:
+            click.echo(f"  {label}  {moment.isoformat()}")
 
 
 @main.command()
@@ -919,4 +1153,7 @@ def tui(repo: str | None, state: Path | None, config: Path | None) -> None:
     from qrelease.tui.app import run_tui
 
     ctx = make_context(repo, state, config, False)
-    sys.exit(run_tui(ctx.repo, ctx.state_dir, ctx.config.source.branch, ctx.store_url))
+    from qrelease.wiring import trusted_keys
+
+    keys = trusted_keys(ctx.config)
+    sys.exit(run_tui(ctx.repo, ctx.state_dir, ctx.config.source.branch, ctx.store_url, keys))

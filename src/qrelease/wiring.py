@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from qrelease.config import ControllerConfig
 from qrelease.deployers.base import Deployer, DeployError
 from qrelease.engine import Backends, Engine, ReportSink, RowSink, utcnow
 from qrelease.model.environment import AzureQuantum, Environment
@@ -21,6 +22,7 @@ from qrelease.quantum.base import QuantumBackend
 from qrelease.quantum.sandbox import GateLimits
 from qrelease.source.private import private_dir, private_file
 from qrelease.source.repo import GitRepo
+from qrelease.source.signatures import TrustedKeys
 from qrelease.store import DB_NAME, StateStore, open_store
 
 _HEAD = "HEAD"
@@ -146,6 +148,7 @@ def engine(
     on_row: RowSink | None = None,
     concurrency: int = 1,
     sinks: Iterable[ReportSink] = (),
+    keys: TrustedKeys | None = None,
     allowed_sources: Sequence[str] = (),
     store_url: str | None = None,
 ) -> Iterator[Engine]:
@@ -161,7 +164,15 @@ def engine(
         backends = LocalBackends(state_dir, read_template).backends()  # plans install nothing
     store = open_state(state_dir, store_url)
     try:
-        yield Engine(repo, store, backends, on_row=on_row, concurrency=concurrency, sinks=sinks)
+        yield Engine(
+            repo,
+            store,
+            backends,
+            on_row=on_row,
+            concurrency=concurrency,
+            sinks=sinks,
+            trusted_keys=keys,
+        )
     finally:
         store.close()
 
@@ -174,7 +185,14 @@ def promoter(
     branch: str = "main",
     clock: Callable[[], datetime] = utcnow,
     quantum_for: Callable[[Environment], QuantumBackend] | None = None,
+    trusted_keys: TrustedKeys | None = None,
 ) -> Promoter:
     """A promoter over a GitOps repo and a state dir's store, judging targets as the CLI does."""
     judge = quantum_for or LocalBackends(state_dir).quantum_for
-    return Promoter(location, state_dir, store, judge, clock, branch)
+    return Promoter(location, state_dir, store, judge, clock, branch, trusted_keys=trusted_keys)
+
+
+def trusted_keys(config: ControllerConfig) -> TrustedKeys | None:
+    """The keys of signed-commit verification, when the config names any."""
+    keys = TrustedKeys(config.verify.trusted_keys, config.verify.gpg_home)
+    return keys if keys.enabled else None

@@ -15,7 +15,7 @@ import pytest
 
 from qrelease.examples.demo import build_wheelhouse
 from qrelease.store import open_store
-from tests.helpers.gitops import GIT_ENV, GitOpsRepo
+from tests.helpers.gitops import GIT_ENV, GitOpsRepo, relaxed
 from tests.helpers.wheels import build_wheel
 
 pytestmark = pytest.mark.slow
@@ -66,6 +66,12 @@ class User:
         self.repo.write(path, "\n".join(lines) + "\n")
         self.repo.commit(f"pin {app} {version} in {env}")
 
+    def relax(self, env: str) -> None:
+        """Drop the environment's soak and deny windows (these tests run on the real clock)."""
+        path = f"releases/{env}.yaml"
+        self.repo.write(path, relaxed(self.repo.read(path)))
+        self.repo.commit(f"{env}: no soak, no windows (the tests run on the real clock)")
+
     def app_bin(self, env: str, app: str) -> Path:
         return self.state / "envs" / env / app / "current" / "venv" / "bin" / app
 
@@ -110,6 +116,7 @@ def test_example_repo_reconciles_to_synced_healthy_and_apps_run(user: User) -> N
 
 
 def test_new_pin_deploys_and_pinning_back_is_a_switch(user: User) -> None:
+    user.relax("prod")  # the real clock: no soak to wait for, no Friday-evening window
     user.reconcile()
     user.pin("prod", "bell-service", "1.1.0")
     user.reconcile()
@@ -182,17 +189,17 @@ def test_failing_health_after_switch_rolls_back_and_does_not_loop(
     )
     user.repo.write("manifests/bell-service/1.4.0.yaml", text)
     user.repo.commit("bell-service 1.4.0 ships package 1.1.0 and a live check")
-    user.pin("prod", "bell-service", "1.4.0")
+    user.pin("dev", "bell-service", "1.4.0")  # dev: nothing upstream to wait for
     assert user.reconcile(check=False).returncode == 1
-    row = user.status()[("prod", "bell-service")]
-    # 1.0.0 runs again and passes its own check: health is what runs, the rollout failed
-    assert (row["deployed"], row["health"], row["rollout"]) == ("1.0.0", "Healthy", "Failed")
-    assert "rolled back to 1.0.0" in row["message"]
-    assert (user.state / "envs/prod/bell-service/current").readlink() == Path("releases/1.0.0")
-    assert ("auto-rollback", "Restored") in user.events("prod", "bell-service")
-    count = len(user.events("prod", "bell-service"))
+    row = user.status()[("dev", "bell-service")]
+    # 1.2.0 runs again and passes its own check: health is what runs, the rollout failed
+    assert (row["deployed"], row["health"], row["rollout"]) == ("1.2.0", "Healthy", "Failed")
+    assert "rolled back to 1.2.0" in row["message"]
+    assert (user.state / "envs/dev/bell-service/current").readlink() == Path("releases/1.2.0")
+    assert ("auto-rollback", "Restored") in user.events("dev", "bell-service")
+    count = len(user.events("dev", "bell-service"))
     user.reconcile(check=False)
-    after = user.events("prod", "bell-service")
+    after = user.events("dev", "bell-service")
     assert [a for a, _ in after[count:]] in ([], ["hold"])
 
 

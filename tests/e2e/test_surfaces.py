@@ -64,6 +64,7 @@ def test_every_surface_shows_the_same_rows(rig: Rig, api_for: Callable[[Controll
         rig.deployer.drift[("dev", "qrng")] = "qrelease.lock.json is missing"
         rig.quantum.failing_programs["manifests/qrng/programs/qrng.qs"] = "UseOfDynamicBool"
         rig.deployer.unhealthy.add("1.1.0")
+        rig.soaked()
         rig.pin("prod", "bell-service", "1.1.0")
         code, _ = cli(rig, "reconcile")
         assert code == 1  # two desired changes did not go live

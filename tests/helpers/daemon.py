@@ -6,7 +6,7 @@ import io
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,14 @@ from qrelease.model.environment import Environment
 from qrelease.model.manifest import Quantum
 from qrelease.quantum.base import EstimateSummary, GateReport, ProgramSource
 from qrelease.quantum.memory import MemoryQuantum
+from tests.helpers.clock import ManualClock
 from tests.helpers.gitops import GitOpsRepo
 
 SECRET = "daemon-test-secret-Zq9"
 SECRET_ENV = "QRELEASE_TEST_WEBHOOK_SECRET"
 WAIT_SECONDS = 10.0
+MONDAY = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+"""Where a rig's clock starts: clear of the example prod environment's Friday deny window."""
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_SECONDS) -> Any:
@@ -66,6 +69,7 @@ class Rig:
         self.deployer = MemoryDeployer()
         self.quantum: MemoryQuantum = MemoryQuantum()
         self.log = io.StringIO()
+        self.clock = ManualClock(MONDAY)  # the controller's clock; tests move it past soaks
         work.git("clone", "--quiet", "--bare", str(work.path), str(self.remote))
         work.git("remote", "add", "origin", str(self.remote))
         self.controllers: list[Controller] = []
@@ -93,6 +97,7 @@ class Rig:
         return ControllerConfig(**values)
 
     def start(self, config: ControllerConfig | None = None, **kwargs: Any) -> Controller:
+        kwargs.setdefault("clock", self.clock)
         controller = Controller(
             config or self.config(),
             backends_factory=self.backends,
@@ -102,6 +107,10 @@ class Rig:
         self.controllers.append(controller)
         controller.start()
         return controller
+
+    def soaked(self) -> None:
+        """Move the clock past every soak of the example environments (the longest is 1h)."""
+        self.clock.advance(timedelta(hours=2))
 
     def pin(self, env: str, app: str, version: str, push: bool = True) -> str:
         path = f"releases/{env}.yaml"

@@ -19,7 +19,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -28,6 +28,7 @@ from qrelease.cli import main
 from qrelease.deployers.memory import MemoryDeployer
 from qrelease.engine import Backends, Engine
 from qrelease.examples.scaffold import initial_files
+from qrelease.model.types import version_key
 from qrelease.model.vocabulary import Rollout
 from qrelease.quantum.memory import MemoryQuantum
 from qrelease.source.loader import MAX_FILE_PROBLEMS
@@ -354,7 +355,8 @@ class FuzzRig:
         self.quantum = MemoryQuantum()
         self.store = open_store("memory:")
         backends = Backends(lambda env: self.deployer, lambda env: self.quantum)
-        self.engine = Engine(self.git, self.store, backends, clock=lambda: T0)
+        self.now = T0
+        self.engine = Engine(self.git, self.store, backends, clock=lambda: self.now)
         first = self.engine.reconcile()
         assert {a.outcome for a in first.apps} == {Rollout.SUCCEEDED}, first
         self.releases, self.envs = 5, 3
@@ -412,6 +414,7 @@ class FuzzRig:
         assert releases == self.releases - (1 if is_manifest and mine else 0), reported
         # an environment file whose only problem is a pin of its own still loads
         assert envs in ({self.envs - 1, self.envs} if is_env and mine else {self.envs}), reported
+        self.now += timedelta(hours=2)  # every soak of the examples has passed since
         report = self.engine.reconcile()
         outcome = {a.key: (a.outcome, a.reason) for a in report.apps}.get((env, app))
         assert outcome == (Rollout.SUCCEEDED, ""), (env, app, version, outcome)
@@ -419,16 +422,31 @@ class FuzzRig:
         assert observed is not None and observed.deployed == version
 
     def _unrelated_pin(self, broken: str) -> tuple[str, str, str]:
-        """An (env, app, version) pin change that touches nothing of the broken file."""
+        """An (env, app, version) pin change that touches nothing of the broken file and that
+        the release policy lets through: what runs upstream, or an older release (a rollback)."""
         env = next(e for e in ENVS if f"releases/{e}.yaml" != broken)
+        upstream = {"staging": "dev", "prod": "staging"}.get(env)
         pins = dict(re.findall(r"^  ([a-z-]+): (\S+)$", self.good[f"releases/{env}.yaml"], re.M))
         for app, pinned in sorted(pins.items()):
             observed = self.store.get_observed(env, app)
-            taken = {pinned, observed.deployed if observed else None}  # a failed case may differ
-            for path in sorted(BUNDLED):
-                version = path.removeprefix(f"manifests/{app}/").removesuffix(".yaml")
-                if path != broken and "/" not in version and version not in taken:
-                    return env, app, version
+            running = observed.deployed if observed else None
+            taken = {pinned, running}  # a failed case may differ
+            above = self.store.get_observed(upstream, app) if upstream else None
+            allowed = [
+                version
+                for path in sorted(BUNDLED)
+                if path != broken
+                and "/"
+                not in (version := path.removeprefix(f"manifests/{app}/").removesuffix(".yaml"))
+                and version not in taken
+                and (
+                    upstream is None
+                    or (above is not None and version == above.deployed)
+                    or (running is not None and version_key(version) < version_key(running))
+                )
+            ]
+            if allowed:
+                return env, app, allowed[0]
         raise AssertionError(f"no pin to change in {env}")
 
     def _commit(self, mutation: Mutation, env: str, app: str, version: str) -> None:

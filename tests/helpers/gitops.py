@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -63,3 +64,9 @@ def make_repo(path: Path, files: dict[str, bytes]) -> GitOpsRepo:
         repo.write(relative, content)
     repo.commit("initial")
     return repo
+
+
+def relaxed(environment_file: str) -> str:
+    """An environment file without soak or deny windows, for tests that run on the real clock."""
+    text = re.sub(r"(?m)^(\s*soak:) \S+$", r"\1 0s", environment_file)
+    return re.sub(r"(?m)^  windows:\n(    - .*\n)*", "", text)

@@ -44,11 +44,12 @@ class Remote:
         subprocess.run(["git", "clone", "-q", "--bare", str(work.path), str(self.bare)], check=True)
         self.state = root / "state"
         self.quantum = MemoryQuantum()
+        self.deployer = MemoryDeployer()  # what is deployed lives as long as the remote
         self.reconcile(DEPLOYED_AT)
 
     def reconcile(self, now: datetime) -> None:
         """One engine pass over the fakes at `now`, as the controller would run it."""
-        backends = Backends(lambda env: MemoryDeployer(), lambda env: self.quantum)
+        backends = Backends(lambda env: self.deployer, lambda env: self.quantum)
         with open_store(self.state) as store, GitRepo(self.bare) as repo:
             Engine(repo, store, backends, clock=lambda: now).reconcile("main")
 
@@ -72,6 +73,19 @@ class Remote:
 
     def quantum_for(self, env: Environment) -> MemoryQuantum:
         return self.quantum
+
+    def push_edit(self, path: str, old: str, new: str, message: str) -> str:
+        """Edit one file on the remote's branch by hand (clone, commit, push); the new head."""
+        work = self.bare.parent / "hand-edit"
+        if not work.exists():
+            subprocess.run(["git", "clone", "-q", str(self.bare), str(work)], check=True)
+        subprocess.run(["git", "-C", str(work), "pull", "-q"], check=True)
+        text = (work / path).read_text()
+        assert old in text, f"{old!r} not in {path}"
+        (work / path).write_text(text.replace(old, new))
+        for args in (["commit", "-qam", message], ["push", "-q"]):
+            subprocess.run(["git", "-C", str(work), *args], check=True)
+        return self.head
 
     def git(self, *args: str) -> str:
         return subprocess.run(

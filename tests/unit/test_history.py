@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -35,15 +36,18 @@ def failed_rollouts(example_repo: GitOpsRepo, tmp_path: Path) -> Path:
             return type(result)(False, "self-check exited 3")
         return result
 
-    deployer.check_health = fails_when_live  # type: ignore[method-assign]
+    now = [datetime(2026, 5, 4, 9, 0, tzinfo=UTC)]  # a Monday: no deny window
     with open_store(state) as store, GitRepo(example_repo.path) as repo:
-        Engine(repo, store, backends).reconcile()
+        engine = Engine(repo, store, backends, clock=lambda: now[0])
+        engine.reconcile()  # staging runs 1.1.0 Healthy: prod may take it once soaked
+        now[0] += timedelta(hours=2)
+        deployer.check_health = fails_when_live  # type: ignore[method-assign]
         prod = example_repo.read("releases/prod.yaml")
         prod = prod.replace("bell-service: 1.0.0", "bell-service: 1.1.0")
         example_repo.write("releases/prod.yaml", prod.replace("qrng: 0.1.0", "qrng: 0.2.0"))
         example_repo.commit("prod: bell-service 1.1.0, qrng 0.2.0")
         quantum.failing_programs["manifests/qrng/programs/qrng.qs"] = GATE_FAILURE
-        Engine(repo, store, backends).reconcile()
+        engine.reconcile()
     return state
 
 

@@ -40,6 +40,14 @@ class Metrics:
             ["env", "sync", "health"],
             registry=r,
         )
+        self.held = Gauge(
+            "qrelease_apps_held",
+            "Apps whose rollout is Held, per environment and cause: a failing policy check"
+            " (soak, window, approvals, ...), suspended, invalid, target, unverified or"
+            " environment. A hold failing two checks counts under both.",
+            ["env", "cause"],
+            registry=r,
+        )
         self.gates = Counter(
             "qrelease_gate_outcomes",
             "Quantum gate results by gate and outcome.",
@@ -93,6 +101,15 @@ class Metrics:
         self.apps.clear()
         for (env, sync, health), count in Tally(rows).items():
             self.apps.labels(env=env, sync=sync, health=health).set(count)
+
+    def record_holds(self, holds: Iterable[tuple[str, str]]) -> None:
+        """Replace the held gauge with counts over (env, hold step) of the Held rows."""
+        self.held.clear()
+        causes = Tally(
+            (env, cause or "other") for env, step in holds for cause in (step or "").split(",")
+        )
+        for (env, cause), count in causes.items():
+            self.held.labels(env=env, cause=cause).set(count)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -32,6 +32,7 @@ from qrelease.planning.planner import Retry
 from qrelease.planning.status import StatusRow, row_of
 from qrelease.promotion.auto import auto_promote
 from qrelease.redaction import redact_url
+from qrelease.source.approvals import approvals_tip
 from qrelease.source.pinlog import rollback_hold
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys, verify_revision
@@ -108,6 +109,7 @@ class Reconciler:
         self._source_failures = 0
         self._pass_errors = 0
         self._retry_at: datetime | None = None
+        self._approvals_seen: str | None = None
         self._requests: queue.Queue[PassRequest] = queue.Queue()
         self._asking: PassRequest | None = None
 
@@ -221,6 +223,10 @@ class Reconciler:
         """A pass runs for a new revision, a webhook, or when the resync interval is up."""
         if revision != self._last_pass_revision or any(r.startswith(WEBHOOK) for r in reasons):
             return True
+        approvals = approvals_tip(self._git())
+        if approvals != self._approvals_seen:  # someone approved or rejected: judge again
+            self._approvals_seen = approvals
+            return self._last_pass_revision is not None
         if self._retry_at is not None and self.clock() >= self._retry_at:
             return True
         elapsed = None if self._last_pass_at is None else self.clock() - self._last_pass_at
@@ -321,6 +327,7 @@ class Reconciler:
         seconds = (report.finished_at - report.started_at).total_seconds()
         self.metrics.record_pass(seconds, report.outcome, report.gate_outcomes())
         self.metrics.record_apps((row.env, str(row.sync), str(row.health)) for row in rows)
+        self.metrics.record_holds((r.env, r.step) for r in rows if r.rollout == Rollout.HELD)
         due = [row.retry_at for row in rows if row.retry_at is not None]
         self._retry_at = min(due) if due else None
 
@@ -371,6 +378,9 @@ class Reconciler:
         self.metrics.record_apps(
             (state.env, str(state.sync), str(state.health)) for state in recorded
         )
+        self.metrics.record_holds(
+            (s.env, s.rollout_step) for s in recorded if s.rollout == Rollout.HELD
+        )
 
     # -- resources --------------------------------------------------------------------
 
@@ -390,6 +400,7 @@ class Reconciler:
                 clock=self.clock,
                 on_row=self._on_row,
                 verify=self._verifier(),
+                trusted_keys=self._keys(),
                 concurrency=self.config.concurrency,
                 sinks=[self._on_report],
             )
@@ -400,11 +411,16 @@ class Reconciler:
         revision = self._current_revision or f"refs/heads/{self.config.source.branch}"
         return self._git().show_file(revision, path)
 
-    def _verifier(self) -> Callable[[str], str | None] | None:
-        """Signed-commit verification when trusted keys are configured."""
+    def _keys(self) -> TrustedKeys | None:
+        """The trusted keys of signed-commit verification, when it is configured."""
         verify = self.config.verify
         keys = TrustedKeys(verify.trusted_keys, verify.gpg_home)
-        if not keys.enabled:
+        return keys if keys.enabled else None
+
+    def _verifier(self) -> Callable[[str], str | None] | None:
+        """Signed-commit verification when trusted keys are configured."""
+        keys = self._keys()
+        if keys is None:
             return None
         return lambda revision: verify_revision(self._git(), revision, keys)
 

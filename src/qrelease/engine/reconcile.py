@@ -17,18 +17,22 @@ from datetime import UTC, datetime
 
 from qrelease.deployers.base import DeployError, Previewer
 from qrelease.engine.backends import Backends
+from qrelease.engine.bake import bake_check
 from qrelease.engine.observe import Observation, Observer, broken_environments, environment_of
 from qrelease.engine.record import Recorder, draft
 from qrelease.engine.report import AppReport, Finaliser, PassReport, ReportSink, RowSink
 from qrelease.engine.rollout import Deployment
+from qrelease.evidence import PolicySources, judge
 from qrelease.model.environment import Environment
 from qrelease.model.events import Event, EventDraft
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import ActionKind, EventKind, EventOutcome, Rollout
 from qrelease.planning.planner import Action, Plan, Retry, hold_all, plan
+from qrelease.planning.policy import Check
 from qrelease.planning.status import planned, recovered, row_of, same_row
 from qrelease.source.loader import Loader, Snapshot
 from qrelease.source.repo import GitRepo
+from qrelease.source.signatures import TrustedKeys
 from qrelease.store.base import StateStore
 
 
@@ -51,6 +55,7 @@ class Engine:
         verify: Callable[[str], str | None] | None = None,
         concurrency: int = 1,
         sinks: Iterable[ReportSink] = (),
+        trusted_keys: TrustedKeys | None = None,
     ) -> None:
         self.repo = repo
         self.store = store
@@ -59,6 +64,7 @@ class Engine:
         self.on_row = on_row
         self.verify = verify
         self.concurrency = concurrency
+        self.trusted_keys = trusted_keys  # signed-commit verification: overrides, approvals
         self.loader = Loader(repo)
         self.finalise = Finaliser(sinks)
         self._observer = Observer(backends)
@@ -98,9 +104,42 @@ class Engine:
             now=now,
             retry=retry,
             broken=broken,
+            verdicts=self._verdicts(snapshot, observation, stored, now),
         )
         refusal = self.verify(snapshot.revision) if self.verify else None
         return (hold_all(the_plan, refusal) if refusal else the_plan), observation
+
+    def _verdicts(
+        self,
+        snapshot: Snapshot,
+        observation: Observation,
+        stored: Mapping[tuple[str, str], ObservedState],
+        now: datetime,
+    ) -> dict[tuple[str, str], list[Check]]:
+        """The policy checks of every pin change about to be applied, however it reached Git."""
+        sources = PolicySources(
+            self.store, self.repo, snapshot.revision, self.trusted_keys, self.loader.known_pins
+        )
+        verdicts = {}
+        for desired in observation.desired:
+            env, app, manifest = desired.env, desired.app, desired.manifest
+            key = (env.environment, app)
+            running = observation.seen[key].current
+            if manifest is None or running == desired.version or app in env.policy.suspended:
+                continue
+            upstream = stored.get((env.promote_from, app)) if env.promote_from else None
+            verdicts[key] = judge(
+                sources,
+                snapshot,
+                env,
+                app,
+                manifest,
+                running=running,
+                upstream_state=upstream,
+                availability=observation.seen[key].availability,
+                now=now,
+            )
+        return verdicts
 
     def previews(self, snapshot: Snapshot, the_plan: Plan) -> dict[tuple[str, str], list[str]]:
         """What each Deploy would change, for deployers that can tell (ARM what-if)."""
@@ -144,6 +183,11 @@ class Engine:
         states, reports = self._record_plan(recorder, the_plan, previous, snapshot.revision)
         for action in the_plan.of_kind(ActionKind.PRUNE):
             reports[action.key] = self._prune(recorder, action, snapshot, previous[action.key])
+        for action in the_plan.of_kind(ActionKind.BAKE):
+            env = environment_of(snapshot, action.env)
+            reports[action.key] = bake_check(
+                action, env, snapshot, states[action.key], self.backends, recorder, self.clock
+            )
         deploys = the_plan.of_kind(ActionKind.DEPLOY)
         for app_report in self._deploy_all(deploys, snapshot, previous, states):
             reports[app_report.key] = app_report
@@ -326,10 +370,17 @@ class Engine:
 
 
 def _new_hold(before: ObservedState | None, action: Action) -> bool:
-    """True when this hold's reason was not already recorded for the key."""
-    return (
-        before is None or before.rollout != Rollout.HELD or before.rollout_reason != action.reason
-    )
+    """True when this hold was not already recorded for the key.
+
+    A policy hold is the same hold while the same release fails the same checks: its text
+    changes every pass (`Healthy in staging for 4m`), and the audit log records the hold
+    once, not once per pass. Any other hold is new when its reason changes.
+    """
+    if before is None or before.rollout != Rollout.HELD:
+        return True
+    if action.checks:
+        return (before.desired, before.rollout_step) != (action.to_version, action.step)
+    return before.rollout_reason != action.reason
 
 
 def _settled_report(action: Action, state: ObservedState, events: tuple[int, ...]) -> AppReport:

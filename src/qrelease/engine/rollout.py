@@ -23,7 +23,7 @@ from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import EventKind, EventOutcome, Failure, Health, Rollout
 from qrelease.planning.planner import Action
-from qrelease.planning.status import Outcome, failed, row_of, stepped, succeeded
+from qrelease.planning.status import Outcome, baking, failed, row_of, stepped, succeeded
 from qrelease.planning.upstream import GATE_EVENTS_SCANNED, newest_gates
 from qrelease.quantum.base import EstimateSummary, GateReport, GateResult, ProgramSource
 from qrelease.source.loader import Snapshot, program_path
@@ -197,8 +197,10 @@ class Deployment:
                     live_target=target,
                     switched=True,
                 ) from None
-            deployer.switch(self.env, self.action.app, previous)
-            restored = self._restored_health(deployer, previous)
+            fallback = self.before.health if self.before is not None else Health.UNKNOWN
+            restored = switch_back(
+                deployer, self.env, self.snapshot, self.action.app, previous, fallback
+            )
             outcome = EventOutcome.RESTORED if restored == Health.HEALTHY else EventOutcome.DEGRADED
             details = {"restored": previous, "health": str(restored)}
             rollback = self._draft(EventKind.AUTO_ROLLBACK, outcome, failure.message, details)
@@ -210,14 +212,6 @@ class Deployment:
                 live_health=restored,
                 switched=True,
             ) from None
-
-    def _restored_health(self, deployer: Deployer, previous: str) -> Health:
-        """The health of the release switched back to: checked when Git still has its manifest."""
-        manifest = self.snapshot.manifest(self.action.app, previous)
-        if manifest is None:  # it ran before the pass and nothing in it changed
-            return self.before.health if self.before is not None else Health.UNKNOWN
-        health = deployer.check_health(self.env, manifest, current=True)
-        return Health.HEALTHY if health.ok else Health.DEGRADED
 
     # -- recording ----------------------------------------------------------------------
 
@@ -240,8 +234,12 @@ class Deployment:
 
     def _succeed(self, report: GateReport, intent: int) -> AppReport:
         qubits = report.estimate.physical_qubits if report.estimate else None
-        self.state = succeeded(self.state, self.manifest, self.clock(), report.qir_sha256, qubits)
-        deployed = self._draft(EventKind.DEPLOY, EventOutcome.HEALTHY)
+        now = self.clock()
+        self.state = succeeded(self.state, self.manifest, now, report.qir_sha256, qubits)
+        bake = self.env.policy.bake
+        if bake is not None:
+            self.state = baking(self.state, bake, self.action.from_version, now)
+        deployed = self._draft(EventKind.DEPLOY, EventOutcome.HEALTHY, details=self._checks())
         self.events += self.recorder.commit(self.state, [deployed], intent=intent)
         kept = self.env.classical.keep if self.env.classical.kind == "venv" else 5
         self.backends.deployer_for(self.env).retire(self.env, self.action.app, kept)
@@ -259,10 +257,21 @@ class Deployment:
             went_live=failure.switched and live == self.manifest.version,
         )
         self.state = failed(self.before, self.state, outcome, self.revision, self.clock())
-        details = {"step": failure.step, "message": failure.message, "failure": failure.failure}
+        details = {
+            "step": failure.step,
+            "message": failure.message,
+            "failure": failure.failure,
+            **self._checks(),
+        }
         event = self._draft(EventKind.DEPLOY, EventOutcome.FAILED, failure.message, details)
         self.events += self.recorder.commit(self.state, [event], intent=intent)
         return self._report(Rollout.FAILED, failure.step, failure.message)
+
+    def _checks(self) -> dict[str, object]:
+        """The policy checks the change passed (overrides marked), for the audit log."""
+        if not self.action.checks:
+            return {}
+        return {"checks": [check.render() for check in self.action.checks]}
 
     def _report(self, outcome: Rollout, step: str, reason: str) -> AppReport:
         action = self.action
@@ -279,3 +288,21 @@ class Deployment:
             self.gates,
             tuple(event.seq for event in self.events),
         )
+
+
+def switch_back(
+    deployer: Deployer,
+    env: Environment,
+    snapshot: Snapshot,
+    app: str,
+    previous: str,
+    fallback: Health,
+) -> Health:
+    """Make `previous` live again and say how it is: checked when Git still has its manifest,
+    else `fallback` (it ran before and nothing in it changed)."""
+    deployer.switch(env, app, previous)
+    manifest = snapshot.manifest(app, previous)
+    if manifest is None:
+        return fallback
+    health = deployer.check_health(env, manifest, current=True)
+    return Health.HEALTHY if health.ok else Health.DEGRADED

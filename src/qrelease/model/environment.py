@@ -11,7 +11,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dateutil.rrule import rrule as Recurrence
+from dateutil.rrule import rrulestr
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from qrelease.model.manifest import Frozen, has_parent_segment
@@ -230,15 +233,139 @@ class Freeze(Frozen):
         return self
 
 
+RRULE_ANCHOR = datetime(2024, 1, 1)
+"""Recurring windows count their occurrences from here (in the window's time zone)."""
+_TOO_FINE = ("SECONDLY", "MINUTELY")
+
+
+class RecurringWindow(Frozen):
+    """A window that recurs by an RFC 5545 rule (as Kargo's), in its own time zone.
+
+    Each occurrence starts at an instance of `rrule` (read in `timezone`, counted from
+    RRULE_ANCHOR) and lasts `duration`. A `deny` window stops changes while it lasts; when
+    an environment has `allow` windows, changes go live only inside one of them.
+
+    >>> w = RecurringWindow(rrule="FREQ=WEEKLY;BYDAY=FR;BYHOUR=16", duration="8h",
+    ...                     timezone="Europe/Berlin")
+    >>> friday, saturday = datetime(2026, 12, 4, 17, tzinfo=UTC), datetime(2026, 12, 5, tzinfo=UTC)
+    >>> w.covers(friday), w.covers(saturday)
+    (True, False)
+    """
+
+    kind: Literal["deny", "allow"] = "deny"
+    rrule: str = Field(min_length=1, max_length=500)
+    duration: Duration
+    timezone: str = "UTC"
+    reason: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone (such as Europe/Berlin)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _checked(self) -> RecurringWindow:
+        if self.duration <= timedelta(0):
+            raise ValueError("a window's duration must be positive")
+        upper = self.rrule.upper()
+        if any(f"FREQ={freq}" in upper for freq in _TOO_FINE):
+            raise ValueError("rrule: recurring windows repeat hourly at the finest")
+        try:
+            self.rule()
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"rrule: {error}") from None
+        return self
+
+    def rule(self) -> Recurrence:
+        """The recurrence, anchored in the window's time zone."""
+        anchor = RRULE_ANCHOR.replace(tzinfo=ZoneInfo(self.timezone))
+        parsed = rrulestr(self.rrule, dtstart=anchor)
+        if not isinstance(parsed, Recurrence):
+            raise ValueError("give one RRULE (no RDATE or EXRULE sets)")
+        return parsed
+
+    def occurrence(self, moment: datetime) -> tuple[datetime, datetime] | None:
+        """The (start, end) of the occurrence covering `moment`, merged with overlapping ones."""
+        start = self.rule().before(moment, inc=True)
+        if start is None or moment >= start + self.duration:
+            return None
+        return start, self.end_from(start)
+
+    def covers(self, moment: datetime) -> bool:
+        """True while an occurrence lasts."""
+        return self.occurrence(moment) is not None
+
+    def next_start(self, moment: datetime) -> datetime | None:
+        """The first occurrence starting after `moment`."""
+        found: datetime | None = self.rule().after(moment)
+        return found
+
+    def end_from(self, start: datetime) -> datetime:
+        """When the occurrence starting at `start` ends, merged with the ones that overlap it."""
+        end = start + self.duration
+        rule = self.rule()
+        following = rule.after(start)
+        while following is not None and following <= end:
+            end = max(end, following + self.duration)
+            following = rule.after(following)
+        return end
+
+
+class Approvals(Frozen):
+    """N of M: how many of the listed approvers must approve a release before it goes live.
+
+    Approvers are named as they sign: the principal of their key in the controller's
+    allowed-signers file when signed-commit verification is on, else their commit e-mail.
+    """
+
+    required: int = Field(ge=1, le=100)
+    approvers: tuple[str, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _enough(self) -> Approvals:
+        listed = len(set(self.approvers))
+        if self.required > listed:
+            raise ValueError(f"required is {self.required} but {listed} approvers are listed")
+        return self
+
+
+class Bake(Frozen):
+    """After a release goes live, its health check runs every `interval` for `duration`."""
+
+    duration: Duration
+    interval: Duration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _positive(self) -> Bake:
+        if self.interval <= timedelta(0) or self.duration <= timedelta(0):
+            raise ValueError("bake duration and interval must be positive")
+        return self
+
+
 class Policy(Frozen):
-    """How releases move through this environment."""
+    """How releases move through this environment.
+
+    `suspended` maps an app to why it is suspended: the controller never changes it.
+    `overriders` are allowed-signers lines (`principal key`): with signed-commit
+    verification on, only a commit signed by one of them may override failed checks.
+    """
 
     soak: Duration = timedelta(0)
     auto_rollback: bool = True
     auto_promote: bool = False
     prune: bool = False
-    windows: tuple[DenyWindow, ...] = ()
+    windows: tuple[DenyWindow | RecurringWindow, ...] = ()
     freezes: tuple[Freeze, ...] = ()
+    approvals: Approvals | None = None
+    suspended: dict[DnsName, str] = Field(default_factory=dict)
+    overriders: tuple[str, ...] = ()
+    bake: Bake | None = None
 
 
 class Environment(Frozen):

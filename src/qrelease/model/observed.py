@@ -20,7 +20,9 @@ class ObservedState(Frozen):
     `target` is the target shown: the desired release's when it has a valid manifest,
     else the running release's (`running_target`). `failed_version`/`failed_revision`
     name the last failed attempt, `failure` says whether retrying it can help, and
-    `attempts`/`retry_at` pace the retries of a transient failure.
+    `attempts`/`retry_at` pace the retries of a transient failure (and, for a hold or a
+    bake, say when the row is looked at again). While a release bakes (`bake_until`), its
+    health check runs again every bake interval and a failure switches back to `previous`.
     """
 
     env: str
@@ -46,6 +48,8 @@ class ObservedState(Frozen):
     failure: Failure | None = None
     attempts: int = 0
     retry_at: datetime | None = None
+    bake_until: datetime | None = None
+    previous: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -77,6 +77,7 @@ class ActionKind(StrEnum):
     NOOP = "Noop"
     HOLD = "Hold"
     PRUNE = "Prune"
+    BAKE = "Bake"
 
 
 class Rollout(StrEnum):
@@ -115,8 +116,11 @@ class EventKind(StrEnum):
     HOLD = "hold"
     PRUNE = "prune"
     RECOVER = "recover"
+    BAKE = "bake"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    SUSPEND = "suspend"
+    RESUME = "resume"
 
 
 class EventOutcome(StrEnum):

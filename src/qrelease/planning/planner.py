@@ -8,9 +8,9 @@ decided here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -18,6 +18,7 @@ from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import ActionKind, Availability, Failure, Health, Rollout, Sync
+from qrelease.planning.policy import Check, failed, next_look
 
 BLOCKING_AVAILABILITY = (Availability.DEGRADED, Availability.UNAVAILABLE)
 
@@ -66,6 +67,10 @@ class Action(NamedTuple):
 
     `rollout` is what the decision means for the last-rollout field: Running for a Deploy,
     Held for a new hold, Failed for a release waiting after a failure, None for unchanged.
+    A policy hold carries its `checks` and when to judge again (`retry_at`); a suspended
+    app's hold says so in `health`. A hold's `step` names its cause in a word or two
+    (`suspended`, `invalid`, `target`, `unverified`, `environment`, or the failing check
+    names, comma-separated), as status shows `rollout Held (soak,window)` and metrics count.
     """
 
     kind: ActionKind
@@ -78,6 +83,10 @@ class Action(NamedTuple):
     manifest: ReleaseManifest | None = None
     availability: Availability = Availability.UNKNOWN
     rollout: Rollout | None = None
+    retry_at: datetime | None = None
+    health: Health | None = None
+    checks: tuple[Check, ...] = ()
+    step: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -98,8 +107,9 @@ class Plan:
 
     @property
     def changes(self) -> list[Action]:
-        """The actions that would change something."""
-        return [a for a in self.actions if a.kind in (ActionKind.DEPLOY, ActionKind.PRUNE)]
+        """The actions that would change something (a bake check may switch back)."""
+        kinds = (ActionKind.DEPLOY, ActionKind.PRUNE, ActionKind.BAKE)
+        return [a for a in self.actions if a.kind in kinds]
 
 
 def plan(
@@ -111,15 +121,21 @@ def plan(
     now: datetime,
     retry: Retry = Retry.DUE,
     broken: Mapping[str, str] | None = None,
+    verdicts: Mapping[tuple[str, str], Sequence[Check]] | None = None,
 ) -> Plan:
     """Decide for every desired app, and for every recorded app Git no longer asks for.
 
     `broken` maps environments whose file is invalid to the problem: their apps are held.
+    `verdicts` are the policy checks of the pin changes about to be applied.
     """
-    actions = [
-        decide(revision, d, seen.get((d.env.environment, d.app), Seen()), now=now, retry=retry)
-        for d in desired
-    ]
+    judged = verdicts or {}
+    actions = []
+    for d in desired:
+        key = (d.env.environment, d.app)
+        verdict = judged.get(key, ())
+        actions.append(
+            decide(revision, d, seen.get(key, Seen()), now=now, retry=retry, verdict=verdict)
+        )
     wanted = {(d.env.environment, d.app) for d in desired}
     for key, observed in seen.items():
         if key in wanted:
@@ -134,7 +150,9 @@ def plan(
 def hold_all(the_plan: Plan, reason: str) -> Plan:
     """The same plan with every change turned into a Hold (an untrusted revision, say)."""
     held = [
-        action._replace(kind=ActionKind.HOLD, reason=reason, rollout=Rollout.HELD)
+        action._replace(
+            kind=ActionKind.HOLD, reason=reason, rollout=Rollout.HELD, step="unverified"
+        )
         if action.kind in (ActionKind.DEPLOY, ActionKind.PRUNE)
         else action
         for action in the_plan.actions
@@ -143,9 +161,15 @@ def hold_all(the_plan: Plan, reason: str) -> Plan:
 
 
 def decide(
-    revision: str, desired: Desired, seen: Seen, *, now: datetime, retry: Retry = Retry.DUE
+    revision: str,
+    desired: Desired,
+    seen: Seen,
+    *,
+    now: datetime,
+    retry: Retry = Retry.DUE,
+    verdict: Sequence[Check] = (),
 ) -> Action:
-    """The action for one app an environment file pins."""
+    """The action for one app an environment file pins (`verdict`: its policy checks)."""
     env, app, version = desired.env.environment, desired.app, desired.version
     current = seen.current
 
@@ -165,11 +189,19 @@ def decide(
             rollout,
         )
 
+    suspended = desired.env.policy.suspended.get(app)
+    if suspended is not None:
+        reason = f"suspended: {suspended}" if suspended else "suspended"
+        held = act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
+        return held._replace(health=Health.SUSPENDED, step="suspended")
     if desired.manifest is None:
         reason = desired.problem or "release is invalid"
-        return act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
+        held = act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
+        return held._replace(step="invalid")
     unverified = _unverified(seen.state)
     if current == version and seen.drift is None and not unverified:
+        if _bake_due(seen.state, now):
+            return act(ActionKind.BAKE, Sync.SYNCED, "bake: health check of what runs")
         return act(ActionKind.NOOP, Sync.SYNCED)
     waiting = _waiting(seen.state, version, revision, now, retry)
     if waiting:
@@ -178,8 +210,25 @@ def decide(
         target = desired.manifest.quantum.target.id
         detail = f": {seen.availability_message}" if seen.availability_message else ""
         reason = f"target {target} is {seen.availability}{detail}; rollout on hold"
-        return act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason, Rollout.HELD)
-    return act(ActionKind.DEPLOY, Sync.OUT_OF_SYNC, _deploy_reason(seen, version), Rollout.RUNNING)
+        held = act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason, Rollout.HELD)
+        return held._replace(step="target")
+    stopping = failed(verdict) if current != version else []
+    if stopping:
+        until = next_look(verdict)
+        when = f" (judged again at {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC)" if until else ""
+        reason = (
+            "held by policy"
+            + when
+            + ": "
+            + "; ".join(f"{check.name}: {check.detail}" for check in stopping)
+        )
+        held = act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason, Rollout.HELD)
+        step = ",".join(check.name for check in stopping)
+        return held._replace(retry_at=until, checks=tuple(verdict), step=step)
+    deploy = act(
+        ActionKind.DEPLOY, Sync.OUT_OF_SYNC, _deploy_reason(seen, version), Rollout.RUNNING
+    )
+    return deploy._replace(checks=tuple(verdict))
 
 
 def decide_unwanted(key: tuple[str, str], seen: Seen, env: Environment | None) -> Action:
@@ -204,7 +253,14 @@ def _hold(key: tuple[str, str], seen: Seen, reason: str) -> Action:
     """A recorded app of an environment whose file is broken: what it wanted still stands."""
     desired = seen.state.desired if seen.state is not None else None
     return Action(
-        ActionKind.HOLD, *key, seen.current, desired, Sync.UNKNOWN, reason, rollout=Rollout.HELD
+        ActionKind.HOLD,
+        *key,
+        seen.current,
+        desired,
+        Sync.UNKNOWN,
+        reason,
+        rollout=Rollout.HELD,
+        step="environment",
     )
 
 
@@ -236,6 +292,13 @@ def _waiting(
         if retry == Retry.TRANSIENT or due:
             return ""
     return state.message or f"{version} failed at this revision"
+
+
+def _bake_due(state: ObservedState | None, now: datetime) -> bool:
+    """True when a release bakes and its next health check (or the end of its bake) is due."""
+    if state is None or state.bake_until is None or state.rollout != Rollout.RUNNING:
+        return False
+    return state.retry_at is None or now >= state.retry_at
 
 
 def _unverified(state: ObservedState | None) -> bool:

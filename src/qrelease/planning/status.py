@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from qrelease.model.environment import Bake
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import (
@@ -115,8 +116,16 @@ def row_of(state: ObservedState) -> StatusRow:
         state.availability,
         state.message,
         state.revision,
-        state.retry_at if state.failure == Failure.TRANSIENT else None,
+        _retry_at(state),
     )
+
+
+def _retry_at(state: ObservedState) -> datetime | None:
+    """When the row is looked at again by itself: a transient failure's retry, a policy hold's
+    next judgement, a bake's next health check."""
+    if state.rollout == Rollout.HELD or state.failure == Failure.TRANSIENT or state.bake_until:
+        return state.retry_at
+    return None
 
 
 def pending_row(env: str, app: str, desired: str, revision: str, target: str | None) -> StatusRow:
@@ -204,13 +213,53 @@ def planned(
             message=doing,
         )
     elif action.kind == ActionKind.HOLD and action.rollout == Rollout.HELD:
-        update.update(rollout=Rollout.HELD, rollout_step="", rollout_reason=action.reason)
-        update["message"] = action.reason
+        update.update(rollout=Rollout.HELD, rollout_step=action.step, rollout_reason=action.reason)
+        update.update(message=action.reason, retry_at=action.retry_at)
+        if action.health is not None:
+            update["health"] = action.health
     elif action.kind == ActionKind.HOLD:
         update["message"] = action.reason  # a failure waiting: the rollout stays Failed
     elif action.kind == ActionKind.NOOP:
         update.update(_settled(action, base))
     return base.model_copy(update=update)
+
+
+def baking(state: ObservedState, bake: Bake, previous: str | None, now: datetime) -> ObservedState:
+    """The release went live and healthy; it bakes now, its health checked every interval.
+
+    Soak downstream counts from the end of the bake, so `healthy_since` waits for it.
+    """
+    until = now + bake.duration
+    return state.model_copy(
+        update={
+            "rollout": Rollout.RUNNING,
+            "rollout_step": "bake",
+            "message": f"baking until {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC",
+            "healthy_since": None,
+            "bake_until": until,
+            "retry_at": min(now + bake.interval, until),
+            "previous": previous,
+        }
+    )
+
+
+def baked(state: ObservedState, bake: Bake, now: datetime) -> ObservedState:
+    """One more healthy check: still baking, or done (soak starts now)."""
+    if state.bake_until is not None and now < state.bake_until:
+        return state.model_copy(
+            update={"retry_at": min(now + bake.interval, state.bake_until), "updated_at": now}
+        )
+    return state.model_copy(
+        update={
+            "rollout": Rollout.SUCCEEDED,
+            "rollout_step": "",
+            "message": "",
+            "healthy_since": now,
+            "bake_until": None,
+            "retry_at": None,
+            "updated_at": now,
+        }
+    )
 
 
 def stepped(state: ObservedState, step: str, now: datetime) -> ObservedState:
@@ -310,6 +359,7 @@ def failed(
         update["running_target"] = None
     if outcome.live != (before.deployed if before else None) or health != Health.HEALTHY:
         update["healthy_since"] = None
+    update.update(bake_until=None, previous=None)
     return state.model_copy(update=update)
 
 
@@ -363,6 +413,8 @@ def _settled(action: Action, base: ObservedState) -> dict[str, Any]:
         }
     if base.failed_version == action.to_version:
         return {}  # live but failed its health check: keep saying why
+    if base.rollout == Rollout.HELD:  # Git asks for what runs again: nothing is held any more
+        return {"message": "", "rollout": None, "rollout_reason": "", "retry_at": None}
     return {"message": ""}
 
 

@@ -50,6 +50,8 @@ def candidates(
         if not (env.policy.auto_promote and env.promote_from):
             continue
         for app, pinned in sorted(env.apps.items()):
+            if app in env.policy.suspended:
+                continue  # the controller leaves a suspended app alone, and so does this
             upstream = healthy_release(rows.get((env.promote_from, app)))
             if upstream is not None and version_key(upstream) > version_key(pinned):
                 found.append((name, app, upstream))

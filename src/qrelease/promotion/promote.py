@@ -8,22 +8,24 @@ judgement without the commit: the TUI's dialogs show it before anything is publi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from qrelease.anchoring import anchor_chain
+from qrelease.evidence import PolicySources, judge
 from qrelease.model.environment import Environment
 from qrelease.model.events import EventDraft
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.vocabulary import Availability, EventKind, EventOutcome
-from qrelease.planning.policy import Check, Evidence, failed, promotion_checks
-from qrelease.planning.upstream import GATE_EVENTS_SCANNED, GateLine, healthy_release, newest_gates
+from qrelease.planning.policy import Check, PinIntent, failed
+from qrelease.planning.upstream import healthy_release
 from qrelease.quantum.base import QuantumBackend
 from qrelease.source.loader import Loader, Snapshot
-from qrelease.source.publish import PinChange, Published, publish
+from qrelease.source.publish import FileChange, PinChange, Published, SuspendChange, publish
+from qrelease.source.signatures import TrustedKeys
 from qrelease.source.workspace import open_repo
 from qrelease.store.base import StateStore
 
@@ -82,6 +84,7 @@ class Promoter:
     clock: Callable[[], datetime]
     branch: str = "main"
     before_push: Callable[[int], None] | None = None
+    trusted_keys: TrustedKeys | None = None
     _snapshot: Snapshot | None = field(default=None, init=False)
 
     def snapshot(self) -> Snapshot:
@@ -100,14 +103,20 @@ class Promoter:
     def preview(self, action: PinAction, app: str, env_name: str, version: str) -> Preview:
         """The checks a promote or rollback to `version` would run, publishing nothing."""
         env = self._environment(env_name)
+        suspended = env.policy.suspended.get(app)
+        if suspended is not None:
+            raise PromotionError(
+                f"{app} is suspended in {env_name} ({suspended}): the controller would not "
+                f"apply it; `qrelease resume {app} --env {env_name}` first"
+            )
         manifest = self._manifest(app, version)
         current = env.apps.get(app)
         if current == version:
             raise PromotionError(f"{app} is already pinned to {version} in {env_name}")
+        checks = self._judge(action, env, app, manifest)
         if action == "rollback":
-            check = Check("manifest-valid", True, f"manifests/{app}/{version}.yaml validates")
-            return Preview(action, app, env_name, current, version, (check,))
-        checks = promotion_checks(self._evidence(env, app, version, manifest))
+            valid = Check("manifest-valid", True, f"manifests/{app}/{version}.yaml validates")
+            checks.insert(0, valid)
         return Preview(action, app, env_name, current, version, tuple(checks))
 
     def default_version(self, action: PinAction, app: str, env_name: str) -> str:
@@ -139,16 +148,57 @@ class Promoter:
         )
         if refused and not force:
             return Result(change, list(judged.checks))
-        return Result(change, list(judged.checks), self._publish(change, list(judged.checks)))
+        return Result(change, list(judged.checks), self._publish_pin(change, list(judged.checks)))
 
     def rollback(
-        self, app: str, env_name: str, version: str | None, reason: str, *, actor: str | None = None
+        self,
+        app: str,
+        env_name: str,
+        version: str | None,
+        reason: str,
+        *,
+        actor: str | None = None,
+        force: bool = False,
     ) -> Result:
-        """Pin an earlier release (default: the last one Healthy here); holds auto-promotion."""
+        """Pin an earlier release (default: the last one Healthy here); holds auto-promotion.
+
+        Soak and upstream checks are skipped; windows and freezes still apply unless
+        `force` breaks the glass, which the commit and the audit log record.
+        """
         version = version or self.default_version("rollback", app, env_name)
         judged = self.preview("rollback", app, env_name, version)
-        change = PinChange("rollback", env_name, app, judged.from_version, version, reason, actor)
-        return Result(change, list(judged.checks), self._publish(change, list(judged.checks)))
+        refused = judged.refused
+        override = tuple(check.name for check in refused) if force else ()
+        change = PinChange(
+            "rollback", env_name, app, judged.from_version, version, reason, actor, override
+        )
+        if refused and not force:
+            return Result(change, list(judged.checks))
+        return Result(change, list(judged.checks), self._publish_pin(change, list(judged.checks)))
+
+    def suspend(
+        self, app: str, env_name: str, reason: str, *, actor: str | None = None
+    ) -> Published:
+        """Commit `policy.suspended.<app>`: the controller and auto-promotion leave it alone."""
+        env = self._environment(env_name)
+        if app not in env.apps:
+            raise PromotionError(f"{app} is not pinned in {env_name}")
+        current = env.policy.suspended.get(app)
+        if current is not None:
+            raise PromotionError(f"{app} is already suspended in {env_name}: {current}")
+        change = SuspendChange(env_name, app, True, reason, actor)
+        return self._publish(change, EventKind.SUSPEND, env.apps[app], {"suspended": reason})
+
+    def resume(
+        self, app: str, env_name: str, reason: str, *, actor: str | None = None
+    ) -> Published:
+        """Remove the app's suspension: the controller applies its pin again."""
+        env = self._environment(env_name)
+        current = env.policy.suspended.get(app)
+        if current is None:
+            raise PromotionError(f"{app} is not suspended in {env_name}")
+        change = SuspendChange(env_name, app, False, reason, actor, expected=current)
+        return self._publish(change, EventKind.RESUME, env.apps.get(app), {"was": current})
 
     # -- evidence ---------------------------------------------------------------------
 
@@ -192,55 +242,66 @@ class Promoter:
                 return event.to_version
         raise PromotionError(f"no earlier Healthy release of {app} in {env_name}; give --to")
 
-    def _evidence(
-        self, env: Environment, app: str, version: str, manifest: ReleaseManifest
-    ) -> Evidence:
+    def _judge(
+        self, action: PinAction, env: Environment, app: str, manifest: ReleaseManifest
+    ) -> list[Check]:
+        """The same policy function the controller applies, on the same evidence."""
+        recorded = self.store.get_observed(env.environment, app)
+        running = recorded.deployed if recorded else None
+        intent: PinIntent = "rollback" if action == "rollback" else "promote"
+        if running is None and action == "promote":
+            intent = "first"
         upstream = env.promote_from
-        state = self.store.get_observed(upstream, app) if upstream else None
         target = manifest.quantum.target.id
         try:
             availability = self.quantum_for(env).target_status(target).availability
         except Exception:  # a failing status lookup reads as Unknown; it must not crash the CLI
             availability = Availability.UNKNOWN
-        return Evidence(
-            version,
-            env,
-            upstream,
-            state,
-            self._gate_results(upstream, app, version),
-            target,
-            availability,
-            self.clock(),
-        )
+        with open_repo(self.location, self.state_dir) as repo:
+            sources = PolicySources(self.store, repo, self.snapshot().revision, self.trusted_keys)
+            return judge(
+                sources,
+                self.snapshot(),
+                env,
+                app,
+                manifest,
+                running=running,
+                upstream_state=self.store.get_observed(upstream, app) if upstream else None,
+                availability=availability,
+                now=self.clock(),
+                intent=intent,
+                override=frozenset(),
+            )
 
-    def _gate_results(self, env: str | None, app: str, version: str) -> tuple[GateLine, ...]:
-        if env is None:
-            return ()
-        events = self.store.iter_events(
-            env=env, app=app, actions=[EventKind.GATE], descending=True, limit=GATE_EVENTS_SCANNED
-        )
-        return newest_gates(events, version)
+    def _publish_pin(self, change: PinChange, checks: list[Check]) -> Published:
+        details = {"checks": [c.render() for c in checks], "override": list(change.override)}
+        outcome = EventOutcome.FORCED if change.override else EventOutcome.COMMITTED
+        kind = EventKind(change.action)
+        return self._publish(change, kind, change.to_version, details, change.from_version, outcome)
 
-    def _publish(self, change: PinChange, checks: list[Check]) -> Published:
+    def _publish(
+        self,
+        change: FileChange,
+        kind: EventKind,
+        version: str | None,
+        details: Mapping[str, object],
+        from_version: str | None = None,
+        outcome: EventOutcome = EventOutcome.COMMITTED,
+    ) -> Published:
+        """Commit and push the change, then record it in the audit log and anchor the log."""
         published = publish(self.location, self.state_dir, change, self.branch, self.before_push)
-        details = {
-            "commit": published.commit,
-            "pushed": published.pushed,
-            "checks": [c.render() for c in checks],
-            "override": list(change.override),
-        }
         self.store.append(
             EventDraft(
                 env=change.env,
                 app=change.app,
-                action=change.action,
-                from_version=change.from_version,
-                to_version=change.to_version,
+                action=kind,
+                from_version=from_version,
+                to_version=version,
                 revision=published.commit,
                 actor=published.author or change.actor or "cli",
                 reason=change.reason,
-                outcome=str(EventOutcome.FORCED if change.override else EventOutcome.COMMITTED),
-                details=details,
+                outcome=str(outcome),
+                details={"commit": published.commit, "pushed": published.pushed, **details},
             ),
             time=self.clock(),
         )

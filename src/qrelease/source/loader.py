@@ -195,6 +195,22 @@ class Loader:
         """How many parses the loader holds: its tree's, plus those the last load replaced."""
         return len(self._tree.parsed if self._tree else ()) + len(self._recent)
 
+    def known_pins(self, blob: str) -> Mapping[str, str] | None:
+        """The pins of an environment-file blob this loader parsed (now or one load ago).
+
+        Lets the pin history (`pinlog`) skip re-parsing the file versions a controller has
+        just loaded; None when the blob is unknown or did not validate.
+        """
+        found = self._recent.get((Environment.__name__, blob))
+        if found is None and self._tree is not None:
+            for path in self._tree.env_files:
+                entry = self._tree.entries.get(path)
+                if entry is not None and entry.sha == blob:
+                    found = self._tree.parsed.get(path)
+                    break
+        model = found.model if found is not None else None
+        return model.apps if isinstance(model, Environment) else None
+
     def load(self, rev: str = "HEAD") -> Snapshot:
         """Read and validate every manifest and environment file at `rev`."""
         revision = self._repo.resolve(rev)

@@ -6,15 +6,23 @@ Commits made by qrelease carry `Qrelease-*` trailers; any other commit that edit
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from threading import Lock
 
 from qrelease.source.repo import GitRepo
 from qrelease.source.yamldoc import YamlError, parse_mapping
 
 _FIELD = "\x1f"
 _RECORD = "\x1e"
-_FORMAT = _RECORD + _FIELD.join(["%H", "%P", "%an <%ae>", "%cI", "%G?", "%B"])
+_FORMAT = _RECORD + _FIELD.join(["%H", "%an <%ae>", "%cI", "%G?", "%B"])
+_RAW = ["--raw", "--no-abbrev", "--no-renames"]
+_CACHE_SIZE = 256
+_PIN_CACHE: OrderedDict[str, Mapping[str, str]] = OrderedDict()
+"""Pins by blob id: content-addressed, so one cache serves every repository and revision."""
+_CACHE_LOCK = Lock()
 SIGNATURE_STATUS = {
     "G": "good",
     "B": "bad",
@@ -29,7 +37,7 @@ SIGNATURE_STATUS = {
 
 @dataclass(frozen=True)
 class PinCommit:
-    """One pin moved by one commit."""
+    """One pin moved by one commit; `override` is what its `Qrelease-Override` trailer names."""
 
     commit: str
     time: datetime
@@ -41,11 +49,12 @@ class PinCommit:
     to_version: str | None
     action: str
     reason: str
+    override: tuple[str, ...] = ()
 
 
 def pin_commits(repo: GitRepo, rev: str, since: datetime | None = None) -> list[PinCommit]:
     """Every pin change on the history of `rev`, newest first."""
-    args = ["--format=" + _FORMAT, "--name-only", "--no-renames"]
+    args = ["--format=" + _FORMAT, *_RAW]
     if since is not None:
         args.append(f"--since={since.isoformat()}")
     output = repo.git.log(*args, rev, "--", "releases")
@@ -56,15 +65,18 @@ def pin_commits(repo: GitRepo, rev: str, since: datetime | None = None) -> list[
     return changes
 
 
-def _changes(repo: GitRepo, record: str) -> list[PinCommit]:
-    commit, parents, author, when, signature, rest = record.strip("\n").split(_FIELD, 5)
-    body, _, names = rest.rstrip("\n").rpartition("\n\n")
+KnownPins = Callable[[str], Mapping[str, str] | None]
+"""Pins of a blob someone already parsed (the controller's loader), or None to parse it."""
+
+
+def _changes(repo: GitRepo, record: str, known: KnownPins | None = None) -> list[PinCommit]:
+    commit, author, when, signature, rest = record.strip("\n").split(_FIELD, 4)
+    body, _, raw = rest.rstrip("\n").rpartition("\n\n")
     trailers = _trailers(body)
-    parent = parents.split()[0] if parents else None
     out = []
-    for path in [line for line in names.splitlines() if line.startswith("releases/")]:
+    for path, old_blob, new_blob in _raw_entries(raw):
         env = path.removeprefix("releases/").rsplit(".", 1)[0]
-        before, after = _pins(repo, parent, path), _pins(repo, commit, path)
+        before, after = _pins(repo, old_blob, known), _pins(repo, new_blob, known)
         for app in sorted(set(before) | set(after)):
             if before.get(app) != after.get(app):
                 manual = trailers.get("App") != app or trailers.get("Env") != env
@@ -82,9 +94,69 @@ def _changes(repo: GitRepo, record: str) -> list[PinCommit]:
                         after.get(app),
                         action,
                         reason or body.splitlines()[0] if body else "",
+                        () if manual else _names(trailers.get("Override", "")),
                     )
                 )
     return out
+
+
+def _raw_entries(raw: str) -> list[tuple[str, str, str]]:
+    """(path, old blob, new blob) of each `releases/` file in `git log --raw` output."""
+    entries = []
+    for line in raw.splitlines():
+        meta, tab, path = line.partition("\t")
+        fields = meta.split()
+        if tab and line.startswith(":") and len(fields) >= 4 and path.startswith("releases/"):
+            entries.append((path, fields[2], fields[3]))
+    return entries
+
+
+class PinHistory:
+    """The pin changes of environment files on the history of `rev`, read a page at a time.
+
+    The pin that just moved is almost always in the file's newest commit, so asking about
+    every app of an environment usually costs one `git log` for all of them.
+    """
+
+    def __init__(
+        self, repo: GitRepo, rev: str, known: KnownPins | None = None, page: int = 20
+    ) -> None:
+        self._repo, self._rev, self._known, self._page = repo, rev, known, page
+        self._changes: dict[str, list[PinCommit]] = {}  # env -> changes read so far
+        self._pending: dict[str, list[str]] = {}  # env -> log records not yet compared
+        self._skip: dict[str, int | None] = {}  # env -> commits fetched; None when all were
+
+    def last_change(self, env: str, app: str) -> PinCommit | None:
+        """The newest commit that moved `apps.<app>` in `releases/<env>.yaml`."""
+        changes = self._changes.setdefault(env, [])
+        pending = self._pending.setdefault(env, [])
+        for change in changes:
+            if change.app == app:
+                return change
+        while pending or self._fetch(env, pending):
+            found = [c for c in _changes(self._repo, pending.pop(0), self._known) if c.env == env]
+            changes += found
+            for change in found:
+                if change.app == app:
+                    return change
+        return None
+
+    def _fetch(self, env: str, pending: list[str]) -> bool:
+        """Read the next page of the file's history into `pending`; False when none is left."""
+        skip = self._skip.get(env, 0)
+        if skip is None:
+            return False
+        path = f"releases/{env}.yaml"
+        args = ["--format=" + _FORMAT, *_RAW, f"-n{self._page}", f"--skip={skip}"]
+        output = self._repo.git.log(*args, self._rev, "--", path)
+        records = [record for record in output.split(_RECORD) if record.strip()]
+        pending += records
+        self._skip[env] = None if len(records) < self._page else skip + self._page
+        return bool(records)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(sorted({name.strip() for name in text.split(",") if name.strip()}))
 
 
 def _trailers(body: str) -> dict[str, str]:
@@ -96,18 +168,27 @@ def _trailers(body: str) -> dict[str, str]:
     return found
 
 
-def _pins(repo: GitRepo, rev: str | None, path: str) -> dict[str, str]:
-    if rev is None:
-        return {}
-    raw = repo.show_file(rev, path)
-    if raw is None:
-        return {}
+def _pins(repo: GitRepo, blob: str, known: KnownPins | None = None) -> Mapping[str, str]:
+    """The `apps` pins of one environment-file blob; parses are shared by blob id."""
+    if not blob.strip("0"):
+        return {}  # the file did not exist on that side of the change
+    if known is not None and (pins := known(blob)) is not None:
+        return pins
+    with _CACHE_LOCK:
+        if blob in _PIN_CACHE:
+            _PIN_CACHE.move_to_end(blob)
+            return _PIN_CACHE[blob]
     try:
-        data = parse_mapping(raw).data  # the loader's reader: a hostile old file is no pins
+        data = parse_mapping(repo.read_blob(blob)).data  # a hostile old file is no pins
     except YamlError:
-        return {}
+        data = {}
     apps = data.get("apps")
-    return {str(k): str(v) for k, v in apps.items()} if isinstance(apps, dict) else {}
+    pins = {str(k): str(v) for k, v in apps.items()} if isinstance(apps, dict) else {}
+    with _CACHE_LOCK:
+        _PIN_CACHE[blob] = pins
+        while len(_PIN_CACHE) > _CACHE_SIZE:
+            _PIN_CACHE.popitem(last=False)
+    return pins
 
 
 def rollback_hold(repo: GitRepo, rev: str, env: str, app: str) -> PinCommit | None:

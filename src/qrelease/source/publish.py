@@ -1,26 +1,27 @@
 """Publishing a pin change as a Git commit, and pushing it without ever losing anyone's work.
 
 Promotion and rollback never touch an environment: they commit one edited pin line and
-push it; the controller applies it. The edit is a compare-and-swap: it is committed only
-while the pin at the commit's base still holds the version the policy checks were run
-against (the change's `from_version`), else the caller gets a `PinConflict` naming the
-commit that moved it. A push that loses a race is retried only when the other change left
-this pin alone (the commit is rebased onto it); if the other change moved the same pin,
-the same `PinConflict`. Never a force push. A remote's credentials stay out of the scratch
-clone under `<state>/work/` (see `private`), which one publisher at a time uses.
+push it; the controller applies it (suspend and resume edit `policy.suspended` the same
+way). The edit is a compare-and-swap: it is committed only while the field at the
+commit's base still holds the value the caller checked (a pin change's `from_version`),
+else the caller gets a `PinConflict` naming the commit that moved it. A push that loses a
+race is retried only when the other change left this field alone (the commit is rebased
+onto it); if the other change moved the same field, the same `PinConflict`. Never a force
+push. A remote's credentials stay out of the scratch clone under `<state>/work/` (see
+`private`), which one publisher at a time uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import git
-import yaml
 
 from qrelease.redaction import redact_url
-from qrelease.source.pins import PinEditError, set_pin
+from qrelease.source.pins import PinEditError, clear_suspended, set_pin, set_suspended
 from qrelease.source.private import Remote, private_dir, private_file, split_credentials
 from qrelease.source.repo import SourceError
 from qrelease.source.workspace import (
@@ -31,6 +32,7 @@ from qrelease.source.workspace import (
     scratch_name,
 )
 from qrelease.source.writer import identity_env
+from qrelease.source.yamldoc import YamlError, parse_mapping
 
 PUSH_ATTEMPTS = 5
 SETTER_SCAN = 50
@@ -44,6 +46,35 @@ class PinConflict(SourceError):
     def __init__(self, message: str, other_commit: str) -> None:
         super().__init__(message)
         self.other_commit = other_commit
+
+
+class FileChange(Protocol):
+    """One field of one environment file, edited by one commit that says why.
+
+    `expected` is the field's value the caller checked (None: absent), `wanted` what the
+    commit sets; `read` finds the field in a parsed file, `edit` changes it in the text.
+    """
+
+    @property
+    def env(self) -> str: ...
+    @property
+    def app(self) -> str: ...
+    @property
+    def actor(self) -> str | None: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def field(self) -> str: ...
+    @property
+    def expected(self) -> str | None: ...
+
+    def read(self, data: Mapping[str, Any]) -> str | None: ...
+    def edit(self, text: str) -> str: ...
+    def done(self, current: str | None) -> str | None: ...
+    def shown(self, value: str | None) -> str: ...
+    def message(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -63,6 +94,33 @@ class PinChange:
     def path(self) -> str:
         """The environment file it edits."""
         return f"releases/{self.env}.yaml"
+
+    @property
+    def field(self) -> str:
+        """The key it edits."""
+        return f"apps.{self.app}"
+
+    @property
+    def expected(self) -> str | None:
+        """The pin the checks were run against."""
+        return self.from_version
+
+    def read(self, data: Mapping[str, Any]) -> str | None:
+        """The pin in a parsed environment file."""
+        apps = data.get("apps")
+        return str(apps[self.app]) if isinstance(apps, dict) and self.app in apps else None
+
+    def edit(self, text: str) -> str:
+        """The file with the new pin."""
+        return set_pin(text, self.app, self.to_version)
+
+    def done(self, current: str | None) -> str | None:
+        """How it reads when someone already made this change, else None."""
+        return f"already pinned to {current}" if current == self.to_version else None
+
+    def shown(self, value: str | None) -> str:
+        """A pin for a message."""
+        return value or "unpinned"
 
     def message(self) -> str:
         """The commit message: a summary line, the reason, and machine-readable trailers."""
@@ -90,6 +148,69 @@ class PinChange:
 
 
 @dataclass(frozen=True)
+class SuspendChange:
+    """Suspend an app in an environment (the controller leaves it alone), or resume it."""
+
+    env: str
+    app: str
+    suspend: bool
+    reason: str
+    actor: str | None = None
+    expected: str | None = None
+    """The suspension's reason when the caller looked (None: it was not suspended)."""
+
+    @property
+    def action(self) -> str:
+        """`suspend` or `resume`."""
+        return "suspend" if self.suspend else "resume"
+
+    @property
+    def path(self) -> str:
+        """The environment file it edits."""
+        return f"releases/{self.env}.yaml"
+
+    @property
+    def field(self) -> str:
+        """The key it edits."""
+        return f"policy.suspended.{self.app}"
+
+    def read(self, data: Mapping[str, Any]) -> str | None:
+        """The suspension's reason in a parsed environment file, None when not suspended."""
+        policy = data.get("policy")
+        suspended = policy.get("suspended") if isinstance(policy, dict) else None
+        if isinstance(suspended, dict) and self.app in suspended:
+            return str(suspended[self.app])
+        return None
+
+    def edit(self, text: str) -> str:
+        """The file with the app suspended or resumed."""
+        if self.suspend:
+            return set_suspended(text, self.app, self.reason)
+        return clear_suspended(text, self.app)
+
+    def done(self, current: str | None) -> str | None:
+        """How it reads when the app is already in the state asked for, else None."""
+        if self.suspend and current is not None:
+            return f"already suspended ({current})"
+        return "not suspended" if not self.suspend and current is None else None
+
+    def shown(self, value: str | None) -> str:
+        """A suspension for a message."""
+        return f"suspended ({value})" if value is not None else "not suspended"
+
+    def message(self) -> str:
+        """The commit message: a summary line, the reason, and machine-readable trailers."""
+        trailers = {
+            "Action": self.action,
+            "App": self.app,
+            "Env": self.env,
+            "Reason": _one_line(self.reason),
+        }
+        body = "\n".join(f"Qrelease-{key}: {value}" for key, value in trailers.items())
+        return f"{self.action} {self.app} in {self.env}\n\n{self.reason.strip()}\n\n{body}\n"
+
+
+@dataclass(frozen=True)
 class Published:
     """The commit made and whether it reached the remote."""
 
@@ -105,7 +226,7 @@ BeforePush = Callable[[int], None]
 def publish(
     location: str,
     state_dir: Path,
-    change: PinChange,
+    change: FileChange,
     branch: str = "main",
     before_push: BeforePush | None = None,
 ) -> Published:
@@ -125,7 +246,7 @@ def publish(
 def _publish_in(
     repo: git.Repo,
     remote: Remote | None,
-    change: PinChange,
+    change: FileChange,
     branch: str,
     before_push: BeforePush | None,
     has_remote: bool,
@@ -178,14 +299,14 @@ def _sync(repo: git.Repo, branch: str, remote: Remote) -> None:
         raise SourceError(f"cannot update from the remote: {reason}") from None
 
 
-def _check_pin_holds(repo: git.Repo, base: str, change: PinChange) -> None:
+def _check_pin_holds(repo: git.Repo, base: str, change: FileChange) -> None:
     """Compare-and-swap: refuse unless the pin at `base` is the version the checks were run on."""
-    pinned = _pin_at(repo, base, change)
-    if pinned != change.from_version:
+    pinned = _value_at(repo, base, change)
+    if pinned != change.expected:
         raise _moved(repo, base, change, pinned, "nothing was committed")
 
 
-def _commit(repo: git.Repo, change: PinChange) -> str:
+def _commit(repo: git.Repo, change: FileChange) -> str:
     root = Path(repo.working_dir)
     if repo.git.status("--porcelain", "--", change.path):
         raise SourceError(f"{change.path} has uncommitted changes; commit or stash them first")
@@ -193,10 +314,7 @@ def _commit(repo: git.Repo, change: PinChange) -> str:
     if not target.is_file():
         raise SourceError(f"{change.path} does not exist")
     try:
-        target.write_text(
-            set_pin(target.read_text(encoding="utf-8"), change.app, change.to_version),
-            encoding="utf-8",
-        )
+        target.write_text(change.edit(target.read_text(encoding="utf-8")), encoding="utf-8")
     except PinEditError as exc:
         raise SourceError(f"{change.path}: {exc}") from None
     env = identity_env(repo)
@@ -219,7 +337,7 @@ def _author_env(actor: str) -> dict[str, str]:
 def _push(
     repo: git.Repo,
     remote: Remote | None,
-    change: PinChange,
+    change: FileChange,
     branch: str,
     base: str,
     before_push: BeforePush | None,
@@ -237,12 +355,12 @@ def _push(
     raise SourceError(f"push kept losing races after {PUSH_ATTEMPTS} attempts; try again")
 
 
-def _rebase_if_untouched(repo: git.Repo, change: PinChange, branch: str, base: str) -> str:
+def _rebase_if_untouched(repo: git.Repo, change: FileChange, branch: str, base: str) -> str:
     """After a lost race: replay our commit on the remote's, unless the same pin moved there."""
     repo.git.fetch("--quiet", "origin", branch)
     remote_head = str(repo.git.rev_parse(f"origin/{branch}"))
-    pinned = _pin_at(repo, remote_head, change)
-    if _pin_at(repo, base, change) != pinned:
+    pinned = _value_at(repo, remote_head, change)
+    if _value_at(repo, base, change) != pinned:
         raise _moved(repo, remote_head, change, pinned, "nothing was pushed")
     try:
         repo.git.rebase("--quiet", f"origin/{branch}")
@@ -256,43 +374,43 @@ def _rebase_if_untouched(repo: git.Repo, change: PinChange, branch: str, base: s
 
 
 def _moved(
-    repo: git.Repo, head: str, change: PinChange, pinned: str | None, outcome: str
+    repo: git.Repo, head: str, change: FileChange, pinned: str | None, outcome: str
 ) -> PinConflict:
-    """The conflict to report when the pin at `head` is no longer the one the checks saw."""
+    """The conflict to report when the field at `head` is no longer what the caller saw."""
     other = _commit_that_set(repo, head, change, pinned)
     by = f"{other[:12]} ({_summary(repo, other)})"
-    if pinned == change.to_version:
-        return PinConflict(
-            f"{change.app} is already pinned to {pinned} in {change.env} by {by}; {outcome}",
-            other,
-        )
+    done = change.done(pinned)
+    if done is not None:
+        return PinConflict(f"{change.app} is {done} in {change.env} by {by}; {outcome}", other)
     return PinConflict(
-        f"{change.path}: apps.{change.app} is now {pinned or 'unpinned'}, set by {by}, not "
-        f"{change.from_version or 'unpinned'} as checked; {outcome}. Run the command again "
-        "to check against the new pin",
+        f"{change.path}: {change.field} is now {change.shown(pinned)}, set by {by}, not "
+        f"{change.shown(change.expected)} as checked; {outcome}. Run the command again "
+        "to check against the new value",
         other,
     )
 
 
-def _commit_that_set(repo: git.Repo, head: str, change: PinChange, pinned: str | None) -> str:
+def _commit_that_set(repo: git.Repo, head: str, change: FileChange, pinned: str | None) -> str:
     """The newest commit on `head`'s history whose parent had another pin (bounded scan)."""
     touching = str(
         repo.git.log("--format=%H", f"--max-count={SETTER_SCAN}", head, "--", change.path)
     ).split()
     for commit in touching:
-        if _pin_at(repo, f"{commit}^", change) != pinned:
+        if _value_at(repo, f"{commit}^", change) != pinned:
             return commit
     return touching[-1] if touching else head
 
 
-def _pin_at(repo: git.Repo, rev: str, change: PinChange) -> str | None:
+def _value_at(repo: git.Repo, rev: str, change: FileChange) -> str | None:
+    """The field at a revision, read with the loader's hostile-input-safe parser."""
     try:
-        text = repo.git.show(f"{rev}:{change.path}")
+        raw = repo.git.show(f"{rev}:{change.path}", stdout_as_string=False)
     except git.exc.GitCommandError:
         return None
-    data = yaml.load(text, Loader=yaml.CSafeLoader)
-    apps = data.get("apps") if isinstance(data, dict) else None
-    return str(apps.get(change.app)) if isinstance(apps, dict) and change.app in apps else None
+    try:
+        return change.read(parse_mapping(raw).data)
+    except YamlError:
+        return None
 
 
 def _last_commit_touching(repo: git.Repo, base: str, head: str, path: str) -> str:

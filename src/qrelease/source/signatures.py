@@ -9,6 +9,8 @@ refused with a message that says which.
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +59,36 @@ def verify_revision(repo: GitRepo, revision: str, keys: TrustedKeys) -> str | No
     detail = _STATUS.get(status, f"has signature status {status!r}")
     by = f" ({signer})" if signer else ""
     return f"revision {revision[:12]} {detail}{by}; nothing from it is applied"
+
+
+def signed_by(repo: GitRepo, commit: str, allowed_signers: Sequence[str]) -> tuple[str | None, str]:
+    """(the principal that signed `commit` when it is one of `allowed_signers`, else None; why).
+
+    `allowed_signers` are SSH allowed-signers lines (`principal key-type key`), as an
+    environment's `policy.overriders` lists them.
+    """
+    if not allowed_signers:
+        return None, "no overriders are listed for the environment"
+    with tempfile.NamedTemporaryFile("w", suffix=".allowed_signers", delete=False) as handle:
+        handle.write("\n".join(allowed_signers) + "\n")
+        listed = Path(handle.name)
+    try:
+        argv = [
+            "git",
+            "-c",
+            f"gpg.ssh.allowedSignersFile={listed}",
+            "log",
+            "-1",
+            "--format=%G?%x00%GS",
+            commit,
+        ]
+        try:
+            status, signer = str(git.Git(str(repo.path)).execute(argv)).split("\x00", 1)
+        except git.exc.GitCommandError as exc:
+            return None, f"cannot check the signature of {commit[:12]}: {exc.stderr or exc}"
+    finally:
+        listed.unlink(missing_ok=True)
+    if status == "G":
+        return signer or None, f"signed by {signer}"
+    detail = _STATUS.get(status, f"has signature status {status!r}")
+    return None, f"commit {commit[:12]} {detail}" + (f" ({signer})" if signer else "")

@@ -5,7 +5,7 @@ a store they can all reach, with the audit chain still one ordered, gap-free cha
 module implements the same `StateStore` contract over psycopg 3 and a psycopg_pool
 connection pool; it is the only module that imports psycopg.
 
-Stored format, schema version 1 (`schema_version` holds one row per applied migration;
+Stored format, schema version 2 (`schema_version` holds one row per applied migration;
 `_MIGRATIONS` lists the steps; each runs in its own transaction under an advisory lock, so
 two processes opening a new database at once migrate it once):
 
@@ -14,8 +14,9 @@ two processes opening a new database at once migrate it once):
 - ``observed(env, app, desired, deployed, sync, health, target, availability, message,
   revision, updated_at timestamptz, healthy_since timestamptz, failed_version,
   failed_revision, qir_sha256, physical_qubits integer, rollout, rollout_step,
-  rollout_reason, running_target, failure, attempts integer, retry_at timestamptz)`` — one
-  `ObservedState` per row, primary key ``(env, app)``; enums stored as their values.
+  rollout_reason, running_target, failure, attempts integer, retry_at timestamptz,
+  bake_until timestamptz, previous)`` — one `ObservedState` per row, primary key
+  ``(env, app)``; enums stored as their values (version 2 added the bake columns).
 - ``runs(id bigint identity PRIMARY KEY, revision, started_at timestamptz, finished_at
   timestamptz, outcome, summary jsonb)`` — one row per reconcile pass.
 - ``events(seq bigint PRIMARY KEY, time timestamptz, env, app, action, from_version,
@@ -148,6 +149,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             env text NOT NULL, app text NOT NULL, step text NOT NULL,
             payload jsonb NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
             created_at timestamptz NOT NULL)""",
+    ),
+    (
+        "ALTER TABLE observed ADD COLUMN bake_until timestamptz",
+        "ALTER TABLE observed ADD COLUMN previous text",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)

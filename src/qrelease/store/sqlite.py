@@ -4,15 +4,16 @@ The controller must survive crashes and restarts without losing what it knows, a
 must be able to read and verify every change it ever made; one SQLite file in the state
 directory does both with no server to run.
 
-Stored format, schema version 2 (`PRAGMA user_version` holds the version; `_MIGRATIONS`
+Stored format, schema version 3 (`PRAGMA user_version` holds the version; `_MIGRATIONS`
 lists the steps, each applied in its own transaction):
 
 - ``meta(key TEXT PRIMARY KEY, value TEXT)`` — small facts such as the last applied revision.
 - ``observed(env, app, desired, deployed, sync, health, target, availability, message,
   revision, updated_at, healthy_since, failed_version, failed_revision, qir_sha256,
   physical_qubits INTEGER, rollout, rollout_step, rollout_reason, running_target, failure,
-  attempts INTEGER, retry_at)`` — one `ObservedState` per row, primary key ``(env, app)``
-  (version 2 added the rollout, target and retry columns).
+  attempts INTEGER, retry_at, bake_until, previous)`` — one `ObservedState` per row, primary
+  key ``(env, app)`` (version 2 added the rollout, target and retry columns, version 3 the
+  bake columns).
 - ``runs(id INTEGER PRIMARY KEY AUTOINCREMENT, revision, started_at, finished_at, outcome,
   summary)`` — one row per reconcile pass; `summary` is a JSON object.
 - ``events(seq INTEGER PRIMARY KEY, time, env, app, action, from_version, to_version,
@@ -122,6 +123,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # a live release's target was the row's target before rollouts had their own fields
         "UPDATE observed SET running_target = target WHERE deployed IS NOT NULL",
     ),
+    (
+        "ALTER TABLE observed ADD COLUMN bake_until TEXT",
+        "ALTER TABLE observed ADD COLUMN previous TEXT",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -161,6 +166,8 @@ _OBSERVED_COLUMNS = (
     "failure",
     "attempts",
     "retry_at",
+    "bake_until",
+    "previous",
 )
 _OBSERVED_JSON = "json_object({})".format(", ".join(f"'{n}', {n}" for n in _OBSERVED_COLUMNS))
 _OBSERVED_LIST = TypeAdapter(list[ObservedState])

@@ -18,6 +18,7 @@ from textual.screen import Screen
 from qrelease.engine import utcnow
 from qrelease.model.environment import Environment
 from qrelease.quantum.base import QuantumBackend
+from qrelease.source.signatures import TrustedKeys
 from qrelease.tui.data import Dashboard
 from qrelease.tui.screens.main import MainScreen
 
@@ -53,6 +54,7 @@ def make_app(
     actor: str | None = None,
     poll_interval: float = POLL_SECONDS,
     store_url: str | None = None,
+    keys: TrustedKeys | None = None,
 ) -> QreleaseApp:
     """The app over one GitOps repo (path or URL) and one state dir.
 
@@ -65,12 +67,18 @@ def make_app(
         from qrelease.wiring import LocalBackends
 
         quantum_for = LocalBackends(state_dir).quantum_for
-    dashboard = Dashboard(repo, state_dir, quantum_for, clock, branch, actor, store_url)
+    dashboard = Dashboard(repo, state_dir, quantum_for, clock, branch, actor, store_url, keys)
     return QreleaseApp(dashboard, poll_interval)
 
 
-def run_tui(repo: str, state_dir: Path, branch: str = "main", store_url: str | None = None) -> int:
+def run_tui(
+    repo: str,
+    state_dir: Path,
+    branch: str = "main",
+    store_url: str | None = None,
+    keys: TrustedKeys | None = None,
+) -> int:
     """Run the UI in the terminal until the user quits; the exit code for the CLI."""
-    app = make_app(repo, state_dir, branch=branch, store_url=store_url)
+    app = make_app(repo, state_dir, branch=branch, store_url=store_url, keys=keys)
     app.run()
     return app.return_code or 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from qrelease.evidence import release_digest
 from qrelease.history import Entry, timeline
 from qrelease.model.environment import Environment
 from qrelease.model.events import Event
@@ -29,8 +30,10 @@ from qrelease.promotion.diff import ReleaseDiff, UnknownReleaseError, diff_relea
 from qrelease.promotion.promote import PinAction, Preview, Promoter, PromotionError, Result
 from qrelease.quantum.base import QuantumBackend
 from qrelease.redaction import redact_url
+from qrelease.source.approvals import ApprovalRecord, read_approvals, record_approval
 from qrelease.source.loader import Loader, Snapshot
 from qrelease.source.repo import GitRepo, SourceError
+from qrelease.source.signatures import TrustedKeys
 from qrelease.source.workspace import is_local_repo, open_repo
 from qrelease.store.base import Run, StateStore, StoreError
 from qrelease.tui.board import Board, build_board, upstream_version
@@ -71,6 +74,10 @@ class Details:
     manifest: ReleaseManifest | None
     gates: tuple[GateLine, ...]
     events: tuple[Event, ...]
+    approvals: tuple[ApprovalRecord, ...] = ()
+    """Approves and rejects of this release here, oldest first (when the environment asks)."""
+    required: int = 0
+    """How many approvals the environment asks for (0: none)."""
 
 
 # -- the service the screens call from their workers --------------------------------------
@@ -88,6 +95,8 @@ class Dashboard:
     actor: str | None = None
     store_url: str | None = None
     """The store's URL; None means the state dir's SQLite file."""
+    keys: TrustedKeys | None = None
+    """Signed-commit verification's keys: approvals count only when a trusted key signed them."""
 
     @property
     def label(self) -> str:
@@ -126,7 +135,47 @@ class Dashboard:
             gates = _gate_lines(store, env, app, version) if version else ()
             events = store.events(env=env, app=app, limit=EVENTS_SHOWN, descending=True)
         manifest = board.snapshot.manifest(app, version) if version else None
-        return Details(app, env, row, version, manifest, gates, tuple(events))
+        environment = board.snapshot.environments.get(env)
+        rule = environment.policy.approvals if environment else None
+        if manifest is None or rule is None:
+            return Details(app, env, row, version, manifest, gates, tuple(events))
+        digest = release_digest(board.snapshot, manifest)
+        with self.repo() as repo:
+            approvals = tuple(
+                record
+                for record in read_approvals(repo, self.keys)
+                if (record.env, record.app, record.version, record.digest)
+                == (env, app, manifest.version, digest)
+            )
+        return Details(
+            app, env, row, version, manifest, gates, tuple(events), approvals, rule.required
+        )
+
+    def approve(
+        self, board: Board, app: str, env: str, reason: str, *, approves: bool
+    ) -> ApprovalRecord:
+        """Approve (or reject) the release pinned in `env`, as `qrelease approve` does."""
+        row = board.row(app, env)
+        version = row.desired if row else None
+        manifest = board.snapshot.manifest(app, version) if version else None
+        if manifest is None:
+            raise DashboardError(f"{app} has no valid release pinned in {env} to approve")
+        digest = release_digest(board.snapshot, manifest)
+        with self.repo() as repo, _reported():
+            commit = record_approval(
+                repo,
+                env=env,
+                app=app,
+                version=manifest.version,
+                digest=digest,
+                approves=approves,
+                reason=reason,
+                actor=self.actor,
+            )
+            recorded = [r for r in read_approvals(repo, self.keys) if r.commit == commit]
+        if not recorded:
+            raise DashboardError(f"the approval {commit[:12]} was written but cannot be read back")
+        return recorded[0]
 
     def history(self) -> list[Entry]:
         """The `qrelease history` timeline, newest first."""

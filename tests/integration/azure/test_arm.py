@@ -479,6 +479,7 @@ def azure_rig(
         example_repo.write(path, content)
     text = (EXAMPLES / "releases" / "azure-staging.yaml").read_text()
     text = text.replace(PLACEHOLDER_SUB, SUB).replace("bell-service: 1.1.0", "bell-service: 1.0.0")
+    text = text.replace("promote_from: dev\n", "")  # ARM is the point here, not promotion policy
     example_repo.write("releases/azure-staging.yaml", text)
     example_repo.commit("an environment on Azure")
     arm.fake.output_values["healthUrl"] = health[1]

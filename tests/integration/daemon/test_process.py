@@ -24,7 +24,7 @@ from qrelease.daemon.webhooks import sign
 from qrelease.examples.demo import build_wheelhouse
 from qrelease.store import open_store
 from tests.helpers.daemon import SECRET, wait_for
-from tests.helpers.gitops import GIT_ENV, GitOpsRepo
+from tests.helpers.gitops import GIT_ENV, GitOpsRepo, relaxed
 
 DEFAULT_SECRET_ENV = WebhookConfig().secret_env
 
@@ -131,7 +131,10 @@ def daemons(tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def remote(example_repo: GitOpsRepo, tmp_path: Path) -> Path:
-    """A bare remote holding the example content; the work tree pushes to it."""
+    """A bare remote holding the example content (prod without its soak and Friday window:
+    the daemons run on the real clock); the work tree pushes to it."""
+    example_repo.write("releases/prod.yaml", relaxed(example_repo.read("releases/prod.yaml")))
+    example_repo.commit("prod: no soak, no windows")
     bare = tmp_path / "remote.git"
     example_repo.git("clone", "--quiet", "--bare", str(example_repo.path), str(bare))
     example_repo.git("remote", "add", "origin", str(bare))

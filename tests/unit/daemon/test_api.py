@@ -27,6 +27,7 @@ def test_reconcile_asks_the_running_controller_and_nothing_runs_twice(
         controller = rig.start(rig.config(source=QUIET))
         api = api_for(controller)
         wait_for("the first pass", lambda: synced(api))
+        rig.soaked()
         revision = rig.pin("prod", "bell-service", "1.1.0")
         result = CliRunner().invoke(
             main, ["reconcile", "--repo", str(rig.remote), "--state", str(rig.state)]

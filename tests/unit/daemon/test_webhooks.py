@@ -112,6 +112,7 @@ def _passes(api: Api) -> int:
 @pytest.mark.parametrize("provider", sorted(VALID))
 def test_valid_webhook_triggers_a_fetch_and_pass(provider: str, hooked: Hooked, rig: Rig) -> None:
     api = hooked.api
+    rig.soaked()
     revision = rig.pin("prod", "qrng", "0.2.0")
     response = api.client.post("/hooks/git", content=BODY, headers=VALID[provider])
     assert response.status_code == 202

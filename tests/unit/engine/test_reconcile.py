@@ -52,6 +52,10 @@ class Rig:
         assert state is not None
         return state
 
+    def soaked(self) -> None:
+        """Move the clock past every soak of the example environments (the longest is 1h)."""
+        self.now += timedelta(hours=2)
+
     def pin(self, env: str, app: str, version: str) -> str:
         path = f"releases/{env}.yaml"
         lines = [
@@ -108,6 +112,7 @@ def test_second_pass_with_nothing_new_does_no_work(rig: Rig) -> None:
 
 def test_failing_gate_keeps_the_running_release_and_others_unaffected(rig: Rig) -> None:
     rig.engine.reconcile()
+    rig.soaked()  # prod's soak (1h) has passed for what staging runs
     rig.quantum.failing_programs["manifests/qrng/programs/qrng.qs"] = "UseOfDynamicBool at 3:5"
     rig.pin("prod", "qrng", "0.2.0")
     rig.pin("prod", "bell-service", "1.1.0")
@@ -122,6 +127,7 @@ def test_failing_gate_keeps_the_running_release_and_others_unaffected(rig: Rig) 
 
 def test_unhealthy_release_rolls_back_and_is_not_retried_in_a_loop(rig: Rig) -> None:
     rig.engine.reconcile()
+    rig.soaked()  # prod's soak (1h) has passed for what staging runs
     rig.deployer.unhealthy.add("1.1.0")
     rig.pin("prod", "bell-service", "1.1.0")
     # pre-switch check catches it in the release; make it pass there and fail once live
@@ -158,6 +164,7 @@ def test_unhealthy_release_rolls_back_and_is_not_retried_in_a_loop(rig: Rig) -> 
 
 def test_health_failure_before_switch_never_goes_live(rig: Rig) -> None:
     rig.engine.reconcile()
+    rig.soaked()  # prod's soak (1h) has passed for what staging runs
     rig.deployer.unhealthy.add("1.1.0")
     rig.pin("prod", "bell-service", "1.1.0")
     rig.engine.reconcile()
@@ -179,6 +186,7 @@ def test_health_failure_before_switch_never_goes_live(rig: Rig) -> None:
 
 def test_unavailable_target_holds_without_rolling_back(rig: Rig) -> None:
     rig.engine.reconcile()
+    rig.soaked()  # prod's soak (1h) has passed for what staging runs
     rig.quantum.availability["ionq.qpu.aria-1"] = Availability.UNAVAILABLE
     rig.pin("prod", "bell-service", "1.1.0")
     result = rig.engine.reconcile()
@@ -197,6 +205,7 @@ def test_unavailable_target_holds_without_rolling_back(rig: Rig) -> None:
 
 def test_a_manifest_whose_target_changes_is_judged_on_its_new_target(rig: Rig) -> None:
     rig.engine.reconcile()
+    rig.soaked()  # prod's soak (1h) has passed for what staging runs
     rig.quantum.availability["ionq.qpu.forte-1"] = Availability.UNAVAILABLE
     path = "manifests/bell-service/1.1.0.yaml"
     rig.repo.write(path, rig.repo.read(path).replace("ionq.qpu.aria-1", "ionq.qpu.forte-1"))
@@ -209,6 +218,7 @@ def test_a_manifest_whose_target_changes_is_judged_on_its_new_target(rig: Rig) -
 
 def test_pin_back_to_an_on_disk_release_installs_nothing(rig: Rig) -> None:
     rig.engine.reconcile()
+    rig.soaked()  # prod's soak (1h) has passed for what staging runs
     rig.pin("prod", "bell-service", "1.1.0")
     rig.engine.reconcile()
     installs = rig.deployer.install_count
@@ -317,6 +327,7 @@ def test_a_typo_row_disappears_once_the_pin_is_fixed(rig: Rig) -> None:
 
 def test_the_target_shown_is_never_a_failed_attempts(rig: Rig) -> None:
     rig.engine.reconcile()
+    rig.soaked()  # prod's soak (1h) has passed for what staging runs
     path = "manifests/bell-service/1.3.0.yaml"
     text = rig.repo.read("manifests/bell-service/1.1.0.yaml").replace("1.1.0", "1.3.0")
     rig.repo.write(path, text.replace("ionq.qpu.aria-1", "ionq.qpu.aria-9"))
@@ -333,19 +344,21 @@ def test_the_target_shown_is_never_a_failed_attempts(rig: Rig) -> None:
 
 def test_a_transient_failure_is_retried_with_backoff_and_says_so(rig: Rig) -> None:
     rig.engine.reconcile()
+    rig.soaked()  # prod's soak (1h) has passed for what staging runs
     rig.deployer.unreachable.add("1.1.0")
     rig.pin("prod", "bell-service", "1.1.0")
     first = rig.engine.reconcile()
     state = rig.state("prod", "bell-service")
+    start = rig.now
     assert outcomes(first)[("prod", "bell-service")] == Rollout.FAILED and not first.converged
-    assert state.retry_at == T0 + timedelta(seconds=30) and state.attempts == 1
-    assert "retrying at 09:00:30 UTC (attempt 1)" in state.message
+    assert state.retry_at == start + timedelta(seconds=30) and state.attempts == 1
+    assert "retrying at 11:00:30 UTC (attempt 1)" in state.message
     assert first.next_retry_at == state.retry_at
     installs = rig.deployer.install_count
-    rig.now = T0 + timedelta(seconds=10)
+    rig.now = start + timedelta(seconds=10)
     assert ("prod", "bell-service") not in outcomes(rig.engine.reconcile())  # not yet due
     assert rig.deployer.install_count == installs
-    rig.now = T0 + timedelta(seconds=31)
+    rig.now = start + timedelta(seconds=31)
     again = rig.engine.reconcile()
     assert rig.state("prod", "bell-service").attempts == 2
     assert rig.state("prod", "bell-service").retry_at == rig.now + timedelta(seconds=60)
@@ -357,6 +370,7 @@ def test_a_transient_failure_is_retried_with_backoff_and_says_so(rig: Rig) -> No
 
 def test_a_deterministic_failure_waits_for_a_new_revision_or_an_explicit_retry(rig: Rig) -> None:
     rig.engine.reconcile()
+    rig.soaked()  # prod's soak (1h) has passed for what staging runs
     rig.deployer.fail_install.add("1.1.0")
     rig.pin("prod", "bell-service", "1.1.0")
     rig.engine.reconcile()
@@ -364,7 +378,7 @@ def test_a_deterministic_failure_waits_for_a_new_revision_or_an_explicit_retry(r
     assert state.retry_at is None and state.message.endswith(
         "waiting for a new revision or `qrelease reconcile --retry`"
     )
-    rig.now = T0 + timedelta(hours=1)
+    rig.now += timedelta(hours=1)
     assert rig.engine.reconcile(retry=Retry.TRANSIENT).converged is False
     assert rig.deployer.install_count == 7  # six first installs and one failed attempt
     rig.deployer.fail_install.clear()
@@ -407,6 +421,7 @@ def test_a_new_revision_reuses_what_deployers_reported_and_a_fresh_pass_finds_dr
     rig: Rig,
 ) -> None:
     rig.engine.reconcile()
+    rig.soaked()  # prod's soak (1h) has passed for what staging runs
     rig.engine.reconcile(fresh=False)  # asks again only about what the first pass deployed
     rig.deployer.drift[("dev", "qrng")] = "qrelease.lock.json is missing"  # edited by hand
     before = len(rig.deployer.calls)

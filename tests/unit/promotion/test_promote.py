@@ -472,6 +472,27 @@ def test_auto_promotion_commits_as_the_controller_and_respects_a_rollback_hold(
         assert auto_promote(promoter, promoter.snapshot(), remote.rows(), held) == []
 
 
+def test_auto_promotion_leaves_a_suspended_app_alone(remote: Remote) -> None:
+    from qrelease.promotion.auto import auto_promote, candidates
+
+    staging = remote.other.read("releases/staging.yaml").replace(
+        "auto_promote: false", "auto_promote: true"
+    )
+    remote.other.write("releases/staging.yaml", staging)
+    remote.other.commit("staging auto-promotes")
+    remote.other.git("push", "-q", "origin", "main")
+    promoter = remote.promoter()
+    assert ("staging", "bell-service", "1.2.0") in candidates(promoter.snapshot(), remote.rows())
+    promoter.suspend("bell-service", "staging", "incident 4711")
+    promoter = remote.promoter()
+    assert promoter.snapshot().environments["staging"].policy.suspended == {
+        "bell-service": "incident 4711"
+    }
+    head = remote.git("rev-parse", "main")
+    assert auto_promote(promoter, promoter.snapshot(), remote.rows(), lambda e, a: False) == []
+    assert remote.git("rev-parse", "main") == head
+
+
 def test_untrusted_head_holds_every_environment(remote: Remote) -> None:
     from qrelease.source.signatures import TrustedKeys, verify_revision
 

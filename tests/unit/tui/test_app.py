@@ -19,6 +19,7 @@ from qrelease.model.vocabulary import Availability, Health, Sync
 from qrelease.store import open_store
 from qrelease.tui.board import cell_text, environment_order, matching
 from qrelease.tui.data import Dashboard
+from qrelease.tui.screens.approve import ApproveDialog
 from qrelease.tui.screens.diff import DiffScreen
 from qrelease.tui.screens.history import HistoryScreen
 from qrelease.tui.screens.main import MainScreen
@@ -34,6 +35,7 @@ from tests.helpers.tui import (
     settle,
     shown,
     type_text,
+    until,
 )
 
 
@@ -403,3 +405,44 @@ def test_quit_key_exits(remote: Remote) -> None:
 
     drive(app, scenario)
     assert app.return_code == 0
+
+
+def test_a_held_change_shows_its_approvals_and_is_approved_from_the_screen(
+    remote: Remote,
+) -> None:
+    approvals = "  approvals: {required: 1, approvers: [author@example.test]}\n"
+    remote.push_edit(
+        "releases/prod.yaml",
+        "  auto_rollback: true\n",
+        "  auto_rollback: true\n" + approvals,
+        "approvals",
+    )
+    remote.push_edit("releases/prod.yaml", "bell-service: 1.0.0", "bell-service: 1.1.0", "by hand")
+    soaked = LATER + timedelta(hours=2)
+    remote.reconcile(soaked)  # held: nobody has approved 1.1.0 for prod yet
+    app = remote.app(now=soaked)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("right", "right")
+        assert cells(app)[("bell-service", "prod")] == "1.0.0 → 1.1.0 ↻●…"
+        await pilot.press("enter")
+        await settle(pilot)
+        pane = shown(app.screen.query_one("#detail-body"))
+        assert "held by policy" in pane and "approvals: 0 of 1 approvals" in pane
+        assert "Approvals (1 required" in pane and "nobody has approved" in pane
+        await pilot.press("a")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ApproveDialog)
+        await type_text(pilot, "looked at the diff")
+        await pilot.click("#approve")
+        await settle(pilot)
+        assert isinstance(app.screen, MainScreen)
+        pane = app.screen.query_one("#detail-body")
+        await until(pilot, lambda: "author@example.test" in shown(pane))
+
+    drive(app, scenario)
+    remote.reconcile(soaked + timedelta(minutes=1))  # the controller counts the approval
+    with open_store(remote.state) as store:
+        row = store.get_observed("prod", "bell-service")
+    assert row is not None and row.deployed == "1.1.0"

@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 from qrelease.promotion.promote import Result
 from qrelease.tui.board import LEGEND, Board, headline
 from qrelease.tui.data import Dashboard, DashboardError, Details, Watcher
+from qrelease.tui.screens.approve import ApproveDialog
 from qrelease.tui.screens.diff import DiffScreen
 from qrelease.tui.screens.history import HistoryScreen
 from qrelease.tui.screens.pin import PinDialog, PromoteDialog, RollbackDialog
@@ -60,6 +61,7 @@ class MainScreen(Screen[None]):
         Binding("enter", "details", "Details"),
         Binding("p", "promote", "Promote"),
         Binding("r", "rollback", "Rollback"),
+        Binding("a", "approve", "Approve"),
         Binding("h", "history", "History"),
         Binding("d", "diff", "Diff"),
         Binding("escape", "back", "Back"),
@@ -235,6 +237,19 @@ class MainScreen(Screen[None]):
     def action_rollback(self) -> None:
         """Open the rollback dialog for the selected cell."""
         self._open_dialog(RollbackDialog)
+
+    def action_approve(self) -> None:
+        """Approve or reject the release pinned in the selected cell."""
+        if ready := self._ready_cell():
+            board, cell = ready
+            self.app.push_screen(ApproveDialog(self.dashboard, board, *cell), self._after_approval)
+
+    def _after_approval(self, record: object) -> None:
+        """An approval landed: the controller may now let the change through; look again."""
+        if record is not None:
+            self.action_refresh()
+            if self._detail_open():
+                self._request_details(keep_shown=True)
 
     def action_history(self) -> None:
         """Show the audit timeline."""

@@ -18,6 +18,7 @@ from qrelease.history import event_reason
 from qrelease.model.events import Event
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.planning.status import StatusRow
+from qrelease.source.approvals import ApprovalRecord
 from qrelease.tui.board import AVAILABILITY_GLYPHS, HEALTH_GLYPHS, ROLLOUT_GLYPHS, SYNC_GLYPHS
 from qrelease.tui.data import Details, GateLine
 from qrelease.tui.widgets.render import (
@@ -56,8 +57,25 @@ def render_details(details: Details) -> RenderableType:
         parts.append(Text(details.row.message, style="italic"))
     parts += [_heading(f"Release {details.version or '–'}"), _manifest(details.manifest)]
     parts += [_heading("Gates"), _gates(details.gates)]
+    if details.required:
+        title = f"Approvals ({details.required} required; a to approve or reject)"
+        parts += [_heading(title), _approvals(details.approvals)]
     parts += [_heading("Last events"), _events(details.events)]
     return Group(*parts)
+
+
+def _approvals(approvals: tuple[ApprovalRecord, ...]) -> RenderableType:
+    """Who approved or rejected this release here; words that cannot count are dimmed."""
+    if not approvals:
+        return Text("  nobody has approved this release here yet", style="bright_black")
+    grid = _grid()
+    for record in approvals:
+        word = outcome_mark("Approved" if record.approves else "Rejected")
+        who = record.approver or "(not counted)"
+        why = record.problem or record.reason
+        style = "" if record.approver else "bright_black"
+        grid.add_row(Text(who, style=style), word, f"{record.at:%Y-%m-%d %H:%M}", why)
+    return _indented(grid)
 
 
 def _heading(title: str) -> Text:

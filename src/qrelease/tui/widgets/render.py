@@ -43,6 +43,8 @@ OUTCOME_MARKS: Mapping[str, tuple[str, str]] = {
     "Healthy": ("✓", "green"),
     "Succeeded": ("✓", "green"),
     "Committed": ("✓", "green"),
+    "Approved": ("✓", "green"),
+    "Rejected": ("✗", "bold red"),
     "Failed": ("✗", "bold red"),
     "Degraded": ("✗", "bold red"),
     "Restored": ("↺", "yellow"),
