@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from qrelease.deployers.base import DeployError, Previewer
 from qrelease.engine.backends import Backends
 from qrelease.engine.bake import bake_check
-from qrelease.engine.observe import Observation, Observer, broken_environments, environment_of
+from qrelease.engine.observe import (
+    Observation,
+    Observer,
+    Scope,
+    broken_environments,
+    environment_of,
+)
 from qrelease.engine.record import Recorder, draft
 from qrelease.engine.report import AppReport, Finaliser, PassReport, ReportSink, RowSink
 from qrelease.engine.rollout import Deployment
@@ -68,6 +74,7 @@ class Engine:
         self.loader = Loader(repo)
         self.finalise = Finaliser(sinks)
         self._observer = Observer(backends)
+        self._owned: frozenset[str] | None = None
         self._local = threading.local()
 
     # -- planning ---------------------------------------------------------------------
@@ -79,23 +86,24 @@ class Engine:
         retry: Retry = Retry.DUE,
         *,
         fresh: bool = False,
+        owned: frozenset[str] | None = None,
     ) -> tuple[Snapshot, Plan]:
         """Load the desired state and decide, without changing anything."""
         snapshot = self.loader.load(rev)
-        the_plan, _ = self._decide(snapshot, env_filter, retry, self.clock(), fresh)
+        the_plan, _ = self._decide(snapshot, Scope(env_filter, owned), retry, self.clock(), fresh)
         return snapshot, the_plan
 
     def _decide(
         self,
         snapshot: Snapshot,
-        env_filter: str | None,
+        scope: Scope,
         retry: Retry,
         now: datetime,
         fresh: bool,
     ) -> tuple[Plan, Observation]:
         stored = self.store.observed_by_key()
-        observation = self._observer.observe(snapshot, stored, env_filter, fresh=fresh)
-        broken = broken_environments(snapshot, env_filter)
+        observation = self._observer.observe(snapshot, stored, scope, fresh=fresh)
+        broken = broken_environments(snapshot, scope)
         the_plan = plan(
             snapshot.revision,
             observation.desired,
@@ -165,16 +173,24 @@ class Engine:
         *,
         trigger: str = "manual",
         fresh: bool = True,
+        owned: frozenset[str] | None = None,
     ) -> PassReport:
         """Plan, record the plan's rows, carry out every action, then finalise the report.
 
         `fresh` asks every deployer what runs (finding drift); otherwise what they reported
         in earlier passes is reused for the keys the engine has not acted on since.
+        `owned` narrows the pass to the environments this replica holds leases for (None:
+        a single controller, which owns them all); environments it did not own last pass
+        are observed afresh, since another replica may have acted on them meanwhile.
         """
         snapshot = self.loader.load(rev)
         started = self.clock()
-        recovered_events = self.recover(snapshot.environments)
-        the_plan, observation = self._decide(snapshot, env_filter, retry, started, fresh)
+        scope = Scope(env_filter, owned)
+        if owned is not None:
+            self._observer.forget_environments(owned - (self._owned or frozenset()))
+            self._owned = owned
+        recovered_events = self.recover(snapshot.environments, Scope(owned=owned))
+        the_plan, observation = self._decide(snapshot, scope, retry, started, fresh)
         self._observer.forget(action.key for action in the_plan.changes)
         run_id = self.store.begin_run(snapshot.revision, time=started)
         first_seq = self.store.newest_seq() + 1 - len(recovered_events)
@@ -338,11 +354,20 @@ class Engine:
 
     # -- crash recovery ---------------------------------------------------------------
 
-    def recover(self, environments: Mapping[str, Environment] | None = None) -> list[Event]:
-        """Finish the record of any rollout a crash interrupted, from what is really live."""
+    def recover(
+        self, environments: Mapping[str, Environment] | None = None, scope: Scope | None = None
+    ) -> list[Event]:
+        """Finish the record of any rollout a crash interrupted, from what is really live.
+
+        Only in the environments the pass covers: with replicas, an intent in an environment
+        this replica owns was left by an earlier owner (or an earlier life of this one, as
+        passes of one replica never overlap), while one elsewhere may be in flight.
+        """
         recorder = Recorder(self.store, self.clock, self.on_row)
         recorded: list[Event] = []
         for intent in self.store.pending_intents():
+            if scope is not None and not scope.covers(intent.env):
+                continue
             env = (environments or {}).get(intent.env) or Environment(environment=intent.env)
             live = self.backends.deployer_for(env).observe(env, intent.app).current
             state = recovered(
