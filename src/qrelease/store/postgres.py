@@ -6,8 +6,8 @@ module implements the same `StateStore` contract over psycopg 3 and a psycopg_po
 connection pool; it is the only module that imports psycopg.
 
 Stored format, schema version 3 (`schema_version` holds one row per applied migration;
-`_MIGRATIONS` lists the steps; each runs in its own transaction under an advisory lock, so
-two processes opening a new database at once migrate it once):
+`_MIGRATIONS` lists the steps; each runs in its own transaction while the process holds an
+advisory lock, so two processes opening a new database at once migrate it once):
 
 - ``schema_version(version integer PRIMARY KEY, applied_at timestamptz)``.
 - ``meta(key text PRIMARY KEY, value text)`` — small facts such as the last applied revision.
@@ -664,8 +664,8 @@ class PostgresStore:
         The lease row is read FOR SHARE: inside a transaction, a takeover (which updates the
         row) waits until this transaction commits.
         """
-        with self._connection() as connection:
-            current = self._lease(connection, name, "FOR SHARE")
+        with self.transaction():
+            current = self._lease(self._held(), name, "FOR SHARE")
         problem = fence_problem(current if current and current.token else None, name, owner, token)
         if problem:
             raise FencedError(problem)
@@ -795,17 +795,32 @@ def _configure(connection: psycopg.Connection[TupleRow]) -> None:
 
 
 def _migrate(connection: psycopg.Connection[TupleRow], location: str) -> None:
-    """Apply each missing migration in its own transaction under the advisory lock."""
-    while (version := _checked_version(connection, location)) < SCHEMA_VERSION:
+    """Apply each missing migration in its own transaction, one process at a time.
+
+    The advisory lock is a session lock taken before the transactions that read the
+    version: a transaction that waited for a lock may keep reading the catalog as it was
+    before the wait, and then miss a table another process just created.
+    """
+    if _checked_version(connection, location) >= SCHEMA_VERSION:
         connection.commit()
-        with connection.transaction():
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
-            if _checked_version(connection, location) != version:
-                continue  # another process migrated meanwhile; look again
-            for statement in _MIGRATIONS[version]:
-                connection.execute(statement)
-            connection.execute("INSERT INTO schema_version (version) VALUES (%s)", [version + 1])
+        return
+    connection.rollback()
+    connection.execute("SELECT pg_advisory_lock(%s)", [_MIGRATION_LOCK])
     connection.commit()
+    try:
+        while (version := _checked_version(connection, location)) < SCHEMA_VERSION:
+            connection.commit()
+            with connection.transaction():
+                for statement in _MIGRATIONS[version]:
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO schema_version (version) VALUES (%s)", [version + 1]
+                )
+        connection.commit()
+    finally:
+        connection.rollback()
+        connection.execute("SELECT pg_advisory_unlock(%s)", [_MIGRATION_LOCK])
+        connection.commit()
 
 
 def _checked_version(connection: psycopg.Connection[TupleRow], location: str) -> int:
