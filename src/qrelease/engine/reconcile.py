@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from qrelease.deployers.base import DeployError, Previewer
 from qrelease.engine.backends import Backends
-from qrelease.engine.bake import bake_check
+from qrelease.engine.bake import bake_check, verify_live
 from qrelease.engine.observe import (
     Observation,
     Observer,
@@ -204,6 +204,11 @@ class Engine:
             reports[action.key] = bake_check(
                 action, env, snapshot, states[action.key], self.backends, recorder, self.clock
             )
+        for action in the_plan.of_kind(ActionKind.VERIFY):
+            env = environment_of(snapshot, action.env)
+            reports[action.key] = verify_live(
+                action, env, snapshot, states[action.key], self.backends, recorder, self.clock
+            )
         deploys = the_plan.of_kind(ActionKind.DEPLOY)
         for app_report in self._deploy_all(deploys, snapshot, previous, states):
             reports[app_report.key] = app_report
@@ -370,6 +375,7 @@ class Engine:
                 continue
             env = (environments or {}).get(intent.env) or Environment(environment=intent.env)
             live = self.backends.deployer_for(env).observe(env, intent.app).current
+            switched = live is not None and live == intent.payload.get("to")
             state = recovered(
                 self.store.get_observed(intent.env, intent.app),
                 intent.env,
@@ -377,6 +383,7 @@ class Engine:
                 live,
                 intent.step,
                 self.clock(),
+                previous=intent.payload.get("from") if switched else None,
             )
             event = EventDraft(
                 env=intent.env,
