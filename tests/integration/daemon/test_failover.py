@@ -18,22 +18,17 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from qrelease.store import StateStore, open_store
-from tests.helpers import PROJECT_ROOT
 from tests.helpers.daemon import wait_for
-from tests.helpers.gitops import GIT_ENV, GitOpsRepo, relaxed
+from tests.helpers.gitops import GitOpsRepo
+from tests.helpers.replicas import VERSIONS, Fleet, make_fleet
 from tests.helpers.shared_deployer import COMPLETE, switches
 
 pytestmark = pytest.mark.slow
@@ -43,169 +38,24 @@ TTL = timedelta(seconds=4)
 RENEW = timedelta(seconds=1)
 PAUSE = 0.4  # seconds each install takes (a switch half of it): kills land mid-rollout
 CONVERGE_SECONDS = 90.0
-VERSIONS = {"bell-service": ("1.0.0", "1.1.0", "1.2.0"), "qrng": ("0.1.0", "0.2.0")}
-ENVIRONMENTS = ("dev", "staging", "prod")
 REPLICAS = ("replica-a", "replica-b", "replica-c")
-
-ENTRY = """
-import sys
-from pathlib import Path
-
-from qrelease.config import load_config
-from qrelease.daemon import run_controller
-from qrelease.engine import Backends
-from qrelease.quantum.memory import MemoryQuantum
-from tests.helpers.shared_deployer import SharedDirDeployer
-
-remote, state, config_path, root, pause = sys.argv[1:]
-deployer, quantum = SharedDirDeployer(Path(root), float(pause)), MemoryQuantum()
-sys.exit(
-    run_controller(
-        load_config(Path(config_path)),
-        repo=remote,
-        state_dir=Path(state),
-        interval=None,
-        listen=None,
-        config_path=Path(config_path),
-        backends_factory=lambda state_dir: Backends(lambda env: deployer, lambda env: quantum),
-    )
-)
-"""
-
-
-@dataclass
-class Replica:
-    """One controller process; restartable on the same state dir (so the same id)."""
-
-    name: str
-    args: list[str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            **GIT_ENV,
-            "QDK_PYTHON_TELEMETRY": "none",
-            "PYTHONPATH": str(PROJECT_ROOT),
-        }
-        with self.log.open("a") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", ENTRY, *self.args], env=env, stdout=out, stderr=out
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
-@dataclass
-class Fleet:
-    work: GitOpsRepo
-    store: StateStore
-    shared: Path
-    replicas: dict[str, Replica]
-
-    def pins(self) -> dict[tuple[str, str], str]:
-        found = {}
-        for env in ENVIRONMENTS:
-            for line in self.work.read(f"releases/{env}.yaml").splitlines():
-                app, _, version = line.strip().partition(": ")
-                if line.startswith("  ") and app in VERSIONS:
-                    found[(env, app)] = version
-        return found
-
-    def push(self, pins: dict[tuple[str, str], str]) -> None:
-        for env in ENVIRONMENTS:
-            path = f"releases/{env}.yaml"
-            lines = [
-                f"  {app}: {pins[(env, app)]}"
-                if (app := line.strip().partition(":")[0]) in VERSIONS and line.startswith("  ")
-                else line
-                for line in self.work.read(path).splitlines()
-            ]
-            self.work.write(path, "\n".join(lines) + "\n")
-        self.work.commit("new pins everywhere")
-        self.work.git("push", "--quiet", "origin", "main")
-
-    def converged(self, pins: dict[tuple[str, str], str]) -> bool:
-        rows = {(row.env, row.app): row for row in self.store.all_observed()}
-        live = all(
-            (row := rows.get(key)) is not None
-            and (row.deployed, row.desired, str(row.health), str(row.sync))
-            == (version, version, "Healthy", "Synced")
-            for key, version in pins.items()
-        )
-        return live and not self.store.pending_intents() and self.on_disk() == pins
-
-    def on_disk(self) -> dict[tuple[str, str], str | None]:
-        found: dict[tuple[str, str], str | None] = {}
-        for env, app in self.pins():
-            current = self.shared / env / app / "current"
-            found[(env, app)] = current.readlink().name if current.is_symlink() else None
-        return found
-
-    def holders(self) -> Counter[str]:
-        now = time.time()
-        return Counter(
-            lease.owner for lease in self.store.leases() if lease.expires_at.timestamp() > now
-        )
 
 
 @pytest.fixture
 def fleet(example_repo: GitOpsRepo, tmp_path: Path, postgres_url: str) -> Iterator[Fleet]:
-    for env in ENVIRONMENTS:  # no upstream chain, soak or windows: any pin may go live now
-        path = f"releases/{env}.yaml"
-        text = relaxed(example_repo.read(path))
-        example_repo.write(
-            path,
-            "".join(
-                line
-                for line in text.splitlines(keepends=True)
-                if not line.startswith("promote_from:")
-            ),
-        )
-    example_repo.commit("environments for the failover test")
-    bare = tmp_path / "remote.git"
-    example_repo.git("clone", "--quiet", "--bare", str(example_repo.path), str(bare))
-    example_repo.git("remote", "add", "origin", str(bare))
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    replicas = {}
-    for name in REPLICAS:
-        config = tmp_path / f"{name}.toml"
-        config.write_text(
-            f'listen = "127.0.0.1:0"\nconcurrency = 2\n'
-            f'[source]\ninterval = "1s"\nresync = "1m"\n'
-            f'[store]\nurl = "{postgres_url}"\n'
-            f'[replica]\nid = "{name}"\nlease_ttl = "4s"\nlease_renew = "1s"\n'
-        )
-        args = [str(bare), str(tmp_path / name), str(config), str(shared), str(PAUSE)]
-        replicas[name] = Replica(name, args, tmp_path / f"{name}.log")
-    store = open_store(postgres_url)
-    fleet = Fleet(example_repo, store, shared, replicas)
+    fleet = make_fleet(
+        tmp_path, postgres_url, REPLICAS, ttl=TTL, renew=RENEW, pause=PAUSE, work=example_repo
+    )
     try:
-        for replica in replicas.values():
+        for replica in fleet.replicas.values():
             replica.start()
         yield fleet
     finally:
-        for replica in replicas.values():
-            replica.stop()
-        store.close()
+        fleet.close()
 
 
 def logs(fleet: Fleet) -> str:
-    return "\n".join(f"--- {r.name}\n{r.log.read_text()[-3000:]}" for r in fleet.replicas.values())
+    return fleet.logs()
 
 
 def test_killing_the_lease_holder_mid_rollout_loses_and_repeats_nothing(fleet: Fleet) -> None:
@@ -237,6 +87,14 @@ def test_killing_the_lease_holder_mid_rollout_loses_and_repeats_nothing(fleet: F
         except AssertionError:
             raise AssertionError(f"round {round_number}, killed {victim}\n{logs(fleet)}") from None
         # the victim's environments were taken over within two TTLs of its last heartbeat
+        # (its rollouts may all have finished before the kill: then takeover comes after)
+        wait_for(
+            f"round {round_number}: {victim}'s environments taken over",
+            lambda victim=victim, held=held: all(
+                lease.owner != victim for lease in fleet.store.leases() if lease.name in held
+            ),
+            CONVERGE_SECONDS,
+        )
         last_beat = {r.id: r.last_seen for r in fleet.store.replicas()}[victim]
         leases = {lease.name: lease for lease in fleet.store.leases()}
         for name in held:
