@@ -27,7 +27,9 @@ timeout) for the next N requests matching a method and path pattern.
 
 `LoopbackServer` serves one fake over HTTP or, given a certificate from `self_signed_cert`,
 HTTPS: the ARM SDK sends bearer tokens only over TLS, so ARM tests use HTTPS with the test
-certificate passed to the SDK as `connection_verify`.
+certificate passed to the SDK as `connection_verify`. `private_ca` makes a CA and a server
+certificate it signed, for clients that must trust a company's private CA bundle.
+ARM replies carry an `x-ms-request-id`, as ARM's do.
 """
 
 from __future__ import annotations
@@ -324,6 +326,74 @@ def self_signed_cert(directory: Path) -> TlsFiles:
     return files
 
 
+@dataclass(frozen=True)
+class PrivateCa:
+    """A private certificate authority and a server certificate it signed for 127.0.0.1.
+
+    `bundle` is what a client is given to trust (the CA alone, as a company's CA bundle
+    is); `server` is what the loopback server presents. Nothing here is self-signed, so
+    a client trusts the server only through the bundle.
+    """
+
+    bundle: Path
+    server: TlsFiles
+
+
+def private_ca(directory: Path) -> PrivateCa:
+    """Write a private CA certificate and a 127.0.0.1/localhost server certificate it signs."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qrelease test private CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    bundle = directory / "private-ca.pem"
+    bundle.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    server = TlsFiles(directory / "server-cert.pem", directory / "server-key.pem")
+    server.cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    server.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return PrivateCa(bundle, server)
+
+
 class StaticToken:
     """A TokenCredential that hands out one fixed token (or raises, to act as a broken login)."""
 
@@ -419,6 +489,12 @@ class ArmFake(FakeService):
     def puts(self) -> int:
         """How many deployment create-or-update requests were received."""
         return self.count("PUT", r"/deployments/[^/]+$")
+
+    def dispatch(self, request: Request) -> tuple[Reply, float]:
+        """Every ARM reply carries a request id, as ARM's own do (`x-ms-request-id`)."""
+        reply, delay = super().dispatch(request)
+        reply.headers = {"x-ms-request-id": str(uuid.uuid4()), **reply.headers}
+        return reply, delay
 
     def authorize(self, request: Request) -> Reply | None:
         """ARM wants the bearer token on every request."""
