@@ -815,11 +815,12 @@ _BLOB = rf"/{STORAGE_ACCOUNT}/(?P<container>[^/?]+)/(?P<blob>[^?]+)"
 class JobScript:
     """How a submitted job proceeds: the statuses it reports, one per GET, and its outcome.
 
-    `histogram` maps the service's display keys (e.g. "[0, 0]") to shot counts.
+    `histogram` maps the service's display keys (e.g. "[0, 0]") to shot counts; by default
+    the job's requested shots split evenly between "[0, 0]" and "[1, 1]" (a Bell pair).
     """
 
     statuses: tuple[str, ...] = ("Waiting", "Executing", "Succeeded")
-    histogram: dict[str, int] = field(default_factory=lambda: {"[0, 0]": 250, "[1, 1]": 250})
+    histogram: dict[str, int] | None = None
     error: JSON | None = None
     cost: float = 0.0
 
@@ -968,7 +969,8 @@ class QuantumFake(FakeService):
             return
         script = self._scripts[record["id"]]
         record["endExecutionTime"] = self._tick()
-        shots = sum(script.histogram.values())
+        histogram = script.histogram or _bell_pairs(record["inputParams"].get("shots", 500))
+        shots = sum(histogram.values())
         record["costEstimate"] = {
             "currencyCode": "USD",
             "events": [
@@ -987,7 +989,7 @@ class QuantumFake(FakeService):
         if status == "Failed":
             record["errorData"] = script.error or {"code": "JobFailed", "message": "failed"}
             return
-        self._write_output(record, script.histogram)
+        self._write_output(record, histogram)
 
     def _write_output(self, record: JSON, histogram: Mapping[str, int]) -> None:
         container, _ = _blob_location(record["inputDataUri"])
@@ -1059,6 +1061,11 @@ class HealthFake(FakeService):
         super().__init__()
         self.status = status
         self.route("GET", "/healthz", lambda request: Reply(self.status, {"ok": self.status < 400}))
+
+
+def _bell_pairs(shots: int) -> dict[str, int]:
+    """An even histogram of "[0, 0]" and "[1, 1]" over `shots` shots."""
+    return {"[0, 0]": shots - shots // 2, "[1, 1]": shots // 2}
 
 
 def _blob_location(uri: str) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from qrelease.azure import arm as arm_module
 from qrelease.azure.arm import ArmAuthError, ArmDeployer, ensure_quantum_infrastructure
 from qrelease.azure.common import RetrySettings
 from qrelease.azure.quantum import AzureQuantumBackend
-from qrelease.deployers.base import DeployError, ReleaseLock
+from qrelease.deployers.base import DeployError, Provisioner, ReleaseLock
 from qrelease.engine import Backends, Engine, PassReport
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
@@ -344,7 +344,7 @@ def test_a_429_then_success_is_retried_and_reported(
     assert arm.fake.puts() == 2
     assert deployer.observe(env, "bell-service").current == "1.1.0"
     messages = [r.getMessage() for r in caplog.records]
-    assert any("succeeded, retried 1 time (HTTP 429 on PUT" in text for text in messages)
+    assert any("succeeded, retried 1 time: HTTP 429 on PUT" in text for text in messages)
 
 
 def test_a_429_without_retry_after_on_a_post_is_retried(
@@ -359,7 +359,7 @@ def test_a_429_without_retry_after_on_a_post_is_retried(
 
     assert arm.fake.count("POST", "/validate$") == 2
     messages = [r.getMessage() for r in caplog.records]
-    assert any("validating deployment" in m and "retried 1 time (HTTP 429 on POST" in m
+    assert any("validating deployment" in m and "retried 1 time: HTTP 429 on POST" in m
                for m in messages)  # fmt: skip
 
 
@@ -432,7 +432,7 @@ def test_errors_past_every_retry_name_the_step(arm: Arm, make_deployer: Make) ->
         make_deployer().prepare(env, release, lock(env, release), "")
 
     assert "Azure Resource Manager unavailable while validating deployment" in str(raised.value)
-    assert "retried 2 times (HTTP 503 on POST" in str(raised.value)
+    assert "(retried 2 times: HTTP 503 on POST" in str(raised.value)
     assert arm.fake.count("POST", "/validate$") == FAST.attempts
 
 
@@ -597,7 +597,11 @@ def azure_rig(
                 )
             return backends[env.environment]
 
-        engine = Engine(git, store, Backends(lambda env: deployer, quantum_for))
+        def provisioner_for(env: Environment) -> Provisioner | None:
+            infrastructure = getattr(env.quantum, "infrastructure", None)
+            return deployer if infrastructure else None  # as wiring.LocalBackends does
+
+        engine = Engine(git, store, Backends(lambda env: deployer, quantum_for, provisioner_for))
         yield AzureRig(example_repo, git, store, deployer, quantum, arm.fake, engine)
         for backend in backends.values():
             backend.close()

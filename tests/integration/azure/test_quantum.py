@@ -119,14 +119,16 @@ Make = Callable[..., AzureQuantumBackend]
 def make_backend(workspace: Workspace, qdk_backend: QdkBackend) -> Iterator[Make]:
     made: list[AzureQuantumBackend] = []
 
-    def make(environ: dict[str, str] | None = None, **overrides: Any) -> AzureQuantumBackend:
+    def make(
+        environ: dict[str, str] | None = None, retry: RetrySettings = FAST, **overrides: Any
+    ) -> AzureQuantumBackend:
         backend = AzureQuantumBackend(
             settings(**overrides),
             environment="dev",
             endpoint=workspace.url,
             environ={KEY_VARIABLE: connection_string()} if environ is None else environ,
             local=qdk_backend,
-            retry=FAST,
+            retry=retry,
             poll_interval=0.005,
         )
         made.append(backend)
@@ -343,7 +345,7 @@ def test_a_429_with_retry_after_is_retried_and_reported(
 
     assert slept == [7]  # the wait the service asked for, and only that one
     assert status.availability is Availability.AVAILABLE
-    assert "recovered, retried 1 time (HTTP 429 on GET" in status.message
+    assert "recovered, retried 1 time: HTTP 429 on GET" in status.message
     assert workspace.fake.count("GET", "/providerStatus") == 2
 
 
