@@ -11,7 +11,9 @@ codes, headers and bodies that the SDKs parse; nothing of an SDK is patched.
   `.../whatIf` -> 202 + Location, polled to 200 with the changes), create-or-update (PUT ->
   201 + Azure-AsyncOperation, polled through Accepted/Running to Succeeded or Failed with an
   ARM error code and message), get (GET), list (GET `.../deployments/?$filter=...`) and
-  delete (DELETE -> 202 + Location, polled to 204).
+  delete (DELETE -> 202 + Location, polled to 204); and Azure Quantum workspaces (GET
+  `.../providers/Microsoft.Quantum/workspaces/{name}`), where azure-quantum looks up a
+  workspace's data-plane endpoint.
   Template expressions are evaluated only for `[parameters('name')]`; other expressions are
   kept as text, which is enough to compare runs.
 - `QuantumFake`: the Azure Quantum data plane (`providerStatus`, `storage/sasUri`, `jobs/{id}`
@@ -453,6 +455,7 @@ class ArmFake(FakeService):
         self.resources: dict[str, JSON] = {}
         self.output_values: dict[str, Any] = {}
         self.scripts: list[DeploymentScript] = []
+        self.workspaces: dict[tuple[str, str], JSON] = {}
         self._operations: dict[str, _Operation] = {}
         self._what_ifs: dict[str, list[JSON]] = {}
         self._polled: set[str] = set()
@@ -469,6 +472,8 @@ class ArmFake(FakeService):
         self.route("DELETE", _DEPLOYMENT, self._delete_deployment)
         self.route("GET", _DEPLOYMENT + r"/operationStatuses/(?P<op>[^/]+)", self._op_status)
         self.route("GET", _SUB + r"/operationresults/(?P<op>[^/]+)", self._what_if_result)
+        self.route("GET", _RG + r"/providers/Microsoft\.Quantum/workspaces/(?P<ws>[^/]+)",
+                   self._get_workspace)  # fmt: skip
 
     # -- test controls
 
@@ -481,6 +486,24 @@ class ArmFake(FakeService):
             "details": [{"code": code, "message": message}],
         }
         self.scripts.append(DeploymentScript(("Accepted", "Running", "Failed"), error))
+
+    def add_workspace(self, sub: str, rg: str, name: str, location: str, endpoint: str) -> None:
+        """An Azure Quantum workspace resource whose data plane is at `endpoint`."""
+        self.workspaces[(rg.lower(), name)] = {
+            "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Quantum"
+            f"/workspaces/{name}",
+            "name": name,
+            "type": "Microsoft.Quantum/Workspaces",
+            "location": location,
+            "properties": {"provisioningState": "Succeeded", "endpointUri": endpoint},
+        }
+
+    def _get_workspace(self, request: Request, sub: str, rg: str, ws: str) -> Reply:
+        found = self.workspaces.get((rg.lower(), ws))
+        if found is None:
+            text = f"The Resource 'Microsoft.Quantum/Workspaces/{ws}' was not found."
+            return Reply(404, error_body("ResourceNotFound", text))
+        return Reply(200, found)
 
     def deployment(self, rg: str, name: str) -> JSON:
         """The stored deployment (as GET returns it)."""

@@ -53,7 +53,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import httpx
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.mgmt.resource.deployments import DeploymentsMgmtClient
 from azure.mgmt.resource.deployments.models import Deployment, DeploymentWhatIf
 from azure.mgmt.resource.resources import ResourceManagementClient
@@ -66,6 +66,7 @@ from qrelease.azure.common import (
     auth_failure,
     classify,
     default_credential,
+    error_summary,
     given_credential,
     plain,
     retried,
@@ -795,6 +796,8 @@ class ArmDeployer:
             return DeployError(f"{env_name}: {doing} failed (ARM: {arm_error_text(error)})")
         if isinstance(error, AzureAuthError):
             return ArmAuthError(str(error))
+        if isinstance(error, AzureError):  # a transport failure: its own words suffice
+            return DeployError(f"{env_name}: {doing} failed: {error_summary(error)}")
         return DeployError(
             f"{env_name}: {doing} failed: {type(error).__name__}: {redact(str(error))}"
         )

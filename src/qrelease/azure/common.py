@@ -19,6 +19,7 @@ Failures come in three kinds, and callers treat them differently:
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -264,7 +265,10 @@ class AzureRetry(RetryPolicy):  # type: ignore[type-arg]  # azure-core's policy 
 class Pipeline:
     """What every Azure client of one backend shares: the retry rules, timeouts, TLS trust.
 
-    `connection_verify` is azure-core's TLS setting: True, or the path of a CA bundle.
+    `connection_verify` is azure-core's TLS setting: True, or the path of a CA bundle. With
+    True, the requests-based Azure clients trust the bundle named by REQUESTS_CA_BUNDLE
+    (or CURL_CA_BUNDLE) when it is set, and so does `ssl_context`, so that one variable
+    reaches every client in production.
     """
 
     def __init__(self, retry: RetrySettings, connection_verify: bool | str = True) -> None:
@@ -287,9 +291,14 @@ class Pipeline:
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         """The same TLS trust for a client outside azure-core (httpx's `verify`)."""
-        if isinstance(self.connection_verify, str):
-            return ssl.create_default_context(cafile=self.connection_verify)
-        return self.connection_verify
+        bundle = self.connection_verify
+        if bundle is True:
+            bundle = (
+                os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            )
+        if isinstance(bundle, str):
+            return ssl.create_default_context(cafile=bundle)
+        return bundle
 
     def take(self) -> list[str]:
         """The retries made on this thread since the last call."""

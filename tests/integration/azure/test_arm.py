@@ -140,13 +140,16 @@ def make_deployer(arm: Arm) -> Iterator[Make]:
         files: dict[str, bytes] | None = None, credential: Any = None, **options: Any
     ) -> ArmDeployer:
         templates = example_files() if files is None else files
-        settings: dict[str, Any] = {"retry": FAST, "poll_interval": 0.005} | options
+        settings: dict[str, Any] = {
+            "retry": FAST,
+            "poll_interval": 0.005,
+            "connection_verify": arm.cert,
+        }
         deployer = ArmDeployer(
             templates.get,
             credential=StaticToken("arm-token") if credential is None else credential,
             base_url=arm.url,
-            connection_verify=arm.cert,
-            **settings,
+            **(settings | options),
         )
         made.append(deployer)
         return deployer
@@ -214,6 +217,44 @@ def test_switch_deploys_incrementally_with_the_release_parameters(
     assert live.ok and "answered 200" in live.message
     health[0].status = 503
     assert not deployer.check_health(env, manifest("1.1.0"), current=True).ok
+
+
+def test_the_health_probe_trusts_the_ca_bundle_the_arm_clients_trust(
+    arm: Arm, make_deployer: Make, tls: TlsFiles
+) -> None:
+    env = example_environment()
+    deployer = make_deployer()  # connection_verify: the loopback certificate, not a system CA
+    with LoopbackServer(HealthFake(), tls) as server:
+        arm.fake.output_values["healthUrl"] = f"{server.url}/healthz"
+        deploy(deployer, env, "1.1.0")
+
+        live = deployer.check_health(env, manifest("1.1.0"), current=True)
+
+    assert live.ok and "answered 200" in live.message
+
+
+def test_one_ca_bundle_variable_reaches_every_client_in_production(
+    arm: Arm, tls: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.cert))
+    env = example_environment()
+    deployer = ArmDeployer(
+        example_files().get,
+        credential=StaticToken("arm-token"),
+        base_url=arm.url,  # connection_verify left at its default, as wiring leaves it
+        retry=FAST,
+        poll_interval=0.005,
+    )
+    try:
+        with LoopbackServer(HealthFake(), tls) as server:
+            arm.fake.output_values["healthUrl"] = f"{server.url}/healthz"
+            deploy(deployer, env, "1.1.0")
+
+            live = deployer.check_health(env, manifest("1.1.0"), current=True)
+    finally:
+        deployer.close()
+
+    assert live.ok and "answered 200" in live.message
 
 
 def test_the_program_and_lock_reach_templates_that_declare_them(
@@ -452,6 +493,20 @@ def test_a_401_is_an_immediate_error_naming_environment_and_credential(
     assert "StaticToken given to qrelease" in text and "InvalidAuthenticationToken" in text
     assert len(arm.fake.requests) == 1
     assert "arm-token" not in text
+
+
+def test_an_untrusted_certificate_is_an_immediate_error(make_deployer: Make) -> None:
+    env = example_environment()
+    release = manifest("1.1.0")
+    deployer = make_deployer(connection_verify=True)  # the system's CAs: not the loopback's
+
+    with pytest.raises(DeployError) as raised:
+        deployer.prepare(env, release, lock(env, release), "")
+
+    text = str(raised.value)
+    assert text.startswith("azure-staging: reading resource group rg-bell-staging failed: [SSL:")
+    assert "CERTIFICATE_VERIFY_FAILED" in text and "retr" not in text
+    assert not raised.value.transient
 
 
 def test_a_credential_that_cannot_get_a_token_fails_before_any_request(

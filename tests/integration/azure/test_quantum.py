@@ -16,14 +16,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from azure.core.exceptions import ClientAuthenticationError
 
-from qrelease.azure import common as azure_common
 from qrelease.azure import quantum as quantum_azure
 from qrelease.azure.common import AzureAuthError, RetrySettings
 from qrelease.azure.quantum import AzureQuantumBackend, align_keys, entry_point
@@ -36,6 +34,7 @@ from qrelease.redaction import redact
 from tests.helpers import PROJECT_ROOT
 from tests.helpers.azure import (
     SAS_SIGNATURE,
+    ArmFake,
     JobScript,
     LoopbackServer,
     QuantumFake,
@@ -546,6 +545,34 @@ def test_job_blobs_reach_storage_behind_a_private_ca(tmp_path: Path) -> None:
     assert fake.count("GET", "/devstoreaccount1/.+/rawOutputData$") >= 1  # the results
 
 
+def test_the_workspace_endpoint_is_looked_up_through_arm_on_the_same_pipeline(
+    tmp_path: Path,
+) -> None:
+    ca = private_ca(tmp_path)
+    arm, fake = ArmFake(token="shared-token"), QuantumFake(token="shared-token")
+    fake.set_target("ionq.simulator", profile="Base", qubits=29)
+    with LoopbackServer(arm, ca.server) as arm_server, LoopbackServer(fake, ca.server) as server:
+        arm.add_workspace(SUB, "rg-quantum", "ws-dev", "eastus", server.url)
+        arm.inject("GET", "/workspaces/ws-dev$", status=503)
+        backend = AzureQuantumBackend(
+            settings(connection_string_env=None),
+            environment="staging",
+            credential=StaticToken("shared-token"),
+            arm_endpoint=arm_server.url,  # no endpoint given: discovered, as in production
+            retry=FAST,
+            connection_verify=str(ca.bundle),
+        )
+        try:
+            status = backend.target_status("ionq.simulator")
+        finally:
+            backend.close()
+
+    assert status.availability is Availability.AVAILABLE, status.message
+    assert arm.count("GET", "/workspaces/ws-dev$") == 2
+    assert "recovered, retried 1 time: HTTP 503 on GET" in status.message
+    assert fake.count("GET", "/providerStatus$") == 1
+
+
 # -- secrets never leak -----------------------------------------------------------------
 
 
@@ -603,6 +630,5 @@ def test_the_settings_block_is_hashable_for_the_engines_status_cache() -> None:
     assert hash(settings(verification_job=True)) == hash(settings(verification_job=True))
 
 
-@pytest.mark.parametrize("module", [azure_common, quantum_azure], ids=lambda m: m.__name__)
-def test_docstring_examples_hold(module: ModuleType) -> None:
-    assert doctest.testmod(module).failed == 0
+def test_docstring_examples_hold() -> None:
+    assert doctest.testmod(quantum_azure).failed == 0
