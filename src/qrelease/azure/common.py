@@ -67,7 +67,7 @@ class AzureAuthError(Exception):
 
 
 class AzureUnavailable(Exception):
-    """A service kept failing transiently (429, 5xx, timeouts) after every retry."""
+    """A service kept failing transiently (429, 5xx, timeouts) through every safe retry."""
 
 
 class RedactingFilter(logging.Filter):
