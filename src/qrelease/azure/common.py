@@ -1,9 +1,10 @@
 """What the Azure backends share: credentials, one retry policy, TLS trust, errors, redaction.
 
 Every Azure client qrelease builds (ARM's resource groups and deployments, the Quantum
-workspace, the blob storage its jobs go through) gets the same `Pipeline`: one
-`AzureRetry` policy, the same timeouts and the same TLS trust (`connection_verify`: True,
-or a CA bundle path for a private CA or a TLS-inspecting proxy). Only azure-core and
+workspace and its endpoint lookup, the blob storage its jobs go through) gets its options
+from one `Pipeline` per backend: the same retry rules (an `AzureRetry` of its own), the
+same timeouts and the same TLS trust (`connection_verify`: True, or a CA bundle path for
+a private CA or a TLS-inspecting proxy). Only azure-core and
 azure-identity are imported: each service SDK still enters through its own module
 (`azure/quantum.py`, `azure/arm.py`).
 
@@ -175,7 +176,7 @@ class RetryNotes:
 
 
 class AzureRetry(RetryPolicy):  # type: ignore[type-arg]  # azure-core's policy generics vary by transport
-    """azure-core's RetryPolicy with qrelease's rules, shared by every Azure client it builds.
+    """azure-core's RetryPolicy with qrelease's rules, used by every Azure client it builds.
 
     What is retried: 408, 429, 500, 502, 503, 504 and network errors on requests that are
     safe to repeat (`safe_to_repeat`); any other request only on 408 and 429, with which
