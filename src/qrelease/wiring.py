@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qrelease.config import ControllerConfig
-from qrelease.deployers.base import Deployer, DeployError
+from qrelease.deployers.base import Deployer, DeployError, Provisioner
 from qrelease.engine import Backends, Engine, ReportSink, RowSink, utcnow
 from qrelease.model.environment import AzureQuantum, Environment
 from qrelease.promotion.promote import Promoter
@@ -24,6 +25,9 @@ from qrelease.source.private import private_dir, private_file
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys
 from qrelease.store import DB_NAME, StateStore, open_store
+
+if TYPE_CHECKING:
+    from qrelease.azure.arm import ArmDeployer
 
 _HEAD = "HEAD"
 
@@ -37,7 +41,8 @@ class LocalBackends:
 
     Local environments share one venv deployer and one qdk backend. ARM environments share
     one ARM deployer, which reads templates through `read_template` (a repo path -> bytes at
-    the revision being reconciled). Each Azure Quantum environment gets its own backend,
+    the revision being reconciled) and also deploys the quantum infrastructure of every
+    environment that names one. Each Azure Quantum environment gets its own backend,
     which runs the local qdk gates through the shared qdk backend. `allowed_sources` is the
     config's `[sources] allow`: package sources outside the state dir venvs may install from.
     """
@@ -56,7 +61,7 @@ class LocalBackends:
         self.venv = VenvDeployer(state_dir, allowed_sources=allowed_sources)
         self.read_template = read_template or _no_templates
         self._qdk: QuantumBackend | None = None
-        self._arm: Deployer | None = None
+        self._arm: ArmDeployer | None = None
         self._azure: dict[str, tuple[AzureQuantum, QuantumBackend]] = {}
         self._lock = threading.Lock()
 
@@ -64,6 +69,15 @@ class LocalBackends:
         """The deployer of an environment's classical side."""
         if env.classical.kind == "venv":
             return self.venv
+        return self._arm_deployer()
+
+    def provisioner_for(self, env: Environment) -> Provisioner | None:
+        """Who deploys the environment's quantum infrastructure (None when it names none)."""
+        if not isinstance(env.quantum, AzureQuantum) or not env.quantum.infrastructure:
+            return None
+        return self._arm_deployer()
+
+    def _arm_deployer(self) -> ArmDeployer:
         with self._lock:
             if self._arm is None:
                 from qrelease.azure.arm import ArmDeployer
@@ -101,7 +115,11 @@ class LocalBackends:
 
     def backends(self) -> Backends:
         """The engine's view of these backends."""
-        return Backends(deployer_for=self.deployer_for, quantum_for=self.quantum_for)
+        return Backends(
+            deployer_for=self.deployer_for,
+            quantum_for=self.quantum_for,
+            provisioner_for=self.provisioner_for,
+        )
 
 
 def _no_templates(path: str) -> bytes | None:

@@ -11,7 +11,9 @@ codes, headers and bodies that the SDKs parse; nothing of an SDK is patched.
   `.../whatIf` -> 202 + Location, polled to 200 with the changes), create-or-update (PUT ->
   201 + Azure-AsyncOperation, polled through Accepted/Running to Succeeded or Failed with an
   ARM error code and message), get (GET), list (GET `.../deployments/?$filter=...`) and
-  delete (DELETE -> 202 + Location, polled to 204).
+  delete (DELETE -> 202 + Location, polled to 204); and Azure Quantum workspaces (GET
+  `.../providers/Microsoft.Quantum/workspaces/{name}`), where azure-quantum looks up a
+  workspace's data-plane endpoint.
   Template expressions are evaluated only for `[parameters('name')]`; other expressions are
   kept as text, which is enough to compare runs.
 - `QuantumFake`: the Azure Quantum data plane (`providerStatus`, `storage/sasUri`, `jobs/{id}`
@@ -27,7 +29,9 @@ timeout) for the next N requests matching a method and path pattern.
 
 `LoopbackServer` serves one fake over HTTP or, given a certificate from `self_signed_cert`,
 HTTPS: the ARM SDK sends bearer tokens only over TLS, so ARM tests use HTTPS with the test
-certificate passed to the SDK as `connection_verify`.
+certificate passed to the SDK as `connection_verify`. `private_ca` makes a CA and a server
+certificate it signed, for clients that must trust a company's private CA bundle.
+ARM replies carry an `x-ms-request-id`, as ARM's do.
 """
 
 from __future__ import annotations
@@ -324,6 +328,74 @@ def self_signed_cert(directory: Path) -> TlsFiles:
     return files
 
 
+@dataclass(frozen=True)
+class PrivateCa:
+    """A private certificate authority and a server certificate it signed for 127.0.0.1.
+
+    `bundle` is what a client is given to trust (the CA alone, as a company's CA bundle
+    is); `server` is what the loopback server presents. Nothing here is self-signed, so
+    a client trusts the server only through the bundle.
+    """
+
+    bundle: Path
+    server: TlsFiles
+
+
+def private_ca(directory: Path) -> PrivateCa:
+    """Write a private CA certificate and a 127.0.0.1/localhost server certificate it signs."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qrelease test private CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    bundle = directory / "private-ca.pem"
+    bundle.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    server = TlsFiles(directory / "server-cert.pem", directory / "server-key.pem")
+    server.cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    server.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return PrivateCa(bundle, server)
+
+
 class StaticToken:
     """A TokenCredential that hands out one fixed token (or raises, to act as a broken login)."""
 
@@ -383,6 +455,7 @@ class ArmFake(FakeService):
         self.resources: dict[str, JSON] = {}
         self.output_values: dict[str, Any] = {}
         self.scripts: list[DeploymentScript] = []
+        self.workspaces: dict[tuple[str, str], JSON] = {}
         self._operations: dict[str, _Operation] = {}
         self._what_ifs: dict[str, list[JSON]] = {}
         self._polled: set[str] = set()
@@ -399,6 +472,8 @@ class ArmFake(FakeService):
         self.route("DELETE", _DEPLOYMENT, self._delete_deployment)
         self.route("GET", _DEPLOYMENT + r"/operationStatuses/(?P<op>[^/]+)", self._op_status)
         self.route("GET", _SUB + r"/operationresults/(?P<op>[^/]+)", self._what_if_result)
+        self.route("GET", _RG + r"/providers/Microsoft\.Quantum/workspaces/(?P<ws>[^/]+)",
+                   self._get_workspace)  # fmt: skip
 
     # -- test controls
 
@@ -412,6 +487,24 @@ class ArmFake(FakeService):
         }
         self.scripts.append(DeploymentScript(("Accepted", "Running", "Failed"), error))
 
+    def add_workspace(self, sub: str, rg: str, name: str, location: str, endpoint: str) -> None:
+        """An Azure Quantum workspace resource whose data plane is at `endpoint`."""
+        self.workspaces[(rg.lower(), name)] = {
+            "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Quantum"
+            f"/workspaces/{name}",
+            "name": name,
+            "type": "Microsoft.Quantum/Workspaces",
+            "location": location,
+            "properties": {"provisioningState": "Succeeded", "endpointUri": endpoint},
+        }
+
+    def _get_workspace(self, request: Request, sub: str, rg: str, ws: str) -> Reply:
+        found = self.workspaces.get((rg.lower(), ws))
+        if found is None:
+            text = f"The Resource 'Microsoft.Quantum/Workspaces/{ws}' was not found."
+            return Reply(404, error_body("ResourceNotFound", text))
+        return Reply(200, found)
+
     def deployment(self, rg: str, name: str) -> JSON:
         """The stored deployment (as GET returns it)."""
         return self.deployments[(rg.lower(), name)]
@@ -419,6 +512,12 @@ class ArmFake(FakeService):
     def puts(self) -> int:
         """How many deployment create-or-update requests were received."""
         return self.count("PUT", r"/deployments/[^/]+$")
+
+    def dispatch(self, request: Request) -> tuple[Reply, float]:
+        """Every ARM reply carries a request id, as ARM's own do (`x-ms-request-id`)."""
+        reply, delay = super().dispatch(request)
+        reply.headers = {"x-ms-request-id": str(uuid.uuid4()), **reply.headers}
+        return reply, delay
 
     def authorize(self, request: Request) -> Reply | None:
         """ARM wants the bearer token on every request."""
@@ -739,11 +838,12 @@ _BLOB = rf"/{STORAGE_ACCOUNT}/(?P<container>[^/?]+)/(?P<blob>[^?]+)"
 class JobScript:
     """How a submitted job proceeds: the statuses it reports, one per GET, and its outcome.
 
-    `histogram` maps the service's display keys (e.g. "[0, 0]") to shot counts.
+    `histogram` maps the service's display keys (e.g. "[0, 0]") to shot counts; by default
+    the job's requested shots split evenly between "[0, 0]" and "[1, 1]" (a Bell pair).
     """
 
     statuses: tuple[str, ...] = ("Waiting", "Executing", "Succeeded")
-    histogram: dict[str, int] = field(default_factory=lambda: {"[0, 0]": 250, "[1, 1]": 250})
+    histogram: dict[str, int] | None = None
     error: JSON | None = None
     cost: float = 0.0
 
@@ -892,7 +992,8 @@ class QuantumFake(FakeService):
             return
         script = self._scripts[record["id"]]
         record["endExecutionTime"] = self._tick()
-        shots = sum(script.histogram.values())
+        histogram = script.histogram or _bell_pairs(record["inputParams"].get("shots", 500))
+        shots = sum(histogram.values())
         record["costEstimate"] = {
             "currencyCode": "USD",
             "events": [
@@ -911,7 +1012,7 @@ class QuantumFake(FakeService):
         if status == "Failed":
             record["errorData"] = script.error or {"code": "JobFailed", "message": "failed"}
             return
-        self._write_output(record, script.histogram)
+        self._write_output(record, histogram)
 
     def _write_output(self, record: JSON, histogram: Mapping[str, int]) -> None:
         container, _ = _blob_location(record["inputDataUri"])
@@ -983,6 +1084,11 @@ class HealthFake(FakeService):
         super().__init__()
         self.status = status
         self.route("GET", "/healthz", lambda request: Reply(self.status, {"ok": self.status < 400}))
+
+
+def _bell_pairs(shots: int) -> dict[str, int]:
+    """An even histogram of "[0, 0]" and "[1, 1]" over `shots` shots."""
+    return {"[0, 0]": shots - shots // 2, "[1, 1]": shots // 2}
 
 
 def _blob_location(uri: str) -> tuple[str, str]:

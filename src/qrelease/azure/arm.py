@@ -11,9 +11,14 @@ the Deployer steps map onto ARM like this:
   operation to a terminal provisioning state. A Failed deployment raises DeployError with
   ARM's error code and message; the previous release stays the newest Succeeded one, so it
   is still what `observe` reports as running.
+
+The engine names these steps as ARM does: prepare is `validate`, switch is `deploy`, so a
+failure reads `deploy failed for 1.1.0: ... (ARM: DeploymentFailed: ...)`.
 - check_health(current=True): GET the live deployment's health URL output (`healthUrl`
   unless the environment names another) with httpx; without one, its provisioning state.
-- observe: the newest Succeeded deployment tagged with the environment and app.
+- observe: the newest Succeeded deployment tagged with the environment and app. A missing
+  resource group means nothing is deployed; any other failure to list (a 404 from an
+  existing group included) is an observation error with ARM's status and request id.
 - retire: nothing; deployment records are history, not resources.
 - remove: deletes the app's deployment records. Its resources stay (Incremental mode never
   deletes anything); whoever owns them removes them.
@@ -29,8 +34,9 @@ declares it: `releaseVersion`, `packageVersion` (the package named like the app)
 `releaseLock` (the ReleaseLock as an object). They override `classical.parameters`.
 
 The quantum environment (workspace + storage account) has its own template and resource
-group and its own lifecycle: `ArmDeployer.ensure_quantum_infrastructure` deploys it only
-when the template or its parameters change, tracked by their sha256 in a deployment tag.
+group and its own lifecycle: `ArmDeployer.ensure_quantum_infrastructure` (the engine calls
+it at the start of each pass) deploys it only when the template or its parameters change,
+tracked by their sha256 in a deployment tag.
 """
 
 from __future__ import annotations
@@ -42,12 +48,12 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 import httpx
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.mgmt.resource.deployments import DeploymentsMgmtClient
 from azure.mgmt.resource.deployments.models import Deployment, DeploymentWhatIf
 from azure.mgmt.resource.resources import ResourceManagementClient
@@ -55,16 +61,26 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from qrelease.azure.common import (
     AzureAuthError,
     CredentialChoice,
+    Pipeline,
     RetrySettings,
-    TransientLog,
     auth_failure,
     classify,
     default_credential,
+    error_summary,
     given_credential,
     plain,
+    retried,
     unavailable,
 )
-from qrelease.deployers.base import DeployError, HealthResult, Observed, Prepared, ReleaseLock
+from qrelease.deployers.base import (
+    DeployError,
+    HealthResult,
+    InfrastructureResult,
+    Observed,
+    Prepared,
+    ReleaseLock,
+    StepNames,
+)
 from qrelease.model.environment import ArmDeploy, AzureQuantum, Environment
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.types import format_duration, version_key
@@ -206,13 +222,37 @@ def describe_change(change: Mapping[str, Any]) -> str:
 
 
 def arm_error_text(error: HttpResponseError) -> str:
-    """ARM's error code and message, with the inner errors that say what really failed."""
+    """ARM's error code and message, with the inner errors that say what really failed.
+
+    A refused request (4xx/5xx) also gets its HTTP status and ARM's request id, which is
+    what Azure support asks for; a failed long-running operation is told by its codes.
+    """
     service_error = error.error
     if service_error is None or not service_error.code:
-        return redact(str(error.message or error).splitlines()[0])
-    parts = [f"{service_error.code}: {service_error.message}"]
-    parts += [f"{d.code}: {d.message}" for d in service_error.details or [] if d.code]
-    return redact(" -> ".join(parts))
+        text = (str(error.message or error).splitlines() or [""])[0]
+    else:
+        parts = [f"{service_error.code}: {service_error.message}"]
+        parts += [f"{d.code}: {d.message}" for d in service_error.details or [] if d.code]
+        text = " -> ".join(parts)
+    status = error.status_code or 0
+    if status >= 400:
+        request = request_id(error)
+        text = f"HTTP {status} {text}" + (f"; request id {request}" if request else "")
+    return redact(text)
+
+
+def request_id(error: HttpResponseError) -> str | None:
+    """ARM's id of a refused request (x-ms-request-id), else the id qrelease sent with it."""
+    response: Any = error.response
+    if response is None:
+        return None
+    for header in ("x-ms-request-id", "x-ms-correlation-request-id"):
+        value = response.headers.get(header)
+        if value:
+            return str(value)
+    request = getattr(response, "request", None)
+    sent = request.headers.get("x-ms-client-request-id") if request is not None else None
+    return str(sent) if sent else None
 
 
 def _tags(deployment: Mapping[str, Any]) -> dict[str, str]:
@@ -271,25 +311,17 @@ class _Clients:
         self.deployments.close()
 
 
-@dataclass(frozen=True)
-class InfrastructureResult:
-    """What `ensure_quantum_infrastructure` did: deployed or not, and why."""
-
-    deployed: bool
-    deployment: str
-    sha256: str
-    outputs: dict[str, Any] = field(default_factory=dict)
-    message: str = ""
-
-
 class ArmDeployer:
     """A Deployer for `classical: {kind: arm, ...}` environments.
 
     `read_template(path)` returns the bytes of a repo file (None when absent); `credential`
     overrides DefaultAzureCredential; `base_url` overrides the ARM endpoint;
-    `connection_verify` is azure-core's TLS setting (True, or a CA bundle path);
-    `poll_interval` is the LRO poll delay when ARM sends no Retry-After.
+    `connection_verify` is the TLS trust of every client it builds, the health probe's
+    included (True, or a CA bundle path); `poll_interval` is the LRO poll delay when ARM
+    sends no Retry-After.
     """
+
+    step_names = StepNames(prepare="validate", switch="deploy")
 
     def __init__(
         self,
@@ -314,18 +346,18 @@ class ArmDeployer:
         self._prepared: dict[tuple[str, str, str], _Release] = {}
         self._last_seen: dict[tuple[str, str], str | None] = {}
         self._lock = threading.Lock()  # the engine may roll out several apps at once
-        self._log = TransientLog()
+        self._pipeline = Pipeline(self.retry, connection_verify)
 
     # -- the Deployer Protocol
 
     def observe(self, env: Environment, app: str) -> Observed:
-        """The newest Succeeded deployment of the app; what ARM keeps on record otherwise."""
+        """The newest Succeeded deployment of the app; when ARM cannot say, the error."""
         arm = _arm(env)
         key = (env.environment, app)
         try:
             deployments = self._succeeded(env.environment, arm)
         except DeployError as error:
-            return Observed(self._last_seen.get(key), drift=f"cannot read ARM deployments: {error}")
+            return Observed(self._last_seen.get(key), error=str(error))
         mine = [d for d in deployments if _belongs(d, env.environment, app)]
         newest = max(mine, key=lambda d: str(_properties(d).get("timestamp", "")), default=None)
         current = version_of(newest) if newest else None
@@ -544,8 +576,10 @@ class ArmDeployer:
             result = plain(poller.result())
         error = result.get("error") if isinstance(result, Mapping) else None
         if isinstance(error, Mapping):
-            text = f"{error.get('code')}: {error.get('message')}"
-            raise DeployError(f"{env_name}: ARM refused deployment {release.name}: {text}")
+            text = redact(f"{error.get('code')}: {error.get('message')}")
+            raise DeployError(
+                f"{env_name}: validating deployment {release.name} failed (ARM: {text})"
+            )
 
     def _what_if(
         self, env_name: str, clients: _Clients, group: str, release: _Release
@@ -585,20 +619,28 @@ class ArmDeployer:
             deployed: dict[str, Any] = plain(poller.result())
         state = _properties(deployed).get("provisioningState")
         if state != "Succeeded":
-            raise DeployError(f"{env_name}: deployment {release.name} ended {state}")
+            raise DeployError(f"{env_name}: {doing} failed (ARM: provisioning state {state})")
         return deployed
 
     def _succeeded(self, env_name: str, arm: ArmDeploy) -> list[dict[str, Any]]:
-        """Every Succeeded deployment in the resource group (none when the group is missing)."""
+        """Every Succeeded deployment in the resource group (none when the group is missing).
+
+        A 404 from an existing group (a wrong endpoint, a proxy, an API version ARM does not
+        serve) is an error: it must not read as an environment where nothing runs.
+        """
         clients = self._clients(arm.subscription)
-        with self._errors(env_name, f"listing deployments in {arm.resource_group}"):
+        doing = f"listing deployments in {arm.resource_group}"
+        with self._errors(env_name, doing):
             try:
                 pages = clients.deployments.deployments.list_by_resource_group(
                     arm.resource_group, filter=SUCCEEDED_FILTER
                 )
                 return [plain(deployment) for deployment in pages]
-            except ResourceNotFoundError:
-                return []
+            except ResourceNotFoundError as error:
+                not_found = error
+        if not self._group_exists(env_name, clients, arm.resource_group):
+            return []
+        raise self._translate(env_name, doing, not_found, [])
 
     def _live(self, env_name: str, arm: ArmDeploy, app: str) -> dict[str, Any] | None:
         """The newest Succeeded deployment of the app in this environment."""
@@ -620,9 +662,11 @@ class ArmDeployer:
         )
 
     def _probe(self, url: str, timeout: float, state: str) -> HealthResult:
-        """GET the health URL: 2xx or 3xx is healthy."""
+        """GET the health URL (trusting what the Azure clients trust): 2xx or 3xx is healthy."""
         shown = redact(url.split("?", 1)[0])
-        client = self._http or httpx.Client(timeout=timeout, follow_redirects=True)
+        client = self._http or httpx.Client(
+            timeout=timeout, follow_redirects=True, verify=self._pipeline.ssl_context()
+        )
         try:
             response = client.get(url, timeout=timeout)
         except httpx.HTTPError as error:
@@ -645,7 +689,8 @@ class ArmDeployer:
         """
         quantum = env.quantum
         if not isinstance(quantum, AzureQuantum) or not quantum.infrastructure:
-            return InfrastructureResult(False, "", "", message="no quantum.infrastructure template")
+            text = "no quantum.infrastructure template"
+            return InfrastructureResult(False, "", "", "", message=text)
         template = self.template(env.environment, quantum.infrastructure)
         offered = {
             "workspaceName": quantum.workspace,
@@ -658,9 +703,10 @@ class ArmDeployer:
         name = deployment_name("qrelease-quantum", quantum.workspace)
         clients = self._clients(quantum.subscription)
         current = self._infrastructure(clients, env.environment, quantum.resource_group, name)
+        group = quantum.resource_group
         if current is not None and _tags(current).get(TAG_TEMPLATE) == digest:
             text = f"{name} unchanged (sha256 {digest[:12]})"
-            return InfrastructureResult(False, name, digest, outputs_of(current), text)
+            return InfrastructureResult(False, name, group, digest, outputs_of(current), text)
         release = _Release(
             name, _body(template, parameters, {TAG_ENV: env.environment, TAG_TEMPLATE: digest})
         )
@@ -673,8 +719,8 @@ class ArmDeployer:
             template=quantum.infrastructure,
         )
         deployed = self._deploy(env.environment, clients, target, release)
-        text = f"{name} deployed (sha256 {digest[:12]})"
-        return InfrastructureResult(True, name, digest, outputs_of(deployed), text)
+        text = f"{name} deployed to {group} (sha256 {digest[:12]})"
+        return InfrastructureResult(True, name, group, digest, outputs_of(deployed), text)
 
     def _infrastructure(
         self, clients: _Clients, env_name: str, group: str, name: str
@@ -707,9 +753,7 @@ class ArmDeployer:
         """SDK clients for one subscription with qrelease's pipeline options."""
         credential = self._credential().credential
         options: dict[str, Any] = {
-            **self.retry.pipeline_options(),
-            "per_retry_policies": [self._log],
-            "connection_verify": self.connection_verify,
+            **self._pipeline.options(),
             "polling_interval": self.poll_interval,
             "user_agent": "qrelease",
         }
@@ -722,30 +766,38 @@ class ArmDeployer:
 
     @contextmanager
     def _errors(self, env_name: str, doing: str) -> Iterator[None]:
-        """Turn SDK failures into DeployErrors: auth (immediate), unavailable, or ARM's refusal."""
+        """Turn SDK failures into DeployErrors: auth (immediate), unavailable, or ARM's refusal.
+
+        The retries the block made are logged when it succeeds and named when it fails.
+        """
+        self._pipeline.take()  # anything an earlier call on this thread left unreported
         try:
             yield
         except DeployError:
             raise
         except Exception as error:
-            raise self._translate(env_name, doing, error) from None
-        notes = self._log.take()
+            raise self._translate(env_name, doing, error, self._pipeline.take()) from None
+        notes = self._pipeline.take()
         if notes:
-            log.warning("%s: %s succeeded after retries: %s", env_name, doing, "; ".join(notes))
+            log.warning("%s: %s succeeded, %s", env_name, doing, retried(notes))
 
-    def _translate(self, env_name: str, doing: str, error: Exception) -> DeployError:
+    def _translate(
+        self, env_name: str, doing: str, error: Exception, notes: list[str]
+    ) -> DeployError:
         """The DeployError for an SDK failure (never carrying a secret)."""
         kind = classify(error)
         if kind == "auth":
             failure = auth_failure(env_name, SERVICE, self._credential(), doing, error)
             return ArmAuthError(str(failure))
         if kind == "transient":
-            message = str(unavailable(env_name, SERVICE, doing, error, self._log.take()))
+            message = str(unavailable(env_name, SERVICE, doing, error, notes))
             return DeployError(message, transient=True)
         if isinstance(error, HttpResponseError):
-            return DeployError(f"{env_name}: {doing} failed: {arm_error_text(error)}")
+            return DeployError(f"{env_name}: {doing} failed (ARM: {arm_error_text(error)})")
         if isinstance(error, AzureAuthError):
             return ArmAuthError(str(error))
+        if isinstance(error, AzureError):  # a transport failure: its own words suffice
+            return DeployError(f"{env_name}: {doing} failed: {error_summary(error)}")
         return DeployError(
             f"{env_name}: {doing} failed: {type(error).__name__}: {redact(str(error))}"
         )

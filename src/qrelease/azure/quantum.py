@@ -12,15 +12,18 @@ Protocol for environments with `quantum: {kind: azure, ...}`:
   re-judged against what the service reports, which wins over the built-in catalog.
 - the optional verification job submits the compiled QIR to the pinned target (or to the
   environment's `verification_target`, an emulator in non-production), follows the job
-  lifecycle until Succeeded, Failed or Cancelled, and judges the returned histogram with
-  the smoke gate's statistics. A job still running at `verification_timeout` is cancelled
-  and the gate is Inconclusive: the program was not shown wrong, but nothing was shown
-  right either, so the release still stops.
+  lifecycle until Succeeded, Failed or Cancelled, checks that the service ran the shots
+  requested, and judges the returned histogram with the smoke gate's statistics. A job
+  still running at `verification_timeout` is cancelled and the gate is Inconclusive: the
+  program was not shown wrong, but nothing was shown right either, so the release still
+  stops. So is a job whose results hold another number of shots than was asked for.
 
-The SDK's `Workspace` builds its REST client without passing pipeline options, so
-`_Workspace` overrides the SDK's `_create_client` hook to add qrelease's retry policy,
-timeouts and transient-failure log. Blob uploads and downloads go through the SAS URLs the
-service hands out, with the storage SDK's own retry settings.
+Every client this module builds shares one `Pipeline` (retry policy, timeouts, TLS trust):
+the SDK's `Workspace` builds its REST client and its ARM lookup of the workspace endpoint
+without pipeline options, so `_Workspace` overrides the SDK's `_create_client` hook and
+hands it a `_Discovery` client; job input is uploaded and results are downloaded with
+azure-storage-blob clients built here (`_Workspace.container`, `_Job.download_data`)
+through the SAS URLs the service hands out, never with the storage SDK's defaults.
 """
 
 from __future__ import annotations
@@ -34,18 +37,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from azure.core import PipelineClient
 from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import HttpResponseError
+from azure.core.pipeline.policies import RetryPolicy
 from azure.quantum._client import WorkspaceClient
 from azure.quantum._constants import ConnectionConstants
+from azure.quantum._mgmt_client import WorkspaceMgmtClient
 from azure.quantum.job import Job
 from azure.quantum.workspace import Workspace
+from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
 from qrelease.azure.common import (
     AzureAuthError,
     AzureUnavailable,
     CredentialChoice,
+    Pipeline,
     RetrySettings,
-    TransientLog,
     auth_failure,
     classify,
     default_credential,
@@ -54,6 +62,7 @@ from qrelease.azure.common import (
     log,
     plain,
     redact_loggers,
+    retried,
     unavailable,
 )
 from qrelease.model.environment import AzureQuantum
@@ -93,6 +102,7 @@ _PROFILE_ALIASES = {
 }
 _RESULT_WORD = re.compile(r"\b(Zero|One)\b")
 _GATE = "verification"
+_INPUT_BLOB = "inputData"
 _T = TypeVar("_T")
 
 
@@ -291,10 +301,23 @@ class JobRun:
 
 
 def judge_job(run: JobRun, smoke: SmokeGate) -> GateResult:
-    """The verification gate's outcome from a finished (or abandoned) job."""
+    """The verification gate's outcome from a finished (or abandoned) job.
+
+    The results must hold the shots the job asked for (`shots` in its record): a job that
+    ran another number was not the verification requested, so its histogram is not judged.
+    """
     details = dict(run.record)
     where = f"job {details.get('job_id')} on {details.get('target')}"
     if run.status in SUCCEEDED and run.histogram is not None:
+        reported = sum(run.histogram.values())
+        details["shots_reported"] = reported
+        requested = details.get("shots")
+        if requested is not None and reported != requested:
+            text = (
+                f"{where} {run.status}, but the service reports {reported} shots, not the"
+                f" {requested} requested; its results are not judged"
+            )
+            return GateResult(_GATE, GateOutcome.INCONCLUSIVE, text, details)
         judged = judge_smoke(align_keys(run.histogram, smoke.expect), smoke)
         text = f"{where} {run.status}: {judged.message}"
         return GateResult(_GATE, judged.outcome, text, details | judged.details)
@@ -355,18 +378,35 @@ class _Connection:
     endpoint: str | None
 
 
-class _Workspace(Workspace):  # type: ignore[misc]  # azure.quantum (top level) ships no types
-    """azure-quantum's Workspace whose REST client gets qrelease's pipeline options."""
+class _Discovery(WorkspaceMgmtClient):  # type: ignore[misc]  # azure.quantum ships no types
+    """azure-quantum's ARM lookup of a workspace's endpoint, on qrelease's pipeline."""
 
-    def __init__(self, pipeline: Mapping[str, Any], **kwargs: Any) -> None:
-        self._pipeline = dict(pipeline)
+    _client: PipelineClient[Any, Any]
+    _policies: list[Any]
+
+    def __init__(self, credential: Any, base_url: str, pipeline: Pipeline) -> None:
+        super().__init__(credential=credential, base_url=base_url, user_agent=USER_AGENT)
+        self._client.close()  # the SDK's own, never used: it has the SDK's retries and trust
+        self._policies = [
+            pipeline.policy() if isinstance(policy, RetryPolicy) else policy
+            for policy in self._policies
+        ]
+        options = {k: v for k, v in pipeline.options().items() if k != "retry_policy"}
+        self._client = PipelineClient(base_url=base_url, policies=self._policies, **options)
+
+
+class _Workspace(Workspace):  # type: ignore[misc]  # azure.quantum (top level) ships no types
+    """azure-quantum's Workspace whose every client (REST, ARM lookup, blobs) is qrelease's."""
+
+    def __init__(self, pipeline: Pipeline, **kwargs: Any) -> None:
+        self.pipeline = pipeline
         self.rest: WorkspaceClient | None = None
         super().__init__(**kwargs)
 
     def _create_client(self) -> WorkspaceClient:
-        """Build the client the way the SDK does, plus retries, timeouts and the transient log."""
+        """Build the client the way the SDK does, on qrelease's pipeline."""
         params = self._connection_params
-        options = dict(self._pipeline)
+        options = self.pipeline.options()
         if params.api_version:
             options["api_version"] = params.api_version
         self.rest = WorkspaceClient(
@@ -378,6 +418,29 @@ class _Workspace(Workspace):  # type: ignore[misc]  # azure.quantum (top level) 
             **options,
         )
         return self.rest
+
+    def container(self, sas_url: str) -> ContainerClient:
+        """A client of a job container (from a SAS URL the service handed out)."""
+        return ContainerClient.from_container_url(sas_url, **self.pipeline.options())
+
+    def blob(self, sas_url: str) -> BlobClient:
+        """A client of one blob (from a SAS URL the service handed out)."""
+        return BlobClient.from_blob_url(sas_url, **self.pipeline.options())
+
+
+class _Job(Job):  # type: ignore[misc]  # azure.quantum (top level) ships no types
+    """azure-quantum's Job whose result downloads go through the workspace's pipeline."""
+
+    def download_data(self, blob_uri: str) -> bytes:
+        """A result blob's content (the SDK's results parsing reads it through here)."""
+        with self.workspace.blob(self._get_blob_uri_with_sas_token(blob_uri)) as blob:
+            data: bytes = blob.download_blob().readall()
+        return data
+
+    def download_blob_properties(self, blob_uri: str) -> Any:
+        """A result blob's properties (the SDK reads them for failed jobs' results)."""
+        with self.workspace.blob(self._get_blob_uri_with_sas_token(blob_uri)) as blob:
+            return blob.get_blob_properties()
 
 
 # -- the backend ----------------------------------------------------------------------
@@ -396,10 +459,10 @@ class AzureQuantumBackend:
 
     `credential` overrides the credential choice (tests pass a static token or an API key);
     `endpoint` overrides the workspace's data-plane URL, which otherwise comes from the
-    connection string or is discovered through ARM; `local` runs the qdk gates (a
-    `QdkBackend` by default); `environ` is where `connection_string_env` is looked up;
-    `connection_verify` is azure-core's TLS setting for the workspace client (True, or a
-    CA bundle path for a private CA).
+    connection string or is discovered through ARM (`arm_endpoint`, Azure's public cloud
+    by default); `local` runs the qdk gates (a `QdkBackend` by default); `environ` is where
+    `connection_string_env` is looked up; `connection_verify` is the TLS trust of every
+    client it builds, blob storage included (True, or a CA bundle path for a private CA).
     """
 
     def __init__(
@@ -415,11 +478,13 @@ class AzureQuantumBackend:
         environ: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         connection_verify: bool | str = True,
+        arm_endpoint: str | None = None,
     ) -> None:
         self.settings = settings
         self.environment = environment
         self.credential = credential
         self.endpoint = endpoint
+        self.arm_endpoint = arm_endpoint or ConnectionConstants.ARM_PRODUCTION_ENDPOINT
         self.local = local
         self.retry = retry or RetrySettings()
         self.poll_interval = poll_interval
@@ -429,13 +494,14 @@ class AzureQuantumBackend:
         self._workspace: _Workspace | None = None
         self._connection: _Connection | None = None
         self._lock = threading.RLock()  # the engine may roll out several apps at once
-        self._log = TransientLog()
+        self._pipeline = Pipeline(self.retry, connection_verify)
         redact_loggers(SDK_LOGGERS)
 
     # -- the Protocol
 
     def target_status(self, target_id: str) -> TargetStatus:
         """Availability, queue time, profile and qubits as the workspace reports them."""
+        self._pipeline.take()  # anything an earlier call on this thread left unreported
         try:
             targets = self._targets("reading provider status")
         except (AzureAuthError, AzureUnavailable, AzureQuantumError) as error:
@@ -443,10 +509,10 @@ class AzureQuantumBackend:
         status = status_of(
             target_id, targets, self.settings.workspace, self.settings.max_queue_time
         )
-        notes = self._log.take()
+        notes = self._pipeline.take()
         if not notes:
             return status
-        message = f"{status.message}; recovered after retries: {'; '.join(notes[-3:])}"
+        message = f"{status.message}; recovered, {retried(notes)}"
         return TargetStatus(
             status.target_id,
             status.availability,
@@ -549,19 +615,19 @@ class AzureQuantumBackend:
         """An SDK workspace with qrelease's pipeline options (no request is made yet)."""
         connection = self._connect()
         settings = self.settings
-        options = {
-            **self.retry.pipeline_options(),
-            "per_retry_policies": [self._log],
-            "connection_verify": self.connection_verify,
-        }
-        extra = {"_quantum_endpoint": connection.endpoint} if connection.endpoint else {}
+        credential = connection.choice.credential
+        extra: dict[str, Any] = {"arm_endpoint": self.arm_endpoint}
+        if connection.endpoint:
+            extra["_quantum_endpoint"] = connection.endpoint
+        else:
+            extra["_mgmt_client"] = _Discovery(credential, self.arm_endpoint, self._pipeline)
         return _Workspace(
-            options,
+            self._pipeline,
             subscription_id=settings.subscription,
             resource_group=settings.resource_group,
             name=settings.workspace,
             location=settings.location,
-            credential=connection.choice.credential,
+            credential=credential,
             user_agent=USER_AGENT,
             **extra,
         )
@@ -579,13 +645,16 @@ class AzureQuantumBackend:
         """The qrelease error for an SDK failure (never carrying a secret)."""
         choice = self._connect().choice
         kind = classify(error)
+        notes = self._pipeline.take()
         if kind == "auth":
             return auth_failure(self.environment, self._label(), choice, doing, error)
         if kind == "transient":
-            return unavailable(self.environment, self._label(), doing, error, self._log.take())
+            return unavailable(self.environment, self._label(), doing, error, notes)
         where = f"{self.environment}: " if self.environment else ""
         summary = error_summary(error, choice.secrets)
-        return AzureQuantumError(f"{where}{self._label()} refused {doing}: {summary}")
+        if isinstance(error, HttpResponseError):
+            return AzureQuantumError(f"{where}{self._label()} refused {doing}: {summary}")
+        return AzureQuantumError(f"{where}{self._label()}: {doing} failed: {summary}")
 
     def _label(self) -> str:
         """How messages name the workspace."""
@@ -654,6 +723,7 @@ class AzureQuantumBackend:
         smoke = quantum.gates.smoke
         target = self.settings.verification_target or quantum.target.id
         shots = self.settings.verification_shots or smoke.shots
+        self._pipeline.take()  # the job's record lists the retries of this job alone
         try:
             run = self._run_job(qir, program, quantum, target, shots)
         except AzureUnavailable as error:
@@ -695,25 +765,37 @@ class AzureQuantumBackend:
             raise
         record = _job_record(job, target, shots) | {
             "seconds": round(self.clock.now() - started, 3),
-            "retries": self._log.take(),
         }
         status = record["status"]
         if not ended:
             limit = format_duration(self.settings.verification_timeout)
             self._call("cancelling the verification job", lambda: self._open().cancel_job(job))
             problem = f"did not finish within {limit} (last status {status}); cancelled"
-            return JobRun(record | {"timed_out": True}, status, problem=problem)
+            record |= {"timed_out": True, "retries": self._pipeline.take()}
+            return JobRun(record, status, problem=problem)
         if status not in SUCCEEDED:
-            return JobRun(record, status)
+            return JobRun(record | {"retries": self._pipeline.take()}, status)
         raw = self._call(
             "downloading the job's results", lambda: job.get_results_histogram(timeout_secs=60)
         )
+        record["retries"] = self._pipeline.take()
         return JobRun(record, status, histogram=histogram_counts(raw))
 
     def _submit(
         self, qir: str, program: ProgramSource, quantum: Quantum, target: str, shots: int
     ) -> Any:
-        """Upload the QIR through the workspace's storage and create the job (SDK path)."""
+        """Upload the QIR into a new job container of the workspace's storage, create the job."""
+        workspace = self._open()
+        job_id = _Job.create_job_id()
+        container_uri = workspace.get_container_uri(job_id=job_id)
+        with workspace.container(container_uri) as container:
+            container.upload_blob(
+                _INPUT_BLOB,
+                qir.encode("utf-8"),
+                overwrite=True,  # a retried upload must not fail on its own first attempt
+                content_settings=ContentSettings(content_type="qir.v1"),
+            )
+            input_uri = container.get_blob_client(_INPUT_BLOB).url.split("?", 1)[0]
         params = {
             "entryPoint": entry_point(qir),
             "arguments": [],
@@ -721,12 +803,13 @@ class AzureQuantumBackend:
             "target_profile": str(quantum.target.profile),
         }
         label = self.environment or self.settings.workspace
-        return Job.from_input_data(
-            workspace=self._open(),
+        return _Job.from_storage_uri(
+            workspace=workspace,
+            job_id=job_id,
             name=f"qrelease verification ({label}): {program.path}",
             target=target,
-            input_data=qir.encode("utf-8"),
-            content_type="qir.v1",
+            input_data_uri=input_uri,
+            container_uri=container_uri,
             provider_id=target.split(".", 1)[0],
             input_data_format="qir.v1",
             output_data_format="microsoft.quantum-results.v2",

@@ -1,13 +1,15 @@
 """The deployer Protocol and the release lock file every deployer writes.
 
 The engine drives a deployer in fixed steps: prepare (install, idempotent) -> check health
--> switch (atomic) -> check health of what is now current -> maybe switch back.
+-> switch (atomic) -> check health of what is now current -> maybe switch back. A deployer
+may name the prepare and switch steps as its platform does (`StepNames`: ARM validates and
+deploys), and may provision an environment's quantum infrastructure (`Provisioner`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
@@ -37,12 +39,16 @@ class ReleaseLock:
 class Observed(NamedTuple):
     """What a deployer finds on its side for one (environment, app).
 
-    A named tuple: every pass observes every pinned app, thousands at a time.
+    `drift`: what runs differs from what was deployed (the engine repairs it). `error`: the
+    deployer could not find out what runs (`current` is then only the last version it saw,
+    if any); the engine acts on nothing it cannot see. A named tuple: every pass observes
+    every pinned app, thousands at a time.
     """
 
     current: str | None
     on_disk: tuple[str, ...] = ()
     drift: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,48 @@ class Deployer(Protocol):
 
     def remove(self, env: Environment, app: str) -> None:
         """Take an app out of the environment entirely (prune)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StepNames:
+    """What a deployer's platform calls the prepare and switch steps, for status and errors.
+
+    >>> StepNames()
+    StepNames(prepare='install', switch='switch')
+    """
+
+    prepare: str = "install"
+    switch: str = "switch"
+
+
+def step_names(deployer: object) -> StepNames:
+    """The deployer's own step names (its `step_names` attribute), else install and switch."""
+    names = getattr(deployer, "step_names", None)
+    return names if isinstance(names, StepNames) else StepNames()
+
+
+@dataclass(frozen=True)
+class InfrastructureResult:
+    """What provisioning an environment's quantum infrastructure did: deployed or not, and why.
+
+    `deployment` and `resource_group` name the ARM deployment, `sha256` is the digest of
+    its template and parameters, `outputs` are the deployment's outputs.
+    """
+
+    deployed: bool
+    deployment: str
+    resource_group: str
+    sha256: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+
+class Provisioner(Protocol):
+    """Deploys an environment's quantum infrastructure (`quantum.infrastructure`)."""
+
+    def ensure_quantum_infrastructure(self, env: Environment) -> InfrastructureResult:
+        """Deploy the template when it or its parameters changed; raise DeployError on failure."""
         ...
 
 

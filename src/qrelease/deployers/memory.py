@@ -1,15 +1,24 @@
-"""An in-memory Deployer for unit tests of the engine: same contract, no disk, every call recorded.
+"""An in-memory Deployer and Provisioner for unit tests of the engine: same contracts, no disk.
 
-It fakes our own boundary (the Deployer Protocol), never a tool's internals, so engine
-tests can run thousands of reconcile passes in milliseconds and then assert on `calls`.
+They fake our own boundaries (the Deployer and Provisioner Protocols), never a tool's
+internals, so engine tests can run thousands of reconcile passes in milliseconds and then
+assert on `calls`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qrelease.deployers.base import DeployError, HealthResult, Observed, Prepared, ReleaseLock
+from qrelease.deployers.base import (
+    DeployError,
+    HealthResult,
+    InfrastructureResult,
+    Observed,
+    Prepared,
+    ReleaseLock,
+)
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.types import version_key
@@ -30,13 +39,15 @@ class MemoryDeployer:
     `calls` records `(method, env, app, version-or-arg)` tuples in order. Failures are set
     per version: `fail_install` makes prepare raise DeployError (a transient one for the
     versions in `unreachable`, as when a wheel source cannot be reached), `unhealthy` makes
-    the health check fail, `drift[(env, app)]` is reported by observe.
+    the health check fail, `drift[(env, app)]` is reported by observe, and
+    `unreadable[(env, app)]` makes observe fail with that error (what runs is not told).
     """
 
     fail_install: set[str] = field(default_factory=set)
     unreachable: set[str] = field(default_factory=set)
     unhealthy: set[str] = field(default_factory=set)
     drift: dict[tuple[str, str], str] = field(default_factory=dict)
+    unreadable: dict[tuple[str, str], str] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
     install_count: int = 0
     qir: dict[tuple[str, str, str], str] = field(default_factory=dict)
@@ -66,6 +77,9 @@ class MemoryDeployer:
         """Current and prepared versions, newest last, plus any configured drift."""
         name = env.environment
         self.calls.append(("observe", name, app))
+        error = self.unreadable.get((name, app))
+        if error is not None:
+            return Observed(None, error=error)
         state = self._state(name, app)
         on_disk = tuple(sorted(state.releases, key=version_key))
         return Observed(state.current, on_disk, self.drift.get((name, app)))
@@ -137,3 +151,35 @@ class MemoryDeployer:
     def methods_called(self) -> list[str]:
         """Just the method names from `calls`, in order."""
         return [call[0] for call in self.calls]
+
+
+@dataclass
+class MemoryProvisioner:
+    """A Provisioner remembering the digest of each environment's deployed infrastructure.
+
+    The digest covers the environment's whole `quantum` block, so changing the template
+    path or any setting counts as a change. `fail[env]` makes provisioning that
+    environment raise DeployError with that message. `calls` records `(outcome, env)`:
+    "deployed", "unchanged" or "failed".
+    """
+
+    fail: dict[str, str] = field(default_factory=dict)
+    deployed: dict[str, str] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def ensure_quantum_infrastructure(self, env: Environment) -> InfrastructureResult:
+        """Deploy (in memory) when the environment's quantum block changed."""
+        name = env.environment
+        if name in self.fail:
+            self.calls.append(("failed", name))
+            raise DeployError(self.fail[name])
+        digest = hashlib.sha256(env.quantum.model_dump_json().encode()).hexdigest()
+        deployment = f"qrelease-quantum-{name}"
+        group = str(getattr(env.quantum, "resource_group", ""))
+        if self.deployed.get(name) == digest:
+            self.calls.append(("unchanged", name))
+            return InfrastructureResult(False, deployment, group, digest, message="unchanged")
+        self.deployed[name] = digest
+        self.calls.append(("deployed", name))
+        outputs = {"workspaceEndpoint": "https://quantum.example/"}
+        return InfrastructureResult(True, deployment, group, digest, outputs, "deployed")

@@ -49,10 +49,10 @@ class Observer:
     deployer reported stays true until the engine acts on that key: a pass over a new
     revision reuses it, and only a `fresh` pass (a resync, or a pass a person asked for)
     asks every deployer again, which is how drift from outside is found. The engine
-    forgets the keys it acted on. A manifest's target id is kept by the manifest's
-    identity: the loader hands the same model objects to every pass until their file
-    changes, and reading three nested models of each of thousands of manifests each pass
-    costs more than the rest of the lookup together.
+    forgets the keys it acted on; an observation that failed is never kept. A manifest's
+    target id is kept by the manifest's identity: the loader hands the same model objects
+    to every pass until their file changes, and reading three nested models of each of
+    thousands of manifests each pass costs more than the rest of the lookup together.
     """
 
     def __init__(self, backends: Backends) -> None:
@@ -102,7 +102,8 @@ class Observer:
                 if observed is None:
                     deployer = deployer or self._backends.deployer_for(env)
                     observed = deployer.observe(env, app)
-                live[key] = observed
+                if observed.error is None:
+                    live[key] = observed
                 if manifest is None:
                     status = _UNKNOWN
                 else:
@@ -111,15 +112,23 @@ class Observer:
                     status = statuses.get(target[1]) or _NOT_LOOKED_UP
                     if status is _NOT_LOOKED_UP:
                         status = statuses[target[1]] = availability.of(env, target[1])
-                seen[key] = Seen(stored.get(key), observed.current, observed.drift, *status)
+                seen[key] = Seen(
+                    stored.get(key), observed.current, observed.drift, *status, observed.error
+                )
         self._targets = used  # only the manifests of this pass stay referenced
         gone = sorted(k for k in stored if k not in seen and scope.covers(k[0]))
         for key in gone:  # recorded once, no longer pinned: observed for the prune
             env = environments.get(key[0]) or Environment(environment=key[0])
             observed = known.get(key) or self._backends.deployer_for(env).observe(env, key[1])
-            live[key] = observed
+            if observed.error is None:
+                live[key] = observed
             seen[key] = Seen(
-                stored.get(key), observed.current, observed.drift, Availability.UNKNOWN, ""
+                stored.get(key),
+                observed.current,
+                observed.drift,
+                Availability.UNKNOWN,
+                "",
+                observed.error,
             )
         self._live = live  # only keys of this pass (and other environments') stay
         return Observation(environments, tuple(desired), seen)

@@ -1,11 +1,13 @@
 """The Engine: the one owner of a reconcile pass, and the only place that sequences side effects.
 
-Git -> snapshot (desired) + store and deployers (observed) -> pure plan -> the plan's rows
-recorded at once (a row being rolled out is Progressing from the start) -> prunes, then
-every Deploy as ordered steps (`rollout.py`), `concurrency` at a time -> a `PassReport`,
-recorded and published by the one `Finaliser`. Each (environment, app) is isolated: one
-failure never stops the others. An intent is written before a rollout's first side effect
-and cleared with its final record, so a pass after a crash knows what was half done.
+Git -> snapshot (desired) + store and deployers (observed) -> pure plan -> each
+environment's quantum infrastructure (`infrastructure.py`; a failure holds that
+environment's Deploys) -> the plan's rows recorded at once (a row being rolled out is
+Progressing from the start) -> prunes, then every Deploy as ordered steps (`rollout.py`),
+`concurrency` at a time -> a `PassReport`, recorded and published by the one `Finaliser`.
+Each (environment, app) is isolated: one failure never stops the others. An intent is
+written before a rollout's first side effect and cleared with its final record, so a pass
+after a crash knows what was half done.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from qrelease.deployers.base import DeployError, Previewer
+from qrelease.engine import infrastructure
 from qrelease.engine.backends import Backends
 from qrelease.engine.bake import bake_check, verify_live
 from qrelease.engine.observe import (
@@ -24,6 +27,7 @@ from qrelease.engine.observe import (
     Scope,
     broken_environments,
     environment_of,
+    selected,
 )
 from qrelease.engine.record import Recorder, draft
 from qrelease.engine.report import AppReport, Finaliser, PassReport, ReportSink, RowSink
@@ -33,7 +37,15 @@ from qrelease.model.environment import Environment
 from qrelease.model.events import Event, EventDraft
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import ActionKind, EventKind, EventOutcome, Rollout
-from qrelease.planning.planner import Action, Plan, Retry, hold_all, plan
+from qrelease.planning.planner import (
+    OBSERVE_STEP,
+    Action,
+    Plan,
+    Retry,
+    hold_all,
+    hold_environments,
+    plan,
+)
 from qrelease.planning.policy import Check
 from qrelease.planning.status import planned, recovered, row_of, same_row
 from qrelease.source.loader import Loader, Snapshot
@@ -90,7 +102,8 @@ class Engine:
     ) -> tuple[Snapshot, Plan]:
         """Load the desired state and decide, without changing anything."""
         snapshot = self.loader.load(rev)
-        the_plan, _ = self._decide(snapshot, Scope(env_filter, owned), retry, self.clock(), fresh)
+        scope = Scope(env_filter, owned)
+        the_plan, _, _ = self._decide(snapshot, scope, retry, self.clock(), fresh)
         return snapshot, the_plan
 
     def _decide(
@@ -100,7 +113,8 @@ class Engine:
         retry: Retry,
         now: datetime,
         fresh: bool,
-    ) -> tuple[Plan, Observation]:
+    ) -> tuple[Plan, Observation, str | None]:
+        """The plan, what it was made from, and why the revision is refused (None: trusted)."""
         stored = self.store.observed_by_key()
         observation = self._observer.observe(snapshot, stored, scope, fresh=fresh)
         broken = broken_environments(snapshot, scope)
@@ -115,7 +129,7 @@ class Engine:
             verdicts=self._verdicts(snapshot, observation, stored, now),
         )
         refusal = self.verify(snapshot.revision) if self.verify else None
-        return (hold_all(the_plan, refusal) if refusal else the_plan), observation
+        return (hold_all(the_plan, refusal) if refusal else the_plan), observation, refusal
 
     def _verdicts(
         self,
@@ -190,11 +204,17 @@ class Engine:
             self._observer.forget_environments(owned - (self._owned or frozenset()))
             self._owned = owned
         recovered_events = self.recover(snapshot.environments, Scope(owned=owned))
-        the_plan, observation = self._decide(snapshot, scope, retry, started, fresh)
+        the_plan, observation, refusal = self._decide(snapshot, scope, retry, started, fresh)
         self._observer.forget(action.key for action in the_plan.changes)
         run_id = self.store.begin_run(snapshot.revision, time=started)
         first_seq = self.store.newest_seq() + 1 - len(recovered_events)
         recorder = Recorder(self.store, self.clock, self.on_row)
+        if refusal is None:  # nothing of an untrusted revision is deployed, infrastructure neither
+            environments = selected(snapshot.environments, scope)
+            failed = infrastructure.provision(
+                environments, self.backends, recorder, snapshot.revision
+            )
+            the_plan = hold_environments(the_plan, failed, infrastructure.STEP)
         previous = {key: seen.state for key, seen in observation.seen.items()}
         states, reports = self._record_plan(recorder, the_plan, previous, snapshot.revision)
         for action in the_plan.of_kind(ActionKind.PRUNE):
@@ -374,7 +394,10 @@ class Engine:
             if scope is not None and not scope.covers(intent.env):
                 continue
             env = (environments or {}).get(intent.env) or Environment(environment=intent.env)
-            live = self.backends.deployer_for(env).observe(env, intent.app).current
+            observed = self.backends.deployer_for(env).observe(env, intent.app)
+            if observed.error is not None:
+                continue  # what runs is unknown: the intent waits for a pass that can tell
+            live = observed.current
             switched = live is not None and live == intent.payload.get("to")
             state = recovered(
                 self.store.get_observed(intent.env, intent.app),
@@ -406,11 +429,12 @@ def _new_hold(before: ObservedState | None, action: Action) -> bool:
 
     A policy hold is the same hold while the same release fails the same checks: its text
     changes every pass (`Healthy in staging for 4m`), and the audit log records the hold
-    once, not once per pass. Any other hold is new when its reason changes.
+    once, not once per pass. So is a hold because what runs cannot be read (each error
+    names its own request id). Any other hold is new when its reason changes.
     """
     if before is None or before.rollout != Rollout.HELD:
         return True
-    if action.checks:
+    if action.checks or action.step == OBSERVE_STEP:
         return (before.desired, before.rollout_step) != (action.to_version, action.step)
     return before.rollout_reason != action.reason
 

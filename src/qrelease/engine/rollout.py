@@ -1,5 +1,8 @@
 """One rollout, as ordered steps: quantum gates -> install -> health -> switch -> live health.
 
+The install and switch steps go by the deployer's own names for them where it has them
+(ARM: validate, deploy), so status and errors say what really failed.
+
 Every check runs before anything changes what is live: the gates and the candidate's own
 health check come before the atomic switch. A step that fails raises `StepFailed` carrying
 whether a retry can help and what runs afterwards; the rollout then records the failure
@@ -13,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from qrelease.deployers.base import Deployer, DeployError, ReleaseLock
+from qrelease.deployers.base import Deployer, DeployError, ReleaseLock, step_names
 from qrelease.engine.backends import Backends
 from qrelease.engine.record import Recorder, draft
 from qrelease.engine.report import AppReport
@@ -30,9 +33,7 @@ from qrelease.source.loader import Snapshot, program_path
 from qrelease.source.repo import GitRepo
 
 STEP_GATES = "quantum gates"
-STEP_INSTALL = "install"
 STEP_HEALTH = "health check"
-STEP_SWITCH = "switch"
 STEP_LIVE = "health check (live)"
 
 
@@ -101,15 +102,16 @@ class Deployment:
 
     def _steps(self) -> GateReport:
         deployer = self.backends.deployer_for(self.env)
+        names = step_names(deployer)
         self._step(STEP_GATES)
         report = self._gates()
-        self._step(STEP_INSTALL, self._gate_events(report))
+        self._step(names.prepare, self._gate_events(report))
         prepared = deployer.prepare(self.env, self.manifest, self._lock(report), report.qir or "")
         installed = self._draft(EventKind.INSTALL, EventOutcome.SUCCEEDED)
         installed = installed.model_copy(update={"details": {"installed": prepared.installed}})
         self._step(STEP_HEALTH, [installed])
         self._check(deployer, current=False)
-        self._step(STEP_SWITCH)
+        self._step(names.switch)
         deployer.switch(self.env, self.action.app, self.manifest.version)
         self._step(STEP_LIVE, [self._draft(EventKind.SWITCH, EventOutcome.SUCCEEDED)])
         self._after_switch(deployer)

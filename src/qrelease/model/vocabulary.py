@@ -118,6 +118,7 @@ class EventKind(StrEnum):
     PRUNE = "prune"
     RECOVER = "recover"
     BAKE = "bake"
+    INFRASTRUCTURE = "infrastructure"  # an environment's quantum infrastructure (no app)
     PROMOTE = "promote"
     ROLLBACK = "rollback"
     SUSPEND = "suspend"

@@ -52,7 +52,8 @@ class Desired(NamedTuple):
 class Seen(NamedTuple):
     """What is known of one (environment, app) now: the store's record and the deployer's view.
 
-    A named tuple: a pass builds one per pinned app, thousands at a time.
+    `error` says why the deployer could not tell what runs (nothing is then done to the
+    app). A named tuple: a pass builds one per pinned app, thousands at a time.
     """
 
     state: ObservedState | None = None
@@ -60,6 +61,7 @@ class Seen(NamedTuple):
     drift: str | None = None
     availability: Availability = Availability.UNKNOWN
     availability_message: str = ""
+    error: str | None = None
 
 
 class Action(NamedTuple):
@@ -69,8 +71,9 @@ class Action(NamedTuple):
     Held for a new hold, Failed for a release waiting after a failure, None for unchanged.
     A policy hold carries its `checks` and when to judge again (`retry_at`); a suspended
     app's hold says so in `health`. A hold's `step` names its cause in a word or two
-    (`suspended`, `invalid`, `target`, `unverified`, `environment`, or the failing check
-    names, comma-separated), as status shows `rollout Held (soak,window)` and metrics count.
+    (`suspended`, `invalid`, `target`, `unverified`, `environment`, `observe`,
+    `infrastructure`, or the failing check names, comma-separated), as status shows
+    `rollout Held (soak,window)` and metrics count.
     """
 
     kind: ActionKind
@@ -147,6 +150,23 @@ def plan(
     return Plan(revision=revision, actions=tuple(sorted(actions, key=lambda a: a.key)))
 
 
+def hold_environments(the_plan: Plan, reasons: Mapping[str, str], step: str) -> Plan:
+    """The same plan with the Deploys of the given environments held, each for its reason.
+
+    What runs elsewhere, prunes and bake checks are untouched: the environment's quantum
+    infrastructure failing, say, stops only what would go live on it.
+    """
+    held = [
+        action._replace(
+            kind=ActionKind.HOLD, reason=reasons[action.env], rollout=Rollout.HELD, step=step
+        )
+        if action.kind == ActionKind.DEPLOY and action.env in reasons
+        else action
+        for action in the_plan.actions
+    ]
+    return Plan(the_plan.revision, tuple(held))
+
+
 def hold_all(the_plan: Plan, reason: str) -> Plan:
     """The same plan with every change turned into a Hold (an untrusted revision, say)."""
     held = [
@@ -198,6 +218,8 @@ def decide(
         reason = desired.problem or "release is invalid"
         held = act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
         return held._replace(step="invalid")
+    if seen.error is not None:
+        return _unreadable(act(ActionKind.HOLD, Sync.UNKNOWN), seen)
     unverified = _unverified(seen.state)
     if current == version and seen.drift is None and unverified:
         reason = "verify: an interrupted rollout left this release live; checking its health"
@@ -241,6 +263,9 @@ def decide_unwanted(key: tuple[str, str], seen: Seen, env: Environment | None) -
     something running it is pruned when the policy says so, else kept OutOfSync.
     """
     env_name, app = key
+    if seen.error is not None:
+        desired = seen.state.desired if seen.state is not None else None
+        return _unreadable(Action(ActionKind.HOLD, *key, None, desired, Sync.UNKNOWN), seen)
     where = f"releases/{env_name}.yaml" if env is not None else f"environment {env_name!r}"
     if seen.current is None:
         reason = f"not in {where} and nothing deployed"
@@ -264,6 +289,27 @@ def _hold(key: tuple[str, str], seen: Seen, reason: str) -> Action:
         reason,
         rollout=Rollout.HELD,
         step="environment",
+    )
+
+
+OBSERVE_STEP = "observe"
+
+
+def _unreadable(held: Action, seen: Seen) -> Action:
+    """A hold of an app whose deployer cannot tell what runs: nothing is done on a guess.
+
+    What runs stays what was last known (the deployer's last sight, else the stored row),
+    so the live release never vanishes from status; its health is Unknown.
+    """
+    running = seen.current
+    if running is None and seen.state is not None:
+        running = seen.state.deployed
+    return held._replace(
+        from_version=running,
+        reason=f"cannot read what runs: {seen.error}",
+        rollout=Rollout.HELD,
+        health=Health.UNKNOWN,
+        step=OBSERVE_STEP,
     )
 
 

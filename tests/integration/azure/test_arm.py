@@ -13,6 +13,7 @@ import ast
 import doctest
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from qrelease.azure import arm as arm_module
 from qrelease.azure.arm import ArmAuthError, ArmDeployer, ensure_quantum_infrastructure
 from qrelease.azure.common import RetrySettings
 from qrelease.azure.quantum import AzureQuantumBackend
-from qrelease.deployers.base import DeployError, ReleaseLock
+from qrelease.deployers.base import DeployError, Provisioner, ReleaseLock
 from qrelease.engine import Backends, Engine, PassReport
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
@@ -45,6 +46,7 @@ from tests.helpers.azure import (
     QuantumFake,
     StaticToken,
     TlsFiles,
+    error_body,
     self_signed_cert,
 )
 from tests.helpers.gitops import GitOpsRepo
@@ -138,13 +140,16 @@ def make_deployer(arm: Arm) -> Iterator[Make]:
         files: dict[str, bytes] | None = None, credential: Any = None, **options: Any
     ) -> ArmDeployer:
         templates = example_files() if files is None else files
-        settings: dict[str, Any] = {"retry": FAST, "poll_interval": 0.005} | options
+        settings: dict[str, Any] = {
+            "retry": FAST,
+            "poll_interval": 0.005,
+            "connection_verify": arm.cert,
+        }
         deployer = ArmDeployer(
             templates.get,
             credential=StaticToken("arm-token") if credential is None else credential,
             base_url=arm.url,
-            connection_verify=arm.cert,
-            **settings,
+            **(settings | options),
         )
         made.append(deployer)
         return deployer
@@ -212,6 +217,44 @@ def test_switch_deploys_incrementally_with_the_release_parameters(
     assert live.ok and "answered 200" in live.message
     health[0].status = 503
     assert not deployer.check_health(env, manifest("1.1.0"), current=True).ok
+
+
+def test_the_health_probe_trusts_the_ca_bundle_the_arm_clients_trust(
+    arm: Arm, make_deployer: Make, tls: TlsFiles
+) -> None:
+    env = example_environment()
+    deployer = make_deployer()  # connection_verify: the loopback certificate, not a system CA
+    with LoopbackServer(HealthFake(), tls) as server:
+        arm.fake.output_values["healthUrl"] = f"{server.url}/healthz"
+        deploy(deployer, env, "1.1.0")
+
+        live = deployer.check_health(env, manifest("1.1.0"), current=True)
+
+    assert live.ok and "answered 200" in live.message
+
+
+def test_one_ca_bundle_variable_reaches_every_client_in_production(
+    arm: Arm, tls: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.cert))
+    env = example_environment()
+    deployer = ArmDeployer(
+        example_files().get,
+        credential=StaticToken("arm-token"),
+        base_url=arm.url,  # connection_verify left at its default, as wiring leaves it
+        retry=FAST,
+        poll_interval=0.005,
+    )
+    try:
+        with LoopbackServer(HealthFake(), tls) as server:
+            arm.fake.output_values["healthUrl"] = f"{server.url}/healthz"
+            deploy(deployer, env, "1.1.0")
+
+            live = deployer.check_health(env, manifest("1.1.0"), current=True)
+    finally:
+        deployer.close()
+
+    assert live.ok and "answered 200" in live.message
 
 
 def test_the_program_and_lock_reach_templates_that_declare_them(
@@ -341,7 +384,69 @@ def test_a_429_then_success_is_retried_and_reported(
 
     assert arm.fake.puts() == 2
     assert deployer.observe(env, "bell-service").current == "1.1.0"
-    assert any("succeeded after retries: HTTP 429 on PUT" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("succeeded, retried 1 time: HTTP 429 on PUT" in text for text in messages)
+
+
+def test_a_429_without_retry_after_on_a_post_is_retried(
+    arm: Arm, make_deployer: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = example_environment()
+    release = manifest("1.1.0")
+    arm.fake.inject("POST", "/validate$", status=429)  # throttled, no Retry-After
+
+    deployer = make_deployer()
+    deployer.prepare(env, release, lock(env, release), "")
+
+    assert arm.fake.count("POST", "/validate$") == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("validating deployment" in m and "retried 1 time: HTTP 429 on POST" in m
+               for m in messages)  # fmt: skip
+
+
+def test_a_502_on_a_post_is_retried(arm: Arm, make_deployer: Make) -> None:
+    env = example_environment()
+    release = manifest("1.1.0")
+    arm.fake.inject("POST", "/whatIf$", status=502)
+
+    prepared = make_deployer().prepare(env, release, lock(env, release), "")
+
+    assert prepared.installed
+    assert arm.fake.count("POST", "/whatIf$") == 2
+
+
+def test_a_failure_that_was_not_retried_does_not_claim_retries(
+    arm: Arm, make_deployer: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = example_environment()
+    release = manifest("1.1.0")
+    arm.fake.inject("POST", "/validate$", status=503, times=10)
+    deployer = make_deployer(retry=RetrySettings(attempts=1))
+
+    with pytest.raises(DeployError) as raised:
+        deployer.prepare(env, release, lock(env, release), "")
+
+    text = str(raised.value)
+    assert "Azure Resource Manager unavailable while validating deployment" in text
+    assert "HTTP 503" in text
+    assert "retr" not in text
+    assert not any("retr" in r.getMessage() for r in caplog.records)
+    assert arm.fake.count("POST", "/validate$") == 1
+
+
+def test_retry_after_is_honoured_up_to_its_cap(
+    arm: Arm, make_deployer: Make, slept: list[float]
+) -> None:
+    env = example_environment()
+    release = manifest("1.1.0")
+    arm.fake.inject("GET", r"/resourcegroups/[^/]+$", status=503, headers={"Retry-After": "2"})
+    arm.fake.inject("POST", "/validate$", status=429, headers={"Retry-After": "3600"})
+    deployer = make_deployer(retry=RetrySettings(attempts=3, retry_after_max_seconds=30))
+
+    deployer.prepare(env, release, lock(env, release), "")
+
+    waits = [wait for wait in slept if wait >= 1]  # long-running operations poll at 0 s here
+    assert waits == [2, 30]  # as asked, then no longer than the cap
 
 
 def test_server_errors_and_timeouts_are_retried(arm: Arm, make_deployer: Make) -> None:
@@ -368,7 +473,7 @@ def test_errors_past_every_retry_name_the_step(arm: Arm, make_deployer: Make) ->
         make_deployer().prepare(env, release, lock(env, release), "")
 
     assert "Azure Resource Manager unavailable while validating deployment" in str(raised.value)
-    assert "after retries (HTTP 503 on POST" in str(raised.value)
+    assert "(retried 2 times: HTTP 503 on POST" in str(raised.value)
     assert arm.fake.count("POST", "/validate$") == FAST.attempts
 
 
@@ -390,6 +495,20 @@ def test_a_401_is_an_immediate_error_naming_environment_and_credential(
     assert "arm-token" not in text
 
 
+def test_an_untrusted_certificate_is_an_immediate_error(make_deployer: Make) -> None:
+    env = example_environment()
+    release = manifest("1.1.0")
+    deployer = make_deployer(connection_verify=True)  # the system's CAs: not the loopback's
+
+    with pytest.raises(DeployError) as raised:
+        deployer.prepare(env, release, lock(env, release), "")
+
+    text = str(raised.value)
+    assert text.startswith("azure-staging: reading resource group rg-bell-staging failed: [SSL:")
+    assert "CERTIFICATE_VERIFY_FAILED" in text and "retr" not in text
+    assert not raised.value.transient
+
+
 def test_a_credential_that_cannot_get_a_token_fails_before_any_request(
     arm: Arm, make_deployer: Make
 ) -> None:
@@ -403,9 +522,7 @@ def test_a_credential_that_cannot_get_a_token_fails_before_any_request(
     assert arm.fake.requests == []
 
 
-def test_observe_without_access_reports_drift_instead_of_failing_the_pass(
-    arm: Arm, make_deployer: Make
-) -> None:
+def test_observe_without_access_is_an_error_not_drift(arm: Arm, make_deployer: Make) -> None:
     env = example_environment()
     deployer = make_deployer()
     deploy(deployer, env, "1.0.0")
@@ -414,7 +531,34 @@ def test_observe_without_access_reports_drift_instead_of_failing_the_pass(
     observed = deployer.observe(env, "bell-service")
 
     assert observed.current == "1.0.0"  # the last version seen, not a guess
-    assert observed.drift is not None and "cannot read ARM deployments" in observed.drift
+    assert observed.drift is None
+    assert observed.error is not None and "did not accept the credentials" in observed.error
+
+
+# -- reading what runs ------------------------------------------------------------------
+
+
+def test_a_missing_resource_group_means_nothing_is_deployed(make_deployer: Make) -> None:
+    observed = make_deployer().observe(example_environment(), "bell-service")
+
+    assert observed == (None, (), None, None)
+
+
+def test_a_404_from_the_deployments_list_of_an_existing_group_is_an_error(
+    arm: Arm, make_deployer: Make
+) -> None:
+    env = example_environment()
+    deploy(make_deployer(), env, "1.0.0")
+    missing = error_body("NotFound", "No HTTP resource was found that matches the request URI.")
+    arm.fake.inject("GET", r"/deployments/?$", status=404, body=missing, times=10)
+
+    observed = make_deployer().observe(env, "bell-service")  # a restarted controller
+
+    assert observed.current is None and observed.on_disk == ()
+    assert observed.error is not None
+    assert "listing deployments in rg-bell-staging" in observed.error
+    assert "HTTP 404 NotFound: No HTTP resource was found" in observed.error
+    assert re.search(r"request id [0-9a-f-]{36}", observed.error)
 
 
 # -- the quantum environment's infrastructure -------------------------------------------
@@ -508,7 +652,11 @@ def azure_rig(
                 )
             return backends[env.environment]
 
-        engine = Engine(git, store, Backends(lambda env: deployer, quantum_for))
+        def provisioner_for(env: Environment) -> Provisioner | None:
+            infrastructure = getattr(env.quantum, "infrastructure", None)
+            return deployer if infrastructure else None  # as wiring.LocalBackends does
+
+        engine = Engine(git, store, Backends(lambda env: deployer, quantum_for, provisioner_for))
         yield AzureRig(example_repo, git, store, deployer, quantum, arm.fake, engine)
         for backend in backends.values():
             backend.close()
@@ -522,12 +670,8 @@ def outcomes(report: PassReport) -> dict[tuple[str, str], Rollout | None]:
 
 
 def test_an_environment_on_azure_reconciles_to_healthy(azure_rig: AzureRig) -> None:
-    env = azure_rig.engine.loader.load().environments["azure-staging"]
-    infrastructure = ensure_quantum_infrastructure(azure_rig.deployer, env)
-
     result = azure_rig.engine.reconcile(env_filter="azure-staging")
 
-    assert infrastructure.deployed
     assert outcomes(result) == {("azure-staging", "bell-service"): Rollout.SUCCEEDED}
     state = azure_rig.state()
     assert (state.deployed, state.sync, state.health) == ("1.0.0", Sync.SYNCED, Health.HEALTHY)
@@ -566,9 +710,147 @@ def test_a_failed_arm_deployment_leaves_the_previous_release_running_and_says_wh
 
     assert outcomes(failed) == {("azure-staging", "bell-service"): Rollout.FAILED}
     assert state.deployed == "1.0.0" and state.sync is Sync.OUT_OF_SYNC
+    assert state.rollout_step == "deploy"
+    assert state.message.startswith("deploy failed for 1.1.0: azure-staging: deploying")
+    assert "failed (ARM: DeploymentFailed: At least one resource" in state.message
     assert "Conflict: Website with given name already exists." in state.message
+    assert "install" not in state.message
     assert outcomes(retried) == {("azure-staging", "bell-service"): Rollout.SUCCEEDED}
     assert azure_rig.state().deployed == "1.1.0"
+
+
+def test_a_validation_refused_by_arm_is_a_failed_validate_step(azure_rig: AzureRig) -> None:
+    azure_rig.engine.reconcile(env_filter="azure-staging")
+    azure_rig.pin("1.1.0")
+    refusal = error_body("InvalidTemplateDeployment", "The template deployment is not valid.")
+    azure_rig.arm.inject("POST", r"bell-service-1\.1\.0/validate$", status=400, body=refusal)
+
+    azure_rig.engine.reconcile(env_filter="azure-staging")
+
+    state = azure_rig.state()
+    assert (state.rollout, state.rollout_step) == (Rollout.FAILED, "validate")
+    assert state.message.startswith("validate failed for 1.1.0: azure-staging: validating")
+    assert "(ARM: HTTP 400 InvalidTemplateDeployment: The template deployment is not valid." in (
+        state.message
+    )
+
+
+# -- the quantum environment's infrastructure, in a pass --------------------------------
+
+INFRA = "qrelease-quantum-qws-bell-staging"
+
+
+def infrastructure_events(rig: AzureRig) -> list[Any]:
+    """The environment's infrastructure events, oldest first."""
+    return list(rig.store.iter_events(env="azure-staging", actions=["infrastructure"]))
+
+
+def test_a_pass_deploys_the_quantum_infrastructure_before_the_release_gates(
+    azure_rig: AzureRig,
+) -> None:
+    result = azure_rig.engine.reconcile(env_filter="azure-staging")
+
+    assert outcomes(result) == {("azure-staging", "bell-service"): Rollout.SUCCEEDED}
+    record = azure_rig.arm.deployment("rg-quantum-staging", INFRA)
+    assert record["properties"]["provisioningState"] == "Succeeded"
+    assert record["properties"]["parameters"]["storageAccountName"]["value"] == "stbellqrstaging"
+    [event] = infrastructure_events(azure_rig)
+    assert (event.app, event.outcome) == ("", "Succeeded")
+    assert event.details["deployment"] == INFRA
+    assert event.details["resource_group"] == "rg-quantum-staging"
+    assert event.details["sha256"] == record["tags"]["qrelease-template-sha256"]
+    first_gate = next(
+        e for e in azure_rig.store.iter_events(env="azure-staging") if e.action == "gate"
+    )
+    assert event.seq < first_gate.seq
+
+
+def test_an_unchanged_infrastructure_template_costs_one_get_per_pass(azure_rig: AzureRig) -> None:
+    azure_rig.engine.reconcile(env_filter="azure-staging")
+    seen = len(azure_rig.arm.requests)
+
+    azure_rig.engine.reconcile(env_filter="azure-staging")
+
+    calls = [(r.method, r.path) for r in azure_rig.arm.requests[seen:] if INFRA in r.path]
+    assert [method for method, _ in calls] == ["GET"]
+    assert len(infrastructure_events(azure_rig)) == 1
+
+
+def test_a_changed_infrastructure_template_is_deployed_by_the_next_pass(
+    azure_rig: AzureRig,
+) -> None:
+    azure_rig.engine.reconcile(env_filter="azure-staging")
+    template = json.loads(azure_rig.repo.read(QUANTUM_TEMPLATE))
+    template["parameters"]["sku"] = {"type": "string", "defaultValue": "Standard_GRS"}
+    azure_rig.repo.write(QUANTUM_TEMPLATE, json.dumps(template))
+    azure_rig.repo.commit("storage: geo-redundant")
+
+    azure_rig.engine.reconcile(env_filter="azure-staging")
+
+    events = infrastructure_events(azure_rig)
+    assert [e.outcome for e in events] == ["Succeeded", "Succeeded"]
+    assert events[0].details["sha256"] != events[1].details["sha256"]
+    assert azure_rig.arm.count("PUT", f"/deployments/{INFRA}$") == 2
+
+
+def test_a_failed_infrastructure_deployment_holds_the_environments_rollouts(
+    azure_rig: AzureRig,
+) -> None:
+    azure_rig.arm.fail_next_deployment("InvalidResourceLocation", "Quantum is not in westeurope.")
+
+    held = azure_rig.engine.reconcile(env_filter="azure-staging")
+
+    assert outcomes(held) == {("azure-staging", "bell-service"): Rollout.HELD}
+    state = azure_rig.state()
+    assert (state.deployed, state.rollout, state.rollout_step) == (None, Rollout.HELD,
+                                                                  "infrastructure")  # fmt: skip
+    assert "quantum infrastructure: azure-staging: deploying " + INFRA in state.message
+    assert "(ARM: DeploymentFailed" in state.message
+    assert "InvalidResourceLocation: Quantum is not in westeurope." in state.message
+    assert azure_rig.arm.count("PUT", "/deployments/qrelease-azure-staging-") == 0
+    assert azure_rig.quantum.submitted() == []  # no gate ran
+    [event] = infrastructure_events(azure_rig)
+    assert event.outcome == "Failed" and "InvalidResourceLocation" in event.reason
+    again = azure_rig.engine.reconcile(env_filter="azure-staging")  # ARM is fixed meanwhile
+    assert outcomes(again) == {("azure-staging", "bell-service"): Rollout.SUCCEEDED}
+    assert [e.outcome for e in infrastructure_events(azure_rig)] == ["Failed", "Succeeded"]
+
+
+def test_the_same_infrastructure_failure_is_recorded_once(azure_rig: AzureRig) -> None:
+    azure_rig.arm.fail_next_deployment("InvalidResourceLocation", "Quantum is not in westeurope.")
+    azure_rig.arm.fail_next_deployment("InvalidResourceLocation", "Quantum is not in westeurope.")
+
+    azure_rig.engine.reconcile(env_filter="azure-staging")
+    azure_rig.engine.reconcile(env_filter="azure-staging")
+
+    assert [e.outcome for e in infrastructure_events(azure_rig)] == ["Failed"]
+    assert azure_rig.state().rollout is Rollout.HELD
+
+
+# -- what runs, when ARM cannot say ----------------------------------------------------
+
+
+def test_an_unreadable_deployments_list_keeps_the_live_release_and_says_why(
+    azure_rig: AzureRig,
+) -> None:
+    azure_rig.engine.reconcile(env_filter="azure-staging")
+    azure_rig.deployer.close()
+    azure_rig.deployer._last_seen.clear()  # as after a restart: only the store remembers
+    missing = error_body("NotFound", "No HTTP resource was found that matches the request URI.")
+    azure_rig.arm.inject("GET", r"/deployments/?$", status=404, body=missing, times=100)
+    puts = azure_rig.arm.puts()
+
+    result = azure_rig.engine.reconcile(env_filter="azure-staging")
+
+    state = azure_rig.state()
+    assert state.deployed == "1.0.0"
+    assert (state.sync, state.health) == (Sync.UNKNOWN, Health.UNKNOWN)
+    assert "cannot read what runs: azure-staging: listing deployments in rg-bell-staging" in (
+        state.message
+    )
+    assert "HTTP 404 NotFound" in state.message and "request id" in state.message
+    assert azure_rig.arm.puts() == puts  # nothing redeployed on a guess
+    assert outcomes(result) == {("azure-staging", "bell-service"): Rollout.HELD}
 
 
 def test_logging_of_a_deployment_names_no_token(

@@ -16,14 +16,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from azure.core.exceptions import ClientAuthenticationError
 
-from qrelease.azure import common as azure_common
 from qrelease.azure import quantum as quantum_azure
 from qrelease.azure.common import AzureAuthError, RetrySettings
 from qrelease.azure.quantum import AzureQuantumBackend, align_keys, entry_point
@@ -36,10 +34,12 @@ from qrelease.redaction import redact
 from tests.helpers import PROJECT_ROOT
 from tests.helpers.azure import (
     SAS_SIGNATURE,
+    ArmFake,
     JobScript,
     LoopbackServer,
     QuantumFake,
     StaticToken,
+    private_ca,
     self_signed_cert,
 )
 
@@ -118,14 +118,16 @@ Make = Callable[..., AzureQuantumBackend]
 def make_backend(workspace: Workspace, qdk_backend: QdkBackend) -> Iterator[Make]:
     made: list[AzureQuantumBackend] = []
 
-    def make(environ: dict[str, str] | None = None, **overrides: Any) -> AzureQuantumBackend:
+    def make(
+        environ: dict[str, str] | None = None, retry: RetrySettings = FAST, **overrides: Any
+    ) -> AzureQuantumBackend:
         backend = AzureQuantumBackend(
             settings(**overrides),
             environment="dev",
             endpoint=workspace.url,
             environ={KEY_VARIABLE: connection_string()} if environ is None else environ,
             local=qdk_backend,
-            retry=FAST,
+            retry=retry,
             poll_interval=0.005,
         )
         made.append(backend)
@@ -295,6 +297,24 @@ def test_a_verification_job_that_fails_fails_the_gate_with_the_service_error(
     assert verification.details["status"] == "Failed"
 
 
+def test_a_verification_job_that_ran_other_shots_than_requested_is_not_accepted(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    workspace.fake.script = JobScript(histogram={"[0, 0]": 50, "[1, 1]": 50})  # 100 shots
+    manifest, program = release("1.1.0")
+    backend = make_backend(verification_job=True, verification_shots=200)
+
+    report = backend.run_gates(program, manifest.quantum, None)
+
+    verification = gate(report, "verification")
+    assert verification.outcome is GateOutcome.INCONCLUSIVE
+    assert "the service reports 100 shots, not the 200 requested" in verification.message
+    assert workspace.fake.submitted()[0]["inputParams"]["shots"] == 200
+    assert verification.details["shots"] == 200
+    assert verification.details["shots_reported"] == 100
+    assert "observed" not in verification.details  # the histogram was not judged
+
+
 def test_a_verification_job_past_its_timeout_is_cancelled_and_inconclusive(
     workspace: Workspace, make_backend: Make
 ) -> None:
@@ -324,8 +344,64 @@ def test_a_429_with_retry_after_is_retried_and_reported(
 
     assert slept == [7]  # the wait the service asked for, and only that one
     assert status.availability is Availability.AVAILABLE
-    assert "recovered after retries: HTTP 429 on GET" in status.message
+    assert "recovered, retried 1 time: HTTP 429 on GET" in status.message
     assert workspace.fake.count("GET", "/providerStatus") == 2
+
+
+def test_a_429_without_retry_after_on_the_storage_link_post_is_retried(
+    workspace: Workspace, make_backend: Make
+) -> None:
+    workspace.fake.inject("POST", "/storage/sasUri$", status=429)  # throttled, no Retry-After
+    manifest, program = release("1.1.0")
+
+    report = make_backend(verification_job=True).run_gates(program, manifest.quantum, None)
+
+    verification = gate(report, "verification")
+    assert verification.outcome is GateOutcome.PASSED, verification.message
+    assert any("HTTP 429 on POST" in note for note in verification.details["retries"])
+
+
+def test_a_502_on_job_cancel_is_retried(workspace: Workspace, make_backend: Make) -> None:
+    workspace.fake.script = JobScript(statuses=("Waiting",) * 10_000)
+    workspace.fake.inject("POST", r"/jobs/[^/]+:cancel$", status=502)
+    manifest, program = release("1.1.0")
+    backend = make_backend(verification_job=True, verification_timeout=0.1)
+
+    report = backend.run_gates(program, manifest.quantum, None)
+
+    verification = gate(report, "verification")
+    assert verification.outcome is GateOutcome.INCONCLUSIVE
+    assert "did not finish within" in verification.message and "cancelled" in verification.message
+    assert workspace.fake.count("POST", r"/jobs/[^/]+:cancel$") == 2
+    assert workspace.fake.submitted()[0]["status"] == "Cancelled"
+
+
+def test_blob_uploads_go_through_qreleases_retry_policy(
+    workspace: Workspace, make_backend: Make, slept: list[float]
+) -> None:
+    workspace.fake.inject("PUT", "/devstoreaccount1/.+/inputData$", status=503)
+    manifest, program = release("1.1.0")
+
+    report = make_backend(verification_job=True).run_gates(program, manifest.quantum, None)
+
+    verification = gate(report, "verification")
+    assert verification.outcome is GateOutcome.PASSED, verification.message
+    assert any("HTTP 503 on PUT" in note for note in verification.details["retries"])
+    assert workspace.fake.count("PUT", "/devstoreaccount1/.+/inputData$") == 2
+
+
+def test_a_failure_that_was_not_retried_does_not_claim_retries(
+    workspace: Workspace, make_backend: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    workspace.fake.inject("GET", "/providerStatus", status=503, times=10)
+
+    status = make_backend(retry=RetrySettings(attempts=1)).target_status("ionq.qpu.aria-1")
+
+    assert status.availability is Availability.UNKNOWN
+    assert "unavailable while reading provider status" in status.message
+    assert "retr" not in status.message
+    assert not any("retr" in record.getMessage() for record in caplog.records)
+    assert workspace.fake.count("GET", "/providerStatus") == 1
 
 
 def test_a_read_timeout_is_retried(workspace: Workspace, make_backend: Make) -> None:
@@ -345,7 +421,7 @@ def test_server_errors_past_every_retry_leave_the_target_unknown_with_the_reason
     status = make_backend().target_status("ionq.qpu.aria-1")
 
     assert status.availability is Availability.UNKNOWN
-    assert "unavailable while reading provider status after retries" in status.message
+    assert "unavailable while reading provider status (retried 2 times: HTTP 503" in status.message
     assert workspace.fake.count("GET", "/providerStatus") == FAST.attempts
 
 
@@ -440,6 +516,63 @@ def test_a_credential_that_cannot_get_a_token_fails_at_once(
     assert fake.requests == []
 
 
+def test_job_blobs_reach_storage_behind_a_private_ca(tmp_path: Path) -> None:
+    ca = private_ca(tmp_path)
+    fake = QuantumFake(token="quantum-token")
+    fake.set_target("ionq.simulator", profile="Base", qubits=29)
+    fake.set_target("ionq.qpu.aria-1", profile="Base", qubits=25)
+    manifest, program = release("1.1.0")
+    with LoopbackServer(fake, ca.server) as server:
+        backend = AzureQuantumBackend(
+            settings(connection_string_env=None, verification_job=True,
+                     verification_target="ionq.simulator"),
+            environment="staging",
+            credential=StaticToken("quantum-token"),
+            endpoint=server.url,
+            local=QdkBackend(),
+            retry=FAST,
+            poll_interval=0.005,
+            connection_verify=str(ca.bundle),
+        )  # fmt: skip
+        try:
+            report = backend.run_gates(program, manifest.quantum, None)
+        finally:
+            backend.close()
+
+    verification = gate(report, "verification")
+    assert verification.outcome is GateOutcome.PASSED, verification.message
+    assert fake.count("PUT", "/devstoreaccount1/.+/inputData$") == 1  # the upload, over TLS
+    assert fake.count("GET", "/devstoreaccount1/.+/rawOutputData$") >= 1  # the results
+
+
+def test_the_workspace_endpoint_is_looked_up_through_arm_on_the_same_pipeline(
+    tmp_path: Path,
+) -> None:
+    ca = private_ca(tmp_path)
+    arm, fake = ArmFake(token="shared-token"), QuantumFake(token="shared-token")
+    fake.set_target("ionq.simulator", profile="Base", qubits=29)
+    with LoopbackServer(arm, ca.server) as arm_server, LoopbackServer(fake, ca.server) as server:
+        arm.add_workspace(SUB, "rg-quantum", "ws-dev", "eastus", server.url)
+        arm.inject("GET", "/workspaces/ws-dev$", status=503)
+        backend = AzureQuantumBackend(
+            settings(connection_string_env=None),
+            environment="staging",
+            credential=StaticToken("shared-token"),
+            arm_endpoint=arm_server.url,  # no endpoint given: discovered, as in production
+            retry=FAST,
+            connection_verify=str(ca.bundle),
+        )
+        try:
+            status = backend.target_status("ionq.simulator")
+        finally:
+            backend.close()
+
+    assert status.availability is Availability.AVAILABLE, status.message
+    assert arm.count("GET", "/workspaces/ws-dev$") == 2
+    assert "recovered, retried 1 time: HTTP 503 on GET" in status.message
+    assert fake.count("GET", "/providerStatus$") == 1
+
+
 # -- secrets never leak -----------------------------------------------------------------
 
 
@@ -497,6 +630,5 @@ def test_the_settings_block_is_hashable_for_the_engines_status_cache() -> None:
     assert hash(settings(verification_job=True)) == hash(settings(verification_job=True))
 
 
-@pytest.mark.parametrize("module", [azure_common, quantum_azure], ids=lambda m: m.__name__)
-def test_docstring_examples_hold(module: ModuleType) -> None:
-    assert doctest.testmod(module).failed == 0
+def test_docstring_examples_hold() -> None:
+    assert doctest.testmod(quantum_azure).failed == 0

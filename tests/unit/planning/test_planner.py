@@ -16,7 +16,7 @@ from qrelease.model.vocabulary import (
     Sync,
     worst,
 )
-from qrelease.planning.planner import Desired, Retry, Seen, decide, plan
+from qrelease.planning.planner import Desired, Plan, Retry, Seen, decide, hold_environments, plan
 
 REV = "a" * 40
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -178,3 +178,55 @@ def test_a_broken_environment_keeps_the_desired_version_it_last_had() -> None:
     seen = {("dev", "bell"): Seen(state=state, current="1.0.0")}
     (held,) = plan(REV, [], seen, {}, broken={"dev": "bad"}, now=NOW).actions
     assert (held.kind, held.to_version, held.rollout) == (ActionKind.HOLD, "1.1.0", Rollout.HELD)
+
+
+def test_an_app_whose_deployer_cannot_tell_what_runs_is_held_as_last_known() -> None:
+    stored = ObservedState(env="dev", app="bell", desired="1.0.0", deployed="1.0.0")
+    seen = Seen(state=stored, current=None, error="HTTP 404; request id 9")
+
+    action = decide(REV, desired(), seen, now=NOW)
+
+    assert (action.kind, action.from_version, action.to_version) == (
+        ActionKind.HOLD,
+        "1.0.0",
+        "1.1.0",
+    )
+    assert (action.sync, action.health, action.rollout) == (
+        Sync.UNKNOWN,
+        Health.UNKNOWN,
+        Rollout.HELD,
+    )
+    assert (action.step, action.reason) == (
+        "observe",
+        "cannot read what runs: HTTP 404; request id 9",
+    )
+
+
+def test_an_unpinned_app_that_cannot_be_read_is_held_not_pruned() -> None:
+    stored = ObservedState(env="dev", app="old", deployed="0.1.0")
+    seen = {("dev", "old"): Seen(state=stored, error="HTTP 404")}
+
+    (action,) = plan(REV, [], seen, {"dev": env(prune=True)}, now=NOW).actions
+
+    assert (action.kind, action.from_version, action.step) == (ActionKind.HOLD, "0.1.0", "observe")
+
+
+def test_holding_environments_holds_only_their_deploys() -> None:
+    deploy = decide(REV, desired(), Seen(current="1.0.0"), now=NOW)
+    noop = decide(REV, desired(), Seen(current="1.1.0"), now=NOW)
+    elsewhere = deploy._replace(env="prod")
+    the_plan = Plan(REV, (deploy, noop._replace(app="other"), elsewhere))
+
+    held = hold_environments(the_plan, {"dev": "quantum infrastructure: ARM said no"}, "infra")
+
+    assert [(a.env, a.app, a.kind) for a in held.actions] == [
+        ("dev", "bell", ActionKind.HOLD),
+        ("dev", "other", ActionKind.NOOP),
+        ("prod", "bell", ActionKind.DEPLOY),
+    ]
+    first = held.actions[0]
+    assert (first.rollout, first.step, first.reason) == (
+        Rollout.HELD,
+        "infra",
+        "quantum infrastructure: ARM said no",
+    )
