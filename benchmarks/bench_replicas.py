@@ -127,7 +127,7 @@ def failover(ctx: Context, server: Any) -> Row:
         for replica in fleet.replicas.values():
             replica.start()
         wait_for("the first rollout", lambda: fleet.converged(fleet.pins()), 120)
-        for trial in range(FAILOVER_TRIALS):
+        for trial in range(1 if ctx.quick else FAILOVER_TRIALS):
             pins = {
                 key: next(v for v in replicas.VERSIONS[key[1]] if v != version)
                 for key, version in fleet.pins().items()
@@ -151,7 +151,7 @@ def failover(ctx: Context, server: Any) -> Row:
         notes=(
             f"2 replica processes, one PostgreSQL, 3 envs x 2 apps, lease TTL "
             f"{TTL.total_seconds():.0f} s, renew {TTL.total_seconds() / 4:.0f} s; "
-            f"{FAILOVER_TRIALS} kills",
+            f"{len(times)} kills",
             "from SIGKILL to every pin live on disk and recorded Healthy by the survivor "
             "(lease expiry + takeover + recovery + the remaining rollouts)",
         ),
