@@ -10,13 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from qrelease.model.environment import check_package_source, is_state_dir_source
 from qrelease.model.manifest import Frozen
 from qrelease.model.types import Duration
 from qrelease.quantum.sandbox import GateLimits
-from qrelease.store import StoreError, check_location
+from qrelease.store import POSTGRES_SCHEMES, StoreError, check_location
 
 DEFAULT_CONFIG = Path("controller/controller.toml")
 DEFAULT_STATE = Path(".qrelease")
@@ -117,6 +117,29 @@ class StoreConfig(Frozen):
             raise ValueError(str(exc)) from None
 
 
+class ReplicaConfig(Frozen):
+    """This controller as one replica of several that share a PostgreSQL store.
+
+    Replicas split the environments between them through leases (one owner each, renewed
+    every `lease_renew`, taken over by another replica `lease_ttl` after its owner stops
+    renewing). `id` names the replica (default: the state dir's controller id). `serves`
+    lists the environments on the local venv deployer this replica may deploy: their
+    releases live on this host's disk, so they never move to a replica that does not list
+    them (default: every environment). ARM environments go to any replica.
+    """
+
+    id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    serves: tuple[str, ...] | None = None
+    lease_ttl: Duration = timedelta(seconds=15)
+    lease_renew: Duration = timedelta(seconds=5)
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> ReplicaConfig:
+        if self.lease_renew <= timedelta(0) or self.lease_renew * 2 > self.lease_ttl:
+            raise ValueError("lease_renew must be positive and at most half of lease_ttl")
+        return self
+
+
 class ControllerConfig(Frozen):
     """Everything the controller and the CLI read from the config file."""
 
@@ -133,6 +156,12 @@ class ControllerConfig(Frozen):
     http: HttpConfig = HttpConfig()
     sources: PackageSourcesConfig = PackageSourcesConfig()
     store: StoreConfig = StoreConfig()
+    replica: ReplicaConfig = ReplicaConfig()
+
+    @property
+    def replicated(self) -> bool:
+        """True when the store is PostgreSQL: replicas may share it, so work goes by lease."""
+        return (self.store.url or "").startswith(POSTGRES_SCHEMES)
 
 
 def load_config(path: Path | None) -> ControllerConfig:

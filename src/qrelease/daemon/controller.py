@@ -166,6 +166,7 @@ class Controller:
             self._worker_done.set()
             return
         try:
+            self.reconciler.start_keeper(self.wake)
             self.reconciler.run(self._stop, self.wake)
         except Exception:  # logged here; the main thread sees the thread end and exits 1
             self.log.exception("the reconcile thread failed")

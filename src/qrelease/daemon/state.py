@@ -56,6 +56,8 @@ class View:
     pass_errors: int = 0
     pass_error: str | None = None
     stopping: bool = False
+    replica: str | None = None  # this replica's id when several share the store
+    fleet: Mapping[str, Any] | None = None  # their heartbeats and leases
 
     def not_ready_reasons(self) -> list[str]:
         """Why the controller is not ready; empty when it is."""
@@ -107,6 +109,8 @@ class View:
             "consecutive_pass_errors": self.pass_errors,
             "rows": [self.rows[key].as_json() for key in sorted(self.rows)],
             "stopping": self.stopping,
+            "replica": self.replica,
+            "fleet": dict(self.fleet) if self.fleet is not None else None,
         }
 
 

@@ -7,7 +7,7 @@ Nothing here writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from qrelease.deployers.base import Deployer, Observed
@@ -18,6 +18,19 @@ from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Availability
 from qrelease.planning.planner import Desired, Seen
 from qrelease.source.loader import Snapshot
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The environments a pass covers: the one asked for (None: all), within those this
+    replica owns (None: a single controller owns all)."""
+
+    env: str | None = None
+    owned: frozenset[str] | None = None
+
+    def covers(self, name: str) -> bool:
+        """True for an environment the pass covers."""
+        return self.env in (None, name) and (self.owned is None or name in self.owned)
 
 
 @dataclass(frozen=True)
@@ -52,21 +65,25 @@ class Observer:
         for key in keys:
             self._live.pop(key, None)
 
+    def forget_environments(self, names: Collection[str]) -> None:
+        """Ask again about every key of these environments (another replica may have acted)."""
+        self.forget([key for key in self._live if key[0] in names])
+
     def observe(
         self,
         snapshot: Snapshot,
         stored: Mapping[tuple[str, str], ObservedState],
-        env_filter: str | None,
+        scope: Scope,
         *,
         fresh: bool = False,
     ) -> Observation:
-        """Every pin of the selected environments, plus every recorded key no pin names."""
-        environments = selected(snapshot.environments, env_filter)
+        """Every pin of the covered environments, plus every recorded key no pin names."""
+        environments = selected(snapshot.environments, scope)
         availability = _AvailabilityCache(self._backends)
         targets: dict[int, tuple[ReleaseManifest, str]] = self._targets
         used: dict[int, tuple[ReleaseManifest, str]] = {}
         known = {} if fresh else self._live
-        others = {key: seen for key, seen in self._live.items() if env_filter not in (None, key[0])}
+        others = {key: seen for key, seen in self._live.items() if not scope.covers(key[0])}
         live: dict[tuple[str, str], Observed] = others
         desired: list[Desired] = []
         seen: dict[tuple[str, str], Seen] = {}
@@ -99,7 +116,7 @@ class Observer:
                     stored.get(key), observed.current, observed.drift, *status, observed.error
                 )
         self._targets = used  # only the manifests of this pass stay referenced
-        gone = sorted(k for k in stored if k not in seen and env_filter in (None, k[0]))
+        gone = sorted(k for k in stored if k not in seen and scope.covers(k[0]))
         for key in gone:  # recorded once, no longer pinned: observed for the prune
             env = environments.get(key[0]) or Environment(environment=key[0])
             observed = known.get(key) or self._backends.deployer_for(env).observe(env, key[1])
@@ -141,9 +158,9 @@ def environment_of(snapshot: Snapshot, name: str) -> Environment:
     return snapshot.environments.get(name) or Environment(environment=name)
 
 
-def selected(environments: Mapping[str, Environment], only: str | None) -> dict[str, Environment]:
+def selected(environments: Mapping[str, Environment], scope: Scope) -> dict[str, Environment]:
     """The environments a pass covers."""
-    return {name: env for name, env in environments.items() if only in (None, name)}
+    return {name: env for name, env in environments.items() if scope.covers(name)}
 
 
 def desired_pins(snapshot: Snapshot, environments: Mapping[str, Environment]) -> Iterator[Desired]:
@@ -155,10 +172,10 @@ def desired_pins(snapshot: Snapshot, environments: Mapping[str, Environment]) ->
             yield Desired(env, app, version, manifest, str(problem.message) if problem else "")
 
 
-def broken_environments(snapshot: Snapshot, only: str | None) -> dict[str, str]:
+def broken_environments(snapshot: Snapshot, scope: Scope) -> dict[str, str]:
     """Environments whose file is invalid, with why: their recorded apps are held."""
     return {
         name: f"{error.path} is invalid: {error}"
         for name, error in snapshot.broken_envs.items()
-        if only in (None, name)
+        if scope.covers(name)
     }

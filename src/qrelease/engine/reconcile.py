@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 from qrelease.deployers.base import DeployError, Previewer
 from qrelease.engine import infrastructure
 from qrelease.engine.backends import Backends
-from qrelease.engine.bake import bake_check
+from qrelease.engine.bake import bake_check, verify_live
 from qrelease.engine.observe import (
     Observation,
     Observer,
+    Scope,
     broken_environments,
     environment_of,
     selected,
@@ -85,6 +86,7 @@ class Engine:
         self.loader = Loader(repo)
         self.finalise = Finaliser(sinks)
         self._observer = Observer(backends)
+        self._owned: frozenset[str] | None = None
         self._local = threading.local()
 
     # -- planning ---------------------------------------------------------------------
@@ -96,24 +98,26 @@ class Engine:
         retry: Retry = Retry.DUE,
         *,
         fresh: bool = False,
+        owned: frozenset[str] | None = None,
     ) -> tuple[Snapshot, Plan]:
         """Load the desired state and decide, without changing anything."""
         snapshot = self.loader.load(rev)
-        the_plan, _, _ = self._decide(snapshot, env_filter, retry, self.clock(), fresh)
+        scope = Scope(env_filter, owned)
+        the_plan, _, _ = self._decide(snapshot, scope, retry, self.clock(), fresh)
         return snapshot, the_plan
 
     def _decide(
         self,
         snapshot: Snapshot,
-        env_filter: str | None,
+        scope: Scope,
         retry: Retry,
         now: datetime,
         fresh: bool,
     ) -> tuple[Plan, Observation, str | None]:
         """The plan, what it was made from, and why the revision is refused (None: trusted)."""
         stored = self.store.observed_by_key()
-        observation = self._observer.observe(snapshot, stored, env_filter, fresh=fresh)
-        broken = broken_environments(snapshot, env_filter)
+        observation = self._observer.observe(snapshot, stored, scope, fresh=fresh)
+        broken = broken_environments(snapshot, scope)
         the_plan = plan(
             snapshot.revision,
             observation.desired,
@@ -183,22 +187,30 @@ class Engine:
         *,
         trigger: str = "manual",
         fresh: bool = True,
+        owned: frozenset[str] | None = None,
     ) -> PassReport:
         """Plan, record the plan's rows, carry out every action, then finalise the report.
 
         `fresh` asks every deployer what runs (finding drift); otherwise what they reported
         in earlier passes is reused for the keys the engine has not acted on since.
+        `owned` narrows the pass to the environments this replica holds leases for (None:
+        a single controller, which owns them all); environments it did not own last pass
+        are observed afresh, since another replica may have acted on them meanwhile.
         """
         snapshot = self.loader.load(rev)
         started = self.clock()
-        recovered_events = self.recover(snapshot.environments)
-        the_plan, observation, refusal = self._decide(snapshot, env_filter, retry, started, fresh)
+        scope = Scope(env_filter, owned)
+        if owned is not None:
+            self._observer.forget_environments(owned - (self._owned or frozenset()))
+            self._owned = owned
+        recovered_events = self.recover(snapshot.environments, Scope(owned=owned))
+        the_plan, observation, refusal = self._decide(snapshot, scope, retry, started, fresh)
         self._observer.forget(action.key for action in the_plan.changes)
         run_id = self.store.begin_run(snapshot.revision, time=started)
         first_seq = self.store.newest_seq() + 1 - len(recovered_events)
         recorder = Recorder(self.store, self.clock, self.on_row)
         if refusal is None:  # nothing of an untrusted revision is deployed, infrastructure neither
-            environments = selected(snapshot.environments, env_filter)
+            environments = selected(snapshot.environments, scope)
             failed = infrastructure.provision(
                 environments, self.backends, recorder, snapshot.revision
             )
@@ -210,6 +222,11 @@ class Engine:
         for action in the_plan.of_kind(ActionKind.BAKE):
             env = environment_of(snapshot, action.env)
             reports[action.key] = bake_check(
+                action, env, snapshot, states[action.key], self.backends, recorder, self.clock
+            )
+        for action in the_plan.of_kind(ActionKind.VERIFY):
+            env = environment_of(snapshot, action.env)
+            reports[action.key] = verify_live(
                 action, env, snapshot, states[action.key], self.backends, recorder, self.clock
             )
         deploys = the_plan.of_kind(ActionKind.DEPLOY)
@@ -362,16 +379,26 @@ class Engine:
 
     # -- crash recovery ---------------------------------------------------------------
 
-    def recover(self, environments: Mapping[str, Environment] | None = None) -> list[Event]:
-        """Finish the record of any rollout a crash interrupted, from what is really live."""
+    def recover(
+        self, environments: Mapping[str, Environment] | None = None, scope: Scope | None = None
+    ) -> list[Event]:
+        """Finish the record of any rollout a crash interrupted, from what is really live.
+
+        Only in the environments the pass covers: with replicas, an intent in an environment
+        this replica owns was left by an earlier owner (or an earlier life of this one, as
+        passes of one replica never overlap), while one elsewhere may be in flight.
+        """
         recorder = Recorder(self.store, self.clock, self.on_row)
         recorded: list[Event] = []
         for intent in self.store.pending_intents():
+            if scope is not None and not scope.covers(intent.env):
+                continue
             env = (environments or {}).get(intent.env) or Environment(environment=intent.env)
             observed = self.backends.deployer_for(env).observe(env, intent.app)
             if observed.error is not None:
                 continue  # what runs is unknown: the intent waits for a pass that can tell
             live = observed.current
+            switched = live is not None and live == intent.payload.get("to")
             state = recovered(
                 self.store.get_observed(intent.env, intent.app),
                 intent.env,
@@ -379,6 +406,7 @@ class Engine:
                 live,
                 intent.step,
                 self.clock(),
+                previous=intent.payload.get("from") if switched else None,
             )
             event = EventDraft(
                 env=intent.env,

@@ -78,6 +78,7 @@ class ActionKind(StrEnum):
     HOLD = "Hold"
     PRUNE = "Prune"
     BAKE = "Bake"
+    VERIFY = "Verify"
 
 
 class Rollout(StrEnum):

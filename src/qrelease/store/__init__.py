@@ -11,8 +11,11 @@ from pathlib import Path
 
 from qrelease.store.audit import ChainBreak, ChainReport, ChainVerifier, verify_chain
 from qrelease.store.base import (
+    FencedError,
     HistoryFilter,
     Intent,
+    Lease,
+    Replica,
     Run,
     SchemaTooNewError,
     StateStore,
@@ -28,8 +31,11 @@ __all__ = [
     "ChainBreak",
     "ChainReport",
     "ChainVerifier",
+    "FencedError",
     "HistoryFilter",
     "Intent",
+    "Lease",
+    "Replica",
     "Run",
     "SchemaTooNewError",
     "StateStore",

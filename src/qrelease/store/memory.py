@@ -12,14 +12,26 @@ import copy
 import threading
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
 from qrelease.model.observed import ObservedState
 from qrelease.store.audit import ChainReport, as_utc, link, verify_chain
-from qrelease.store.base import HistoryFilter, Intent, Run, StoreError
+from qrelease.store.base import (
+    FencedError,
+    HistoryFilter,
+    Intent,
+    Lease,
+    Replica,
+    Run,
+    StoreError,
+    acquired,
+    fence_problem,
+    renewed,
+)
 
 
 class MemoryStore:
@@ -34,6 +46,8 @@ class MemoryStore:
         self._runs: dict[int, Run] = {}
         self._intents: dict[int, Intent] = {}
         self._meta: dict[str, str] = {}
+        self._leases: dict[str, Lease] = {}
+        self._replicas: dict[str, Replica] = {}
         self._last_run_id = 0
         self._last_intent_id = 0
         self._depth = 0
@@ -266,6 +280,60 @@ class MemoryStore:
             return dict(sorted(self._meta.items()))
 
     # -- helpers ------------------------------------------------------------------------
+
+    # -- leases and replicas ----------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, ttl: timedelta, now: datetime) -> Lease | None:
+        """Take the lease when it is free, expired or already `owner`'s, with a new token."""
+        with self._lock:
+            lease = acquired(self._leases.get(name), name, owner, ttl, as_utc(now))
+            if lease is not None:
+                self._leases[name] = lease
+            return lease
+
+    def renew_lease(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease | None:
+        """Extend a held lease (same token); None when someone acquired it since."""
+        with self._lock:
+            fresh = renewed(self._leases.get(lease.name), lease, ttl, as_utc(now))
+            if fresh is not None:
+                self._leases[lease.name] = fresh
+            return fresh
+
+    def release_lease(self, lease: Lease) -> bool:
+        """Give a held lease up (it expires at once); False when it was no longer held."""
+        with self._lock:
+            current = self._leases.get(lease.name)
+            if fence_problem(current, lease.name, lease.owner, lease.token) or current is None:
+                return False
+            self._leases[lease.name] = replace(current, expires_at=current.acquired_at)
+            return True
+
+    def leases(self) -> list[Lease]:
+        """Every lease ever taken, by name."""
+        with self._lock:
+            return [self._leases[name] for name in sorted(self._leases)]
+
+    def check_fence(self, name: str, owner: str, token: int) -> None:
+        """Raise FencedError unless `owner` still holds lease `name` with `token`."""
+        with self._lock:
+            problem = fence_problem(self._leases.get(name), name, owner, token)
+        if problem:
+            raise FencedError(problem)
+
+    def heartbeat(self, replica: Replica) -> None:
+        """Record that a replica is alive."""
+        with self._lock:
+            self._replicas[replica.id] = replica
+
+    def replicas(self) -> list[Replica]:
+        """Every replica that has beaten, by id."""
+        with self._lock:
+            return [self._replicas[key] for key in sorted(self._replicas)]
+
+    def forget_replica(self, replica_id: str) -> None:
+        """Remove a replica's row."""
+        with self._lock:
+            self._replicas.pop(replica_id, None)
 
     def _tables(self) -> tuple[Any, ...]:
         return (
