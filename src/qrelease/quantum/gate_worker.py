@@ -26,24 +26,48 @@ def main(argv: list[str]) -> int:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     alarm_after = math.ceil(float(argv[1])) + ALARM_MARGIN_SECONDS
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
-
-    from qrelease.quantum.qdk import run_gates_here
-    from qrelease.quantum.sandbox import parse_request, report_json, stopped
+    import qrelease.quantum.qdk  # noqa: F401 qdk is imported once, before saying ready
 
     print("ready", flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue
-        program, quantum, baseline = parse_request(line)
         signal.alarm(alarm_after)
         try:
-            report = run_gates_here(program, quantum, baseline)
-        except MemoryError:
-            report = stopped("the gates ran out of memory (quantum gate memory limit)")
+            answer = _answer(line)
         finally:
             signal.alarm(0)
-        print(report_json(report), flush=True)
+        print(answer, flush=True)
     return 0
+
+
+def _answer(line: str) -> str:
+    """The answer line to one request line: a gate report or a compile result."""
+    from qrelease.quantum.base import CompileOutcome, Diagnostic
+    from qrelease.quantum.qdk import compile_here, run_gates_here
+    from qrelease.quantum.sandbox import (
+        compiled_json,
+        parse_compile_request,
+        parse_request,
+        report_json,
+        request_kind,
+        stopped,
+    )
+
+    out_of_memory = "ran out of memory (quantum gate memory limit)"
+    if request_kind(line) == "compile":
+        program, entry, profile = parse_compile_request(line)
+        try:
+            return compiled_json(compile_here(program, entry, profile))
+        except MemoryError:
+            return compiled_json(
+                CompileOutcome((Diagnostic("sandbox", f"compiling {out_of_memory}"),))
+            )
+    program, quantum, baseline = parse_request(line)
+    try:
+        return report_json(run_gates_here(program, quantum, baseline))
+    except MemoryError:
+        return report_json(stopped(f"the gates {out_of_memory}"))
 
 
 if __name__ == "__main__":

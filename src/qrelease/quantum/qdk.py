@@ -32,6 +32,8 @@ from qrelease.model.manifest import EstimateGate, Quantum, SmokeGate, TargetProf
 from qrelease.model.vocabulary import Availability, GateOutcome
 from qrelease.quantum import catalog
 from qrelease.quantum.base import (
+    CompileOutcome,
+    Diagnostic,
     EstimateSummary,
     GateReport,
     GateResult,
@@ -39,7 +41,7 @@ from qrelease.quantum.base import (
     TargetStatus,
 )
 from qrelease.quantum.gates import canonical_key, judge_estimate, judge_smoke
-from qrelease.quantum.sandbox import GateSandbox
+from qrelease.quantum.sandbox import GateSandbox, Sandbox
 
 _QDK_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qrelease-qdk")
 _SHOTS_PER_BATCH = 10_000
@@ -51,20 +53,6 @@ _LOCATION = re.compile(r"\[([^\[\]\s]+):(\d+):(\d+)\]")
 _QUBITS = re.compile(r'"required_num_qubits"="(\d+)"')
 _SOURCE_LABEL = "line_0"
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    """One qdk error, located in the program's repo path where qdk gave a place."""
-
-    code: str
-    message: str
-    where: str | None = None
-
-    def render(self) -> str:
-        """`path:line:col: code: message`, the way compilers and the CLI print problems."""
-        prefix = f"{self.where}: " if self.where else ""
-        return f"{prefix}{self.code}: {self.message}"
 
 
 class QdkFailure(Exception):
@@ -193,13 +181,30 @@ class _Compiled:
 class QdkBackend:
     """Runs the quantum gates locally with qdk; target status comes from the catalog.
 
-    Gates run in a sandboxed worker process (see `sandbox.py`) with a time and a memory
-    limit; by default every backend shares one worker. `isolated=False` runs them in
-    this process instead, on the qdk thread, with no limits (tests that patch qdk use it).
+    Gates run in sandboxed worker processes (see `sandbox.py`) with a time and a memory
+    limit; by default every backend shares one worker. A `GatePool` runs several releases
+    side by side. `isolated=False` runs them in this process instead, on the qdk thread,
+    with no limits (tests that patch qdk use it).
     """
 
-    def __init__(self, sandbox: GateSandbox | None = None, *, isolated: bool = True) -> None:
+    def __init__(self, sandbox: Sandbox | None = None, *, isolated: bool = True) -> None:
         self._sandbox = sandbox if sandbox is not None or not isolated else _shared_sandbox()
+
+    @property
+    def workers(self) -> int:
+        """How many releases' gates (or compile checks) run side by side."""
+        return 1 if self._sandbox is None else self._sandbox.workers
+
+    def close(self) -> None:
+        """Stop this backend's worker processes (the shared default worker stays)."""
+        if self._sandbox is not None and self._sandbox not in _SHARED:
+            self._sandbox.close()
+
+    def compile(self, program: ProgramSource, entry: str, profile: TargetProfile) -> CompileOutcome:
+        """Whether `entry` compiles for `profile`, with qdk's diagnostics when it does not."""
+        if self._sandbox is not None:
+            return self._sandbox.compile(program, entry, profile)
+        return _QDK_THREAD.submit(compile_here, program, entry, profile).result()
 
     def target_status(self, target_id: str) -> TargetStatus:
         """Available for catalog targets (simulated locally), Unknown for anything else."""
@@ -221,11 +226,11 @@ class QdkBackend:
         return _QDK_THREAD.submit(_run_gates, program, quantum, baseline).result()
 
 
-_SHARED: list[GateSandbox] = []
+_SHARED: list[Sandbox] = []
 _SHARED_LOCK = threading.Lock()
 
 
-def _shared_sandbox() -> GateSandbox:
+def _shared_sandbox() -> Sandbox:
     """The process's default sandbox, started on first use and stopped at exit."""
     with _SHARED_LOCK:
         if not _SHARED:
@@ -238,6 +243,19 @@ def run_gates_here(
 ) -> GateReport:
     """The gates in this process and thread: what the sandbox's worker process calls."""
     return _run_gates(program, quantum, baseline)
+
+
+def compile_here(program: ProgramSource, entry: str, profile: TargetProfile) -> CompileOutcome:
+    """Compile `entry` for `profile` in a fresh session (what `qrelease validate` asks for)."""
+    session = _Session(profile)
+    try:
+        _guarded(lambda: session.load(program.text), program, entry)
+        qir = _guarded(lambda: session.compile(entry), program, entry)
+    except QdkFailure as failure:
+        return CompileOutcome(tuple(failure.diagnostics))
+    finally:
+        session.close()
+    return CompileOutcome((), required_qubits(qir), hashlib.sha256(qir.encode()).hexdigest())
 
 
 def _run_gates(
