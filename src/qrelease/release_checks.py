@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from qrelease.model.environment import AzureQuantum
 from qrelease.model.manifest import ReleaseManifest, TargetProfile
 from qrelease.quantum import catalog
 from qrelease.quantum.base import CompileOutcome, Diagnostic, ProgramSource
@@ -114,6 +115,7 @@ def check_releases(
     releases = sorted(snapshot.manifests.values(), key=lambda m: m.key)
     for manifest in releases:
         _check_target(manifest, manifests, findings)
+    _check_environments(snapshot, findings)
     if compiler is not None:
         _compile_all(_units(repo, snapshot, releases), manifests, cache, compiler, findings)
     return findings
@@ -122,12 +124,28 @@ def check_releases(
 def _check_target(manifest: ReleaseManifest, manifests: _Manifests, findings: Findings) -> None:
     """Unknown or retired targets are errors; a deprecated target is a warning."""
     pin = manifest.quantum.target
-    spec = catalog.resolve(pin.id)
-    problems = catalog.pin_problems(pin.id, pin.profile, None)
-    field_ = "profile" if spec is not None else "id"
-    for problem in problems:
-        path, line = manifests.where(manifest, "quantum", "target", field_)
-        findings.errors.append(LoadError(path, line, f"quantum.target.{field_}", problem))
+    for found in catalog.pin_findings(pin.id, pin.profile, None):
+        path, line = manifests.where(manifest, "quantum", "target", found.field)
+        error = LoadError(path, line, f"quantum.target.{found.field}", found.message)
+        (findings.warnings if found.warning else findings.errors).append(error)
+
+
+def _check_environments(snapshot: Snapshot, findings: Findings) -> None:
+    """An Azure environment cannot run a release pinned to a local simulator."""
+    for name, env in sorted(snapshot.environments.items()):
+        if not isinstance(env.quantum, AzureQuantum):
+            continue
+        for app, version in sorted(env.apps.items()):
+            manifest = snapshot.manifest(app, version)
+            spec = catalog.resolve(manifest.quantum.target.id) if manifest else None
+            if spec is None or not spec.local_only:
+                continue
+            line = snapshot.pin_lines.get((name, app), 0)
+            text = (
+                f"{app} {version} is pinned to {spec.target_id}, a local simulator, but this "
+                f"environment's quantum side is Azure workspace {env.quantum.workspace}"
+            )
+            findings.errors.append(LoadError(snapshot.env_paths[name], line, f"apps.{app}", text))
 
 
 def _units(repo: GitRepo, snapshot: Snapshot, releases: Iterable[ReleaseManifest]) -> list[_Unit]:

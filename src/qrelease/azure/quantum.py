@@ -456,6 +456,15 @@ class AzureQuantumBackend:
             message,
         )
 
+    def workspace_targets(self) -> list[TargetStatus]:
+        """Every target the workspace offers now, as `target_status` reports each one."""
+        targets = self._targets("listing the workspace's targets")
+        settings = self.settings
+        return [
+            status_of(target_id, targets, settings.workspace, settings.max_queue_time)
+            for target_id in sorted(targets)
+        ]
+
     def run_gates(
         self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
     ) -> GateReport:

@@ -180,6 +180,10 @@ class AzureQuantum(Frozen):
     storage_account: str | None = Field(default=None, pattern=r"^[a-z0-9]{3,24}$")
 
 
+TargetId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+"""A quantum target id as a pin names it (`ionq.qpu.aria-1`)."""
+
+
 class DenyWindow(Frozen):
     """A recurring time (UTC) when nothing is promoted into the environment."""
 
@@ -354,6 +358,8 @@ class Policy(Frozen):
     `suspended` maps an app to why it is suspended: the controller never changes it.
     `overriders` are allowed-signers lines (`principal key`): with signed-commit
     verification on, only a commit signed by one of them may override failed checks.
+    `acknowledge_deprecated` maps a deprecated quantum target to why this environment may
+    still take releases pinned to it (otherwise the plan holds them).
     """
 
     soak: Duration = timedelta(0)
@@ -366,6 +372,7 @@ class Policy(Frozen):
     suspended: dict[DnsName, str] = Field(default_factory=dict)
     overriders: tuple[str, ...] = ()
     bake: Bake | None = None
+    acknowledge_deprecated: dict[TargetId, str] = Field(default_factory=dict)
 
 
 class Environment(Frozen):

@@ -207,13 +207,18 @@ class QdkBackend:
         return _QDK_THREAD.submit(compile_here, program, entry, profile).result()
 
     def target_status(self, target_id: str) -> TargetStatus:
-        """Available for catalog targets (simulated locally), Unknown for anything else."""
+        """Available for catalog targets (simulated locally), Unavailable once retired,
+        Unknown for anything else."""
         spec = catalog.resolve(target_id)
         if spec is None:
-            known = ", ".join(catalog.known_ids())
-            text = f"unknown target {target_id!r}; known targets: {known}"
+            text = catalog.pin_findings(target_id, TargetProfile.BASE, None)[0].message
             return TargetStatus(target_id, Availability.UNKNOWN, message=text)
+        if spec.status is catalog.Lifecycle.RETIRED:
+            text = f"retired: {spec.note}"
+            return TargetStatus(target_id, Availability.UNAVAILABLE, message=text)
         text = "local backend: simulated with qdk; profile and qubits are catalog defaults"
+        if spec.status is catalog.Lifecycle.DEPRECATED:
+            text += f"; deprecated: {spec.note}"
         available = Availability.AVAILABLE
         return TargetStatus(target_id, available, spec.profile, spec.qubits, message=text)
 

@@ -315,7 +315,7 @@ def test_unknown_target_fails_the_profile_gate() -> None:
     report = run(example("bell-service", "bell.qs"), config)
     profile = gate(report, "profile")
     assert profile.outcome is GateOutcome.FAILED
-    assert "unknown target 'acme.qpu.one'; known targets: ionq.qpu.aria-1" in profile.message
+    assert "unknown target 'acme.qpu.one' (qrelease targets lists the catalog)" in profile.message
     assert report.qir is not None
 
 
@@ -355,9 +355,12 @@ def test_target_status_comes_from_the_catalog() -> None:
     backend = QdkBackend()
     forte = backend.target_status("ionq.qpu.forte-1")
     assert (forte.availability, forte.profile, forte.qubits) == (Availability.AVAILABLE, "Base", 36)
-    unknown = backend.target_status("acme.qpu.one")
+    unknown = backend.target_status("quantinuum.qpu.h2-9")
     assert unknown.availability is Availability.UNKNOWN
-    assert "quantinuum.qpu.h2-1" in unknown.message
+    assert "did you mean quantinuum.qpu.h2-1" in unknown.message
+    retired = backend.target_status("rigetti.qpu.cepheus-1-36q")
+    assert retired.availability is Availability.UNAVAILABLE
+    assert retired.message.startswith("retired: removed from the Azure SDK")
 
 
 def test_diagnostics_without_a_code_keep_the_first_line() -> None:

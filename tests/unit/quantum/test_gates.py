@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qrelease.model.manifest import EstimateGate, SmokeGate, TargetProfile
+from qrelease.model.manifest import EstimateGate, SmokeGate
 from qrelease.model.vocabulary import GateOutcome
-from qrelease.quantum import catalog
 from qrelease.quantum.base import EstimateSummary
 from qrelease.quantum.gates import (
     canonical_key,
@@ -253,32 +252,3 @@ def test_estimate_over_either_limit_fails() -> None:
     assert "runtime 4 µs > budget 1 µs" in result.message
     big = EstimateGate(max_physical_qubits=449)
     assert judge_estimate(EstimateSummary(450, 4000), big, None).outcome is GateOutcome.FAILED
-
-
-# --- catalog ------------------------------------------------------------------------------
-
-
-def test_catalog_pin_checks() -> None:
-    assert catalog.pin_problems("quantinuum.sim.h2-1e", TargetProfile.ADAPTIVE_RI, 2) == []
-    assert catalog.pin_problems("quantinuum.sim.h2-1e", TargetProfile.BASE, 56) == []
-    (too_capable,) = catalog.pin_problems("ionq.simulator", TargetProfile.ADAPTIVE_RI, 2)
-    assert "runs the Base profile, not Adaptive_RI" in too_capable
-    (too_big,) = catalog.pin_problems("ionq.qpu.aria-1", TargetProfile.BASE, 30)
-    assert "needs 30 qubits; target ionq.qpu.aria-1 has 25" in too_big
-
-
-def test_unknown_target_lists_the_known_ones() -> None:
-    result = catalog.check_pin("acme.qpu.one", TargetProfile.BASE, 2)
-    assert result.outcome is GateOutcome.FAILED
-    assert "unknown target 'acme.qpu.one'" in result.message
-    assert "ionq.simulator" in result.message
-
-
-def test_service_reported_figures_override_the_catalog() -> None:
-    reported = {"reported_profile": TargetProfile.ADAPTIVE_RI, "reported_qubits": 4}
-    assert catalog.pin_problems("acme.qpu.one", TargetProfile.BASE, 2, **reported) == []
-    (problem,) = catalog.pin_problems("ionq.simulator", TargetProfile.BASE, 5, **reported)
-    assert "has 4 (service)" in problem
-    shrunk = catalog.resolve("ionq.simulator", reported_qubits=11)
-    assert shrunk is not None
-    assert (shrunk.profile, shrunk.qubits, shrunk.source) == (TargetProfile.BASE, 11, "service")
