@@ -357,7 +357,7 @@ def test_target_status_comes_from_the_catalog() -> None:
     assert (forte.availability, forte.profile, forte.qubits) == (Availability.AVAILABLE, "Base", 36)
     unknown = backend.target_status("quantinuum.qpu.h2-9")
     assert unknown.availability is Availability.UNKNOWN
-    assert "did you mean quantinuum.qpu.h2-1" in unknown.message
+    assert "did you mean quantinuum.qpu.h2-2 or quantinuum.qpu.h2-1" in unknown.message
     retired = backend.target_status("rigetti.qpu.cepheus-1-36q")
     assert retired.availability is Availability.UNAVAILABLE
     assert retired.message.startswith("retired: removed from the Azure SDK")
