@@ -22,6 +22,7 @@ from qrelease.model.manifest import ReleaseManifest, TargetProfile
 from qrelease.quantum import catalog
 from qrelease.quantum.base import CompileOutcome, Diagnostic, ProgramSource
 from qrelease.quantum.cache import ContentCache, content_key, qdk_version
+from qrelease.quantum.gates import shots_needed
 from qrelease.source.loader import LoadError, Snapshot, program_path
 from qrelease.source.repo import GitRepo
 from qrelease.source.yamldoc import YamlDoc, YamlError, parse_mapping
@@ -115,6 +116,7 @@ def check_releases(
     releases = sorted(snapshot.manifests.values(), key=lambda m: m.key)
     for manifest in releases:
         _check_target(manifest, manifests, findings)
+        _check_power(manifest, manifests, findings)
     _check_environments(snapshot, findings)
     if compiler is not None:
         _compile_all(_units(repo, snapshot, releases), manifests, cache, compiler, findings)
@@ -128,6 +130,28 @@ def _check_target(manifest: ReleaseManifest, manifests: _Manifests, findings: Fi
         path, line = manifests.where(manifest, "quantum", "target", found.field)
         error = LoadError(path, line, f"quantum.target.{found.field}", found.message)
         (findings.warnings if found.warning else findings.errors).append(error)
+
+
+def _check_power(manifest: ReleaseManifest, manifests: _Manifests, findings: Findings) -> None:
+    """Warn when the smoke test has too few shots to tell a deviation of the size it names."""
+    smoke = manifest.quantum.gates.smoke
+    if smoke is None:
+        return
+    needed = shots_needed(smoke)
+    if smoke.shots >= needed:
+        return
+    if smoke.method == "chi2":
+        what = (
+            f"a deviation of {smoke.detect:g} (detect) at significance {smoke.max_distance:g}"
+        )
+    else:
+        what = f"a deviation of {smoke.max_distance:g} (max_distance) at alpha {smoke.alpha:g}"
+    text = (
+        f"{smoke.shots} shots cannot tell {what} from the expectation with power"
+        f" {smoke.power:g}; {needed} are needed"
+    )
+    path, line = manifests.where(manifest, "quantum", "gates", "smoke", "shots")
+    findings.warnings.append(LoadError(path, line, "quantum.gates.smoke.shots", text))
 
 
 def _check_environments(snapshot: Snapshot, findings: Findings) -> None:

@@ -79,3 +79,22 @@ def test_targets_lists_the_catalog_with_sources(example_repo: GitOpsRepo, tmp_pa
     assert by_id["ionq.simulator"]["pinned_by"] == ["qrng 0.2.0"]
     assert by_id["quantinuum.qpu.h2-1"]["noise"]["source"].startswith("S. A. Moses")
     assert data["workspace"] is None  # dev is local: there is no live view
+
+
+def test_too_few_shots_is_a_warning_that_says_how_many_are_needed(
+    example_repo: GitOpsRepo, tmp_path: Path
+) -> None:
+    code, err, report = validate(example_repo, tmp_path)
+    assert code == 0 and not report["warnings"], err  # the examples have enough shots
+    path = "manifests/bell-service/1.0.0.yaml"
+    text = example_repo.read(path).replace("shots: 1000", "shots: 500")
+    example_repo.write(path, text)
+    example_repo.commit("fewer shots")
+    line = 1 + next(n for n, row in enumerate(text.splitlines()) if "shots: 500" in row)
+    code, err, report = validate(example_repo, tmp_path)
+    assert code == 0
+    assert (
+        f"warning: {path}:{line}: quantum.gates.smoke.shots: 500 shots cannot tell a deviation"
+        " of 0.1 (max_distance) at alpha 0.05 from the expectation with power 0.95; 869 are"
+        " needed"
+    ) in err

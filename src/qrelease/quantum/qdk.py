@@ -41,10 +41,10 @@ from qrelease.quantum.base import (
     TargetStatus,
 )
 from qrelease.quantum.gates import canonical_key, judge_estimate, judge_smoke
+from qrelease.quantum.power import shot_blocks
 from qrelease.quantum.sandbox import GateSandbox, Sandbox
 
 _QDK_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qrelease-qdk")
-_SHOTS_PER_BATCH = 10_000
 _CODE = re.compile(r"^\s*(Qdk\.[A-Za-z0-9_.]+)", re.MULTILINE)
 _SUMMARY = re.compile(r"^\s*[x×]\s+(.+)$", re.MULTILINE)
 _DETAIL = re.compile(r"^\s*(?:`->|╰─▶)\s+(.+)$", re.MULTILINE)
@@ -143,12 +143,15 @@ class _Session:
         return EstimateSummary(int(counts["physicalQubits"]), int(counts["runtime"]))
 
     def shots(self, entry: str, shots: int, seed: int) -> dict[str, int]:
-        """A seeded histogram: shot i seeds quantum and classical randomness with seed + i."""
+        """A seeded histogram; each block of shots has its own seed, hashed from (seed, block).
+
+        qdk seeds shot i of one run with seed + i, so blocks keep runs of neighbouring seeds
+        apart (see `power.shot_blocks`).
+        """
         histogram: Counter[str] = Counter()
-        for first in range(0, shots, _SHOTS_PER_BATCH):
-            size = min(_SHOTS_PER_BATCH, shots - first)
+        for block_seed, size in shot_blocks(seed, shots):
             batch: list[dict[str, object]] = self._context.run(
-                entry, size, seed=seed + first, save_events=True
+                entry, size, seed=block_seed, save_events=True
             )
             histogram.update(canonical_key(shot["result"]) for shot in batch)
         return dict(histogram)

@@ -409,7 +409,7 @@ CRASHES = {
     ),
     "!!int xyz": (
         UNPINNED,
-        ("shots: 800", "shots: !!int xyz"),
+        ("shots: 1000", "shots: !!int xyz"),
         ":18: quantum.gates.smoke.shots: 'xyz' is not a valid int",
     ),
     "!!bool xyz": (
@@ -487,7 +487,7 @@ def test_what_used_to_crash_the_loader_is_one_problem_of_its_file(
 def test_status_shows_every_app_while_a_file_is_hostile(
     example_repo: GitOpsRepo, tmp_path: Path
 ) -> None:
-    write_hostile(example_repo, UNPINNED, ("shots: 800", "shots: !!int xyz"))
+    write_hostile(example_repo, UNPINNED, ("shots: 1000", "shots: !!int xyz"))
     write_hostile(
         example_repo, UNUSED_ENV, {"soak": "0s", "freezes": A_FREEZE.format(start="2026-02-30")}
     )
