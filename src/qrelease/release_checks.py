@@ -141,9 +141,7 @@ def _check_power(manifest: ReleaseManifest, manifests: _Manifests, findings: Fin
     if smoke.shots >= needed:
         return
     if smoke.method == "chi2":
-        what = (
-            f"a deviation of {smoke.detect:g} (detect) at significance {smoke.max_distance:g}"
-        )
+        what = f"a deviation of {smoke.detect:g} (detect) at significance {smoke.max_distance:g}"
     else:
         what = f"a deviation of {smoke.max_distance:g} (max_distance) at alpha {smoke.alpha:g}"
     text = (
