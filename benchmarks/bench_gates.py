@@ -19,7 +19,7 @@ import yaml
 
 from benchmarks.fixtures import PROJECT_ROOT, gitops
 from benchmarks.harness import Context, Row, plain, ratio_row
-from qrelease.model.manifest import ReleaseManifest
+from qrelease.model.manifest import Quantum, ReleaseManifest
 from qrelease.quantum.base import GateReport, ProgramSource
 from qrelease.source.loader import Loader
 from qrelease.source.repo import GitRepo
@@ -40,10 +40,14 @@ def bundled_release() -> tuple[ReleaseManifest, ProgramSource]:
 
 def raw_qdk(manifest: ReleaseManifest, source: str) -> dict[str, Any]:
     """Reference: compile for the profile, estimate, run the seeded shots in a fresh Context."""
+    return raw_qdk_gates(manifest.quantum, source)
+
+
+def raw_qdk_gates(quantum: Quantum, source: str) -> dict[str, Any]:
+    """The raw qdk calls the gates need, in a fresh Context for the pinned profile."""
     import qdk
     from qdk import qsharp
 
-    quantum = manifest.quantum
     smoke = quantum.gates.smoke
     assert smoke is not None
     context = qdk.Context(target_profile=getattr(qsharp.TargetProfile, quantum.target.profile))

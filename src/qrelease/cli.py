@@ -407,6 +407,7 @@ def reconcile(
                 keys=trusted_keys(ctx.config),
                 allowed_sources=ctx.config.sources.allow,
                 store_url=ctx.store_url,
+                gate_limits=ctx.config.gates.limits(),
             ) as eng,
         ):
             report = eng.reconcile(rev, env_name, mode)

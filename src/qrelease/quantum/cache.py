@@ -19,9 +19,18 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from qrelease.model.events import Event, EventDraft
+from qrelease.model.manifest import Quantum
+from qrelease.quantum.base import GateReport, ProgramSource
+from qrelease.quantum.sandbox import report_from
 
 MAX_ENTRIES = 20_000
 
@@ -108,3 +117,109 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
+
+
+GATES_VERSION = 1
+"""Part of every gate cache key: bump it when what a gate result means changes."""
+
+
+@dataclass(frozen=True)
+class CachedGates:
+    """A release's gate report kept by content, and where each gate was first recorded.
+
+    `first` maps a gate name to the audit event that first recorded its result
+    (`{"seq", "env", "app", "version", "revision"}`), once the engine has recorded it.
+    """
+
+    report: GateReport
+    first: dict[str, dict[str, Any]]
+
+
+class GateCache:
+    """Gate reports by content key, stored as `{"report": ..., "first": {...}}`.
+
+    The key covers everything that decides the result (see `gate_key`); the estimate's
+    growth against the running release is judged again on every use, as it is the only part
+    that depends on the environment.
+    """
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.store = ContentCache(directory)
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> CachedGates | None:
+        """The cached report (None on a miss or an unreadable entry)."""
+        body = self.store.get(key)
+        if body is None:
+            return None
+        try:
+            return CachedGates(report_from(body["report"]), dict(body.get("first") or {}))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def put(self, key: str, report: GateReport) -> None:
+        """Keep a freshly computed report (its first events are not known yet)."""
+        self.store.put(key, {"report": to_jsonable_python(report), "first": {}})
+
+    def annotate(self, drafts: Sequence[EventDraft]) -> list[EventDraft]:
+        """Gate events about to be recorded, marked `reused_from` where a result was recorded
+        before (its message says where)."""
+        out = []
+        for draft in drafts:
+            pointer = self._first_of(draft)
+            if pointer is None:
+                out.append(draft)
+                continue
+            where = (
+                f"{pointer['env']}/{pointer['app']} {pointer['version']}, event {pointer['seq']}"
+            )
+            message = f"{draft.details.get('message', '')} (reused from {where})"
+            details = draft.details | {"reused_from": pointer, "message": message}
+            reason = f"{draft.reason} (reused from {where})"
+            out.append(draft.model_copy(update={"details": details, "reason": reason}))
+        return out
+
+    def _first_of(self, draft: EventDraft) -> dict[str, Any] | None:
+        """The first-event pointer of a gate event's result, if one was recorded."""
+        key, gate = draft.details.get("cache_key"), draft.details.get("gate")
+        if draft.action != "gate" or not isinstance(key, str) or not isinstance(gate, str):
+            return None
+        body = self.store.get(key)
+        first = (body or {}).get("first") or {}
+        pointer = first.get(gate)
+        return dict(pointer) if isinstance(pointer, dict) else None
+
+    def record_first(self, events: Sequence[Event]) -> None:
+        """Remember the audit events that first recorded each cached gate result."""
+        for event in events:
+            key = event.details.get("cache_key")
+            gate = event.details.get("gate")
+            if event.action != "gate" or not isinstance(key, str) or "reused_from" in event.details:
+                continue
+            with self._lock:
+                body = self.store.get(key)
+                if body is None or not isinstance(gate, str) or gate in body.get("first", {}):
+                    continue
+                pointer = {
+                    "seq": event.seq,
+                    "env": event.env,
+                    "app": event.app,
+                    "version": event.to_version,
+                    "revision": event.revision,
+                }
+                self.store.put(key, {**body, "first": {**body.get("first", {}), gate: pointer}})
+
+
+def gate_key(program: ProgramSource, quantum: Quantum, identity: Mapping[str, Any]) -> str:
+    """The content key of a release's gates: program text, entry, pin, gate settings (seed
+    and noise included) and the backend's identity (qdk version, resolved noise figures)."""
+    return content_key(
+        "gates",
+        GATES_VERSION,
+        qdk_version(),
+        hashlib.sha256(program.text.encode()).hexdigest(),
+        quantum.entry,
+        quantum.target.model_dump(mode="json"),
+        quantum.gates.model_dump(mode="json"),
+        dict(identity),
+    )

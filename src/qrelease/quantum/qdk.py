@@ -40,8 +40,10 @@ from qrelease.quantum.base import (
     ProgramSource,
     TargetStatus,
 )
+from qrelease.quantum.cache import GateCache
 from qrelease.quantum.gates import canonical_key, judge_estimate, judge_smoke
 from qrelease.quantum.power import shot_blocks
+from qrelease.quantum.reuse import GateReuse
 from qrelease.quantum.sandbox import GateSandbox, Sandbox
 
 _QDK_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qrelease-qdk")
@@ -187,11 +189,19 @@ class QdkBackend:
     Gates run in sandboxed worker processes (see `sandbox.py`) with a time and a memory
     limit; by default every backend shares one worker. A `GatePool` runs several releases
     side by side. `isolated=False` runs them in this process instead, on the qdk thread,
-    with no limits (tests that patch qdk use it).
+    with no limits (tests that patch qdk use it). With a `cache`, a release whose content
+    ran before (in any environment or pass) reuses that result (see `reuse.py`).
     """
 
-    def __init__(self, sandbox: Sandbox | None = None, *, isolated: bool = True) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox | None = None,
+        *,
+        isolated: bool = True,
+        cache: GateCache | None = None,
+    ) -> None:
         self._sandbox = sandbox if sandbox is not None or not isolated else _shared_sandbox()
+        self.reuse = None if cache is None else GateReuse(cache)
 
     @property
     def workers(self) -> int:
@@ -229,6 +239,17 @@ class QdkBackend:
         self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
     ) -> GateReport:
         """Profile, estimate and smoke gates for one release; never raises for a bad program."""
+        if self.reuse is None:
+            return self._run(program, quantum, baseline)
+        identity = {"backend": "qdk"}
+        return self.reuse.run(
+            program, quantum, baseline, identity, lambda: self._run(program, quantum, None)
+        )
+
+    def _run(
+        self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+    ) -> GateReport:
+        """The gates, computed: in the sandbox, or on the qdk thread."""
         if self._sandbox is not None:
             return self._sandbox.run(program, quantum, baseline)
         return _QDK_THREAD.submit(_run_gates, program, quantum, baseline).result()
