@@ -231,7 +231,8 @@ def _quantum_findings(
         from qrelease.quantum.qdk import QdkBackend
         from qrelease.quantum.sandbox import GatePool
 
-        backends.append(QdkBackend(GatePool(ctx.config.gates.limits())))
+        pool = GatePool(ctx.config.gates.limits(), preload=())  # compiling needs no estimator
+        backends.append(QdkBackend(pool))
         return backends[-1]
 
     cache = ContentCache(ctx.state_dir / "cache" / "compile")

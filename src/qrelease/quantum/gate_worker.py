@@ -1,7 +1,8 @@
-"""The gate worker: `python -m qrelease.quantum.gate_worker MEMORY_MIB SECONDS`.
+"""The gate worker: `python -m qrelease.quantum.gate_worker MEMORY_MIB SECONDS [MODULE...]`.
 
-Limits its own address space, imports qdk, says `ready`, then answers one JSON request
-line with one JSON report line until its stdin closes. Started and killed by
+Limits its own address space, imports qdk (and any MODULE named, such as the resource
+estimator `qdk.qre`, whose import takes seconds), says `ready`, then answers one JSON
+request line with one JSON answer line until its stdin closes. Started and killed by
 `qrelease.quantum.sandbox.GateSandbox`; not a command for people.
 
 The controller kills a worker that outruns the time limit. In case the controller itself
@@ -12,6 +13,7 @@ run: an orphaned worker stuck in a runaway program never outlives its limit by m
 
 from __future__ import annotations
 
+import importlib
 import math
 import resource
 import signal
@@ -27,6 +29,9 @@ def main(argv: list[str]) -> int:
     alarm_after = math.ceil(float(argv[1])) + ALARM_MARGIN_SECONDS
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     import qrelease.quantum.qdk  # noqa: F401 qdk is imported once, before saying ready
+
+    for name in argv[2:]:
+        importlib.import_module(name)  # the preloads, outside any request's time limit
 
     print("ready", flush=True)
     for line in sys.stdin:

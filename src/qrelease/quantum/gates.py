@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -237,6 +237,26 @@ def _unexpected(details: Mapping[str, Any]) -> str:
         return ""
     shown = ", ".join(f"{key} x{count}" for key, count in list(unexpected.items())[:4])
     return f"; unexpected outcomes: {shown}"
+
+
+def choose_estimate(frontier: Sequence[EstimateSummary], budget: EstimateGate) -> EstimateSummary:
+    """The estimate a release is judged by: of the Pareto frontier (fewest qubits first), the
+    first that fits the budget, else the one with the fewest qubits.
+
+    >>> frontier = [EstimateSummary(400, 9000), EstimateSummary(600, 3000)]
+    >>> choose_estimate(frontier, EstimateGate(max_runtime=timedelta(microseconds=5)))
+    EstimateSummary(physical_qubits=600, runtime_ns=3000)
+    >>> choose_estimate(frontier, EstimateGate(max_physical_qubits=100)).physical_qubits
+    400
+    """
+    qubit_limit = budget.max_physical_qubits
+    runtime_limit = None if budget.max_runtime is None else _ns(budget.max_runtime)
+    for point in frontier:
+        fits_qubits = qubit_limit is None or point.physical_qubits <= qubit_limit
+        fits_runtime = runtime_limit is None or point.runtime_ns <= runtime_limit
+        if fits_qubits and fits_runtime:
+            return point
+    return frontier[0]
 
 
 def judge_estimate(

@@ -41,6 +41,8 @@ from qrelease.quantum.base import (
 WORKER_MODULE = "qrelease.quantum.gate_worker"
 STARTUP_SECONDS = 60.0
 """How long a new worker may take to import qdk and say it is ready."""
+ESTIMATOR_MODULES = ("qdk.qre", "qdk.qre.application", "qdk.qre.models")
+"""Imported by a gate worker before it says ready, so no release's time limit pays for them."""
 
 
 @dataclass(frozen=True)
@@ -190,8 +192,11 @@ class _Stopped(str):
 class GateSandbox:
     """One worker process at a time, started on first use and replaced after a kill."""
 
-    def __init__(self, limits: GateLimits | None = None) -> None:
+    def __init__(
+        self, limits: GateLimits | None = None, preload: tuple[str, ...] = ESTIMATOR_MODULES
+    ) -> None:
         self.limits = limits or GateLimits()
+        self.preload = preload
         self._lock = threading.Lock()
         self._process: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -249,9 +254,13 @@ class GateSandbox:
         if self._process is not None and self._process.poll() is None:
             return self._process
         self._kill()
-        env = {**os.environ, "QDK_PYTHON_TELEMETRY": "none"}
+        # one thread per worker: the pool is the parallelism, and numpy's BLAS threads
+        # would reserve address space against the memory limit
+        threads = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+        env = {**os.environ, **threads, "QDK_PYTHON_TELEMETRY": "none"}
         limits = self.limits
         argv = [sys.executable, "-m", WORKER_MODULE, str(limits.memory_mib), str(limits.seconds)]
+        argv += self.preload
         process = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -331,9 +340,12 @@ class GatePool:
     one worker process.
     """
 
-    def __init__(self, limits: GateLimits | None = None) -> None:
+    def __init__(
+        self, limits: GateLimits | None = None, preload: tuple[str, ...] = ESTIMATOR_MODULES
+    ) -> None:
         self.limits = limits or GateLimits()
-        self.sandboxes = [GateSandbox(self.limits) for _ in range(max(1, self.limits.workers))]
+        count = max(1, self.limits.workers)
+        self.sandboxes = [GateSandbox(self.limits, preload) for _ in range(count)]
         self._free: queue.LifoQueue[GateSandbox] = queue.LifoQueue()
         for sandbox in reversed(self.sandboxes):
             self._free.put(sandbox)

@@ -86,7 +86,8 @@ def test_bell_passes_every_gate(bell_report: GateReport) -> None:
     assert bell_report.passed, bell_report.failures()
     assert [r.outcome for r in bell_report.results] == [GateOutcome.PASSED] * 3
     assert "2 of 29 qubits" in gate(bell_report, "profile").message
-    assert bell_report.estimate == EstimateSummary(physical_qubits=450, runtime_ns=4000)
+    assert bell_report.estimate == EstimateSummary(physical_qubits=441, runtime_ns=3500)
+    assert gate(bell_report, "estimate").details["estimator"].startswith("qdk.qre: GateBased")
     assert set(gate(bell_report, "smoke").details["observed"]) == set(BELL)
 
 
@@ -132,18 +133,46 @@ def test_estimate_over_budget_fails_and_growth_is_reported() -> None:
     report = run(example("bell-service", "bell.qs"), config, EstimateSummary(300, 5000))
     estimate = gate(report, "estimate")
     assert estimate.outcome is GateOutcome.FAILED
-    assert "physical qubits 450 > budget 400 (+50.0% vs baseline)" in estimate.message
-    assert "runtime 4 µs (-20.0% vs baseline)" in estimate.message
-    assert estimate.details["growth_percent"] == {"qubits": 50.0, "runtime": -20.0}
-    assert report.estimate == EstimateSummary(450, 4000)
+    assert "physical qubits 441 > budget 400 (+47.0% vs baseline)" in estimate.message
+    assert "runtime 3.5 µs (-30.0% vs baseline)" in estimate.message
+    assert estimate.details["growth_percent"] == {"qubits": 47.0, "runtime": -30.0}
+    assert report.estimate == EstimateSummary(441, 3500)
     assert gate(report, "smoke").outcome is GateOutcome.SKIPPED
+
+
+TOFFOLIS = """namespace Toffolis {
+    operation Main() : Result[] {
+        use qs = Qubit[10];
+        for i in 0..9 { H(qs[i]); T(qs[i]); Rx(0.3, qs[i]); }
+        for i in 0..8 { CCNOT(qs[i], qs[i + 1], qs[(i + 2) % 10]); }
+        MResetEachZ(qs)
+    }
+}"""
+
+
+def test_the_estimate_is_judged_on_qres_frontier_of_qubits_and_runtime() -> None:
+    program = ProgramSource("manifests/t/programs/toffolis.qs", TOFFOLIS)
+    unbounded = quantum("Toffolis.Main()", "qdk.sim.base", "Base", estimate={})
+    estimate = gate(run(program, unbounded), "estimate")
+    frontier = estimate.details["frontier"]
+    assert len(frontier) > 1  # more qubits buy a shorter runtime
+    qubits = [point["physical_qubits"] for point in frontier]
+    runtimes = [point["runtime_ns"] for point in frontier]
+    assert qubits == sorted(qubits) and runtimes == sorted(runtimes, reverse=True)
+    assert estimate.details["physical_qubits"] == qubits[0]  # no budget: the fewest qubits
+    too_few = {"max_physical_qubits": qubits[0] - 1}
+    over = gate(
+        run(program, quantum("Toffolis.Main()", "qdk.sim.base", "Base", estimate=too_few)),
+        "estimate",
+    )
+    assert over.outcome is GateOutcome.FAILED  # no point of the frontier fits
 
 
 def test_runtime_budget_is_checked() -> None:
     config = quantum("Qrng.Main()", "ionq.simulator", "Base", estimate={"max_runtime": "0s"})
     estimate = gate(run(example("qrng", "qrng.qs"), config), "estimate")
     assert estimate.outcome is GateOutcome.FAILED
-    assert "runtime 8.4 µs > budget 0 ns" in estimate.message
+    assert "runtime 7.35 µs > budget 0 ns" in estimate.message
 
 
 def test_smoke_with_a_wrong_expected_distribution_fails() -> None:
