@@ -5,10 +5,9 @@ smoke gates). The reference does what the gates need from qdk and nothing else, 
 `qdk.Context` for the pinned profile: evaluate the program, compile the entry, estimate its
 logical counts with `qdk.qre` on the same architecture, run the seeded shots. qrelease
 runs them in its sandboxed gate worker process, so its time includes the round trip. The
-second row repeats the comparison while
-the generated repo's Snapshot is held in memory, as it is during a controller's pass:
-costs that grow with the process's heap (qdk's full garbage collection after a session,
-say) show up there.
+second row repeats the comparison while the generated repo's Snapshot is held in memory,
+as it is during a controller's pass: costs that grow with the process's heap (qdk's full
+garbage collection after a session, say) show up there.
 """
 
 from __future__ import annotations
