@@ -23,6 +23,7 @@ from qrelease.quantum import catalog
 from qrelease.quantum.base import CompileOutcome, Diagnostic, ProgramSource
 from qrelease.quantum.cache import ContentCache, content_key, qdk_version
 from qrelease.quantum.gates import shots_needed
+from qrelease.quantum.noise import NoiseProblem, resolve_noise
 from qrelease.source.loader import LoadError, Snapshot, program_path
 from qrelease.source.repo import GitRepo
 from qrelease.source.yamldoc import YamlDoc, YamlError, parse_mapping
@@ -133,10 +134,16 @@ def _check_target(manifest: ReleaseManifest, manifests: _Manifests, findings: Fi
 
 
 def _check_power(manifest: ReleaseManifest, manifests: _Manifests, findings: Findings) -> None:
-    """Warn when the smoke test has too few shots to tell a deviation of the size it names."""
+    """Warn when the smoke test has too few shots to tell a deviation of the size it names;
+    refuse a `noise: target` the catalog has no figures for."""
     smoke = manifest.quantum.gates.smoke
     if smoke is None:
         return
+    try:
+        resolve_noise(smoke, manifest.quantum.target.id)
+    except NoiseProblem as problem:
+        path, line = manifests.where(manifest, "quantum", "gates", "smoke", "noise")
+        findings.errors.append(LoadError(path, line, "quantum.gates.smoke.noise", str(problem)))
     needed = shots_needed(smoke)
     if smoke.shots >= needed:
         return

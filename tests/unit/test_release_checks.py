@@ -98,3 +98,21 @@ def test_too_few_shots_is_a_warning_that_says_how_many_are_needed(
         " of 0.1 (max_distance) at alpha 0.05 from the expectation with power 0.95; 869 are"
         " needed"
     ) in err
+
+
+def test_noise_target_needs_published_figures(example_repo: GitOpsRepo, tmp_path: Path) -> None:
+    path = "manifests/bell-service/1.1.0.yaml"  # pinned to ionq.qpu.aria-1, which has them
+    example_repo.write(
+        path,
+        example_repo.read(path).replace("      seed: 7\n", "      seed: 7\n      noise: target\n"),
+    )
+    example_repo.commit("noisy smoke on Aria")
+    code, err, _ = validate(example_repo, tmp_path)
+    assert code == 0, err
+    text = example_repo.read(path).replace("id: ionq.qpu.aria-1", "id: ionq.qpu.forte-1")
+    example_repo.write(path, text)
+    example_repo.commit("Forte publishes no figures")
+    line = 1 + next(n for n, row in enumerate(text.splitlines()) if "noise: target" in row)
+    code, err, _ = validate(example_repo, tmp_path)
+    assert code == 1
+    assert f"{path}:{line}: quantum.gates.smoke.noise: noise: target: the catalog has no" in err

@@ -44,6 +44,15 @@ from qrelease.quantum.base import (
 )
 from qrelease.quantum.cache import GateCache
 from qrelease.quantum.gates import canonical_key, choose_estimate, judge_estimate, judge_smoke
+from qrelease.quantum.noise import (
+    MEASUREMENTS,
+    ONE_QUBIT_GATES,
+    TWO_QUBIT_GATES,
+    NoiseModel,
+    NoiseProblem,
+    resolve_noise,
+)
+from qrelease.quantum.noise import describe as describe_noise
 from qrelease.quantum.power import shot_blocks
 from qrelease.quantum.reuse import GateReuse
 from qrelease.quantum.sandbox import GateSandbox, Sandbox
@@ -145,16 +154,20 @@ class _Session:
         """The Pareto frontier of (physical qubits, runtime) from qdk.qre (see `_qre_frontier`)."""
         return _qre_frontier(self._context.logical_counts(entry))
 
-    def shots(self, entry: str, shots: int, seed: int) -> dict[str, int]:
+    def shots(
+        self, entry: str, shots: int, seed: int, noise: NoiseModel | None = None
+    ) -> dict[str, int]:
         """A seeded histogram; each block of shots has its own seed, hashed from (seed, block).
 
         qdk seeds shot i of one run with seed + i, so blocks keep runs of neighbouring seeds
-        apart (see `power.shot_blocks`).
+        apart (see `power.shot_blocks`). With a noise model the shots run on qdk's noisy
+        simulation (`noise_config`).
         """
+        config = None if noise is None else noise_config(noise)
         histogram: Counter[str] = Counter()
         for block_seed, size in shot_blocks(seed, shots):
             batch: list[dict[str, object]] = self._context.run(
-                entry, size, seed=block_seed, save_events=True
+                entry, size, seed=block_seed, save_events=True, noise=config
             )
             histogram.update(canonical_key(shot["result"]) for shot in batch)
         return dict(histogram)
@@ -202,6 +215,21 @@ def _qre_frontier(counts: Any) -> list[EstimateSummary]:
         message = " ".join(printed.getvalue().split()) or "qdk.qre produced no estimate"
         raise RuntimeError(message)
     return frontier
+
+
+def noise_config(model: NoiseModel) -> Any:
+    """qdk's per-gate Pauli noise for a resolved noise model (see `noise.py`)."""
+    from qdk.simulation import NoiseConfig
+
+    config = NoiseConfig()
+    for name in ONE_QUBIT_GATES:
+        getattr(config, name).set_depolarizing(model.depolarizing_one)
+    for name in TWO_QUBIT_GATES:
+        getattr(config, name).set_depolarizing(model.depolarizing_two)
+    config.ccx.set_depolarizing(model.depolarizing_toffoli)
+    for name in MEASUREMENTS:
+        getattr(config, name).set_bitflip(model.readout)
+    return config
 
 
 def required_qubits(qir: str) -> int | None:
@@ -280,7 +308,7 @@ class QdkBackend:
         """Profile, estimate and smoke gates for one release; never raises for a bad program."""
         if self.reuse is None:
             return self._run(program, quantum, baseline)
-        identity = {"backend": "qdk"}
+        identity = {"backend": "qdk", "noise": _noise_identity(quantum)}
         return self.reuse.run(
             program, quantum, baseline, identity, lambda: self._run(program, quantum, None)
         )
@@ -292,6 +320,18 @@ class QdkBackend:
         if self._sandbox is not None:
             return self._sandbox.run(program, quantum, baseline)
         return _QDK_THREAD.submit(_run_gates, program, quantum, baseline).result()
+
+
+def _noise_identity(quantum: Quantum) -> dict[str, Any] | str | None:
+    """The resolved noise figures (part of the cache key: new catalog figures, new results)."""
+    smoke = quantum.gates.smoke
+    if smoke is None:
+        return None
+    try:
+        model = resolve_noise(smoke, quantum.target.id)
+    except NoiseProblem as problem:
+        return str(problem)
+    return None if model is None else model.as_json()
 
 
 _SHARED: list[Sandbox] = []
@@ -415,19 +455,29 @@ def _estimate_gate(
 
 
 def _smoke_gate(session: _Session, program: ProgramSource, quantum: Quantum) -> GateResult:
-    """Run seeded shots on the local simulator and compare with the expected distribution."""
+    """Run seeded shots on the local simulator (noisy when asked) and compare with `expect`."""
     smoke: SmokeGate | None = quantum.gates.smoke
     if smoke is None:
         return _not_configured("smoke")
     started = time.perf_counter()
     try:
+        model = resolve_noise(smoke, quantum.target.id)
+    except NoiseProblem as problem:
+        details = {"noise": smoke.noise if isinstance(smoke.noise, str) else None}
+        return GateResult("smoke", GateOutcome.FAILED, str(problem), details)
+    try:
         observed = _guarded(
-            lambda: session.shots(quantum.entry, smoke.shots, smoke.seed), program, quantum.entry
+            lambda: session.shots(quantum.entry, smoke.shots, smoke.seed, model),
+            program,
+            quantum.entry,
         )
     except QdkFailure as failure:
         details = _failure_details(failure, quantum.target.id, quantum.target.profile, started)
         return GateResult("smoke", GateOutcome.FAILED, f"simulation failed: {failure}", details)
-    return _timed(judge_smoke(observed, smoke), started)
+    judged = judge_smoke(observed, smoke)
+    message = judged.message + describe_noise(model, smoke, quantum.target.id)
+    details = judged.details | {"noise": None if model is None else model.as_json()}
+    return _timed(GateResult("smoke", judged.outcome, message, details), started)
 
 
 def _timed(result: GateResult, started: float) -> GateResult:

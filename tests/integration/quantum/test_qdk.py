@@ -408,3 +408,46 @@ def test_neighbouring_seeds_draw_independent_shots() -> None:
     # their counts differ by at most one; hashed block seeds draw independent samples
     assert abs(zeros(7) - zeros(8)) > 1
     assert zeros(7) == zeros(7)  # still reproducible
+
+
+ECHO = """namespace Echo {
+    /// Three qubits flipped to One, then 40 CNOT pairs that cancel out: ideally always
+    /// [One, One, One]; on a device, every CNOT adds its error.
+    operation Main() : Result[] {
+        use qs = Qubit[3];
+        ApplyToEach(X, qs);
+        for _ in 1..20 {
+            CNOT(qs[0], qs[1]); CNOT(qs[0], qs[1]);
+            CNOT(qs[1], qs[2]); CNOT(qs[1], qs[2]);
+        }
+        MResetEachZ(qs)
+    }
+}"""
+
+
+def test_a_program_that_only_works_without_noise_fails_under_the_targets_noise() -> None:
+    program = ProgramSource("manifests/echo/programs/echo.qs", ECHO)
+    expect = {"[One, One, One]": 1.0}
+
+    def smoke(noise: object) -> GateResult:
+        config = quantum("Echo.Main()", "ionq.qpu.aria-1", "Base", expect, noise=noise)
+        return gate(run(program, config), "smoke")
+
+    noiseless = smoke("none")
+    assert noiseless.outcome is GateOutcome.PASSED, noiseless.message
+    assert noiseless.details["distance"] == 0.0 and noiseless.details["noise"] is None
+    noisy = smoke("target")  # IonQ Aria's published 99.6% two-qubit fidelity
+    assert noisy.outcome is GateOutcome.FAILED, noisy.message
+    assert noisy.details["distance"] > 0.15
+    assert noisy.details["noise"]["two_qubit"] == 0.004
+    assert "provider-ionq" in noisy.details["noise"]["source"]
+    assert "under noise 0.0005/0.004/0.0039 (1q/2q/readout error, the target)" in noisy.message
+    gentle = {"one_qubit": 1e-5, "two_qubit": 1e-4, "readout": 1e-4, "source": "a better QPU"}
+    assert smoke(gentle).outcome is GateOutcome.PASSED  # figures in the manifest are used
+
+
+def test_noise_target_without_published_figures_fails_the_smoke_gate() -> None:
+    config = quantum("Bell.Main()", "ionq.qpu.forte-1", "Base", BELL, noise="target")
+    smoke = gate(run(example("bell-service", "bell.qs"), config), "smoke")
+    assert smoke.outcome is GateOutcome.FAILED
+    assert "no published noise figures for ionq.qpu.forte-1" in smoke.message
