@@ -36,7 +36,7 @@ def test_an_ideal_simulator_target_is_noiseless_and_says_so() -> None:
 
 
 def test_a_target_without_published_figures_is_refused() -> None:
-    with pytest.raises(NoiseProblem, match="no published noise figures for ionq.qpu.forte-1"):
+    with pytest.raises(NoiseProblem, match=r"no published noise figures for ionq\.qpu\.forte-1"):
         resolve_noise(smoke("target"), "ionq.qpu.forte-1")
 
 
@@ -44,5 +44,5 @@ def test_figures_in_the_manifest_are_used_as_given() -> None:
     figures = {"one_qubit": 0.001, "two_qubit": 0.02, "readout": 0.01, "source": "bench 42"}
     model = resolve_noise(smoke(figures), "ionq.qpu.forte-1")
     assert model is not None and model.source == "bench 42" and model.two_qubit == 0.02
-    with pytest.raises(ValueError, match="less than or equal to 0.5"):
+    with pytest.raises(ValueError, match=r"less than or equal to 0\.5"):
         smoke({"one_qubit": 0.9, "two_qubit": 0.0, "readout": 0.0})
