@@ -1020,6 +1020,55 @@ def diff(
 
 @main.command()
 @common_options
+@click.option("--env", "env_name", help="Only this environment.")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+    help="Only jobs from this time (ISO 8601, UTC unless a zone is given).",
+)
+def cost(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    env_name: str | None,
+    since: Any,
+) -> None:
+    """Quantum spend by environment, app and month: verification jobs, priced and reported."""
+    from datetime import UTC
+
+    from qrelease.model.vocabulary import EventKind
+    from qrelease.quantum.pricing import cost_rows
+    from qrelease.wiring import open_state
+
+    ctx = make_context(repo, state, config, as_json)
+    moment = since.replace(tzinfo=since.tzinfo or UTC) if since else None
+    with open_state(ctx.state_dir, ctx.store_url) as store:
+        events = store.iter_events(env=env_name, actions=[EventKind.GATE], since=moment)
+        rows = cost_rows(events)
+    if ctx.as_json:
+        emit_json([row.as_json() for row in rows])
+        return
+    print_table(
+        ["ENV", "APP", "MONTH", "JOBS", "REFUSED", "PRICED", "REPORTED", "CURRENCY"],
+        [
+            [
+                row.env,
+                row.app,
+                row.month,
+                str(row.jobs),
+                str(row.refused),
+                f"{row.priced:,.2f}" + (f" (+{row.unpriced} unpriced)" if row.unpriced else ""),
+                f"{row.reported:,.2f}",
+                row.currency,
+            ]
+            for row in rows
+        ],
+    )
+
+
+@main.command()
+@common_options
 @click.option("--app", help="Only this app.")
 @click.option("--env", "env_name", help="Only this environment.")
 @click.option(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from qrelease.engine.backends import Backends
 from qrelease.engine.observe import environment_of
@@ -21,6 +22,7 @@ from qrelease.model.vocabulary import EventKind
 from qrelease.planning.planner import Action
 from qrelease.planning.upstream import GATE_EVENTS_SCANNED, newest_gates
 from qrelease.quantum.base import EstimateSummary, GateReport, ProgramSource
+from qrelease.quantum.pricing import BudgetAware, SpendLedger, spend_of
 from qrelease.source.loader import Snapshot, program_path
 from qrelease.source.repo import GitRepo
 from qrelease.store.base import StateStore
@@ -60,23 +62,57 @@ def baseline_of(store: StateStore, action: Action) -> EstimateSummary | None:
     return None
 
 
+def month_spend(store: StateStore, env: str, currency: str, now: datetime) -> float:
+    """What the environment's verification jobs cost since the start of `now`'s month (UTC)."""
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    total = 0.0
+    for event in store.iter_events(env=env, actions=[EventKind.GATE], since=start):
+        if event.details.get("gate") != "verification":
+            continue
+        spent = spend_of(event.details)
+        if spent is not None and spent[1] == currency:
+            total += spent[0]
+    return total
+
+
+def ledgers(
+    deploys: Sequence[Action], snapshot: Snapshot, store: StateStore, now: datetime
+) -> dict[str, SpendLedger]:
+    """A spend ledger for each environment with a `policy.quantum_budget` that deploys."""
+    out: dict[str, SpendLedger] = {}
+    for name in sorted({action.env for action in deploys}):
+        budget = environment_of(snapshot, name).policy.quantum_budget
+        if budget is not None:
+            spent = month_spend(store, name, budget.currency, now)
+            out[name] = SpendLedger(budget, spent, now.astimezone(UTC).strftime("%Y-%m"))
+    return out
+
+
 def run_plan_gates(
     deploys: Sequence[Action],
     snapshot: Snapshot,
     repo: GitRepo,
     backends: Backends,
     store: StateStore,
+    now: datetime,
 ) -> dict[tuple[str, str], PreparedGates]:
-    """Every Deploy's gates, `backends.gate_workers` at a time, before anything is installed."""
+    """Every Deploy's gates, `backends.gate_workers` at a time, before anything is installed.
+
+    Backends that submit billed jobs price them against the environment's budget, with
+    what this month has spent so far (one ledger per environment for the whole pass).
+    """
     work = [
         (action, program_of(repo, snapshot, action), baseline_of(store, action))
         for action in deploys
     ]
+    budgets = ledgers(deploys, snapshot, store, now)
 
     def one(item: tuple[Action, ProgramSource, EstimateSummary | None]) -> PreparedGates:
         action, program, baseline = item
         assert action.manifest is not None
         quantum = backends.quantum_for(environment_of(snapshot, action.env))
+        if action.env in budgets and isinstance(quantum, BudgetAware):
+            quantum = quantum.with_budget(budgets[action.env])
         try:
             return PreparedGates(quantum.run_gates(program, action.manifest.quantum, baseline))
         except Exception as error:  # recorded as that release's failure by its rollout

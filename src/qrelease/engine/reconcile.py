@@ -192,7 +192,9 @@ class Engine:
             )
         deploys = the_plan.of_kind(ActionKind.DEPLOY)
         states |= self._entering_gates(recorder, deploys, states)
-        gates = run_plan_gates(deploys, snapshot, self.repo, self.backends, self.store)
+        gates = run_plan_gates(
+            deploys, snapshot, self.repo, self.backends, self.store, self.clock()
+        )
         for app_report in self._deploy_all(deploys, snapshot, previous, states, gates):
             reports[app_report.key] = app_report
         report = PassReport(

@@ -352,6 +352,23 @@ class Bake(Frozen):
         return self
 
 
+class QuantumBudget(Frozen):
+    """What this environment's verification jobs may cost: per job and per calendar month
+    (UTC), in `currency`. `usd_per_hqc` is the USD price of a Quantinuum HQC under the
+    environment's contract (HQCs are sold by subscription, so no public price exists)."""
+
+    per_job: float | None = Field(default=None, ge=0)
+    per_month: float | None = Field(default=None, ge=0)
+    currency: Literal["USD", "EUR"] = "USD"
+    usd_per_hqc: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> QuantumBudget:
+        if self.per_job is None and self.per_month is None:
+            raise ValueError("give per_job, per_month or both")
+        return self
+
+
 class Policy(Frozen):
     """How releases move through this environment.
 
@@ -359,7 +376,8 @@ class Policy(Frozen):
     `overriders` are allowed-signers lines (`principal key`): with signed-commit
     verification on, only a commit signed by one of them may override failed checks.
     `acknowledge_deprecated` maps a deprecated quantum target to why this environment may
-    still take releases pinned to it (otherwise the plan holds them).
+    still take releases pinned to it (otherwise the plan holds them). `quantum_budget`
+    caps what its verification jobs may cost; a job over it is refused before submission.
     """
 
     soak: Duration = timedelta(0)
@@ -373,6 +391,7 @@ class Policy(Frozen):
     overriders: tuple[str, ...] = ()
     bake: Bake | None = None
     acknowledge_deprecated: dict[TargetId, str] = Field(default_factory=dict)
+    quantum_budget: QuantumBudget | None = None
 
 
 class Environment(Frozen):
