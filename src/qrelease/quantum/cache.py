@@ -5,10 +5,10 @@ inputs: the program text, its entry, the profile, the gate settings, the noise m
 the qdk that does the work. A key is the sha256 of those inputs written as canonical JSON,
 so two releases (or two environments, or two passes) that share them share one result.
 
-Entries live in memory and, when a directory is given, as one JSON file per key under it
-(`<state>/cache/<kind>/<key>.json`, written to a temporary file and renamed, so a reader
-never sees half an entry). A file that cannot be read back is a miss. The directory keeps
-at most `max_entries` files; the oldest go first.
+Entries live in memory (the `MEMORY_ENTRIES` most recently used) and, when a directory is
+given, as one JSON file per key under it (`<state>/cache/<kind>/<key>.json`, written to a
+temporary file and renamed, so a reader never sees half an entry). A file that cannot be
+read back is a miss. The directory keeps at most `max_entries` files; the oldest go first.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -33,6 +34,7 @@ from qrelease.quantum.base import GateReport, ProgramSource
 from qrelease.quantum.sandbox import report_from
 
 MAX_ENTRIES = 20_000
+MEMORY_ENTRIES = 512
 
 
 def content_key(*parts: object) -> str:
@@ -61,7 +63,7 @@ class ContentCache:
     def __init__(self, directory: Path | None = None, max_entries: int = MAX_ENTRIES) -> None:
         self.directory = directory
         self.max_entries = max_entries
-        self._memory: dict[str, dict[str, Any]] = {}
+        self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._pruned = False
 
@@ -69,6 +71,8 @@ class ContentCache:
         """The value kept under `key`, or None."""
         with self._lock:
             found = self._memory.get(key)
+            if found is not None:
+                self._memory.move_to_end(key)
         if found is not None or self.directory is None:
             return found
         try:
@@ -78,14 +82,12 @@ class ContentCache:
             return None
         if not isinstance(loaded, dict):
             return None
-        with self._lock:
-            self._memory[key] = loaded
+        self._remember(key, loaded)
         return loaded
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         """Keep `value` under `key` (replacing what was there)."""
-        with self._lock:
-            self._memory[key] = value
+        self._remember(key, value)
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -99,6 +101,15 @@ class ContentCache:
             with contextlib.suppress(OSError):
                 Path(temporary).unlink()
             raise
+
+    def _remember(self, key: str, value: dict[str, Any]) -> None:
+        """Hold a value in memory, forgetting the least recently used beyond the bound
+        (without a directory, memory is all there is, so nothing is forgotten)."""
+        with self._lock:
+            self._memory[key] = value
+            self._memory.move_to_end(key)
+            while self.directory is not None and len(self._memory) > MEMORY_ENTRIES:
+                self._memory.popitem(last=False)
 
     def _prune_once(self) -> None:
         """Drop the oldest files beyond `max_entries` (checked once per process)."""
