@@ -42,7 +42,7 @@ from qrelease.quantum.base import (
     ProgramSource,
     TargetStatus,
 )
-from qrelease.quantum.cache import GateCache
+from qrelease.quantum.cache import GateCache, qdk_version
 from qrelease.quantum.gates import canonical_key, choose_estimate, judge_estimate, judge_smoke
 from qrelease.quantum.noise import (
     MEASUREMENTS,
@@ -66,6 +66,7 @@ _LOCATION = re.compile(r"\[([^\[\]\s]+):(\d+):(\d+)\]")
 _QUBITS = re.compile(r'"required_num_qubits"="(\d+)"')
 _SOURCE_LABEL = "line_0"
 _FRONTIER_SHOWN = 8
+_QDK_VERSION = qdk_version()
 _T = TypeVar("_T")
 
 
@@ -360,7 +361,7 @@ def compile_here(program: ProgramSource, entry: str, profile: TargetProfile) -> 
         _guarded(lambda: session.load(program.text), program, entry)
         qir = _guarded(lambda: session.compile(entry), program, entry)
     except QdkFailure as failure:
-        return CompileOutcome(tuple(failure.diagnostics))
+        return CompileOutcome(tuple(_explained(failure, profile).diagnostics))
     finally:
         session.close()
     return CompileOutcome((), required_qubits(qir), hashlib.sha256(qir.encode()).hexdigest())
@@ -409,6 +410,7 @@ def _profile_gate(session: _Session, program: ProgramSource, quantum: Quantum) -
         _guarded(lambda: session.load(program.text), program, quantum.entry)
         qir = _guarded(lambda: session.compile(quantum.entry), program, quantum.entry)
     except QdkFailure as failure:
+        failure = _explained(failure, pin.profile)
         problems = [d.render() for d in failure.diagnostics]
         problems += catalog.pin_problems(pin.id, pin.profile, None)
         details = _failure_details(failure, pin.id, pin.profile, started)
@@ -419,6 +421,25 @@ def _profile_gate(session: _Session, program: ProgramSource, quantum: Quantum) -
     if checked.outcome is not GateOutcome.PASSED:
         message = f"compiled for {pin.profile}, but {checked.message}"
     return _Compiled(GateResult("profile", checked.outcome, message, details), qir)
+
+
+NO_UNRESTRICTED_QIR = (
+    f"qdk {_QDK_VERSION} generates no QIR for the Unrestricted profile, and a release carries"
+    " its compiled QIR; pin the Adaptive profile (qdk.sim.adaptive) if the program fits it"
+)
+
+
+def _explained(failure: QdkFailure, profile: TargetProfile) -> QdkFailure:
+    """qdk's failure, with its refusal to generate Unrestricted QIR said plainly."""
+    if profile is not TargetProfile.UNRESTRICTED:
+        return failure
+    diagnostics = [
+        Diagnostic(d.code, NO_UNRESTRICTED_QIR, d.where)
+        if d.code.endswith("UnsupportedRuntimeCapabilities")
+        else d
+        for d in failure.diagnostics
+    ]
+    return QdkFailure(diagnostics)
 
 
 def _failure_details(

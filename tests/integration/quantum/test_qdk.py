@@ -451,3 +451,30 @@ def test_noise_target_without_published_figures_fails_the_smoke_gate() -> None:
     smoke = gate(run(example("bell-service", "bell.qs"), config), "smoke")
     assert smoke.outcome is GateOutcome.FAILED
     assert "no published noise figures for ionq.qpu.forte-1" in smoke.message
+
+
+LOOP = """namespace Loop {
+    /// Repeat-until-success: a loop on a measurement result needs Adaptive or Unrestricted.
+    operation Main() : Result[] {
+        use (coin, flag) = (Qubit(), Qubit());
+        mutable tries = 0;
+        repeat { H(coin); set tries += 1; } until M(coin) == One or tries > 20;
+        Reset(coin);
+        X(flag);
+        [MResetZ(flag)]
+    }
+}"""
+
+
+def test_local_simulator_targets_take_programs_no_azure_target_runs() -> None:
+    program = ProgramSource("manifests/loop/programs/loop.qs", LOOP)
+    expect = {"[One]": 1.0}
+    adaptive = run(program, quantum("Loop.Main()", "qdk.sim.adaptive", "Adaptive", expect))
+    assert adaptive.passed, adaptive.failures()
+    assert "compiled for Adaptive; fits qdk.sim.adaptive" in gate(adaptive, "profile").message
+    # qdk 1.33 cannot generate QIR for Unrestricted: said plainly, not a cryptic qdk message
+    unrestricted = quantum("Loop.Main()", "qdk.sim.unrestricted", "Unrestricted", expect)
+    profile = gate(run(program, unrestricted), "profile")
+    assert profile.outcome is GateOutcome.FAILED
+    assert "generates no QIR for the Unrestricted profile" in profile.message
+    assert "qdk.sim.adaptive" in profile.message
