@@ -160,6 +160,9 @@ def _pasqal(target: str, qubits: int, kind: Kind) -> TargetSpec:
 
 def _local(profile: TargetProfile) -> TargetSpec:
     name = profile.value.lower().replace("_", "-")
+    note = "local simulator: for environments with quantum: {kind: local} only"
+    if profile is TargetProfile.UNRESTRICTED:
+        note += "; qdk 1.33 generates no QIR for Unrestricted, so no release can pass its gates"
     return TargetSpec(
         f"qdk.sim.{name}",
         "qdk",
@@ -167,7 +170,7 @@ def _local(profile: TargetProfile) -> TargetSpec:
         None,
         kind="local",
         reference="qdk's local sparse-state simulator (this machine; no Azure workspace)",
-        note="local simulator: for environments with quantum: {kind: local} only",
+        note=note,
     )
 
 
