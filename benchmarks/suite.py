@@ -17,6 +17,7 @@ MODULES = (
     "bench_deploy",
     "bench_history",
     "bench_gates",
+    "bench_gate_pool",
     "bench_reconcile",
     "bench_daemon",
     "bench_tui",

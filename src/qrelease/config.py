@@ -5,6 +5,7 @@ Command-line flags override the file; the file overrides these defaults.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -51,14 +52,22 @@ class VerifyConfig(Frozen):
 
 
 class GatesConfig(Frozen):
-    """Limits of one release's quantum gates, run in a sandboxed worker process."""
+    """Limits of one release's quantum gates, and how many sandboxed workers run them.
+
+    `workers` defaults to the number of CPU cores: the gates of a whole plan run side by
+    side on that many worker processes before anything is installed.
+    """
 
     timeout: Duration = timedelta(minutes=10)
     memory_mib: int = Field(default=4096, ge=256)
+    workers: int | None = Field(default=None, ge=1, le=64)
 
     def limits(self) -> GateLimits:
         """The sandbox's limits."""
-        return GateLimits(seconds=self.timeout.total_seconds(), memory_mib=self.memory_mib)
+        workers = self.workers or os.cpu_count() or 1
+        return GateLimits(
+            seconds=self.timeout.total_seconds(), memory_mib=self.memory_mib, workers=workers
+        )
 
 
 class HttpConfig(Frozen):

@@ -3,7 +3,8 @@
 Git -> snapshot (desired) + store and deployers (observed) -> pure plan -> each
 environment's quantum infrastructure (`infrastructure.py`; a failure holds that
 environment's Deploys) -> the plan's rows recorded at once (a row being rolled out is
-Progressing from the start) -> prunes, then every Deploy as ordered steps (`rollout.py`),
+Progressing from the start) -> prunes -> the quantum gates of every Deploy, side by side,
+before anything is installed (`gates.py`) -> every Deploy as ordered steps (`rollout.py`),
 `concurrency` at a time -> a `PassReport`, recorded and published by the one `Finaliser`.
 Each (environment, app) is isolated: one failure never stops the others. An intent is
 written before a rollout's first side effect and cleared with its final record, so a pass
@@ -21,6 +22,7 @@ from qrelease.deployers.base import DeployError, Previewer
 from qrelease.engine import infrastructure
 from qrelease.engine.backends import Backends
 from qrelease.engine.bake import bake_check, verify_live
+from qrelease.engine.gates import PreparedGates, run_plan_gates
 from qrelease.engine.observe import (
     Observation,
     Observer,
@@ -31,7 +33,7 @@ from qrelease.engine.observe import (
 )
 from qrelease.engine.record import Recorder, draft
 from qrelease.engine.report import AppReport, Finaliser, PassReport, ReportSink, RowSink
-from qrelease.engine.rollout import Deployment
+from qrelease.engine.rollout import STEP_GATES, Deployment
 from qrelease.evidence import PolicySources, judge
 from qrelease.model.environment import Environment
 from qrelease.model.events import Event, EventDraft
@@ -47,7 +49,7 @@ from qrelease.planning.planner import (
     plan,
 )
 from qrelease.planning.policy import Check
-from qrelease.planning.status import planned, recovered, row_of, same_row
+from qrelease.planning.status import planned, recovered, row_of, same_row, stepped
 from qrelease.source.loader import Loader, Snapshot
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys
@@ -230,7 +232,11 @@ class Engine:
                 action, env, snapshot, states[action.key], self.backends, recorder, self.clock
             )
         deploys = the_plan.of_kind(ActionKind.DEPLOY)
-        for app_report in self._deploy_all(deploys, snapshot, previous, states):
+        states |= self._entering_gates(recorder, deploys, states)
+        gates = run_plan_gates(
+            deploys, snapshot, self.repo, self.backends, self.store, self.clock()
+        )
+        for app_report in self._deploy_all(deploys, snapshot, previous, states, gates):
             reports[app_report.key] = app_report
         report = PassReport(
             run_id=run_id,
@@ -296,17 +302,31 @@ class Engine:
         }
         return states, reports
 
+    def _entering_gates(
+        self,
+        recorder: Recorder,
+        deploys: list[Action],
+        states: dict[tuple[str, str], ObservedState],
+    ) -> dict[tuple[str, str], ObservedState]:
+        """Every Deploy's row at its first step, quantum gates, in one commit."""
+        now = self.clock()
+        stepped_states = {a.key: stepped(states[a.key], STEP_GATES, now) for a in deploys}
+        recorder.commit_many(list(stepped_states.values()))
+        return stepped_states
+
     def _deploy_all(
         self,
         deploys: list[Action],
         snapshot: Snapshot,
         previous: dict[tuple[str, str], ObservedState | None],
         states: dict[tuple[str, str], ObservedState],
+        gates: Mapping[tuple[str, str], PreparedGates],
     ) -> list[AppReport]:
         """Roll out every Deploy, `concurrency` at a time, each worker on its own connection."""
 
         def one(action: Action) -> AppReport:
-            return self._deploy(action, snapshot, previous[action.key], states[action.key])
+            before, state = previous[action.key], states[action.key]
+            return self._deploy(action, snapshot, before, state, gates.get(action.key))
 
         if self.concurrency <= 1 or len(deploys) <= 1:
             return [one(action) for action in deploys]
@@ -332,6 +352,7 @@ class Engine:
         snapshot: Snapshot,
         before: ObservedState | None,
         state: ObservedState,
+        prepared: PreparedGates | None = None,
     ) -> AppReport:
         assert action.manifest is not None  # the planner only deploys valid releases
         deployment = Deployment(
@@ -345,6 +366,7 @@ class Engine:
             before=before,
             state=state,
             clock=self.clock,
+            prepared=prepared,
         )
         return deployment.run()
 

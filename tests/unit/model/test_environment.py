@@ -96,7 +96,7 @@ def test_state_dir_sources_need_no_allowlist_and_others_do() -> None:
 
 
 def _validate(repo: GitOpsRepo, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, ["validate", "--repo", str(repo.path), *args])
+    result = CliRunner().invoke(main, ["validate", "--no-compile", "--repo", str(repo.path), *args])
     return result.exit_code, result.stdout, result.stderr
 
 
