@@ -124,12 +124,18 @@ def opened(ctx: Context) -> Iterator[GitRepo]:
         repo.close()
 
 
-def load_snapshot(repo: GitRepo, rev: str) -> Snapshot:
-    """Load the desired state at a revision, turning source problems into exit 1."""
-    try:
-        return Loader(repo).load(rev)
-    except SourceError as exc:
-        raise Failed(str(exc)) from None
+def load_snapshot(repo: GitRepo, rev: str, state_dir: Path) -> Snapshot:
+    """Load the desired state at a revision through the state dir's parse cache.
+
+    Source problems become exit 1.
+    """
+    from qrelease.store import open_parse_cache
+
+    with open_parse_cache(state_dir) as cache:
+        try:
+            return Loader(repo, cache=cache).load(rev)
+        except SourceError as exc:
+            raise Failed(str(exc)) from None
 
 
 def emit_json(data: object) -> None:
@@ -182,7 +188,7 @@ def validate(
     """Check every manifest and environment file at a revision."""
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, rev)
+        snapshot = load_snapshot(git_repo, rev, ctx.state_dir)
         sources = _source_errors(git_repo, snapshot, ctx.config.sources.allow)
     errors = sorted([*snapshot.errors, *sources])
     if ctx.as_json:
@@ -423,7 +429,7 @@ def status(
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snap = load_snapshot(git_repo, "HEAD")
+        snap = load_snapshot(git_repo, "HEAD", ctx.state_dir)
     with open_state(ctx.state_dir, ctx.store_url) as store:
         recorded = [s for s in store.all_observed() if env_name in (None, s.env)]
     _print_status(status_rows(recorded, snap.pins(env_name), snap.revision), ctx.as_json)
@@ -634,7 +640,7 @@ def _record_approval(
     from qrelease.source.approvals import record_approval
 
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, ctx.config.source.branch)
+        snapshot = load_snapshot(git_repo, ctx.config.source.branch, ctx.state_dir)
         env = snapshot.environments.get(env_name)
         if env is None:
             raise Failed(f"unknown or invalid environment {env_name!r} (see qrelease validate)")
@@ -746,7 +752,7 @@ def windows(
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, ctx.config.source.branch)
+        snapshot = load_snapshot(git_repo, ctx.config.source.branch, ctx.state_dir)
     env = snapshot.environments.get(env_name)
     if env is None:
         raise Failed(f"unknown or invalid environment {env_name!r} (see qrelease validate)")
@@ -792,7 +798,7 @@ def diff(
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, rev)
+        snapshot = load_snapshot(git_repo, rev, ctx.state_dir)
         try:
             result = diff_releases(git_repo, snapshot, app, from_version, to_version)
         except UnknownReleaseError as exc:

@@ -23,7 +23,7 @@ from qrelease.quantum.sandbox import GateLimits
 from qrelease.source.private import private_dir, private_file
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys
-from qrelease.store import DB_NAME, StateStore, open_store
+from qrelease.store import DB_NAME, StateStore, open_parse_cache, open_store
 
 _HEAD = "HEAD"
 
@@ -163,6 +163,7 @@ def engine(
     else:
         backends = LocalBackends(state_dir, read_template).backends()  # plans install nothing
     store = open_state(state_dir, store_url)
+    cache = open_parse_cache(state_dir)
     try:
         yield Engine(
             repo,
@@ -172,8 +173,10 @@ def engine(
             concurrency=concurrency,
             sinks=sinks,
             trusted_keys=keys,
+            parse_cache=cache,
         )
     finally:
+        cache.close()
         store.close()
 
 

@@ -31,6 +31,7 @@ from qrelease.planning.planner import Action, Plan, Retry, hold_all, plan
 from qrelease.planning.policy import Check
 from qrelease.planning.status import planned, recovered, row_of, same_row
 from qrelease.source.loader import Loader, Snapshot
+from qrelease.source.parsing import BlobCache
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys
 from qrelease.store.base import StateStore
@@ -56,6 +57,7 @@ class Engine:
         concurrency: int = 1,
         sinks: Iterable[ReportSink] = (),
         trusted_keys: TrustedKeys | None = None,
+        parse_cache: BlobCache | None = None,
     ) -> None:
         self.repo = repo
         self.store = store
@@ -65,7 +67,7 @@ class Engine:
         self.verify = verify
         self.concurrency = concurrency
         self.trusted_keys = trusted_keys  # signed-commit verification: overrides, approvals
-        self.loader = Loader(repo)
+        self.loader = Loader(repo, cache=parse_cache)
         self.finalise = Finaliser(sinks)
         self._observer = Observer(backends)
         self._local = threading.local()
