@@ -56,7 +56,7 @@ PARALLEL_MIN = 2000
 """A batch of at least this many blobs is split with a worker process (when there are 2+ cores)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ParsedFile:
     """A parse of one blob: the model or its problems, and the key lines.
 
