@@ -150,7 +150,8 @@ def peak_rss_mib(argv: list[str], cwd: Path) -> tuple[float, float]:
             argv, stdout=sink, stderr=subprocess.PIPE, cwd=cwd, env=child_env()
         )
         assert process.stderr is not None
-        errors = process.stderr.read()
+        with process.stderr:
+            errors = process.stderr.read()
         _pid, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:

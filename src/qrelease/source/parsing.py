@@ -52,6 +52,8 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     ReleaseManifest.__name__: ReleaseManifest,
     Environment.__name__: Environment,
 }
+WORKER_TIMEOUT_SECONDS = 600.0
+"""A worker that has not answered by then is stopped and its share parsed here."""
 PARALLEL_MIN = 2000
 """A batch of at least this many blobs is split with a worker process (when there are 2+ cores)."""
 
@@ -226,7 +228,12 @@ class _Worker:
 
     def _talk(self, payload: bytes) -> None:
         assert self._process is not None
-        output, _ = self._process.communicate(payload)
+        try:
+            output, _ = self._process.communicate(payload, timeout=WORKER_TIMEOUT_SECONDS)
+        except (OSError, subprocess.TimeoutExpired):
+            self._process.kill()
+            self._process.communicate()
+            return
         if self._process.returncode == 0:
             self._output = output
 
