@@ -22,6 +22,7 @@ MODULES = (
     "bench_daemon",
     "bench_tui",
     "bench_replicas",
+    "bench_scale",
 )
 
 

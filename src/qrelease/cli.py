@@ -124,12 +124,18 @@ def opened(ctx: Context) -> Iterator[GitRepo]:
         repo.close()
 
 
-def load_snapshot(repo: GitRepo, rev: str) -> Snapshot:
-    """Load the desired state at a revision, turning source problems into exit 1."""
-    try:
-        return Loader(repo).load(rev)
-    except SourceError as exc:
-        raise Failed(str(exc)) from None
+def load_snapshot(repo: GitRepo, rev: str, state_dir: Path) -> Snapshot:
+    """Load the desired state at a revision through the state dir's parse cache.
+
+    Source problems become exit 1.
+    """
+    from qrelease.store import open_parse_cache
+
+    with open_parse_cache(state_dir) as cache:
+        try:
+            return Loader(repo, cache=cache).load(rev)
+        except SourceError as exc:
+            raise Failed(str(exc)) from None
 
 
 def emit_json(data: object) -> None:
@@ -188,7 +194,7 @@ def validate(
     """Check every manifest and environment file at a revision (and compile each program)."""
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, rev)
+        snapshot = load_snapshot(git_repo, rev, ctx.state_dir)
         sources = _source_errors(git_repo, snapshot, ctx.config.sources.allow)
         findings = _quantum_findings(ctx, git_repo, snapshot, compile_programs=not no_compile)
     errors = sorted({*snapshot.errors, *sources, *findings.errors})
@@ -624,7 +630,7 @@ def status(
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snap = load_snapshot(git_repo, "HEAD")
+        snap = load_snapshot(git_repo, "HEAD", ctx.state_dir)
     with open_state(ctx.state_dir, ctx.store_url) as store:
         recorded = [s for s in store.all_observed() if env_name in (None, s.env)]
     _print_status(status_rows(recorded, snap.pins(env_name), snap.revision), ctx.as_json)
@@ -835,7 +841,7 @@ def _record_approval(
     from qrelease.source.approvals import record_approval
 
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, ctx.config.source.branch)
+        snapshot = load_snapshot(git_repo, ctx.config.source.branch, ctx.state_dir)
         env = snapshot.environments.get(env_name)
         if env is None:
             raise Failed(f"unknown or invalid environment {env_name!r} (see qrelease validate)")
@@ -947,7 +953,7 @@ def windows(
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, ctx.config.source.branch)
+        snapshot = load_snapshot(git_repo, ctx.config.source.branch, ctx.state_dir)
     env = snapshot.environments.get(env_name)
     if env is None:
         raise Failed(f"unknown or invalid environment {env_name!r} (see qrelease validate)")
@@ -993,7 +999,7 @@ def diff(
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, rev)
+        snapshot = load_snapshot(git_repo, rev, ctx.state_dir)
         try:
             result = diff_releases(git_repo, snapshot, app, from_version, to_version)
         except UnknownReleaseError as exc:
@@ -1076,7 +1082,17 @@ def cost(
     type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
     help="Only from this time (ISO 8601, UTC unless a zone is given).",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default="table"
+)
+@click.option(
+    "--limit", type=click.IntRange(min=0), help="Only the newest N entries (still oldest first)."
+)
+@click.option(
+    "--before",
+    type=click.IntRange(min=1),
+    help="Only entries before event SEQ: the next page after one whose oldest seq was SEQ.",
+)
 def history(
     repo: str | None,
     state: Path | None,
@@ -1086,52 +1102,93 @@ def history(
     env_name: str | None,
     since: Any,
     fmt: str,
+    limit: int | None,
+    before: int | None,
 ) -> None:
-    """One timeline: who changed which pin (Git) and what the controller did."""
-    import csv
+    """One timeline: who changed which pin (Git) and what the controller did.
+
+    Rows are written as they are read: CSV and JSON Lines one row at a time, JSON as one
+    array written as it goes. A table is aligned, so it holds its rows first; give it a
+    --limit (or use another format) for a long history.
+    """
     from datetime import UTC
 
-    from qrelease.history import COLUMNS, timeline
+    from qrelease.history import iter_timeline
     from qrelease.wiring import open_state
 
     ctx = make_context(repo, state, config, as_json)
     moment = since.replace(tzinfo=since.tzinfo or UTC) if since else None
+    fmt = "json" if ctx.as_json and fmt == "table" else fmt
     store = open_state(ctx.state_dir, ctx.store_url)
     try:
         with opened(ctx) as git_repo:
-            rows = [
-                e.as_json()
-                for e in timeline(
-                    store, git_repo, _branch_rev(ctx, git_repo), env=env_name, app=app, since=moment
-                )
-            ]
+            entries = iter_timeline(
+                store,
+                git_repo,
+                _branch_rev(ctx, git_repo),
+                env=env_name,
+                app=app,
+                since=moment,
+                limit=limit,
+                before=before,
+            )
+            oldest = _write_history(entries, fmt)
     finally:
         store.close()
-    if fmt == "json" or ctx.as_json:
-        emit_json(rows)
-    elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS))
+    if limit is not None and oldest is not None and fmt == "table":
+        click.echo(f"(older entries: --before {oldest})", err=True)
+
+
+def _write_history(entries: Iterator[Any], fmt: str) -> int | None:
+    """Write the entries in a format as they come; returns the oldest seq written."""
+    import csv
+
+    from qrelease.history import COLUMNS
+
+    out = sys.stdout
+    oldest: int | None = None
+    if fmt == "table":
+        rows = []
+        for entry in entries:
+            oldest = entry.seq if oldest is None and entry.seq is not None else oldest
+            rows.append(entry.as_json())
+        _history_table(rows)
+        return oldest
+    writer = csv.DictWriter(out, fieldnames=list(COLUMNS)) if fmt == "csv" else None
+    if writer is not None:
         writer.writeheader()
-        writer.writerows(rows)
-    else:
-        shown = [
-            "time",
-            "env",
-            "app",
-            "action",
-            "from_version",
-            "to_version",
-            "actor",
-            "outcome",
-            "reason",
-        ]
-        print_table(
-            [c.upper() for c in shown],
-            [
-                [str(r[c] or "-")[:19] if c == "time" else str(r[c] or "-") for c in shown]
-                for r in rows
-            ],
-        )
+    elif fmt == "json":
+        out.write("[")
+    for index, entry in enumerate(entries):
+        oldest = entry.seq if oldest is None and entry.seq is not None else oldest
+        row = entry.as_json()
+        if writer is not None:
+            writer.writerow(row)
+        elif fmt == "jsonl":
+            out.write(json.dumps(row, default=str) + "\n")
+        else:
+            out.write(("\n  " if index == 0 else ",\n  ") + json.dumps(row, default=str))
+    if fmt == "json":
+        out.write("\n]\n")
+    return oldest
+
+
+def _history_table(rows: list[dict[str, Any]]) -> None:
+    shown = [
+        "time",
+        "env",
+        "app",
+        "action",
+        "from_version",
+        "to_version",
+        "actor",
+        "outcome",
+        "reason",
+    ]
+    print_table(
+        [c.upper() for c in shown],
+        [[str(r[c] or "-")[:19] if c == "time" else str(r[c] or "-") for c in shown] for r in rows],
+    )
 
 
 def _branch_rev(ctx: Context, git_repo: GitRepo) -> str:
@@ -1160,6 +1217,11 @@ def audit() -> None:
     "controller_id",
     help="Compare with this controller's anchors (default: the state dir's, or the export's).",
 )
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Read only the events after the newest anchor an earlier verify found intact.",
+)
 def audit_verify(
     repo: str | None,
     state: Path | None,
@@ -1167,6 +1229,7 @@ def audit_verify(
     as_json: bool,
     export_file: Path | None,
     controller_id: str | None,
+    incremental: bool,
 ) -> None:
     """Check the event chain, its anchors in Git and its links to Git; exit 1 on any break."""
     from qrelease.anchoring import read_controller_id
@@ -1190,7 +1253,12 @@ def audit_verify(
                 with opened(ctx) as git_repo:
                     rev = _branch_rev(ctx, git_repo)
                     findings = audit_problems(
-                        store, git_repo, rev, controller=controller_id, keys=keys
+                        store,
+                        git_repo,
+                        rev,
+                        controller=controller_id,
+                        keys=keys,
+                        incremental=incremental,
                     )
             finally:
                 store.close()

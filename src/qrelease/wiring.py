@@ -26,7 +26,7 @@ from qrelease.quantum.sandbox import GateLimits
 from qrelease.source.private import private_dir, private_file
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys
-from qrelease.store import DB_NAME, StateStore, open_store
+from qrelease.store import DB_NAME, StateStore, open_parse_cache, open_store
 
 if TYPE_CHECKING:
     from qrelease.azure.arm import ArmDeployer
@@ -190,6 +190,7 @@ def engine(
     else:
         backends = LocalBackends(state_dir, read_template).backends()  # plans install nothing
     store = open_state(state_dir, store_url)
+    cache = open_parse_cache(state_dir)
     try:
         yield Engine(
             repo,
@@ -199,8 +200,10 @@ def engine(
             concurrency=concurrency,
             sinks=sinks,
             trusted_keys=keys,
+            parse_cache=cache,
         )
     finally:
+        cache.close()
         store.close()
 
 

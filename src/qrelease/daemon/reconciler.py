@@ -38,8 +38,9 @@ from qrelease.source.pinlog import rollback_hold
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys, verify_revision
 from qrelease.source.workspace import mirror_path, refresh_mirror
-from qrelease.store import FencedError, StateStore
+from qrelease.store import FencedError, StateStore, open_parse_cache
 from qrelease.store.fenced import Fence, FencedStore
+from qrelease.store.parsecache import ParseCache
 from qrelease.wiring import BackendsFactory, local_backends, open_state, promoter
 
 WEBHOOK = "webhook"
@@ -101,6 +102,7 @@ class Reconciler:
         self._draw = draw
         self.clock = clock  # every decision (resync, retries, the engine's records) reads it
         self._store: StateStore | None = None
+        self._parse_cache: ParseCache | None = None
         self._backends: Backends | None = None
         self._repo: GitRepo | None = None
         self._engine: Engine | None = None
@@ -124,6 +126,7 @@ class Reconciler:
     def open(self) -> None:
         """Open the store and backends on this thread and show last-known-good status."""
         self._store = open_state(self.config.state_dir, self.config.store.url)
+        self._parse_cache = open_parse_cache(self.config.state_dir)
         if self._backends_factory is None:
             limits = self.config.gates.limits()
             self._backends = local_backends(
@@ -191,6 +194,8 @@ class Reconciler:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._parse_cache is not None:
+            self._parse_cache.close()
         self.state.update(store_open=False)
 
     def _close_keeper(self) -> None:
@@ -550,6 +555,7 @@ class Reconciler:
                 trusted_keys=self._keys(),
                 concurrency=self.config.concurrency,
                 sinks=[self._on_report],
+                parse_cache=self._parse_cache,
             )
         return self._engine
 

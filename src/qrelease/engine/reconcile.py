@@ -51,6 +51,7 @@ from qrelease.planning.planner import (
 from qrelease.planning.policy import Check
 from qrelease.planning.status import planned, recovered, row_of, same_row, stepped
 from qrelease.source.loader import Loader, Snapshot
+from qrelease.source.parsing import BlobCache
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys
 from qrelease.store.base import StateStore
@@ -76,6 +77,7 @@ class Engine:
         concurrency: int = 1,
         sinks: Iterable[ReportSink] = (),
         trusted_keys: TrustedKeys | None = None,
+        parse_cache: BlobCache | None = None,
     ) -> None:
         self.repo = repo
         self.store = store
@@ -85,11 +87,15 @@ class Engine:
         self.verify = verify
         self.concurrency = concurrency
         self.trusted_keys = trusted_keys  # signed-commit verification: overrides, approvals
-        self.loader = Loader(repo)
+        self.loader = Loader(repo, cache=parse_cache)
         self.finalise = Finaliser(sinks)
         self._observer = Observer(backends)
         self._owned: frozenset[str] | None = None
         self._local = threading.local()
+        self._quiet: dict[tuple[str, str], tuple[Action, ObservedState, AppReport]] = {}
+        """Keys whose last pass was a Noop that left the row as it was: the same Noop on the
+        same row object (the store hands back unchanged rows as they were) is settled as it
+        was, without building the row and the report again."""
 
     # -- planning ---------------------------------------------------------------------
 
@@ -266,10 +272,16 @@ class Engine:
         states: dict[tuple[str, str], ObservedState] = {}
         changed: list[ObservedState] = []
         holds: list[tuple[Action, EventDraft]] = []
+        quiet, self._quiet = self._quiet, {}
+        reused: dict[tuple[str, str], AppReport] = {}
         for action in the_plan.actions:
             if action.kind == ActionKind.PRUNE:
                 continue
             before = previous.get(action.key)
+            last = quiet.get(action.key) if action.kind == ActionKind.NOOP else None
+            if last is not None and last[1] is before and last[0] == action:
+                states[action.key], reused[action.key] = last[1], last[2]
+                continue
             state = planned(action, before, revision, now)
             if before is not None and same_row(before, state):
                 state = before  # unchanged: nothing written, the row keeps its revision
@@ -296,10 +308,19 @@ class Engine:
             action.key: (event.seq,) for (action, _), event in zip(holds, appended, strict=True)
         }
         reports = {
-            action.key: _settled_report(action, states[action.key], seqs.get(action.key, ()))
+            action.key: reused.get(action.key)
+            or _settled_report(action, states[action.key], seqs.get(action.key, ()))
             for action in the_plan.actions
             if action.kind in (ActionKind.NOOP, ActionKind.HOLD)
         }
+        for action in the_plan.actions:  # the same Noop on the same row next pass: nothing to do
+            kept = states.get(action.key)
+            if (
+                action.kind == ActionKind.NOOP
+                and kept is not None
+                and kept is previous.get(action.key)
+            ):
+                self._quiet[action.key] = (action, kept, reports[action.key])
         return states, reports
 
     def _entering_gates(
