@@ -10,11 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from qrelease.model.environment import check_package_source, is_state_dir_source
 from qrelease.model.manifest import Frozen
 from qrelease.model.types import Duration
+from qrelease.model.vocabulary import NotificationKind
 from qrelease.quantum.sandbox import GateLimits
 from qrelease.store import StoreError, check_location
 
@@ -117,6 +118,124 @@ class StoreConfig(Frozen):
             raise ValueError(str(exc)) from None
 
 
+ChannelKind = Literal["slack", "teams", "email", "apprise", "webhook", "github"]
+APPRISE_KINDS = frozenset({"slack", "teams", "email", "apprise"})
+_CHANNEL_NEEDS: dict[str, tuple[str, ...]] = {
+    "slack": ("url_env",),
+    "teams": ("url_env",),
+    "email": ("url_env",),
+    "apprise": ("url_env",),
+    "webhook": ("url", "secret_env"),
+    "github": ("repository", "token_env"),
+}
+
+
+def _positive_duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be more than 0s")
+    return value
+
+
+class ChannelConfig(Frozen):
+    """One place notifications go. Secrets are never written here: `*_env` name variables.
+
+    Slack, Teams, email and `apprise` take an apprise URL from the variable `url_env` names
+    (the URL carries the webhook token or the mail password). `webhook` posts JSON to `url`,
+    signed with HMAC-SHA256 under the secret in `secret_env`. `github` sets commit statuses
+    on `repository` (owner/name) through `api_url` with the token in `token_env`.
+    """
+
+    kind: ChannelKind
+    url_env: str | None = None
+    url: str | None = None
+    secret_env: str | None = None
+    token_env: str | None = None
+    repository: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
+    api_url: str = "https://api.github.com"
+    context: str = "qrelease"
+    timeout: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(seconds=10)
+
+    @field_validator("url", "api_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        """An http(s) URL without credentials (they would sit in this file at rest)."""
+        if url is None:
+            return None
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("http", "https") or not rest:
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        if "@" in rest.split("/", 1)[0]:
+            raise ValueError("credentials do not belong in the URL; use secret_env or token_env")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> ChannelConfig:
+        missing = [name for name in _CHANNEL_NEEDS[self.kind] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} channel needs {' and '.join(missing)}")
+        return self
+
+
+class RuleConfig(Frozen):
+    """Which events go where: every event of a kind in `on` (in `envs` and `apps`, when given)
+    goes to each channel in `to`."""
+
+    on: tuple[NotificationKind, ...] = Field(min_length=1)
+    to: tuple[str, ...] = Field(min_length=1)
+    envs: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
+
+
+class NotificationsConfig(Frozen):
+    """Notifications, delivered from the audit log: channels, rules and delivery timing."""
+
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    rules: tuple[RuleConfig, ...] = ()
+    start: Literal["now", "beginning"] = "now"
+    poll: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(seconds=5)
+    backoff: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(seconds=5)
+    max_backoff: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(minutes=10)
+    give_up_after: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(hours=24)
+    lease: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(seconds=60)
+    link: str | None = None
+    """The web view's public address, linked from messages and commit statuses."""
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, channels: dict[str, ChannelConfig]) -> dict[str, ChannelConfig]:
+        for name in channels:
+            if not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ValueError(f"channel name {name!r}: use letters, digits, - and _")
+        return channels
+
+    @model_validator(mode="after")
+    def _rules_name_channels(self) -> NotificationsConfig:
+        for index, rule in enumerate(self.rules):
+            for name in rule.to:
+                if name not in self.channels:
+                    known = ", ".join(sorted(self.channels)) or "none"
+                    raise ValueError(
+                        f"rules.{index}.to: no channel named {name!r} (channels: {known})"
+                    )
+        return self
+
+
+class WebConfig(Frozen):
+    """The read-only web view at `/`: on by default, for loopback clients only by default."""
+
+    enabled: bool = True
+    token_env: str | None = None
+    remote: bool = False
+    page_size: int = Field(default=100, ge=10, le=1000)
+    audit_max_age: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(seconds=60)
+
+    @model_validator(mode="after")
+    def _remote_needs_a_token(self) -> WebConfig:
+        if self.remote and not self.token_env:
+            raise ValueError("remote = true needs token_env (a bearer token for the page)")
+        return self
+
+
 class ControllerConfig(Frozen):
     """Everything the controller and the CLI read from the config file."""
 
@@ -133,6 +252,8 @@ class ControllerConfig(Frozen):
     http: HttpConfig = HttpConfig()
     sources: PackageSourcesConfig = PackageSourcesConfig()
     store: StoreConfig = StoreConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    web: WebConfig = WebConfig()
 
 
 def load_config(path: Path | None) -> ControllerConfig:

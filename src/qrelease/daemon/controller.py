@@ -23,12 +23,14 @@ from typing import TextIO
 
 from structlog.typing import FilteringBoundLogger
 
+from qrelease.anchoring import controller_id
 from qrelease.config import ConfigError, ControllerConfig
 from qrelease.daemon import settings
 from qrelease.daemon.api import PassRequest, publish_endpoint, withdraw_endpoint
 from qrelease.daemon.lock import AlreadyRunningError, ControllerLock
 from qrelease.daemon.logs import make_logger
 from qrelease.daemon.metrics import Metrics
+from qrelease.daemon.notifications import NotificationThread
 from qrelease.daemon.reconciler import Reconciler, Wake
 from qrelease.daemon.server import Endpoints, HttpServer, make_app
 from qrelease.daemon.settings import Overrides
@@ -66,6 +68,10 @@ class Controller:
             config, self.state, self.metrics, self.log, backends_factory, clock=clock
         )
         self.wake = Wake()
+        self.notifications = NotificationThread(
+            config, controller_id(config.state_dir), self.log, self.metrics, clock
+        )
+        self.reconciler.after_pass.append(self.notifications.wake)
         self.fatal: str | None = None
         self._stop = threading.Event()
         self._worker_done = threading.Event()
@@ -84,6 +90,7 @@ class Controller:
             self.http.stop()
             raise
         self._api_token = publish_endpoint(self.config.state_dir, self.http.address)
+        self.notifications.start()
         self._worker.start()
         self.log.info(
             "controller started",
@@ -128,6 +135,8 @@ class Controller:
                 "state_dir": self.config.state_dir,
                 "store": self.config.store,
                 "listen": self.config.listen,
+                "notifications": self.config.notifications,
+                "web": self.config.web,
             }
         )
         self.config = self.reconciler.config = applied
@@ -185,6 +194,7 @@ class Controller:
             self.fatal = "the reconcile thread stopped unexpectedly"
         withdraw_endpoint(self.config.state_dir)
         self._api_token = None
+        self.notifications.stop()
         self.http.stop()
         code = 0 if finished and self.fatal is None else 1
         self.log.info("controller stopped", exit_code=code, error=self.fatal)

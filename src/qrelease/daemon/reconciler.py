@@ -112,6 +112,8 @@ class Reconciler:
         self._approvals_seen: str | None = None
         self._requests: queue.Queue[PassRequest] = queue.Queue()
         self._asking: PassRequest | None = None
+        self.after_pass: list[Callable[[], None]] = []
+        """Told after every pass's report is published (the notifier looks at the log then)."""
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -330,6 +332,8 @@ class Reconciler:
         self.metrics.record_holds((r.env, r.step) for r in rows if r.rollout == Rollout.HELD)
         due = [row.retry_at for row in rows if row.retry_at is not None]
         self._retry_at = min(due) if due else None
+        for listener in self.after_pass:
+            listener()
 
     def _on_row(self, row: StatusRow) -> None:
         """The engine's row hook: /status shows every planned row and rollout step at once."""
