@@ -232,7 +232,10 @@ class Controller:
 
     def _secrets(self) -> list[str | None]:
         """Secret values the log must never show, whatever key they appear under."""
-        return [os.environ.get(self.config.webhook.secret_env)]
+        names = [self.config.webhook.secret_env, self.config.web.token_env]
+        for channel in self.config.notifications.channels.values():
+            names += [channel.url_env, channel.secret_env, channel.token_env]
+        return [os.environ.get(name) for name in names if name]
 
 
 class SignalInbox:

@@ -56,7 +56,7 @@ def kinds_of(event: Event) -> frozenset[NotificationKind]:
     >>> sorted(kinds_of(event(action="deploy", outcome="Healthy")))
     [<NotificationKind.DEPLOY_SUCCEEDED: 'deploy-succeeded'>]
     >>> sorted(kinds_of(event(action="hold", details={"cause": "soak,approvals"})))
-    [<NotificationKind.HOLD: 'hold'>, <NotificationKind.APPROVAL_NEEDED: 'approval-needed'>]
+    [<NotificationKind.APPROVAL_NEEDED: 'approval-needed'>, <NotificationKind.HOLD: 'hold'>]
     >>> kinds_of(event(action="install", outcome="Succeeded"))
     frozenset()
     """
