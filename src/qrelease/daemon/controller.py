@@ -32,12 +32,13 @@ from qrelease.daemon.logs import make_logger
 from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.notifications import NotificationThread
 from qrelease.daemon.reconciler import Reconciler, Wake
-from qrelease.daemon.server import Endpoints, HttpServer, make_app
+from qrelease.daemon.server import Endpoints, HttpServer, live_of, make_app
 from qrelease.daemon.settings import Overrides
 from qrelease.daemon.state import ControllerState, View
 from qrelease.engine import utcnow
 from qrelease.model.vocabulary import PassOutcome
 from qrelease.redaction import redact_url
+from qrelease.web import WebSite
 from qrelease.wiring import BackendsFactory
 
 MAIN_LOOP_TICK_SECONDS = 0.1
@@ -78,6 +79,16 @@ class Controller:
         self._worker = threading.Thread(target=self._work, name="qrelease-reconcile", daemon=True)
         self._deadline: float | None = None
         self._api_token: str | None = None
+        self.web = (
+            WebSite(
+                config,
+                lambda: live_of(self.state.view),
+                clock,
+                lambda page, code: self.metrics.web_requests.labels(page=page, code=code).inc(),
+            )
+            if config.web.enabled
+            else None
+        )
         self.http = HttpServer(make_app(self._endpoints()), self._listen(), self.log, config.http)
 
     # -- start, stop, reload ----------------------------------------------------------
@@ -196,6 +207,8 @@ class Controller:
         self._api_token = None
         self.notifications.stop()
         self.http.stop()
+        if self.web is not None:
+            self.web.close()
         code = 0 if finished and self.fatal is None else 1
         self.log.info("controller stopped", exit_code=code, error=self.fatal)
         return code
@@ -220,6 +233,7 @@ class Controller:
             log=self.log,
             api_token=lambda: self._api_token,
             submit=self._submit,
+            web=tuple(self.web.routes()) if self.web is not None else (),
         )
 
     def _submit(self, request: PassRequest) -> None:

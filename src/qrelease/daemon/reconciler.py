@@ -325,6 +325,8 @@ class Reconciler:
         """The engine's finaliser hands every pass here: view rows, metrics, retries."""
         gone = [app.key for app in report.apps if app.row is None]
         self.state.put_rows(report.rows, report.revision, gone)
+        if report.snapshot.environments:
+            self.state.update(environments=dict(report.snapshot.environments))
         rows = self.state.view.rows.values()
         seconds = (report.finished_at - report.started_at).total_seconds()
         self.metrics.record_pass(seconds, report.outcome, report.gate_outcomes())
