@@ -14,8 +14,10 @@ sets an HttpOnly, SameSite=Strict cookie holding an HMAC of the token, never the
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 import ipaddress
 import json
 import os
@@ -424,16 +426,11 @@ async def _small_body(request: Request) -> bytes | None:
 
 
 async def _csv_lines(rows: list[dict[str, Any]]) -> AsyncIterator[str]:
-    import csv
-    import io
-
-    for start in range(-1, len(rows), CSV_CHUNK):
+    """The header, then the rows, a chunk at a time."""
+    yield ",".join(COLUMNS) + "\r\n"
+    for start in range(0, len(rows), CSV_CHUNK):
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(COLUMNS))
-        if start < 0:
-            writer.writeheader()
-        else:
-            writer.writerows(rows[start : start + CSV_CHUNK])
+        csv.DictWriter(out, fieldnames=list(COLUMNS)).writerows(rows[start : start + CSV_CHUNK])
         yield out.getvalue()
 
 
