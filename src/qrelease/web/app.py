@@ -241,9 +241,10 @@ class WebSite:
         body = await _small_body(request)
         form = parse_qs(body.decode("utf-8", "replace")) if body is not None else {}
         given = (form.get("token") or [""])[0]
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return self._login_page(request, 401, "That token is not the web view's.", "bad")
         target = _safe_next((form.get("next") or ["/"])[0])
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            message = "That token is not the web view's."
+            return self._login_page(request, 401, message, "bad", target)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE,
@@ -354,8 +355,12 @@ class WebSite:
         )
         return HTMLResponse(html, status_code=status)
 
-    def _login_page(self, request: Request, status: int, message: str, tone: str) -> HTMLResponse:
-        target = request.query_params.get("next") or request.url.path
+    def _login_page(
+        self, request: Request, status: int, message: str, tone: str, target: str | None = None
+    ) -> HTMLResponse:
+        if target is None:
+            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            target = request.query_params.get("next") if path.startswith("/login") else path
         response = self._message(
             request, status, "Sign in", message, tone, login=True, next_path=_safe_next(target)
         )
