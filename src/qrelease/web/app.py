@@ -362,7 +362,13 @@ class WebSite:
             path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             target = request.query_params.get("next") if path.startswith("/login") else path
         response = self._message(
-            request, status, "Sign in", message, tone, login=True, next_path=_safe_next(target)
+            request,
+            status,
+            "Sign in",
+            message,
+            tone,
+            login=True,
+            next_path=_safe_next(target or "/"),
         )
         response.headers.update(SECURITY_HEADERS)
         return response
