@@ -5,6 +5,7 @@ Command-line flags override the file; the file overrides these defaults.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -273,4 +274,40 @@ def load_config(path: Path | None) -> ControllerConfig:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        # A model validator names the field it is about first: "rules.1.to: no channel ...".
+        named = re.match(r"Value error, ([\w.-]+): ", first["msg"])
+        inner = tuple(named.group(1).split(".")) if named else ()
+        line = line_of(path.read_text(encoding="utf-8"), (*first["loc"], *inner))
+        at = f"{path}:{line}" if line else str(path)
+        raise ConfigError(f"{at}: {where}: {first['msg']}") from None
+
+
+def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    r"""The line of the TOML table or key an error's location points at (best effort).
+
+    >>> toml = "[store]\nurl = 1\n\n[[rules]]\nto = []\n[[rules]]\nto = ['x']\n"
+    >>> line_of(toml, ("store", "url")), line_of(toml, ("rules", 1, "to", 0)), line_of(toml, ())
+    (2, 7, None)
+    """
+    wanted = tuple(str(part) for part in loc)
+    best, best_length = None, 0
+    table: tuple[str, ...] = ()
+    seen: dict[tuple[str, ...], int] = {}
+    for number, raw_line in enumerate(text.splitlines(), start=1):
+        line = raw_line.split("#", 1)[0].strip()
+        if line.startswith("[["):
+            name = tuple(part.strip() for part in line.strip("[] ").split("."))
+            seen[name] = seen.get(name, -1) + 1
+            table = (*name, str(seen[name]))
+            path = table
+        elif line.startswith("["):
+            table = tuple(part.strip() for part in line.strip("[] ").split("."))
+            path = table
+        elif "=" in line:
+            path = (*table, line.split("=", 1)[0].strip().strip("\"'"))
+        else:
+            continue
+        length = len(path)
+        if wanted[:length] == path and length > best_length:
+            best, best_length = number, length
+    return best
