@@ -70,7 +70,7 @@ class Controller:
         )
         self.wake = Wake()
         self.notifications = NotificationThread(
-            config, controller_id(config.state_dir), self.log, self.metrics, clock
+            config, lambda: controller_id(config.state_dir), self.log, self.metrics, clock
         )
         self.reconciler.after_pass.append(self.notifications.wake)
         self.fatal: str | None = None

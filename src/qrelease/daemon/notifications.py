@@ -29,7 +29,7 @@ class NotificationThread:
     def __init__(
         self,
         config: ControllerConfig,
-        owner: str,
+        owner: Callable[[], str],
         log: FilteringBoundLogger,
         metrics: Metrics,
         clock: Callable[[], datetime],
@@ -83,7 +83,7 @@ class NotificationThread:
             store,
             built.channels,
             settings,
-            owner=self.owner,
+            owner=self.owner(),
             clock=self.clock,
             log=self.log,
             secrets=built.secrets,
