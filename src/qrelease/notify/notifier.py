@@ -74,6 +74,7 @@ class Notifier:
         self._halted = halted
         self._retries: dict[str, _Retry] = {}
         self._leading: bool | None = None
+        self._renewed_at: datetime | None = None
         self._messages: dict[int, Message | None] = {}
 
     def tick(self) -> timedelta:
@@ -94,6 +95,7 @@ class Notifier:
     def _lead(self) -> bool:
         """Hold the lease; say so in the log whenever that changes."""
         leading = self.ledger.hold_lease()
+        self._renewed_at = self.clock() if leading else None
         if leading != self._leading:
             if leading:
                 self.log.info("delivering notifications", channels=sorted(self.channels))
@@ -102,6 +104,13 @@ class Notifier:
                 self.log.info("another controller delivers notifications", holder=holder)
             self._leading = leading
         return leading
+
+    def _still_leading(self) -> bool:
+        """Renew the lease during a long run of sends (a third of it at a time)."""
+        renewed = self._renewed_at
+        if renewed is not None and self.clock() - renewed < self.config.lease / 3:
+            return True
+        return self._lead()
 
     def _drain(self, name: str, channel: Channel, start: int) -> timedelta | None:
         """Walk one channel's events; the wait until its retry, or None when it is done."""
@@ -118,7 +127,7 @@ class Notifier:
                 if message is None:
                     done = event.seq
                     continue
-                if not self._save(name, cursor, done):
+                if not self._save(name, cursor, done) or not self._still_leading():
                     return None
                 cursor = done
                 wait = self._deliver(name, channel, message, event)

@@ -282,3 +282,44 @@ def test_messages_and_logs_keep_the_channel_secret_out(rig: Rig) -> None:
     rig.notifiers[0].tick()
     assert all(SECRET not in request.body.decode() for request in rig.receiver.received())
     assert SECRET not in rig.log.getvalue()
+
+
+class SlowChannel:
+    """Each send takes 25 s of the clock; meanwhile another controller tries for the lease."""
+
+    name = "hook"
+
+    def __init__(self, rig: Rig, rival: Notifier) -> None:
+        self.rig = rig
+        self.rival = rival
+        self.sent: list[int] = []
+        self.rival_got_lease: list[bool] = []
+
+    def accepts(self, message: Message) -> bool:
+        return True
+
+    def send(self, message: Message) -> None:
+        self.rig.clock.advance(timedelta(seconds=25))
+        self.sent.append(message.event["seq"])
+        self.rival_got_lease.append(self.rival.ledger.hold_lease())
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_long_run_of_slow_sends_keeps_renewing_the_lease(rig: Rig, location: str) -> None:
+    seqs = [rig.record("deploy", "Failed", version=f"1.{minor}.0") for minor in range(6)]
+    with open_store(location) as other_connection:
+        rival = rig.notifier("controller-b", other_connection)
+        channel = SlowChannel(rig, rival)
+        leader = Notifier(
+            rig.store,
+            {"hook": channel},
+            rig.config,
+            owner="controller-a",
+            clock=rig.clock,
+            log=make_logger(stream=rig.log),
+        )
+        leader.tick()  # 6 sends x 25 s: well past the 60 s lease taken at the start
+        assert channel.sent == seqs
+        assert channel.rival_got_lease == [False] * 6
