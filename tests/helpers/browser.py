@@ -23,9 +23,14 @@ SKIP_REASON = (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless Chromium per test process."""
+    """One headless Chromium per test module.
+
+    Not per session: Playwright's sync API runs an asyncio loop on the calling thread while
+    it is open, and tests that later call `asyncio.run` in the same process (Textual's
+    snapshots) would find it running.
+    """
     if not CHROMIUM.is_file():
         pytest.skip(SKIP_REASON)
     from playwright.sync_api import sync_playwright
