@@ -480,7 +480,7 @@ def targets(
     live: list[Any] | None = None
     if env_name is not None:
         with opened(ctx) as git_repo:
-            snapshot = load_snapshot(git_repo, "HEAD")
+            snapshot = load_snapshot(git_repo, "HEAD", ctx.state_dir)
         env = snapshot.environments.get(env_name)
         if env is None:
             raise Failed(f"unknown or invalid environment {env_name!r} (see qrelease validate)")

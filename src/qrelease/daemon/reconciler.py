@@ -120,6 +120,8 @@ class Reconciler:
         self._keeper_thread: threading.Thread | None = None
         self._keeper_stop = threading.Event()
         self._owned: frozenset[str] | None = None  # what the last pass covered
+        self.after_pass: list[Callable[[], None]] = []
+        """Told after every pass's report is published (the notifier looks at the log then)."""
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -422,6 +424,8 @@ class Reconciler:
         """The engine's finaliser hands every pass here: view rows, metrics, retries."""
         gone = [app.key for app in report.apps if app.row is None]
         self.state.put_rows(report.rows, report.revision, gone)
+        if report.snapshot.environments:
+            self.state.update(environments=dict(report.snapshot.environments))
         rows = self.state.view.rows.values()
         seconds = (report.finished_at - report.started_at).total_seconds()
         self.metrics.record_pass(seconds, report.outcome, report.gate_outcomes())
@@ -429,6 +433,8 @@ class Reconciler:
         self.metrics.record_holds((r.env, r.step) for r in rows if r.rollout == Rollout.HELD)
         due = [row.retry_at for row in rows if row.retry_at is not None]
         self._retry_at = min(due) if due else None
+        for listener in self.after_pass:
+            listener()
 
     def _on_row(self, row: StatusRow) -> None:
         """The engine's row hook: /status shows every planned row and rollout step at once."""

@@ -289,7 +289,7 @@ class Engine:
                 changed.append(state)
             states[action.key] = state
             if action.rollout == Rollout.HELD and _new_hold(before, action):
-                details = {"reason": action.reason}
+                details = {"reason": action.reason, "cause": action.step}
                 holds.append(
                     (
                         action,

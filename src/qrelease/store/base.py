@@ -390,3 +390,7 @@ class StateStore(Protocol):
     def meta_items(self) -> dict[str, str]:
         """Every meta key with its value."""
         ...
+
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: absent); True if it did."""
+        ...

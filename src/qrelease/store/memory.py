@@ -289,6 +289,14 @@ class MemoryStore:
         with self._lock:
             return dict(sorted(self._meta.items()))
 
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: absent)."""
+        with self._lock:
+            if self._meta.get(key) != expected:
+                return False
+            self._meta[key] = value
+            return True
+
     # -- helpers ------------------------------------------------------------------------
 
     # -- leases and replicas ----------------------------------------------------------

@@ -618,6 +618,18 @@ class PostgresStore:
             rows = connection.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
         return {str(key): str(value) for key, value in rows}
 
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: absent); True if it did.
+
+        Under READ COMMITTED the UPDATE re-checks its WHERE on the row it locked, so two
+        controllers swapping the same value cannot both win.
+        """
+        if expected is None:
+            sql = "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
+            return self._write(sql, [key, value]) == 1
+        sql = "UPDATE meta SET value = %s WHERE key = %s AND value = %s"
+        return self._write(sql, [value, key, expected]) == 1
+
     # -- leases and replicas ----------------------------------------------------------
 
     def acquire_lease(self, name: str, owner: str, ttl: timedelta, now: datetime) -> Lease | None:

@@ -626,6 +626,17 @@ class Store:
         rows = self._connection.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
         return {str(row["key"]): str(row["value"]) for row in rows}
 
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: absent); True if it did."""
+        with self.transaction():
+            if expected is None:
+                sql = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+                changed = self._connection.execute(sql, (key, value)).rowcount
+            else:
+                sql = "UPDATE meta SET value = ? WHERE key = ? AND value = ?"
+                changed = self._connection.execute(sql, (value, key, expected)).rowcount
+        return changed == 1
+
     # -- leases and replicas ----------------------------------------------------------
 
     def acquire_lease(self, name: str, owner: str, ttl: timedelta, now: datetime) -> Lease | None:

@@ -162,4 +162,4 @@ def test_a_relative_allowlist_entry_is_a_config_error(
     config = _config(tmp_path, ["wheels"])
     code, _, err = _validate(example_repo, "--config", config)
     assert code == 1
-    assert f"{config}: sources.allow.0: Value error, 'wheels' is relative" in err
+    assert f"{config}:2: sources.allow.0: Value error, 'wheels' is relative" in err
