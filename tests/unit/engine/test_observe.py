@@ -6,7 +6,7 @@ from pathlib import Path
 
 from qrelease.deployers.venv import VenvDeployer
 from qrelease.engine.backends import Backends
-from qrelease.engine.observe import Observer
+from qrelease.engine.observe import Observer, Scope
 from qrelease.quantum.memory import MemoryQuantum
 from qrelease.source.loader import Loader
 from qrelease.source.repo import GitRepo
@@ -33,7 +33,7 @@ def test_a_hand_swap_is_seen_at_once_and_an_edit_inside_a_release_on_the_resync(
         snapshot = Loader(repo).load("HEAD")
 
     def seen(fresh: bool = False) -> dict[str, tuple[str | None, str | None]]:
-        found = observer.observe(snapshot, {}, "dev", fresh=fresh).seen
+        found = observer.observe(snapshot, {}, Scope("dev"), fresh=fresh).seen
         return {app: (found[("dev", app)].current, found[("dev", app)].drift) for app in RUNNING}
 
     assert seen(fresh=True) == {app: (version, None) for app, version in RUNNING.items()}
