@@ -117,7 +117,10 @@ def _manifest(manifest: ReleaseManifest | None) -> RenderableType:
     packages = ", ".join(f"{p.name} {p.version}" for p in manifest.classical.packages)
     grid = _grid()
     grid.add_row("packages", packages)
-    grid.add_row("program", f"{quantum.program}  entry {quantum.entry}")
+    start = {"qsharp": f"  entry {quantum.entry}", "qiskit": f"  circuit {quantum.circuit}"}
+    grid.add_row(
+        "program", f"{quantum.program}{start.get(quantum.kind, '')}  ({quantum.kind.label})"
+    )
     grid.add_row("target", f"{quantum.target.id}  profile {quantum.target.profile}")
     return _indented(grid)
 
