@@ -158,19 +158,27 @@ def main() -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--example", is_flag=True, help="Fill it with the bundled example apps.")
-def init(directory: Path, example: bool) -> None:
+@click.option(
+    "--example",
+    type=click.Choice(["apps", "languages"]),
+    is_flag=False,
+    flag_value="apps",
+    default=None,
+    help="Fill it with bundled examples: the Q# apps (apps, the default) or an OpenQASM 3 "
+    "and a Qiskit app (languages).",
+)
+def init(directory: Path, example: str | None) -> None:
     """Create a new GitOps repo (git init + first commit)."""
     from qrelease.examples.scaffold import initial_files
     from qrelease.source.writer import init_repo
 
+    files = initial_files(example is not None, example or "apps")
     try:
-        revision = init_repo(directory, initial_files(example), "Initial qrelease layout")
+        revision = init_repo(directory, files, "Initial qrelease layout")
     except SourceError as exc:
         raise Failed(str(exc)) from None
-    click.echo(
-        f"Created {directory} at {revision[:12]}" + (" with the example apps" if example else "")
-    )
+    what = {None: "", "apps": " with the example apps", "languages": " with the languages example"}
+    click.echo(f"Created {directory} at {revision[:12]}{what[example]}")
 
 
 @main.command()
