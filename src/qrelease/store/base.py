@@ -402,8 +402,12 @@ class StateStore(Protocol):
         """Queue gates for `key` unless a job for it exists; returns the job either way."""
         ...
 
-    def claim_gate_job(self, worker: str, now: datetime, stale: timedelta) -> GateJob | None:
-        """Take the oldest queued job, or a running one silent for `stale` (a new attempt)."""
+    def claim_gate_job(
+        self, worker: str, now: datetime, stale: timedelta, key: str | None = None
+    ) -> GateJob | None:
+        """Take the oldest queued job, or a running one silent for `stale` (a new attempt).
+
+        `key` claims that job only (a controller running its own job when no worker did)."""
         ...
 
     def heartbeat_gate_job(self, key: str, worker: str, attempt: int, now: datetime) -> bool:

@@ -348,14 +348,24 @@ class MemoryStore:
                 self._gate_jobs[key] = job
             return job
 
-    def claim_gate_job(self, worker: str, now: datetime, stale: timedelta) -> GateJob | None:
-        """Take the oldest queued job, or a running one silent for `stale` (a new attempt)."""
+    def claim_gate_job(
+        self, worker: str, now: datetime, stale: timedelta, key: str | None = None
+    ) -> GateJob | None:
+        """Take the oldest queued job, or a running one silent for `stale` (a new attempt).
+
+        `key` claims that job only (a controller running its own job when no worker did)."""
         with self._lock:
             ready = [
                 job
                 for job in self._gate_jobs.values()
-                if job.state == "queued"
-                or (job.state == "running" and job.heartbeat_at and job.heartbeat_at < now - stale)
+                if (key in (None, job.key)
+                and job.state == "queued")
+                or (
+                    key in (None, job.key)
+                    and job.state == "running"
+                    and job.heartbeat_at is not None
+                    and job.heartbeat_at < now - stale
+                )
             ]
             if not ready:
                 return None

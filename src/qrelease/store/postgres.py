@@ -732,18 +732,22 @@ class PostgresStore:
         assert job is not None
         return job
 
-    def claim_gate_job(self, worker: str, now: datetime, stale: timedelta) -> GateJob | None:
+    def claim_gate_job(
+        self, worker: str, now: datetime, stale: timedelta, key: str | None = None
+    ) -> GateJob | None:
         """Take the oldest queued job, or a running one silent for `stale` (a new attempt).
+
+        `key` claims that job only (a controller running its own job when no worker did).
 
         ``FOR UPDATE SKIP LOCKED``: a job another worker is claiming right now is passed over.
         """
         with self.transaction():
             connection = self._held()
             row = connection.execute(
-                "SELECT key FROM gate_jobs WHERE state = 'queued' "
-                "OR (state = 'running' AND heartbeat_at < %s) ORDER BY created_at, key "
-                "LIMIT 1 FOR UPDATE SKIP LOCKED",
-                [as_utc(now - stale)],
+                "SELECT key FROM gate_jobs WHERE (%s::text IS NULL OR key = %s) AND "
+                "(state = 'queued' OR (state = 'running' AND heartbeat_at < %s)) "
+                "ORDER BY created_at, key LIMIT 1 FOR UPDATE SKIP LOCKED",
+                [key, key, as_utc(now - stale)],
             ).fetchone()
             if row is None:
                 return None

@@ -677,13 +677,17 @@ class Store:
         assert job is not None
         return job
 
-    def claim_gate_job(self, worker: str, now: datetime, stale: timedelta) -> GateJob | None:
-        """Take the oldest queued job, or a running one silent for `stale` (a new attempt)."""
+    def claim_gate_job(
+        self, worker: str, now: datetime, stale: timedelta, key: str | None = None
+    ) -> GateJob | None:
+        """Take the oldest queued job, or a running one silent for `stale` (a new attempt).
+
+        `key` claims that job only (a controller running its own job when no worker did)."""
         with self.transaction():
             row = self._connection.execute(
-                "SELECT key FROM gate_jobs WHERE state = 'queued' "
-                "OR (state = 'running' AND heartbeat_at < ?) ORDER BY created_at, key LIMIT 1",
-                [_time_text(now - stale)],
+                "SELECT key FROM gate_jobs WHERE (? IS NULL OR key = ?) AND (state = 'queued' "
+                "OR (state = 'running' AND heartbeat_at < ?)) ORDER BY created_at, key LIMIT 1",
+                [key, key, _time_text(now - stale)],
             ).fetchone()
             if row is None:
                 return None
