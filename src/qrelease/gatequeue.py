@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol
 
 from qrelease.model.manifest import Quantum
 from qrelease.model.vocabulary import GateOutcome
@@ -136,16 +136,26 @@ def _given_up(job: GateJob) -> GateReport:
     return GateReport((GateResult("profile", GateOutcome.INCONCLUSIVE, message),))
 
 
+class StoreOpener(Protocol):
+    """What opens a handle of the shared store for the calling thread (a `StateStore`'s
+    `connect`, or the wiring's opener of a store URL)."""
+
+    def connect(self) -> StateStore:
+        """A handle of the store; the caller closes it."""
+        ...
+
+
 @dataclass
 class QueuedGates:
     """A QuantumBackend whose gates run as jobs in the shared store (see the module doc).
 
     `local` answers target status and runs a job here when no worker claimed it within
-    `claim_after`; `store` is a handle of the shared store for this thread.
+    `claim_after`. Each call opens its own handle from `store`, so the gates of several
+    releases may wait side by side on the plan's threads.
     """
 
     local: QuantumBackend
-    store: StateStore
+    store: StoreOpener
     name: str
     clock: Callable[[], datetime] = _now
     sleep: Callable[[float], None] = time.sleep
@@ -162,24 +172,32 @@ class QueuedGates:
         self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
     ) -> GateReport:
         """Queue the gates (or find them done) and wait for a worker, or run them here."""
+        with self.store.connect() as store:
+            return self._wait(store, program, quantum, baseline)
+
+    def _wait(
+        self,
+        store: StateStore,
+        program: ProgramSource,
+        quantum: Quantum,
+        baseline: EstimateSummary | None,
+    ) -> GateReport:
         payload = job_payload(program, quantum, baseline)
         key = job_key(payload)
         asked = self.clock()
-        job = self.store.enqueue_gate_job(key, payload, asked)
+        job = store.enqueue_gate_job(key, payload, asked)
         while True:
             if job.state == "done" and job.result is not None:
                 return _with_job(decode_report(job.result), job, reused=job.created_at < asked)
             if job.attempts >= MAX_ATTEMPTS and self._silent(job):
                 return _given_up(job)
             if self._ours_to_run(job, asked):
-                claimed = self.store.claim_gate_job(self.name, self.clock(), self.stale, key=key)
+                claimed = store.claim_gate_job(self.name, self.clock(), self.stale, key=key)
                 if claimed is not None:
-                    run_claimed(
-                        self.store, self.local, claimed, self.name, self.clock, self.heartbeat
-                    )
+                    run_claimed(store, self.local, claimed, self.name, self.clock, self.heartbeat)
             else:
                 self.sleep(self.poll.total_seconds())
-            found = self.store.get_gate_job(key)
+            found = store.get_gate_job(key)
             assert found is not None
             job = found
 
@@ -235,15 +253,22 @@ class GateWorker:
     stale: timedelta = timedelta(seconds=30)
     heartbeat: timedelta = timedelta(seconds=5)
     done: int = 0
+    refused: int = 0
+    """Jobs whose result was refused: another worker took them over meanwhile."""
 
-    def run_once(self) -> bool:
-        """Claim and run one job; False when the queue had none."""
+    def run_once(self, on_claim: Callable[[GateJob], None] | None = None) -> GateJob | None:
+        """Claim and run one job (told to `on_claim` first); the job, or None when the
+        queue had none."""
         job = self.store.claim_gate_job(self.name, self.clock(), self.stale)
         if job is None:
-            return False
+            return None
+        if on_claim is not None:
+            on_claim(job)
         if run_claimed(self.store, self.backend, job, self.name, self.clock, self.heartbeat):
             self.done += 1
-        return True
+        else:
+            self.refused += 1
+        return job
 
     def run(self, stop: threading.Event) -> None:
         """Work until `stop` is set, waiting `poll` when the queue is empty."""

@@ -376,8 +376,7 @@ class MemoryStore:
             ready = [
                 job
                 for job in self._gate_jobs.values()
-                if (key in (None, job.key)
-                and job.state == "queued")
+                if (key in (None, job.key) and job.state == "queued")
                 or (
                     key in (None, job.key)
                     and job.state == "running"
