@@ -1456,7 +1456,13 @@ def controller_run(
 @click.option("--state", type=click.Path(path_type=Path), help="State dir (default .qrelease/).")
 @click.option("--config", type=click.Path(path_type=Path), help="TOML config file.")
 @click.option("--name", help="This worker's name in each job's record (default worker@HOST:PID).")
-@click.option("--poll", default="1s", show_default=True, help="How often an empty queue is read.")
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between reads of an empty queue.",
+)
 @click.option("--once", is_flag=True, help="Run the jobs waiting now, then exit.")
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Exit after this many jobs.")
 @store_option
@@ -1464,19 +1470,17 @@ def worker(
     state: Path | None,
     config: Path | None,
     name: str | None,
-    poll: str,
+    poll: float,
     once: bool,
     max_jobs: int | None,
 ) -> None:
     """Run quantum gate jobs from the store for controllers with [gates] queue = true."""
+    from datetime import timedelta
+
     from qrelease.daemon.worker import WorkerOptions, run_worker
-    from qrelease.model.types import parse_duration
 
     ctx = make_context(None, state, config, False)
-    try:
-        every = parse_duration(poll)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--poll") from None
+    every = timedelta(seconds=poll)
     options = WorkerOptions(poll=every, once=once, max_jobs=max_jobs)
     if name:
         options = WorkerOptions(name=name, poll=every, once=once, max_jobs=max_jobs)

@@ -10,9 +10,10 @@ all, so the same gates never run twice.
 
 A worker beats while it runs a job; a job whose worker fell silent (killed, partitioned) is
 taken by the next claim as a new attempt, and the silent one can no longer heartbeat or
-finish it. Nothing depends on a worker being there: a job nobody has claimed within
-`claim_after` is run by the waiting controller itself, exactly as without a queue. A job
-that lost `MAX_ATTEMPTS` workers is given up as Inconclusive.
+finish it. Nothing depends on a worker being there: a job no worker has claimed within
+`claim_after` (of being queued, or of its worker falling silent) is run by the waiting
+controller itself, exactly as without a queue. A job that lost `MAX_ATTEMPTS` workers is
+given up as Inconclusive.
 """
 
 from __future__ import annotations
@@ -206,9 +207,17 @@ class QueuedGates:
         return job.state == "running" and beat is not None and beat < self.clock() - self.stale
 
     def _ours_to_run(self, job: GateJob, asked: datetime) -> bool:
-        """Nobody claimed it for `claim_after`, or its worker fell silent."""
-        waited = self.clock() - max(asked, job.created_at)
-        return (job.state == "queued" and waited >= self.claim_after) or self._silent(job)
+        """No worker claimed it for `claim_after`: since it was queued, or since its worker
+        fell silent (a silent worker's job goes to the other workers first)."""
+        now = self.clock()
+        if job.state == "queued":
+            return now - max(asked, job.created_at) >= self.claim_after
+        beat = job.heartbeat_at
+        return (
+            job.state == "running"
+            and beat is not None
+            and now - max(asked, beat) >= self.stale + self.claim_after
+        )
 
 
 def run_claimed(
