@@ -475,10 +475,12 @@ def reconcile(
     releases that failed a gate or health check at this revision wait for a new revision
     unless --retry is given.
     """
+    import socket
+
     from qrelease.anchoring import anchor_chain
     from qrelease.daemon.lock import AlreadyRunningError, ControllerLock
     from qrelease.planning.planner import Retry
-    from qrelease.wiring import engine, trusted_keys
+    from qrelease.wiring import engine, gate_queue, trusted_keys
 
     ctx = make_context(repo, state, config, as_json)
     mode = Retry.ALL if retry else Retry.TRANSIENT
@@ -501,6 +503,7 @@ def reconcile(
                 allowed_sources=ctx.config.sources.allow,
                 store_url=ctx.store_url,
                 gate_limits=ctx.config.gates.limits(),
+                gate_queue=gate_queue(ctx.config, ctx.store_url, f"cli@{socket.gethostname()}"),
             ) as eng,
         ):
             report = eng.reconcile(rev, env_name, mode)
@@ -1533,6 +1536,42 @@ def controller_run(
             store_url=store_flag(),
         )
     )
+
+
+@main.command()
+@click.option("--state", type=click.Path(path_type=Path), help="State dir (default .qrelease/).")
+@click.option("--config", type=click.Path(path_type=Path), help="TOML config file.")
+@click.option("--name", help="This worker's name in each job's record (default worker@HOST:PID).")
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between reads of an empty queue.",
+)
+@click.option("--once", is_flag=True, help="Run the jobs waiting now, then exit.")
+@click.option("--max-jobs", type=click.IntRange(min=1), help="Exit after this many jobs.")
+@store_option
+def worker(
+    state: Path | None,
+    config: Path | None,
+    name: str | None,
+    poll: float,
+    once: bool,
+    max_jobs: int | None,
+) -> None:
+    """Run quantum gate jobs from the store for controllers with [gates] queue = true."""
+    from datetime import timedelta
+
+    from qrelease.daemon.worker import WorkerOptions, run_worker
+
+    ctx = make_context(None, state, config, False)
+    every = timedelta(seconds=poll)
+    options = WorkerOptions(poll=every, once=once, max_jobs=max_jobs)
+    if name:
+        options = WorkerOptions(name=name, poll=every, once=once, max_jobs=max_jobs)
+    config_ = ctx.config.model_copy(update={"state_dir": ctx.state_dir})
+    sys.exit(run_worker(config_, ctx.store_url, options))
 
 
 @main.command()

@@ -57,12 +57,38 @@ class GatesConfig(Frozen):
     """Limits of one release's quantum gates, and how many sandboxed workers run them.
 
     `workers` defaults to the number of CPU cores: the gates of a whole plan run side by
-    side on that many worker processes before anything is installed.
+    side on that many worker processes before anything is installed. With `queue`, gates
+    are jobs in the store for `qrelease worker` processes (on any machine that reaches the
+    store); a job no worker claims within `claim_after` runs here, as without a queue. A
+    worker beats every `heartbeat` while it runs a job; one silent for six beats is taken
+    for dead and its job is claimed again.
     """
 
     timeout: Duration = timedelta(minutes=10)
     memory_mib: int = Field(default=4096, ge=256)
     workers: int | None = Field(default=None, ge=1, le=64)
+    queue: bool = False
+    claim_after: Duration = timedelta(seconds=10)
+    heartbeat: Duration = timedelta(seconds=5)
+
+    @field_validator("claim_after")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must be 0s or more")
+        return value
+
+    @field_validator("heartbeat")
+    @classmethod
+    def _a_beat(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be more than 0s")
+        return value
+
+    @property
+    def stale(self) -> timedelta:
+        """How long a running job's worker may be silent before the job is taken again."""
+        return self.heartbeat * 6
 
     def limits(self) -> GateLimits:
         """The sandbox's limits."""

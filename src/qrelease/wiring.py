@@ -11,7 +11,8 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,34 @@ BackendsFactory = Callable[[Path], Backends]
 """Builds the backends of a state dir (tests hand the daemon fakes through this)."""
 
 
+@dataclass(frozen=True)
+class GateQueue:
+    """Gates as jobs in the shared store (`[gates] queue`): the store's URL (None: the
+    state dir's SQLite), who asks (`name`, in each job's record) and how long a job may wait
+    for a worker before the asker runs it itself."""
+
+    state_dir: Path
+    store_url: str | None
+    name: str
+    claim_after: timedelta = timedelta(seconds=10)
+    heartbeat: timedelta = timedelta(seconds=5)
+    stale: timedelta = timedelta(seconds=30)
+
+    def connect(self) -> StateStore:
+        """A handle of the queue's store for the calling thread (the caller closes it)."""
+        return open_state(self.state_dir, self.store_url)
+
+
+def gate_queue(config: ControllerConfig, store_url: str | None, name: str) -> GateQueue | None:
+    """The gate queue `[gates] queue` asks for, or None."""
+    if not config.gates.queue:
+        return None
+    gates = config.gates
+    return GateQueue(
+        config.state_dir, store_url, name, gates.claim_after, gates.heartbeat, gates.stale
+    )
+
+
 class LocalBackends:
     """The backends each environment asks for, created on first use and shared.
 
@@ -51,6 +80,7 @@ class LocalBackends:
     environment that names one. Each Azure Quantum environment gets its own backend,
     which runs the local qdk gates through the shared qdk backend. `allowed_sources` is the
     config's `[sources] allow`: package sources outside the state dir venvs may install from.
+    With a `gate_queue`, gates the cache cannot answer become jobs for `qrelease worker`s.
     """
 
     def __init__(
@@ -59,6 +89,7 @@ class LocalBackends:
         read_template: TemplateReader | None = None,
         gate_limits: GateLimits | None = None,
         allowed_sources: Sequence[str] = (),
+        gate_queue: GateQueue | None = None,
     ) -> None:
         from qrelease.deployers.venv import VenvDeployer
 
@@ -67,6 +98,7 @@ class LocalBackends:
         self.gate_cache = GateCache(state_dir / "cache" / "gates")
         self.venv = VenvDeployer(state_dir, allowed_sources=allowed_sources)
         self.read_template = read_template or _no_templates
+        self.gate_queue = gate_queue
         self._qdk: QuantumBackend | None = None
         self._arm: ArmDeployer | None = None
         self._azure: dict[str, tuple[AzureQuantum, QuantumBackend]] = {}
@@ -104,7 +136,22 @@ class LocalBackends:
             from qrelease.quantum.qdk import QdkBackend
             from qrelease.quantum.sandbox import GatePool
 
-            self._qdk = QdkBackend(GatePool(self.gate_limits), cache=self.gate_cache)
+            pool = GatePool(self.gate_limits)
+            runner = None
+            if self.gate_queue is not None:
+                from qrelease.gatequeue import QueuedGates
+
+                queue = self.gate_queue
+                here = QdkBackend(pool)  # runs a job no worker claimed in time
+                runner = QueuedGates(
+                    here,
+                    queue,
+                    queue.name,
+                    claim_after=queue.claim_after,
+                    stale=queue.stale,
+                    heartbeat=queue.heartbeat,
+                )
+            self._qdk = QdkBackend(pool, cache=self.gate_cache, runner=runner)
         return self._qdk
 
     def _azure_backend(self, env: Environment, settings: AzureQuantum) -> QuantumBackend:
@@ -140,13 +187,14 @@ def local_backends(
     read_template: TemplateReader | None = None,
     gate_limits: GateLimits | None = None,
     allowed_sources: Sequence[str] = (),
+    gate_queue: GateQueue | None = None,
 ) -> Backends:
     """The real backends of a state dir whose lock the caller holds.
 
     What an interrupted install or switch left on disk is cleaned up first, which is only
     safe for the process that may deploy into the state dir.
     """
-    local = LocalBackends(state_dir, read_template, gate_limits, allowed_sources)
+    local = LocalBackends(state_dir, read_template, gate_limits, allowed_sources, gate_queue)
     local.venv.recover()
     return local.backends()
 
@@ -178,6 +226,7 @@ def engine(
     allowed_sources: Sequence[str] = (),
     store_url: str | None = None,
     gate_limits: GateLimits | None = None,
+    gate_queue: GateQueue | None = None,
 ) -> Iterator[Engine]:
     """An engine over the local backends, with the store closed afterwards.
 
@@ -186,7 +235,9 @@ def engine(
     """
     read_template: TemplateReader = lambda path: repo.show_file(_HEAD, path)  # noqa: E731
     if deploying:
-        backends = local_backends(state_dir, read_template, gate_limits, allowed_sources)
+        backends = local_backends(
+            state_dir, read_template, gate_limits, allowed_sources, gate_queue
+        )
     else:
         backends = LocalBackends(state_dir, read_template).backends()  # plans install nothing
     store = open_state(state_dir, store_url)

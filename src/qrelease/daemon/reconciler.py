@@ -41,7 +41,7 @@ from qrelease.source.workspace import mirror_path, refresh_mirror
 from qrelease.store import FencedError, StateStore, open_parse_cache
 from qrelease.store.fenced import Fence, FencedStore
 from qrelease.store.parsecache import ParseCache
-from qrelease.wiring import BackendsFactory, local_backends, open_state, promoter
+from qrelease.wiring import BackendsFactory, gate_queue, local_backends, open_state, promoter
 
 WEBHOOK = "webhook"
 
@@ -130,9 +130,14 @@ class Reconciler:
         self._store = open_state(self.config.state_dir, self.config.store.url)
         self._parse_cache = open_parse_cache(self.config.state_dir)
         if self._backends_factory is None:
-            limits = self.config.gates.limits()
+            config = self.config
+            queue = gate_queue(config, config.store.url, self._replica_id())
             self._backends = local_backends(
-                self.config.state_dir, self._read_template, limits, self.config.sources.allow
+                config.state_dir,
+                self._read_template,
+                config.gates.limits(),
+                config.sources.allow,
+                queue,
             )
         else:
             self._backends = self._backends_factory(self.config.state_dir)
@@ -141,11 +146,15 @@ class Reconciler:
             self._open_keeper()
         self._show_known_status()
 
+    def _replica_id(self) -> str:
+        """This controller's name among replicas (and in the gate jobs it asks for)."""
+        return self.config.replica.id or controller_id(self.config.state_dir)
+
     def _open_keeper(self) -> None:
         """This replica's lease keeper, on its own store connection."""
         replica = self.config.replica
         identity = Identity(
-            id=replica.id or controller_id(self.config.state_dir),
+            id=self._replica_id(),
             address=self.config.listen,
             serves=replica.serves,
             started_at=self.clock(),

@@ -118,6 +118,16 @@ class TargetStatus:
     message: str = ""
 
 
+class GateRunner(Protocol):
+    """Computes a release's gates (a sandbox, or the shared queue of gate jobs)."""
+
+    def run_gates(
+        self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+    ) -> GateReport:
+        """Profile, estimate and smoke gates for one release; never raises for a bad program."""
+        ...
+
+
 class QuantumBackend(Protocol):
     """Runs the quantum gates for a release and reports target availability."""
 

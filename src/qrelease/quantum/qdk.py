@@ -48,6 +48,7 @@ from qrelease.quantum.base import (
     EstimateSummary,
     GateReport,
     GateResult,
+    GateRunner,
     ProgramSource,
     TargetStatus,
 )
@@ -289,7 +290,9 @@ class QdkBackend:
     limit; by default every backend shares one worker. A `GatePool` runs several releases
     side by side. `isolated=False` runs them in this process instead, on the qdk thread,
     with no limits (tests that patch qdk use it). With a `cache`, a release whose content
-    ran before (in any environment or pass) reuses that result (see `reuse.py`).
+    ran before (in any environment or pass) reuses that result (see `reuse.py`). With a
+    `runner`, gates the cache cannot answer are computed by it (the shared gate-job queue,
+    whose workers may be on other machines) instead of in this backend's sandbox.
     """
 
     def __init__(
@@ -298,9 +301,11 @@ class QdkBackend:
         *,
         isolated: bool = True,
         cache: GateCache | None = None,
+        runner: GateRunner | None = None,
     ) -> None:
         self._sandbox = sandbox if sandbox is not None or not isolated else _shared_sandbox()
         self.reuse = None if cache is None else GateReuse(cache)
+        self.runner = runner
 
     @property
     def workers(self) -> int:
@@ -350,7 +355,9 @@ class QdkBackend:
     def _run(
         self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
     ) -> GateReport:
-        """The gates, computed: in the sandbox, or on the qdk thread."""
+        """The gates, computed: by the runner, in the sandbox, or on the qdk thread."""
+        if self.runner is not None:
+            return self.runner.run_gates(program, quantum, baseline)
         if self._sandbox is not None:
             return self._sandbox.run(program, quantum, baseline)
         return _QDK_THREAD.submit(_run_gates, program, quantum, baseline).result()

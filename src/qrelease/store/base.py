@@ -131,6 +131,32 @@ class HistoryFilter:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class GateJob:
+    """Quantum gates to run for one piece of content, queued for any gate worker.
+
+    `key` is the content key (program, entry, profile, gate spec, seed, qdk version...):
+    the same gates of the same content are one job, however many environments or replicas
+    ask, and a finished job's `result` answers them all. `state` is queued, running or done;
+    a running job whose `heartbeat_at` is older than the caller's staleness bound was left by
+    a worker that died, and the next claim takes it again (`attempts` grows, and a worker
+    may only heartbeat or finish the attempt it claimed).
+    """
+
+    key: str
+    payload: dict[str, Any]
+    state: str
+    worker: str | None
+    attempts: int
+    heartbeat_at: datetime | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+GATE_JOB_STATES = ("queued", "running", "done")
+
+
 def acquired(
     current: Lease | None, name: str, owner: str, ttl: timedelta, now: datetime
 ) -> Lease | None:
@@ -377,6 +403,34 @@ class StateStore(Protocol):
 
     def forget_replica(self, replica_id: str) -> None:
         """Remove a replica's row (it stopped cleanly)."""
+        ...
+
+    # -- gate jobs ------------------------------------------------------------------------
+
+    def enqueue_gate_job(self, key: str, payload: dict[str, Any], now: datetime) -> GateJob:
+        """Queue gates for `key` unless a job for it exists; returns the job either way."""
+        ...
+
+    def claim_gate_job(
+        self, worker: str, now: datetime, stale: timedelta, key: str | None = None
+    ) -> GateJob | None:
+        """Take the oldest queued job, or a running one silent for `stale` (a new attempt).
+
+        `key` claims that job only (a controller running its own job when no worker did)."""
+        ...
+
+    def heartbeat_gate_job(self, key: str, worker: str, attempt: int, now: datetime) -> bool:
+        """Say the claimed attempt still runs; False when it was taken again meanwhile."""
+        ...
+
+    def finish_gate_job(
+        self, key: str, worker: str, attempt: int, result: dict[str, Any], now: datetime
+    ) -> bool:
+        """Store the result of a claimed attempt; False when it was taken again meanwhile."""
+        ...
+
+    def get_gate_job(self, key: str) -> GateJob | None:
+        """The job for `key`, if any."""
         ...
 
     def get_meta(self, key: str) -> str | None:

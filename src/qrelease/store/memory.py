@@ -22,6 +22,7 @@ from qrelease.model.observed import ObservedState
 from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
 from qrelease.store.base import (
     FencedError,
+    GateJob,
     HistoryFilter,
     Intent,
     Lease,
@@ -48,6 +49,7 @@ class MemoryStore:
         self._meta: dict[str, str] = {}
         self._leases: dict[str, Lease] = {}
         self._replicas: dict[str, Replica] = {}
+        self._gate_jobs: dict[str, GateJob] = {}
         self._last_run_id = 0
         self._last_intent_id = 0
         self._depth = 0
@@ -352,6 +354,72 @@ class MemoryStore:
         """Remove a replica's row."""
         with self._lock:
             self._replicas.pop(replica_id, None)
+
+    # -- gate jobs ------------------------------------------------------------------------
+
+    def enqueue_gate_job(self, key: str, payload: dict[str, Any], now: datetime) -> GateJob:
+        """Queue gates for `key` unless a job for it exists; returns the job either way."""
+        with self._lock:
+            job = self._gate_jobs.get(key)
+            if job is None:
+                job = GateJob(key, copy.deepcopy(payload), "queued", None, 0, None, None, now, None)
+                self._gate_jobs[key] = job
+            return job
+
+    def claim_gate_job(
+        self, worker: str, now: datetime, stale: timedelta, key: str | None = None
+    ) -> GateJob | None:
+        """Take the oldest queued job, or a running one silent for `stale` (a new attempt).
+
+        `key` claims that job only (a controller running its own job when no worker did)."""
+        with self._lock:
+            ready = [
+                job
+                for job in self._gate_jobs.values()
+                if (key in (None, job.key) and job.state == "queued")
+                or (
+                    key in (None, job.key)
+                    and job.state == "running"
+                    and job.heartbeat_at is not None
+                    and job.heartbeat_at < now - stale
+                )
+            ]
+            if not ready:
+                return None
+            oldest = min(ready, key=lambda job: (job.created_at, job.key))
+            claimed = replace(
+                oldest, state="running", worker=worker, attempts=oldest.attempts + 1,
+                heartbeat_at=now,
+            )  # fmt: skip
+            self._gate_jobs[claimed.key] = claimed
+            return claimed
+
+    def heartbeat_gate_job(self, key: str, worker: str, attempt: int, now: datetime) -> bool:
+        """Say the claimed attempt still runs; False when it was taken again meanwhile."""
+        with self._lock:
+            job = self._gate_jobs.get(key)
+            if job is None or (job.state, job.worker, job.attempts) != ("running", worker, attempt):
+                return False
+            self._gate_jobs[key] = replace(job, heartbeat_at=now)
+            return True
+
+    def finish_gate_job(
+        self, key: str, worker: str, attempt: int, result: dict[str, Any], now: datetime
+    ) -> bool:
+        """Store the result of a claimed attempt; False when it was taken again meanwhile."""
+        with self._lock:
+            job = self._gate_jobs.get(key)
+            if job is None or (job.state, job.worker, job.attempts) != ("running", worker, attempt):
+                return False
+            self._gate_jobs[key] = replace(
+                job, state="done", result=copy.deepcopy(result), finished_at=now
+            )
+            return True
+
+    def get_gate_job(self, key: str) -> GateJob | None:
+        """The job for `key`, if any."""
+        with self._lock:
+            return self._gate_jobs.get(key)
 
     def _tables(self) -> tuple[Any, ...]:
         return (

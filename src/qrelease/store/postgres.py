@@ -5,7 +5,7 @@ a store they can all reach, with the audit chain still one ordered, gap-free cha
 module implements the same `StateStore` contract over psycopg 3 and a psycopg_pool
 connection pool; it is the only module that imports psycopg.
 
-Stored format, schema version 3 (`schema_version` holds one row per applied migration;
+Stored format, schema version 4 (`schema_version` holds one row per applied migration;
 `_MIGRATIONS` lists the steps; each runs in its own transaction while the process holds an
 advisory lock, so two processes opening a new database at once migrate it once):
 
@@ -38,6 +38,10 @@ advisory lock, so two processes opening a new database at once migrate it once):
   every later one fails.
 - ``replicas(id text PRIMARY KEY, host, pid integer, address, serves jsonb, started_at,
   last_seen)`` — each controller replica's heartbeat (version 3).
+- ``gate_jobs(key text PRIMARY KEY, payload jsonb, state, worker, attempts integer,
+  heartbeat_at, result jsonb, created_at, finished_at)`` — quantum gates queued for gate
+  workers, one job per content key (version 4). Workers claim with ``FOR UPDATE SKIP
+  LOCKED``, so several take different jobs at once without waiting on each other.
 
 Every connection sets ``TimeZone`` to UTC, so times read back in UTC; naive datetimes are
 refused. An event's `details` is passed through jsonb before it is hashed (jsonb may write a
@@ -73,6 +77,7 @@ from qrelease.redaction import redact, redact_url
 from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
 from qrelease.store.base import (
     FencedError,
+    GateJob,
     HistoryFilter,
     Intent,
     Lease,
@@ -185,6 +190,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             serves jsonb CHECK (serves IS NULL OR jsonb_typeof(serves) = 'array'),
             started_at timestamptz NOT NULL, last_seen timestamptz NOT NULL)""",
     ),
+    (
+        """CREATE TABLE gate_jobs (
+            key text PRIMARY KEY,
+            payload jsonb NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
+            state text NOT NULL CHECK (state IN ('queued', 'running', 'done')),
+            worker text, attempts integer NOT NULL DEFAULT 0, heartbeat_at timestamptz,
+            result jsonb CHECK (result IS NULL OR jsonb_typeof(result) = 'object'),
+            created_at timestamptz NOT NULL, finished_at timestamptz)""",
+        "CREATE INDEX gate_jobs_waiting ON gate_jobs (state, created_at)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -206,6 +221,9 @@ _UPSERT_OBSERVED = (
     f"INSERT INTO observed ({', '.join(_OBSERVED_COLUMNS)}) "  # noqa: S608 constant column list
     f"VALUES ({', '.join(['%s'] * len(_OBSERVED_COLUMNS))}) ON CONFLICT (env, app) DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in _OBSERVED_COLUMNS[2:])
+)
+_GATE_JOB_COLUMNS = (
+    "key, payload, state, worker, attempts, heartbeat_at, result, created_at, finished_at"
 )
 _LEASE_COLUMNS = "name, owner, token, expires_at, acquired_at"
 _REPLICA_COLUMNS = "id, host, pid, address, serves, started_at, last_seen"
@@ -723,7 +741,92 @@ class PostgresStore:
         """Remove a replica's row (it stopped cleanly)."""
         self._write("DELETE FROM replicas WHERE id = %s", [replica_id])
 
+    # -- gate jobs ------------------------------------------------------------------------
+
+    def enqueue_gate_job(self, key: str, payload: dict[str, Any], now: datetime) -> GateJob:
+        """Queue gates for `key` unless a job for it exists; returns the job either way."""
+        with self.transaction():
+            connection = self._held()
+            connection.execute(
+                "INSERT INTO gate_jobs (key, payload, state, created_at) "
+                "VALUES (%s, %s, 'queued', %s) ON CONFLICT (key) DO NOTHING",
+                [key, _jsonb(payload), as_utc(now)],
+            )
+            job = self._gate_job(connection, key)
+        assert job is not None
+        return job
+
+    def claim_gate_job(
+        self, worker: str, now: datetime, stale: timedelta, key: str | None = None
+    ) -> GateJob | None:
+        """Take the oldest queued job, or a running one silent for `stale` (a new attempt).
+
+        `key` claims that job only (a controller running its own job when no worker did).
+
+        ``FOR UPDATE SKIP LOCKED``: a job another worker is claiming right now is passed over.
+        """
+        with self.transaction():
+            connection = self._held()
+            row = connection.execute(
+                "SELECT key FROM gate_jobs WHERE (%s::text IS NULL OR key = %s) AND "
+                "(state = 'queued' OR (state = 'running' AND heartbeat_at < %s)) "
+                "ORDER BY created_at, key LIMIT 1 FOR UPDATE SKIP LOCKED",
+                [key, key, as_utc(now - stale)],
+            ).fetchone()
+            if row is None:
+                return None
+            connection.execute(
+                "UPDATE gate_jobs SET state = 'running', worker = %s, attempts = attempts + 1, "
+                "heartbeat_at = %s WHERE key = %s",
+                [worker, as_utc(now), row[0]],
+            )
+            return self._gate_job(connection, str(row[0]))
+
+    def heartbeat_gate_job(self, key: str, worker: str, attempt: int, now: datetime) -> bool:
+        """Say the claimed attempt still runs; False when it was taken again meanwhile."""
+        changed = self._write(
+            "UPDATE gate_jobs SET heartbeat_at = %s WHERE key = %s AND state = 'running' "
+            "AND worker = %s AND attempts = %s",
+            [as_utc(now), key, worker, attempt],
+        )
+        return changed == 1
+
+    def finish_gate_job(
+        self, key: str, worker: str, attempt: int, result: dict[str, Any], now: datetime
+    ) -> bool:
+        """Store the result of a claimed attempt; False when it was taken again meanwhile."""
+        changed = self._write(
+            "UPDATE gate_jobs SET state = 'done', result = %s, finished_at = %s "
+            "WHERE key = %s AND state = 'running' AND worker = %s AND attempts = %s",
+            [_jsonb(result), as_utc(now), key, worker, attempt],
+        )
+        return changed == 1
+
+    def get_gate_job(self, key: str) -> GateJob | None:
+        """The job for `key`, if any."""
+        with self._connection() as connection:
+            return self._gate_job(connection, key)
+
     # -- helpers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _gate_job(connection: psycopg.Connection[TupleRow], key: str) -> GateJob | None:
+        sql = f"SELECT {_GATE_JOB_COLUMNS} FROM gate_jobs WHERE key = %s"  # noqa: S608 constant
+        row = connection.execute(sql, [key]).fetchone()
+        if row is None:
+            return None
+        key_, payload, state, worker, attempts, heartbeat, result, created, finished = row
+        return GateJob(
+            str(key_),
+            _object(payload),
+            str(state),
+            worker,
+            int(attempts),
+            heartbeat,
+            None if result is None else _object(result),
+            created,
+            finished,
+        )
 
     @staticmethod
     def _lease(connection: psycopg.Connection[TupleRow], name: str, lock: str) -> Lease | None:

@@ -4,7 +4,7 @@ The controller must survive crashes and restarts without losing what it knows, a
 must be able to read and verify every change it ever made; one SQLite file in the state
 directory does both with no server to run.
 
-Stored format, schema version 4 (`PRAGMA user_version` holds the version; `_MIGRATIONS`
+Stored format, schema version 5 (`PRAGMA user_version` holds the version; `_MIGRATIONS`
 lists the steps, each applied in its own transaction):
 
 - ``meta(key TEXT PRIMARY KEY, value TEXT)`` — small facts such as the last applied revision.
@@ -29,6 +29,9 @@ lists the steps, each applied in its own transaction):
   ``replicas(id TEXT PRIMARY KEY, host, pid INTEGER, address, serves, started_at,
   last_seen)`` — work ownership and heartbeats of controller replicas (version 4; one
   SQLite controller holds every lease itself).
+- ``gate_jobs(key TEXT PRIMARY KEY, payload, state, worker, attempts INTEGER, heartbeat_at,
+  result, created_at, finished_at)`` — quantum gates queued for gate workers, one job per
+  content key, its result kept for every later asker (version 5).
 
 Times are UTC ISO 8601 text with microseconds (``2024-05-01T12:00:00.000000+00:00``), so
 text order is time order; naive datetimes are refused. Enums are stored as their values.
@@ -65,6 +68,7 @@ from qrelease.model.observed import ObservedState
 from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
 from qrelease.store.base import (
     FencedError,
+    GateJob,
     HistoryFilter,
     Intent,
     Lease,
@@ -148,6 +152,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             address TEXT NOT NULL, serves TEXT CHECK (serves IS NULL OR json_valid(serves)),
             started_at TEXT NOT NULL, last_seen TEXT NOT NULL)""",
     ),
+    (
+        """CREATE TABLE gate_jobs (
+            key TEXT PRIMARY KEY, payload TEXT NOT NULL CHECK (json_valid(payload)),
+            state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done')),
+            worker TEXT, attempts INTEGER NOT NULL DEFAULT 0, heartbeat_at TEXT,
+            result TEXT CHECK (result IS NULL OR json_valid(result)),
+            created_at TEXT NOT NULL, finished_at TEXT)""",
+        "CREATE INDEX gate_jobs_waiting ON gate_jobs (state, created_at)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -191,6 +204,9 @@ _OBSERVED_COLUMNS = (
     "previous",
     "owner",
     "fence",
+)
+_GATE_JOB_COLUMNS = (
+    "key, payload, state, worker, attempts, heartbeat_at, result, created_at, finished_at"
 )
 _LEASE_COLUMNS = "name, owner, token, expires_at, acquired_at"
 _REPLICA_COLUMNS = "id, host, pid, address, serves, started_at, last_seen"
@@ -719,7 +735,86 @@ class Store:
         with self.transaction():
             self._connection.execute("DELETE FROM replicas WHERE id = ?", [replica_id])
 
+    # -- gate jobs ------------------------------------------------------------------------
+
+    def enqueue_gate_job(self, key: str, payload: dict[str, Any], now: datetime) -> GateJob:
+        """Queue gates for `key` unless a job for it exists; returns the job either way."""
+        with self.transaction():
+            self._connection.execute(
+                "INSERT INTO gate_jobs (key, payload, state, created_at) "
+                "VALUES (?, ?, 'queued', ?) ON CONFLICT (key) DO NOTHING",
+                [key, _json_text(payload), _time_text(now)],
+            )
+            job = self._gate_job(key)
+        assert job is not None
+        return job
+
+    def claim_gate_job(
+        self, worker: str, now: datetime, stale: timedelta, key: str | None = None
+    ) -> GateJob | None:
+        """Take the oldest queued job, or a running one silent for `stale` (a new attempt).
+
+        `key` claims that job only (a controller running its own job when no worker did)."""
+        with self.transaction():
+            row = self._connection.execute(
+                "SELECT key FROM gate_jobs WHERE (? IS NULL OR key = ?) AND (state = 'queued' "
+                "OR (state = 'running' AND heartbeat_at < ?)) ORDER BY created_at, key LIMIT 1",
+                [key, key, _time_text(now - stale)],
+            ).fetchone()
+            if row is None:
+                return None
+            self._connection.execute(
+                "UPDATE gate_jobs SET state = 'running', worker = ?, attempts = attempts + 1, "
+                "heartbeat_at = ? WHERE key = ?",
+                [worker, _time_text(now), row["key"]],
+            )
+            return self._gate_job(str(row["key"]))
+
+    def heartbeat_gate_job(self, key: str, worker: str, attempt: int, now: datetime) -> bool:
+        """Say the claimed attempt still runs; False when it was taken again meanwhile."""
+        with self.transaction():
+            changed = self._connection.execute(
+                "UPDATE gate_jobs SET heartbeat_at = ? WHERE key = ? AND state = 'running' "
+                "AND worker = ? AND attempts = ?",
+                [_time_text(now), key, worker, attempt],
+            ).rowcount
+        return changed == 1
+
+    def finish_gate_job(
+        self, key: str, worker: str, attempt: int, result: dict[str, Any], now: datetime
+    ) -> bool:
+        """Store the result of a claimed attempt; False when it was taken again meanwhile."""
+        with self.transaction():
+            changed = self._connection.execute(
+                "UPDATE gate_jobs SET state = 'done', result = ?, finished_at = ? "
+                "WHERE key = ? AND state = 'running' AND worker = ? AND attempts = ?",
+                [_json_text(result), _time_text(now), key, worker, attempt],
+            ).rowcount
+        return changed == 1
+
+    def get_gate_job(self, key: str) -> GateJob | None:
+        """The job for `key`, if any."""
+        return self._gate_job(key)
+
     # -- helpers ----------------------------------------------------------------------
+
+    def _gate_job(self, key: str) -> GateJob | None:
+        sql = f"SELECT {_GATE_JOB_COLUMNS} FROM gate_jobs WHERE key = ?"  # noqa: S608 constant
+        row = self._connection.execute(sql, [key]).fetchone()
+        if row is None:
+            return None
+        result = row["result"]
+        return GateJob(
+            str(row["key"]),
+            json.loads(row["payload"]),
+            str(row["state"]),
+            row["worker"],
+            int(row["attempts"]),
+            _time_value(row["heartbeat_at"]),
+            None if result is None else json.loads(result),
+            datetime.fromisoformat(str(row["created_at"])),
+            _time_value(row["finished_at"]),
+        )
 
     def _lease(self, name: str) -> Lease | None:
         sql = f"SELECT {_LEASE_COLUMNS} FROM leases WHERE name = ?"  # noqa: S608 constant

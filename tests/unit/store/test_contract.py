@@ -242,3 +242,66 @@ def test_replicas_beat_and_are_forgotten(store: StateStore) -> None:
     assert store.replicas() == [later, Replica("b", "host-2", 202, "127.0.0.1:9002", None, T0, T0)]
     store.forget_replica("a")
     assert [replica.id for replica in store.replicas()] == ["b"]
+
+
+def test_a_gate_job_is_queued_once_claimed_once_and_answers_every_asker(
+    store: StateStore,
+) -> None:
+    stale = timedelta(seconds=30)
+    job = store.enqueue_gate_job("k1", {"program": "a.qs"}, T0)
+    assert (job.state, job.attempts, job.result) == ("queued", 0, None)
+    again = store.enqueue_gate_job("k1", {"program": "ignored"}, T0 + stale)
+    assert again.payload == {"program": "a.qs"} and again.created_at == T0
+    store.enqueue_gate_job("k2", {"program": "b.qs"}, T0 + timedelta(seconds=1))
+    first = store.claim_gate_job("worker-1", T0 + timedelta(seconds=2), stale)
+    second = store.claim_gate_job("worker-2", T0 + timedelta(seconds=2), stale)
+    assert first is not None and second is not None
+    assert (first.key, first.worker, first.attempts) == ("k1", "worker-1", 1)
+    assert (second.key, second.worker) == ("k2", "worker-2")
+    assert store.claim_gate_job("worker-3", T0 + timedelta(seconds=3), stale) is None
+    assert store.heartbeat_gate_job("k1", "worker-1", 1, T0 + timedelta(seconds=20))
+    assert store.finish_gate_job("k1", "worker-1", 1, {"passed": True}, T0 + timedelta(seconds=25))
+    done = store.get_gate_job("k1")
+    assert done is not None and (done.state, done.result) == ("done", {"passed": True})
+    assert done.finished_at == T0 + timedelta(seconds=25)
+    assert store.claim_gate_job("worker-3", T0 + timedelta(minutes=5), stale) is not None  # k2
+    assert store.get_gate_job("missing") is None
+
+
+def test_a_gate_job_whose_worker_went_silent_is_taken_again_and_the_old_attempt_is_refused(
+    store: StateStore,
+) -> None:
+    stale = timedelta(seconds=30)
+    store.enqueue_gate_job("k", {}, T0)
+    lost = store.claim_gate_job("worker-1", T0, stale)
+    assert lost is not None
+    assert store.claim_gate_job("worker-2", T0 + timedelta(seconds=29), stale) is None
+    taken = store.claim_gate_job("worker-2", T0 + timedelta(seconds=31), stale)
+    assert taken is not None and (taken.worker, taken.attempts) == ("worker-2", 2)
+    assert not store.heartbeat_gate_job("k", "worker-1", 1, T0 + timedelta(seconds=32))
+    assert not store.finish_gate_job("k", "worker-1", 1, {"late": True}, T0 + timedelta(seconds=33))
+    assert store.finish_gate_job("k", "worker-2", 2, {"passed": True}, T0 + timedelta(seconds=40))
+    job = store.get_gate_job("k")
+    assert job is not None and job.result == {"passed": True} and job.attempts == 2
+
+
+def test_workers_claiming_at_once_take_each_job_once(store: StateStore) -> None:
+    stale = timedelta(minutes=5)
+    for index in range(20):
+        store.enqueue_gate_job(f"k{index:02}", {"index": index}, T0 + timedelta(seconds=index))
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def work(name: str) -> None:
+        with store.connect() as mine:
+            while (job := mine.claim_gate_job(name, T0 + timedelta(minutes=1), stale)) is not None:
+                with lock:
+                    claimed.append(job.key)
+                assert mine.finish_gate_job(job.key, name, job.attempts, {}, T0 + stale)
+
+    threads = [threading.Thread(target=work, args=(f"worker-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == [f"k{index:02}" for index in range(20)]
