@@ -51,9 +51,9 @@ def _now() -> datetime:
 
 
 def qdk_versions() -> dict[str, str]:
-    """The installed qdk packages (their versions change gate results)."""
+    """The installed qdk packages and qiskit (their versions change gate results)."""
     found = {}
-    for name in ("qdk", "qsharp"):
+    for name in ("qdk", "qsharp", "qiskit"):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
