@@ -187,7 +187,7 @@ def _merged(
                 yield _from_commit(change, None)
             change = next(pending, None)
         joined = joins.commit_of(event)
-        yield _from_commit(joined, event) if joined is not None else _from_event(event)
+        yield _from_commit(joined, event) if joined is not None else event_entry(event)
     while change is not None:
         if not joins.recorded(change):
             yield _from_commit(change, None)
@@ -201,7 +201,8 @@ def _before(change: PinCommit, event: Event, newest_first: bool) -> bool:
     return change.time <= event.time
 
 
-def _from_event(event: Event) -> Entry:
+def event_entry(event: Event) -> Entry:
+    """A controller event as a timeline entry of its own (no pin commit joined)."""
     return Entry(
         event.seq,
         event.time,

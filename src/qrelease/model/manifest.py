@@ -214,7 +214,7 @@ class TargetPin(Frozen):
 class EstimateGate(Frozen):
     """Resource-estimate budget; each limit is optional."""
 
-    max_physical_qubits: int | None = Field(default=None, gt=0)
+    max_physical_qubits: int | None = Field(default=None, gt=0, le=10**12)
     max_runtime: Duration | None = None
 
 
@@ -241,7 +241,7 @@ class SmokeGate(Frozen):
     """
 
     shots: int = Field(default=1000, gt=0, le=1_000_000)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     expect: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(min_length=1)
     max_distance: float = Field(default=0.1, gt=0.0, le=1.0)
     method: Literal["tvd", "chi2"] = "tvd"

@@ -22,7 +22,14 @@ from typing import IO, Any, TypeVar
 
 from qrelease.anchoring import read_controller_id
 from qrelease.config import ControllerConfig
-from qrelease.history import AuditFindings, Entry, audit_problems, export_chain, timeline
+from qrelease.history import (
+    AuditFindings,
+    Entry,
+    audit_problems,
+    event_entry,
+    export_chain,
+    timeline,
+)
 from qrelease.model.events import Event
 from qrelease.model.vocabulary import EventKind
 from qrelease.planning.upstream import GATE_EVENTS_SCANNED, GateLine, newest_gates
@@ -107,7 +114,7 @@ class WebData:
                 ), None
         except SourceError as error:
             events = store.iter_events(env=env, app=app, since=since)
-            entries = [_entry(event) for event in events]
+            entries = [event_entry(event) for event in events]
             return entries, f"only the controller's events: the Git mirror cannot be read ({error})"
 
     def audit(self, rev: str | None, refresh: bool) -> AuditStatus:
@@ -181,22 +188,3 @@ class WebData:
 
     def _max_age(self) -> timedelta:
         return self.config.web.audit_max_age
-
-
-def _entry(event: Event) -> Entry:
-    """A controller event as a timeline entry (when Git cannot be read)."""
-    return Entry(
-        event.seq,
-        event.time,
-        event.env,
-        event.app,
-        event.action,
-        event.from_version,
-        event.to_version,
-        event.revision,
-        event.actor,
-        event.reason,
-        event.outcome,
-        event.hash,
-        "controller",
-    )

@@ -141,8 +141,8 @@ def test_a_worker_killed_mid_gate_leaves_its_job_to_the_other(
             poll=timedelta(milliseconds=50),
         )
         first = asked(lambda: gates.run_gates(BELL, long_job, None))
-        running = wait_for(
-            "a worker to claim the long job", lambda: claimed_by(store, long_key, workers)
+        running = wait_for(  # the workers start qdk first: slow on a busy host
+            "a worker to claim the long job", lambda: claimed_by(store, long_key, workers), 300
         )
         victim = workers[running]
         victim.kill()  # mid-gate: the job is running and its worker is gone
@@ -172,7 +172,7 @@ def test_a_stopped_worker_finishes_the_job_in_hand(
             here, store, "controller-a", claim_after=timedelta(hours=1), stale=STALE
         )
         answer = asked(lambda: gates.run_gates(BELL, job, None))
-        name = wait_for("a worker to claim the job", lambda: claimed_by(store, key, workers))
+        name = wait_for("a worker to claim the job", lambda: claimed_by(store, key, workers), 300)
         workers[name].process.terminate()  # SIGTERM: finish this job, take no other
         report = answer.result(timeout=600)
     assert workers[name].process.wait(120) == 0

@@ -131,3 +131,19 @@ def test_entry_and_circuit_must_fit_the_program_kind(
 
     with pytest.raises(ValidationError, match=problem.replace("(", r"\(").replace(")", r"\)")):
         Quantum.model_validate(_quantum(**fields))
+
+
+@pytest.mark.parametrize(
+    ("gates", "field"),
+    [
+        ({"smoke": {"seed": 2**63, "expect": {"[Zero]": 1.0}}}, "gates.smoke.seed"),
+        ({"estimate": {"max_physical_qubits": 10**13}}, "gates.estimate.max_physical_qubits"),
+    ],
+)
+def test_gate_numbers_beyond_any_real_use_are_refused(gates: dict[str, object], field: str) -> None:
+    """A hostile manifest cannot hand qdk a seed or a budget no machine word holds."""
+    from qrelease.model.manifest import Quantum
+
+    fields = _quantum(program="programs/bell.qs", entry="Bell.Main()", gates=gates)
+    with pytest.raises(ValidationError, match=field.replace(".", r"\.")):
+        Quantum.model_validate(fields)
