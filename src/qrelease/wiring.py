@@ -28,6 +28,7 @@ from qrelease.store import DB_NAME, StateStore, open_store
 
 if TYPE_CHECKING:
     from qrelease.azure.arm import ArmDeployer
+    from qrelease.deployers.venv import Wheelhouse
 
 _HEAD = "HEAD"
 
@@ -45,6 +46,7 @@ class LocalBackends:
     environment that names one. Each Azure Quantum environment gets its own backend,
     which runs the local qdk gates through the shared qdk backend. `allowed_sources` is the
     config's `[sources] allow`: package sources outside the state dir venvs may install from.
+    `wheelhouse` fills state-dir wheel directories before installs (the bundled examples).
     """
 
     def __init__(
@@ -53,12 +55,13 @@ class LocalBackends:
         read_template: TemplateReader | None = None,
         gate_limits: GateLimits | None = None,
         allowed_sources: Sequence[str] = (),
+        wheelhouse: Wheelhouse | None = None,
     ) -> None:
         from qrelease.deployers.venv import VenvDeployer
 
         self.state_dir = state_dir
         self.gate_limits = gate_limits
-        self.venv = VenvDeployer(state_dir, allowed_sources=allowed_sources)
+        self.venv = VenvDeployer(state_dir, allowed_sources=allowed_sources, wheelhouse=wheelhouse)
         self.read_template = read_template or _no_templates
         self._qdk: QuantumBackend | None = None
         self._arm: ArmDeployer | None = None
@@ -132,13 +135,14 @@ def local_backends(
     read_template: TemplateReader | None = None,
     gate_limits: GateLimits | None = None,
     allowed_sources: Sequence[str] = (),
+    wheelhouse: Wheelhouse | None = None,
 ) -> Backends:
     """The real backends of a state dir whose lock the caller holds.
 
     What an interrupted install or switch left on disk is cleaned up first, which is only
     safe for the process that may deploy into the state dir.
     """
-    local = LocalBackends(state_dir, read_template, gate_limits, allowed_sources)
+    local = LocalBackends(state_dir, read_template, gate_limits, allowed_sources, wheelhouse)
     local.venv.recover()
     return local.backends()
 
@@ -169,6 +173,7 @@ def engine(
     keys: TrustedKeys | None = None,
     allowed_sources: Sequence[str] = (),
     store_url: str | None = None,
+    wheelhouse: Wheelhouse | None = None,
 ) -> Iterator[Engine]:
     """An engine over the local backends, with the store closed afterwards.
 
@@ -177,7 +182,9 @@ def engine(
     """
     read_template: TemplateReader = lambda path: repo.show_file(_HEAD, path)  # noqa: E731
     if deploying:
-        backends = local_backends(state_dir, read_template, allowed_sources=allowed_sources)
+        backends = local_backends(
+            state_dir, read_template, allowed_sources=allowed_sources, wheelhouse=wheelhouse
+        )
     else:
         backends = LocalBackends(state_dir, read_template).backends()  # plans install nothing
     store = open_state(state_dir, store_url)

@@ -43,6 +43,7 @@ from qrelease.planning.planner import (
     Retry,
     hold_all,
     hold_environments,
+    only_app,
     plan,
 )
 from qrelease.planning.policy import Check
@@ -96,11 +97,12 @@ class Engine:
         retry: Retry = Retry.DUE,
         *,
         fresh: bool = False,
+        app_filter: str | None = None,
     ) -> tuple[Snapshot, Plan]:
         """Load the desired state and decide, without changing anything."""
         snapshot = self.loader.load(rev)
         the_plan, _, _ = self._decide(snapshot, env_filter, retry, self.clock(), fresh)
-        return snapshot, the_plan
+        return snapshot, only_app(the_plan, app_filter)
 
     def _decide(
         self,
@@ -183,16 +185,19 @@ class Engine:
         *,
         trigger: str = "manual",
         fresh: bool = True,
+        app_filter: str | None = None,
     ) -> PassReport:
         """Plan, record the plan's rows, carry out every action, then finalise the report.
 
         `fresh` asks every deployer what runs (finding drift); otherwise what they reported
         in earlier passes is reused for the keys the engine has not acted on since.
+        `app_filter` carries out one app's actions only (the others are left for later).
         """
         snapshot = self.loader.load(rev)
         started = self.clock()
         recovered_events = self.recover(snapshot.environments)
         the_plan, observation, refusal = self._decide(snapshot, env_filter, retry, started, fresh)
+        the_plan = only_app(the_plan, app_filter)
         self._observer.forget(action.key for action in the_plan.changes)
         run_id = self.store.begin_run(snapshot.revision, time=started)
         first_seq = self.store.newest_seq() + 1 - len(recovered_events)

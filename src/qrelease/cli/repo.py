@@ -1,0 +1,142 @@
+"""Commands about the GitOps repo itself: `init`, `validate` and `diff`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from qrelease.cli.common import (
+    Failed,
+    Output,
+    check_names,
+    common_options,
+    load_snapshot,
+    make_context,
+    opened,
+)
+from qrelease.cli.output import print_table
+
+if TYPE_CHECKING:
+    from qrelease.source.loader import LoadError, Snapshot
+    from qrelease.source.repo import GitRepo
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--example", is_flag=True, help="Fill it with the bundled example apps.")
+def init(directory: Path, example: bool) -> None:
+    """Create a new GitOps repo (git init + first commit)."""
+    from qrelease.examples.scaffold import initial_files
+    from qrelease.source.repo import SourceError
+    from qrelease.source.writer import init_repo
+
+    try:
+        revision = init_repo(directory, initial_files(example), "Initial qrelease layout")
+    except SourceError as exc:
+        raise Failed(str(exc)) from None
+    click.echo(
+        f"Created {directory} at {revision[:12]}" + (" with the example apps" if example else "")
+    )
+
+
+@click.command()
+@common_options
+@click.option("--rev", default="HEAD", show_default=True, help="Revision to check.")
+def validate(
+    repo: str | None, state: Path | None, config: Path | None, output: Output, rev: str
+) -> None:
+    """Check every manifest and environment file at a revision."""
+    ctx = make_context(repo, state, config, output)
+    with opened(ctx) as git_repo:
+        snapshot = load_snapshot(git_repo, rev)
+        sources = _source_errors(git_repo, snapshot, ctx.config.sources.allow)
+    errors = sorted([*snapshot.errors, *sources])
+    if output.structured:
+        output.emit(
+            {
+                "revision": snapshot.revision,
+                "ok": not errors,
+                "manifests": len(snapshot.manifests),
+                "environments": len(snapshot.environments),
+                "errors": [vars(error) for error in errors],
+            }
+        )
+    else:
+        for error in errors:
+            click.echo(str(error), err=True)
+        summary = f"{len(snapshot.manifests)} releases, {len(snapshot.environments)} environments"
+        status = f"{len(errors)} problem(s)" if errors else "valid"
+        click.echo(f"{snapshot.revision[:12]}: {summary}: {status}")
+    if errors:
+        sys.exit(1)
+
+
+def _source_errors(
+    git_repo: GitRepo, snapshot: Snapshot, allowed: Sequence[str]
+) -> list[LoadError]:
+    """One error per package source outside the state dir that `[sources] allow` omits."""
+    from qrelease.redaction import redact
+    from qrelease.source.loader import LoadError
+    from qrelease.source.yamldoc import parse_mapping
+
+    errors = []
+    for name, env in sorted(snapshot.environments.items()):
+        refusals = env.source_refusals(allowed)
+        if refusals:
+            path = snapshot.env_paths[name]
+            doc = parse_mapping(git_repo.show_file(snapshot.revision, path) or b"{}")
+            for field, problem in refusals:
+                line = doc.line_of(tuple(field.split(".")))
+                errors.append(LoadError(path, line, field, redact(problem)))
+    return errors
+
+
+@click.command()
+@common_options
+@click.argument("app")
+@click.argument("from_version")
+@click.argument("to_version")
+@click.option("--rev", default="HEAD", show_default=True, help="Revision to read both from.")
+def diff(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    output: Output,
+    app: str,
+    from_version: str,
+    to_version: str,
+    rev: str,
+) -> None:
+    """What changes between two releases of an app."""
+    from qrelease.promotion.diff import UnknownReleaseError, diff_releases
+
+    ctx = make_context(repo, state, config, output)
+    with opened(ctx) as git_repo:
+        snapshot = load_snapshot(git_repo, rev)
+        check_names(snapshot, None, app)
+        try:
+            result = diff_releases(git_repo, snapshot, app, from_version, to_version)
+        except UnknownReleaseError as exc:
+            raise Failed(str(exc)) from None
+    if output.structured:
+        output.emit(
+            {
+                "app": app,
+                "from": from_version,
+                "to": to_version,
+                "fields": [{"field": f, "from": a, "to": b} for f, a, b in result.fields],
+                "program_diff": result.program_diff,
+            }
+        )
+        return
+    click.echo(f"{app} {from_version} -> {to_version}")
+    print_table(
+        ["FIELD", from_version, to_version],
+        [list(row) for row in result.fields] or [["(no field changes)", "", ""]],
+    )
+    for line in result.program_diff:
+        click.echo(line)
