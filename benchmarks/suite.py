@@ -20,6 +20,7 @@ MODULES = (
     "bench_reconcile",
     "bench_daemon",
     "bench_tui",
+    "bench_cli",
 )
 
 

@@ -8,15 +8,17 @@ from __future__ import annotations
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator
 
 from qrelease.model.environment import check_package_source, is_state_dir_source
 from qrelease.model.manifest import Frozen
 from qrelease.model.types import Duration
-from qrelease.quantum.sandbox import GateLimits
 from qrelease.store import StoreError, check_location
+
+if TYPE_CHECKING:
+    from qrelease.quantum.sandbox import GateLimits
 
 DEFAULT_CONFIG = Path("controller/controller.toml")
 DEFAULT_STATE = Path(".qrelease")
@@ -58,6 +60,8 @@ class GatesConfig(Frozen):
 
     def limits(self) -> GateLimits:
         """The sandbox's limits."""
+        from qrelease.quantum.sandbox import GateLimits
+
         return GateLimits(seconds=self.timeout.total_seconds(), memory_mib=self.memory_mib)
 
 

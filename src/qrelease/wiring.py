@@ -2,7 +2,9 @@
 
 The CLI, the daemon and the TUI all get their concrete pieces here, so a state dir means
 the same store and the same backends to each of them. Backends for Azure are imported
-only when an environment uses them, so the CLI and the daemon start without the SDKs.
+only when an environment uses them, so the CLI and the daemon start without the SDKs, and
+the engine and the promoter only when one is built, so `qrelease status` (which only opens
+the store) does not pay for them.
 """
 
 from __future__ import annotations
@@ -15,25 +17,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qrelease.config import ControllerConfig
-from qrelease.deployers.base import Deployer, DeployError, Provisioner
-from qrelease.engine import Backends, Engine, ReportSink, RowSink, utcnow
 from qrelease.model.environment import AzureQuantum, Environment
-from qrelease.promotion.promote import Promoter
-from qrelease.quantum.base import QuantumBackend
-from qrelease.quantum.sandbox import GateLimits
 from qrelease.source.private import private_dir, private_file
-from qrelease.source.repo import GitRepo
-from qrelease.source.signatures import TrustedKeys
 from qrelease.store import DB_NAME, StateStore, open_store
 
 if TYPE_CHECKING:
     from qrelease.azure.arm import ArmDeployer
+    from qrelease.deployers.base import Deployer, Provisioner
     from qrelease.deployers.venv import Wheelhouse
+    from qrelease.engine import Backends, Engine, ReportSink, RowSink
+    from qrelease.promotion.promote import Promoter
+    from qrelease.quantum.base import QuantumBackend
+    from qrelease.quantum.sandbox import GateLimits
+    from qrelease.source.repo import GitRepo
+    from qrelease.source.signatures import TrustedKeys
 
 _HEAD = "HEAD"
 
 TemplateReader = Callable[[str], bytes | None]
-BackendsFactory = Callable[[Path], Backends]
+BackendsFactory = Callable[[Path], "Backends"]
 """Builds the backends of a state dir (tests hand the daemon fakes through this)."""
 
 
@@ -118,6 +120,8 @@ class LocalBackends:
 
     def backends(self) -> Backends:
         """The engine's view of these backends."""
+        from qrelease.engine import Backends
+
         return Backends(
             deployer_for=self.deployer_for,
             quantum_for=self.quantum_for,
@@ -127,6 +131,8 @@ class LocalBackends:
 
 def _no_templates(path: str) -> bytes | None:
     """Template reader for callers that have no repository at hand."""
+    from qrelease.deployers.base import DeployError
+
     raise DeployError(f"cannot read {path}: no GitOps repository was given to the ARM deployer")
 
 
@@ -187,6 +193,8 @@ def engine(
         )
     else:
         backends = LocalBackends(state_dir, read_template).backends()  # plans install nothing
+    from qrelease.engine import Engine
+
     store = open_state(state_dir, store_url)
     try:
         yield Engine(
@@ -208,16 +216,23 @@ def promoter(
     store: StateStore,
     *,
     branch: str = "main",
-    clock: Callable[[], datetime] = utcnow,
+    clock: Callable[[], datetime] | None = None,
     quantum_for: Callable[[Environment], QuantumBackend] | None = None,
     trusted_keys: TrustedKeys | None = None,
 ) -> Promoter:
     """A promoter over a GitOps repo and a state dir's store, judging targets as the CLI does."""
+    from qrelease.engine import utcnow
+    from qrelease.promotion.promote import Promoter
+
     judge = quantum_for or LocalBackends(state_dir).quantum_for
-    return Promoter(location, state_dir, store, judge, clock, branch, trusted_keys=trusted_keys)
+    return Promoter(
+        location, state_dir, store, judge, clock or utcnow, branch, trusted_keys=trusted_keys
+    )
 
 
 def trusted_keys(config: ControllerConfig) -> TrustedKeys | None:
     """The keys of signed-commit verification, when the config names any."""
+    from qrelease.source.signatures import TrustedKeys
+
     keys = TrustedKeys(config.verify.trusted_keys, config.verify.gpg_home)
     return keys if keys.enabled else None

@@ -146,6 +146,7 @@ class LiveProgress(Progress):
         from rich.live import Live
 
         self.console = console or Console(stderr=True)
+        self._closed = False
         self.live = Live(
             get_renderable=self._render,
             console=self.console,
@@ -164,7 +165,7 @@ class LiveProgress(Progress):
         with self._lock:
             rollouts = list(self.rollouts.values())
         if not rollouts:
-            return Spinner("dots", Text("planning", style="dim"))
+            return Text("") if self._closed else Spinner("dots", Text("planning", style="dim"))
         for rollout in rollouts:
             took = seconds((rollout.finished or now) - rollout.started)
             if rollout.finished is None:
@@ -183,6 +184,7 @@ class LiveProgress(Progress):
         self.console.print(f"{row.env}/{row.app}: {row.message}", markup=False, highlight=False)
 
     def close(self) -> None:
+        self._closed = True  # nothing rolled out: the spinner goes, nothing is left behind
         self.live.refresh()
         self.live.stop()
 

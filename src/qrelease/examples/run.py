@@ -34,7 +34,8 @@ def run_demo(
     """Create the demo remote and wheelhouse if missing, print the guide, run the controller."""
     remote = ensure_demo_remote(state_dir)
     build_wheelhouse(state_dir / "wheels")
-    print(guide(remote, state_dir, listen, qrelease_command()), flush=True)
+    shown = Path(_shortest(remote, Path.cwd().absolute()))
+    print(guide(shown, state_dir, listen, qrelease_command()), flush=True)
     return run_controller(
         load_config(None),
         repo=str(remote),
