@@ -77,6 +77,12 @@ HISTORY_WIDE = ["revision", "source"]
     help="Only from this time: a time ago (30m, 2h, 7d) or ISO 8601 (UTC unless a zone is given).",
 )
 @click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Only the newest N entries (still printed oldest first).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["table", "json", "csv"]),
@@ -90,6 +96,7 @@ def history(
     app: str | None,
     env_name: str | None,
     since: datetime | None,
+    limit: int | None,
     fmt: str | None,
 ) -> None:
     """One timeline: who changed which pin (Git) and what the controller did."""
@@ -112,7 +119,7 @@ def history(
                 check_names(load_snapshot(git_repo, branch_rev(ctx, git_repo)), env_name, app)
     finally:
         store.close()
-    _print_history(rows, output)
+    _print_history(rows if limit is None else rows[-limit:], output)
 
 
 def _print_history(rows: list[dict[str, Any]], output: Output) -> None:

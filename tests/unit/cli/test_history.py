@@ -38,6 +38,22 @@ def test_since_takes_a_time_ago_or_a_date(cli: Cli) -> None:
     assert controller_events(dated) == ["3h ago", "1h ago"]
 
 
+def test_limit_keeps_the_newest_entries_oldest_first(cli: Cli) -> None:
+    now = datetime.now(UTC)
+    for minutes in (50, 40, 30, 20, 10):
+        cli.event(time=now - timedelta(minutes=minutes), env="dev", app="qrng", action="hold",
+                  reason=f"{minutes}m ago")  # fmt: skip
+    where = ("--env", "dev", "--app", "qrng")  # its pin was committed after the events
+    shown = json.loads(cli("history", *where, "--limit", "3", "-o", "json").stdout)
+    assert [row["reason"] for row in shown] == ["20m ago", "10m ago", "initial"]
+    both = json.loads(cli("history", *where, "--since", "45m", "--limit", "9", "--json").stdout)
+    assert controller_events(both) == ["40m ago", "30m ago", "20m ago", "10m ago"]
+    table = cli("history", *where, "--limit", "1").stdout.splitlines()
+    assert len(table) == 2 and table[1].split()[3] == "pin"
+    refused = cli("history", "--limit", "0")
+    assert refused.exit_code == 2 and "--limit" in refused.stderr
+
+
 def test_since_refuses_what_is_no_time(cli: Cli) -> None:
     result = cli("history", "--since", "yesterday")
     assert result.exit_code == 2

@@ -7,6 +7,11 @@ with in-memory deployers, reached over its real local HTTP API.
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +26,8 @@ from tests.helpers.cli import Cli
 from tests.helpers.daemon import Api, Rig, synced, wait_for
 from tests.helpers.gitops import GitOpsRepo, make_repo
 
+QRELEASE = Path(sys.executable).parent / "qrelease"
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 QUIET = {"interval": timedelta(minutes=10), "resync": timedelta(hours=1)}
 EMPTY_DEV = b"environment: dev\nclassical: {kind: venv}\nquantum: {kind: local}\napps: {}\n"
 
@@ -94,3 +101,49 @@ def test_sync_names_a_misspelt_app_before_asking(
     result = Cli(rig.remote, rig.state)("sync", "--app", "qrgn")
     controller.close()
     assert result.exit_code == 1 and "did you mean qrng?" in result.stderr
+
+
+def on_a_terminal(argv: list[str]) -> tuple[int, str, str]:
+    """Run `argv` with stderr on a pseudo-terminal, as in a user's shell: (exit, stdout, tty)."""
+    leader, follower = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "40"}
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=follower, env=env) as process:
+        os.close(follower)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other end closed: the process is done with it
+                break
+            if not chunk:
+                break
+            screen += chunk
+        out = process.stdout.read() if process.stdout else b""
+        code = process.wait()
+    os.close(leader)
+    return code, out.decode(), screen.decode(errors="replace")
+
+
+def test_sync_on_a_terminal_draws_the_live_view_with_step_times(
+    rig: Rig, api_for: Callable[[Controller], Api]
+) -> None:
+    with ControllerLock(rig.state):
+        controller = rig.start(rig.config(source=QUIET))
+        api = api_for(controller)
+        wait_for("the first pass", lambda: synced(api))
+        rig.soaked()
+        rig.pin("prod", "bell-service", "1.1.0")
+        argv = [str(QRELEASE), "sync", "--env", "prod", "--repo", str(rig.remote)]
+        code, out, screen = on_a_terminal([*argv, "--state", str(rig.state)])
+        controller.close()
+    assert code == 0, screen
+    assert "\x1b[" in screen  # drawn for a terminal, not written as plain lines
+    shown = " ".join(ESCAPES.sub("", screen).split())
+    assert re.search(
+        r"✓ prod/bell-service Succeeded [0-9.]+m?s queued [0-9.]+m?s, .*install", shown
+    )
+    assert "prod/bell-service: install" not in shown  # the plain lines are for pipes
+    assert [line.split()[:4] for line in out.splitlines()[1:]] == [
+        ["prod", "bell-service", "1.1.0", "1.1.0"],
+        ["prod", "qrng", "0.1.0", "0.1.0"],
+    ]
