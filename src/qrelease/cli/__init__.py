@@ -73,6 +73,20 @@ class LazyGroup(click.Group):
             raise TypeError(f"{target} is not a click command")
         return command
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """The command named first in `args`; a misspelt one is refused with the closest names."""
+        name = args[0] if args else ""
+        looks_like_a_command = name[:1] not in ("", "-") and not ctx.resilient_parsing
+        if looks_like_a_command and self.get_command(ctx, name) is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}{hint}")
+        return super().resolve_command(ctx, args)
+
 
 @click.group(
     cls=LazyGroup,

@@ -81,3 +81,12 @@ def test_completion_completes_commands_and_options_in_bash() -> None:
     assert {"get", "wait", "sync", "version", "completion"} <= set(complete("qrelease "))
     assert "--exit-code" in complete("qrelease plan --")
     assert complete("qrelease status -o ") == ["table", "wide", "json", "yaml"]
+
+
+def test_a_misspelt_command_is_refused_with_the_closest_names() -> None:
+    result = CliRunner().invoke(main, ["stauts"])
+    assert result.exit_code == 2
+    assert "No such command 'stauts'; did you mean status?" in result.stderr
+    assert "did you mean" not in CliRunner().invoke(main, ["xyzzy"]).stderr
+    done = subprocess.run([QRELEASE, "histroy"], capture_output=True, text=True)
+    assert done.returncode == 2 and "did you mean history?" in done.stderr
