@@ -10,7 +10,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 PYTEST := $(BIN)/pytest -p no:cacheprovider
 DOCTESTS := --doctest-modules src/qrelease --ignore=src/qrelease/__main__.py
 
-.PHONY: run test lint unit tests bench clean
+.PHONY: run test lint unit tests bench failover clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: lint tests
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The slow lane of the replica failover test: 20 rounds of kill -9 instead of 5.
+failover: $(STAMP)
+	QRELEASE_FAILOVER_ROUNDS=20 $(PYTEST) -q -s tests/integration/daemon/test_failover.py
 
 clean:
 	rm -rf $(VENV) .qrelease .pytest_cache .mypy_cache .ruff_cache

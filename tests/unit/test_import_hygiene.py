@@ -15,7 +15,7 @@ from qrelease.cli import COMMANDS
 from tests.helpers.cli import Cli
 from tests.helpers.gitops import GitOpsRepo
 
-HEAVY_SDKS = {"textual", "azure", "qdk", "psycopg", "psycopg_pool"}
+HEAVY_SDKS = {"textual", "azure", "qdk", "psycopg", "psycopg_pool", "apprise", "jinja2"}
 """Never loaded by the CLI, the engine or the wiring until an environment needs them."""
 NOT_FOR_VERSION = {
     "git",
@@ -98,3 +98,7 @@ def test_status_loads_git_and_the_store_but_nothing_that_deploys(
     loaded = loaded_after(code)
     assert {"git", "pydantic", "sqlite3", "qrelease.store"} <= loaded  # it did the work
     assert loaded & NOT_FOR_STATUS == set()
+
+
+def test_the_daemon_loads_apprise_only_when_a_channel_needs_it() -> None:
+    assert "apprise" not in loaded_after("import qrelease.daemon, qrelease.notify")

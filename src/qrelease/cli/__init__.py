@@ -36,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "approve": "qrelease.cli.promotion:approve",
     "reject": "qrelease.cli.promotion:reject",
     "windows": "qrelease.cli.promotion:windows",
+    "targets": "qrelease.cli.quantum:targets",
+    "cost": "qrelease.cli.quantum:cost",
     "history": "qrelease.cli.history:history",
     "audit": "qrelease.cli.history:audit",
     "store": "qrelease.cli.store:store_group",

@@ -142,15 +142,20 @@ def opened(ctx: Context) -> Iterator[GitRepo]:
         repo.close()
 
 
-def load_snapshot(repo: GitRepo, rev: str) -> Snapshot:
-    """Load the desired state at a revision, turning source problems into exit 1."""
+def load_snapshot(repo: GitRepo, rev: str, state_dir: Path) -> Snapshot:
+    """Load the desired state at a revision through the state dir's parse cache.
+
+    Source problems become exit 1.
+    """
     from qrelease.source.loader import Loader
     from qrelease.source.repo import SourceError
+    from qrelease.store import open_parse_cache
 
-    try:
-        return Loader(repo).load(rev)
-    except SourceError as exc:
-        raise Failed(str(exc)) from None
+    with open_parse_cache(state_dir) as cache:
+        try:
+            return Loader(repo, cache=cache).load(rev)
+        except SourceError as exc:
+            raise Failed(str(exc)) from None
 
 
 def branch_rev(ctx: Context, git_repo: GitRepo) -> str:

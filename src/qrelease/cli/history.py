@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -23,6 +24,7 @@ from qrelease.cli.common import (
 )
 from qrelease.cli.output import output_formats, print_table
 
+F = TypeVar("F", bound=Callable[..., Any])
 ISO_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z")
 
 
@@ -61,31 +63,44 @@ def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> d
         raise click.BadParameter(str(exc)) from None
 
 
+def since_option(what: str = "Only from this time") -> Callable[[F], F]:
+    """`--since AGO|ISO`: the command receives `since` as an aware datetime (or None)."""
+    return click.option(
+        "--since",
+        callback=_since,
+        metavar="AGO|ISO",
+        help=f"{what}: a time ago (30m, 2h, 7d) or ISO 8601 (UTC unless a zone is given).",
+    )
+
+
 HISTORY_SHOWN = ["time", "env", "app", "action", "from_version", "to_version", "actor", "outcome"]
 HISTORY_WIDE = ["revision", "source"]
+STREAMED = ("json", "jsonl", "csv")
+"""Formats written row by row as the timeline is read, however long it is."""
 
 
 @click.command()
 @location_options
-@output_formats("table", "wide", "json", "yaml", "csv")
+@output_formats("table", "wide", "json", "yaml", "jsonl", "csv")
 @click.option("--app", help="Only this app.")
 @click.option("--env", "env_name", help="Only this environment.")
-@click.option(
-    "--since",
-    callback=_since,
-    metavar="AGO|ISO",
-    help="Only from this time: a time ago (30m, 2h, 7d) or ISO 8601 (UTC unless a zone is given).",
-)
+@since_option()
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=0),
     metavar="N",
     help="Only the newest N entries (still printed oldest first).",
 )
 @click.option(
+    "--before",
+    type=click.IntRange(min=1),
+    metavar="SEQ",
+    help="Only entries before event SEQ: the next page after one whose oldest seq was SEQ.",
+)
+@click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "csv"]),
+    type=click.Choice(["table", "json", "jsonl", "csv"]),
     help="Same as -o (kept for scripts).",
 )
 def history(
@@ -97,10 +112,16 @@ def history(
     env_name: str | None,
     since: datetime | None,
     limit: int | None,
+    before: int | None,
     fmt: str | None,
 ) -> None:
-    """One timeline: who changed which pin (Git) and what the controller did."""
-    from qrelease.history import timeline
+    """One timeline: who changed which pin (Git) and what the controller did.
+
+    JSON, JSON Lines and CSV are written as they are read (JSON as one array written as it
+    goes), so a long history streams. A table is aligned, so it holds its rows first; give
+    it a --limit (or use another format) for a long history.
+    """
+    from qrelease.history import iter_timeline
     from qrelease.wiring import open_state
 
     if fmt is not None:
@@ -109,36 +130,72 @@ def history(
     store = open_state(ctx.state_dir, ctx.store_url)
     try:
         with opened(ctx) as git_repo:
-            rows = [
-                e.as_json()
-                for e in timeline(
-                    store, git_repo, branch_rev(ctx, git_repo), env=env_name, app=app, since=since
-                )
-            ]
-            if not rows and (env_name or app):  # nothing found: was a name misspelt?
-                check_names(load_snapshot(git_repo, branch_rev(ctx, git_repo)), env_name, app)
+            entries = iter_timeline(
+                store,
+                git_repo,
+                branch_rev(ctx, git_repo),
+                env=env_name,
+                app=app,
+                since=since,
+                limit=limit,
+                before=before,
+            )
+            written, oldest = _write_history(entries, output)
+            if not written and (env_name or app):  # nothing found: was a name misspelt?
+                snapshot = load_snapshot(git_repo, branch_rev(ctx, git_repo), ctx.state_dir)
+                check_names(snapshot, env_name, app)
     finally:
         store.close()
-    _print_history(rows if limit is None else rows[-limit:], output)
+    if limit and oldest is not None and output.name in ("table", "wide"):
+        click.echo(f"(older entries: --before {oldest})", err=True)
+
+
+def _write_history(entries: Iterator[Any], output: Output) -> tuple[int, int | None]:
+    """Write the entries in the output's format; returns how many, and the oldest seq."""
+    out = sys.stdout
+    count = 0
+    oldest: int | None = None
+    if output.name not in STREAMED:
+        rows = []
+        for entry in entries:
+            oldest = entry.seq if oldest is None and entry.seq is not None else oldest
+            rows.append(entry.as_json())
+        _print_history(rows, output)
+        return len(rows), oldest
+    writer = None
+    if output.name == "csv":
+        import csv
+
+        from qrelease.history import COLUMNS
+
+        writer = csv.DictWriter(out, fieldnames=list(COLUMNS))
+        writer.writeheader()
+    elif output.name == "json":
+        out.write("[")
+    for entry in entries:
+        oldest = entry.seq if oldest is None and entry.seq is not None else oldest
+        row = entry.as_json()
+        if writer is not None:
+            writer.writerow(row)
+        elif output.name == "jsonl":
+            out.write(json.dumps(row, default=str) + "\n")
+        else:
+            out.write(("\n  " if count == 0 else ",\n  ") + json.dumps(row, default=str))
+        count += 1
+    if output.name == "json":
+        out.write("\n]\n" if count else "]\n")
+    return count, oldest
 
 
 def _print_history(rows: list[dict[str, Any]], output: Output) -> None:
     if output.structured:
         output.emit(rows)
-    elif output.name == "csv":
-        import csv
-
-        from qrelease.history import COLUMNS
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS))
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        shown = HISTORY_SHOWN + (HISTORY_WIDE if output.wide else []) + ["reason"]
-        print_table(
-            [c.upper() for c in shown],
-            [[_history_cell(r, c, output.wide) for c in shown] for r in rows],
-        )
+        return
+    shown = HISTORY_SHOWN + (HISTORY_WIDE if output.wide else []) + ["reason"]
+    print_table(
+        [c.upper() for c in shown],
+        [[_history_cell(r, c, output.wide) for c in shown] for r in rows],
+    )
 
 
 def _history_cell(row: dict[str, Any], column: str, wide: bool) -> str:
@@ -168,6 +225,11 @@ def audit() -> None:
     "controller_id",
     help="Compare with this controller's anchors (default: the state dir's, or the export's).",
 )
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Read only the events after the newest anchor an earlier verify found intact.",
+)
 def audit_verify(
     repo: str | None,
     state: Path | None,
@@ -175,6 +237,7 @@ def audit_verify(
     output: Output,
     export_file: Path | None,
     controller_id: str | None,
+    incremental: bool,
 ) -> None:
     """Check the event chain, its anchors in Git and its links to Git; exit 1 on any break."""
     from qrelease.anchoring import read_controller_id
@@ -199,7 +262,12 @@ def audit_verify(
                 with opened(ctx) as git_repo:
                     rev = branch_rev(ctx, git_repo)
                     findings = audit_problems(
-                        store, git_repo, rev, controller=controller_id, keys=keys
+                        store,
+                        git_repo,
+                        rev,
+                        controller=controller_id,
+                        keys=keys,
+                        incremental=incremental,
                     )
             finally:
                 store.close()

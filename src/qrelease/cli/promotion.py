@@ -243,7 +243,7 @@ def _record_approval(
     from qrelease.source.repo import SourceError
 
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, ctx.config.source.branch)
+        snapshot = load_snapshot(git_repo, ctx.config.source.branch, ctx.state_dir)
         check_names(snapshot, env_name, app)
         env = snapshot.environments[env_name]
         version = version or env.apps.get(app)
@@ -354,7 +354,7 @@ def windows(
 
     ctx = make_context(repo, state, config, output)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, ctx.config.source.branch)
+        snapshot = load_snapshot(git_repo, ctx.config.source.branch, ctx.state_dir)
     check_names(snapshot, env_name, None)
     env = snapshot.environments.get(env_name)
     if env is None:

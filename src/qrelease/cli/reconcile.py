@@ -195,7 +195,7 @@ def _local_pass(ctx: Context, env_name: str | None, app: str | None, rev: str, m
     from qrelease.wiring import engine, trusted_keys
 
     with opened(ctx) as git_repo:
-        check_names(load_snapshot(git_repo, rev), env_name, app)
+        check_names(load_snapshot(git_repo, rev, ctx.state_dir), env_name, app)
         progress = progress_for_terminal()
         try:
             with engine(
@@ -207,6 +207,7 @@ def _local_pass(ctx: Context, env_name: str | None, app: str | None, rev: str, m
                 keys=trusted_keys(ctx.config),
                 allowed_sources=ctx.config.sources.allow,
                 store_url=ctx.store_url,
+                gate_limits=ctx.config.gates.limits(),
                 wheelhouse=example_wheelhouse(),
             ) as eng:
                 report = eng.reconcile(rev, env_name, mode, app_filter=app)
@@ -275,5 +276,7 @@ def sync(
         )
     if env_name is not None or app is not None:
         with opened(ctx) as git_repo:
-            check_names(load_snapshot(git_repo, branch_rev(ctx, git_repo)), env_name, app)
+            check_names(
+                load_snapshot(git_repo, branch_rev(ctx, git_repo), ctx.state_dir), env_name, app
+            )
     _through_controller(ctx, env_name, app, _retry_mode(retry))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from qrelease.cli.common import (
+    Context,
     Failed,
     Output,
     check_names,
@@ -46,15 +47,23 @@ def init(directory: Path, example: bool) -> None:
 @click.command()
 @common_options
 @click.option("--rev", default="HEAD", show_default=True, help="Revision to check.")
+@click.option("--no-compile", is_flag=True, help="Skip compiling each release's program with qdk.")
 def validate(
-    repo: str | None, state: Path | None, config: Path | None, output: Output, rev: str
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    output: Output,
+    rev: str,
+    no_compile: bool,
 ) -> None:
-    """Check every manifest and environment file at a revision."""
+    """Check every manifest and environment file at a revision (and compile each program)."""
     ctx = make_context(repo, state, config, output)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, rev)
+        snapshot = load_snapshot(git_repo, rev, ctx.state_dir)
         sources = _source_errors(git_repo, snapshot, ctx.config.sources.allow)
-    errors = sorted([*snapshot.errors, *sources])
+        findings = _quantum_findings(ctx, git_repo, snapshot, compile_programs=not no_compile)
+    errors = sorted({*snapshot.errors, *sources, *findings.errors})
+    warnings = sorted(set(findings.warnings))
     if output.structured:
         output.emit(
             {
@@ -63,16 +72,48 @@ def validate(
                 "manifests": len(snapshot.manifests),
                 "environments": len(snapshot.environments),
                 "errors": [vars(error) for error in errors],
+                "warnings": [vars(warning) for warning in warnings],
+                "compiled": findings.compiled,
+                "compile_cached": findings.cached,
             }
         )
     else:
         for error in errors:
             click.echo(str(error), err=True)
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
         summary = f"{len(snapshot.manifests)} releases, {len(snapshot.environments)} environments"
         status = f"{len(errors)} problem(s)" if errors else "valid"
         click.echo(f"{snapshot.revision[:12]}: {summary}: {status}")
     if errors:
         sys.exit(1)
+
+
+def _quantum_findings(
+    ctx: Context, git_repo: GitRepo, snapshot: Snapshot, *, compile_programs: bool
+) -> Any:
+    """Catalog, power and (unless skipped) compile checks of every release."""
+    from qrelease.quantum.cache import ContentCache
+    from qrelease.release_checks import check_releases
+
+    backends: list[Any] = []
+
+    def compiler() -> Any:
+        from qrelease.quantum.qdk import QdkBackend
+        from qrelease.quantum.sandbox import GatePool
+
+        pool = GatePool(ctx.config.gates.limits(), preload=())  # compiling needs no estimator
+        backends.append(QdkBackend(pool))
+        return backends[-1]
+
+    cache = ContentCache(ctx.state_dir / "cache" / "compile")
+    try:
+        return check_releases(
+            git_repo, snapshot, cache=cache, compiler=compiler if compile_programs else None
+        )
+    finally:
+        for backend in backends:
+            backend.close()
 
 
 def _source_errors(
@@ -116,7 +157,7 @@ def diff(
 
     ctx = make_context(repo, state, config, output)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, rev)
+        snapshot = load_snapshot(git_repo, rev, ctx.state_dir)
         check_names(snapshot, None, app)
         try:
             result = diff_releases(git_repo, snapshot, app, from_version, to_version)

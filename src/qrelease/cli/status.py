@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from qrelease.source.loader import Loader, Snapshot
     from qrelease.source.repo import GitRepo
     from qrelease.store.base import StateStore
+    from qrelease.store.parsecache import ParseCache
 
 _sleep: Callable[[float], None] = time.sleep
 """How the polling commands wait between polls (tests replace it to step time themselves)."""
@@ -44,26 +45,29 @@ _clock: Callable[[], float] = time.monotonic
 
 
 class RowSource:
-    """The repo, its loader and the store, open for one command's polls."""
+    """The repo, its loader (with the state dir's parse cache) and the store, open for polls."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._repo: GitRepo | None = None
         self._loader: Loader | None = None
+        self._cache: ParseCache | None = None
         self._store: StateStore | None = None
 
     def __enter__(self) -> Self:
         from qrelease.source.loader import Loader
         from qrelease.source.repo import SourceError
         from qrelease.source.workspace import open_repo
+        from qrelease.store import open_parse_cache
         from qrelease.wiring import open_state
 
         try:
             self._repo = open_repo(self.ctx.repo, self.ctx.state_dir)
         except SourceError as exc:
             raise Failed(str(exc)) from None
-        self._loader = Loader(self._repo)
         self._store = open_state(self.ctx.state_dir, self.ctx.store_url)
+        self._cache = open_parse_cache(self.ctx.state_dir)
+        self._loader = Loader(self._repo, cache=self._cache)
         return self
 
     def __exit__(
@@ -72,6 +76,8 @@ class RowSource:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._cache is not None:
+            self._cache.close()
         if self._store is not None:
             self._store.close()
         if self._repo is not None:

@@ -11,6 +11,7 @@ from collections import Counter as Tally
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 PASS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 FETCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -21,6 +22,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.replica: str | None = None  # set when replicas share a store: every sample says which
         r = self.registry
         self.reconcile_seconds = Histogram(
             "qrelease_reconcile_duration_seconds",
@@ -46,6 +48,11 @@ class Metrics:
             " (soak, window, approvals, ...), suspended, invalid, target, unverified or"
             " environment. A hold failing two checks counts under both.",
             ["env", "cause"],
+            registry=r,
+        )
+        self.leases = Gauge(
+            "qrelease_leases_held",
+            "Environment leases this replica holds (several replicas share a store).",
             registry=r,
         )
         self.gates = Counter(
@@ -75,6 +82,18 @@ class Metrics:
             "qrelease_webhook_requests",
             "Webhook calls by provider and result (accepted, unauthorized, too_large, disabled).",
             ["provider", "result"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "qrelease_notifications",
+            "Notification attempts by channel and result (delivered, retried, dropped).",
+            ["channel", "result"],
+            registry=r,
+        )
+        self.web_requests = Counter(
+            "qrelease_web_requests",
+            "Requests to the web view by page and status code.",
+            ["page", "code"],
             registry=r,
         )
 
@@ -111,6 +130,36 @@ class Metrics:
         for (env, cause), count in causes.items():
             self.held.labels(env=env, cause=cause).set(count)
 
+    def record_leases(self, held: int) -> None:
+        """How many environment leases this replica holds."""
+        self.leases.set(held)
+
+    def record_notification(self, channel: str, result: str) -> None:
+        """Count one delivery attempt."""
+        self.notifications.labels(channel=channel, result=result).inc()
+
     def exposition(self) -> bytes:
-        """The registry in Prometheus text format."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus text format (each sample labelled with the replica)."""
+        if self.replica is None:
+            return generate_latest(self.registry)
+        return generate_latest(_Labelled(self.registry, self.replica))
+
+
+class _Labelled:
+    """A registry's metrics with a `replica` label added to every sample."""
+
+    def __init__(self, registry: CollectorRegistry, replica: str) -> None:
+        self.registry, self.replica = registry, replica
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.registry.collect():
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                labelled.add_sample(
+                    sample.name,
+                    {**sample.labels, "replica": self.replica},
+                    sample.value,
+                    sample.timestamp,
+                    sample.exemplar,
+                )
+            yield labelled

@@ -20,9 +20,10 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from qrelease.anchoring import anchor_chain
+from qrelease.anchoring import anchor_chain, controller_id
 from qrelease.config import ControllerConfig
 from qrelease.daemon.api import PassRequest
+from qrelease.daemon.leases import Identity, LeaseKeeper
 from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.schedule import next_delay, resync_due
 from qrelease.daemon.state import ControllerState, PassRecord
@@ -38,7 +39,9 @@ from qrelease.source.pinlog import rollback_hold
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys, verify_revision
 from qrelease.source.workspace import mirror_path, refresh_mirror
-from qrelease.store import StateStore
+from qrelease.store import FencedError, StateStore, open_parse_cache
+from qrelease.store.fenced import Fence, FencedStore
+from qrelease.store.parsecache import ParseCache
 from qrelease.wiring import BackendsFactory, local_backends, open_state, promoter
 
 WEBHOOK = "webhook"
@@ -102,6 +105,7 @@ class Reconciler:
         self._draw = draw
         self.clock = clock  # every decision (resync, retries, the engine's records) reads it
         self._store: StateStore | None = None
+        self._parse_cache: ParseCache | None = None
         self._backends: Backends | None = None
         self._repo: GitRepo | None = None
         self._engine: Engine | None = None
@@ -115,12 +119,19 @@ class Reconciler:
         self._approvals_seen: str | None = None
         self._requests: queue.Queue[PassRequest] = queue.Queue()
         self._asking: PassRequest | None = None
+        self.keeper: LeaseKeeper | None = None  # with a shared store: this replica's leases
+        self._keeper_thread: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
+        self._owned: frozenset[str] | None = None  # what the last pass covered
+        self.after_pass: list[Callable[[], None]] = []
+        """Told after every pass's report is published (the notifier looks at the log then)."""
 
     # -- lifetime ---------------------------------------------------------------------
 
     def open(self) -> None:
         """Open the store and backends on this thread and show last-known-good status."""
         self._store = open_state(self.config.state_dir, self.config.store.url)
+        self._parse_cache = open_parse_cache(self.config.state_dir)
         if self._backends_factory is None:
             limits = self.config.gates.limits()
             self._backends = local_backends(
@@ -133,7 +144,49 @@ class Reconciler:
         else:
             self._backends = self._backends_factory(self.config.state_dir)
         self.state.update(store_open=True, store_error=None)
+        if self.config.replicated:
+            self._open_keeper()
         self._show_known_status()
+
+    def _open_keeper(self) -> None:
+        """This replica's lease keeper, on its own store connection."""
+        replica = self.config.replica
+        identity = Identity(
+            id=replica.id or controller_id(self.config.state_dir),
+            address=self.config.listen,
+            serves=replica.serves,
+            started_at=self.clock(),
+        )
+        self.keeper = LeaseKeeper(
+            self._opened_store().connect(),
+            identity,
+            ttl=replica.lease_ttl,
+            renew=replica.lease_renew,
+            clock=self.clock,
+            log=self.log,
+        )
+        self.metrics.replica = identity.id
+        self.state.update(replica=identity.id)
+
+    def start_keeper(self, wake: Wake) -> None:
+        """Keep the leases on a thread of their own, waking the reconcile thread on a takeover."""
+        keeper = self.keeper
+        if keeper is None:
+            return
+        keeper.on_acquired = lambda names: wake.trigger("lease")
+        interval = keeper.renew.total_seconds()
+
+        def keep() -> None:
+            while not self._keeper_stop.is_set():
+                try:
+                    keeper.tick()
+                    self._publish_fleet()
+                except Exception:  # a store hiccup: leases expire only after a whole TTL
+                    self.log.exception("lease renewal failed")
+                self._keeper_stop.wait(interval)
+
+        self._keeper_thread = threading.Thread(target=keep, name="qrelease-leases", daemon=True)
+        self._keeper_thread.start()
 
     def submit(self, request: PassRequest) -> None:
         """Queue a pass asked for through the local API (the caller wakes the thread)."""
@@ -146,10 +199,28 @@ class Reconciler:
             request.close()
         if self._repo is not None:
             self._repo.close()
+        self._close_keeper()
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._parse_cache is not None:
+            self._parse_cache.close()
         self.state.update(store_open=False)
+
+    def _close_keeper(self) -> None:
+        """Stop renewing and give every lease up, so other replicas take over at once."""
+        if self.keeper is None:
+            return
+        self._keeper_stop.set()
+        if self._keeper_thread is not None:
+            self._keeper_thread.join()
+        try:
+            self.keeper.release_all()
+        except Exception:  # the store is gone: the leases expire by themselves
+            self.log.exception("could not release the leases")
+        finally:
+            self.keeper.store.close()
+            self.keeper = None
 
     def __enter__(self) -> Reconciler:
         self.open()
@@ -175,6 +246,8 @@ class Reconciler:
         config = self.config
         try:
             revision = self._fetch(config)
+            if revision is not None and self.keeper is not None:
+                self._track_leases(revision)
             requests = self._drain_requests()
             for request in requests:
                 self._requested_pass(revision or self._revision, request)
@@ -186,7 +259,23 @@ class Reconciler:
         finally:
             if self._repo is not None:
                 self._repo.close()
+        if self.keeper is not None:
+            self._show_fleet()
         return self._schedule(self.config)  # a reload during the cycle wins
+
+    def _track_leases(self, revision: str) -> None:
+        """Tell the keeper the environments of this revision; between passes, rebalance."""
+        assert self.keeper is not None
+        snapshot = self._the_engine().loader.load(revision)
+        names = set(snapshot.environments) | set(snapshot.broken_envs)
+        local = {
+            name for name, env in snapshot.environments.items() if env.classical.kind == "venv"
+        } | set(snapshot.broken_envs)  # an unreadable file may be a venv environment
+        self.keeper.track(names, local)
+        if self._keeper_thread is None:  # `controller run --once`: take leases now
+            self.keeper.tick()
+        else:
+            self.keeper.rebalance()
 
     def _fetch(self, config: ControllerConfig) -> str | None:
         """Refresh the mirror and resolve the branch; a failure is recorded, not raised."""
@@ -230,6 +319,8 @@ class Reconciler:
         """A pass runs for a new revision, a webhook, or when the resync interval is up."""
         if revision != self._last_pass_revision or any(r.startswith(WEBHOOK) for r in reasons):
             return True
+        if self.keeper is not None and self.keeper.owned() != self._owned:
+            return True  # this replica took an environment over (or gave one up)
         approvals = approvals_tip(self._git())
         if approvals != self._approvals_seen:  # someone approved or rejected: judge again
             self._approvals_seen = approvals
@@ -293,11 +384,26 @@ class Reconciler:
         log.info("pass started")
         started_at, started = self.clock(), time.monotonic()
         self._current_revision = revision
+        owned = self.keeper.owned() if self.keeper is not None else None
         try:
             fresh = trigger != "revision"  # a new revision reuses what deployers reported
             report = self._the_engine().reconcile(
-                revision, env_filter, retry, trigger=trigger, fresh=fresh, app_filter=app_filter
+                revision,
+                env_filter,
+                retry,
+                trigger=trigger,
+                fresh=fresh,
+                owned=owned,
+                app_filter=app_filter,
             )
+        except FencedError as error:  # another replica took an environment over mid-pass
+            log.warning("lease lost during the pass; its writes were refused", error=str(error))
+            seconds = time.monotonic() - started
+            summary = {"error": f"lease lost: {error}"}
+            self.metrics.record_pass(seconds, PassOutcome.ERROR, [])
+            record = PassRecord(revision, PassOutcome.ERROR, started_at, seconds, trigger, summary)
+            self.state.pass_finished(record)
+            return None
         except Exception as error:  # the controller outlives any one bad pass
             self._pass_errors += 1
             log.exception("pass error")
@@ -311,6 +417,7 @@ class Reconciler:
         if env_filter is None and app_filter is None:  # a narrower pass leaves the rest due
             self._last_pass_revision = revision
             self._last_pass_at = self.clock()
+            self._owned = owned
         seconds = time.monotonic() - started
         record = PassRecord(
             revision, report.outcome, started_at, seconds, trigger, report.summary()
@@ -331,6 +438,8 @@ class Reconciler:
         """The engine's finaliser hands every pass here: view rows, metrics, retries."""
         gone = [app.key for app in report.apps if app.row is None]
         self.state.put_rows(report.rows, report.revision, gone)
+        if report.snapshot.environments:
+            self.state.update(environments=dict(report.snapshot.environments))
         rows = self.state.view.rows.values()
         seconds = (report.finished_at - report.started_at).total_seconds()
         self.metrics.record_pass(seconds, report.outcome, report.gate_outcomes())
@@ -338,6 +447,8 @@ class Reconciler:
         self.metrics.record_holds((r.env, r.step) for r in rows if r.rollout == Rollout.HELD)
         due = [row.retry_at for row in rows if row.retry_at is not None]
         self._retry_at = min(due) if due else None
+        for listener in self.after_pass:
+            listener()
 
     def _on_row(self, row: StatusRow) -> None:
         """The engine's row hook: /status shows every planned row and rollout step at once."""
@@ -362,8 +473,15 @@ class Reconciler:
             quantum_for=self._opened_backends().quantum_for,
         )
         repo, revision = self._git(), report.revision
+        owned = self.keeper.owned() if self.keeper is not None else None
+
+        def held(env: str, app: str) -> bool:
+            """Not this replica's environment, or a rollback holds it."""
+            if owned is not None and env not in owned:
+                return True
+            return rollback_hold(repo, revision, env, app) is not None
+
         try:
-            held = lambda env, app: rollback_hold(repo, revision, env, app) is not None  # noqa: E731
             for result in auto_promote(promotions, snapshot, self.state.view.rows, held):
                 change = result.change
                 log.info(
@@ -390,6 +508,49 @@ class Reconciler:
             (s.env, s.rollout_step) for s in recorded if s.rollout == Rollout.HELD
         )
 
+    def _show_fleet(self) -> None:
+        """Every replica's rows from the store, and who holds what: /status on any replica."""
+        store = self._opened_store()
+        self.state.set_rows(
+            (row_of(state) for state in store.all_observed()), self.state.view.rows_revision
+        )
+        self._publish_fleet()
+
+    def _publish_fleet(self) -> None:
+        if self.keeper is None:
+            return
+        replicas, leases = self.keeper.fleet()
+        now = self.clock()
+        self.state.update(
+            fleet={
+                "replicas": [
+                    {
+                        "id": r.id,
+                        "host": r.host,
+                        "pid": r.pid,
+                        "address": r.address,
+                        "serves": list(r.serves) if r.serves is not None else None,
+                        "started_at": r.started_at.isoformat(),
+                        "last_seen": r.last_seen.isoformat(),
+                        "alive": now - r.last_seen < self.keeper.ttl,
+                    }
+                    for r in replicas
+                ],
+                "leases": [
+                    {
+                        "name": lease.name,
+                        "owner": lease.owner,
+                        "token": lease.token,
+                        "expires_at": lease.expires_at.isoformat(),
+                        "acquired_at": lease.acquired_at.isoformat(),
+                        "held": lease.expires_at > now,
+                    }
+                    for lease in leases
+                ],
+            }
+        )
+        self.metrics.record_leases(len(self.keeper.owned()))
+
     # -- resources --------------------------------------------------------------------
 
     def _git(self) -> GitRepo:
@@ -401,9 +562,12 @@ class Reconciler:
     def _the_engine(self) -> Engine:
         if self._engine is None:
             assert self._backends is not None, "open() the reconciler first"
+            store = self._opened_store()
+            if self.keeper is not None:
+                store = FencedStore(store, Fence(self.keeper.identity.id, self.keeper.token_for))
             self._engine = Engine(
                 self._git(),
-                self._opened_store(),
+                store,
                 self._backends,
                 clock=self.clock,
                 on_row=self._on_row,
@@ -411,6 +575,7 @@ class Reconciler:
                 trusted_keys=self._keys(),
                 concurrency=self.config.concurrency,
                 sinks=[self._on_report],
+                parse_cache=self._parse_cache,
             )
         return self._engine
 

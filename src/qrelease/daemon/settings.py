@@ -12,7 +12,18 @@ from pathlib import Path
 
 from qrelease.config import ConfigError, ControllerConfig, load_config
 
-RESTART_FIELDS = ("source.url", "state_dir", "store.url", "listen", "gates", "http", "sources")
+RESTART_FIELDS = (
+    "source.url",
+    "state_dir",
+    "store.url",
+    "listen",
+    "gates",
+    "http",
+    "sources",
+    "replica",
+    "notifications",
+    "web",
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,9 @@ def restart_needed(old: ControllerConfig, new: ControllerConfig) -> list[str]:
         "gates": (old.gates, new.gates),
         "http": (old.http, new.http),
         "sources": (old.sources, new.sources),
+        "replica": (old.replica, new.replica),
+        "notifications": (old.notifications, new.notifications),
+        "web": (old.web, new.web),
     }
     return [name for name in RESTART_FIELDS if values[name][0] != values[name][1]]
 

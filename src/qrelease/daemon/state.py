@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from qrelease.model.environment import Environment
 from qrelease.model.vocabulary import PassOutcome
 from qrelease.planning.status import StatusRow
 
@@ -56,6 +57,10 @@ class View:
     pass_errors: int = 0
     pass_error: str | None = None
     stopping: bool = False
+    replica: str | None = None  # this replica's id when several share the store
+    fleet: Mapping[str, Any] | None = None  # their heartbeats and leases
+    environments: Mapping[str, Environment] = field(default_factory=dict)
+    """The environments of the last pass's revision (the web view's column order and policy)."""
 
     def not_ready_reasons(self) -> list[str]:
         """Why the controller is not ready; empty when it is."""
@@ -107,6 +112,8 @@ class View:
             "consecutive_pass_errors": self.pass_errors,
             "rows": [self.rows[key].as_json() for key in sorted(self.rows)],
             "stopping": self.stopping,
+            "replica": self.replica,
+            "fleet": dict(self.fleet) if self.fleet is not None else None,
         }
 
 

@@ -1,9 +1,14 @@
-"""Bake: a release that just went live has its health checked again, every interval, for a while.
+"""Checks of what runs after a rollout: bake, and verifying what an interrupted rollout left.
 
 `policy.bake` keeps a new release under watch after the rollout: each check that passes
 moves the next one on, the last one ends the bake (and starts the soak the next
 environment waits for), and a check that fails switches back to the release that ran
 before (with `auto_rollback`) and holds the release at this revision.
+
+A rollout interrupted after its switch (a crash, or a replica killed and its environment
+taken over) left the new release live with its health unknown. The next pass does not roll
+it out again: it runs the live health check it missed, records the rollout's outcome
+(`deploy`, Healthy) and, when the check fails, switches back as a failed bake does.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from qrelease.engine.record import Recorder, draft
 from qrelease.engine.report import AppReport
 from qrelease.engine.rollout import switch_back
 from qrelease.model.environment import Environment
+from qrelease.model.events import Event
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import EventKind, EventOutcome, Failure, Health, Rollout
 from qrelease.planning.planner import Action
-from qrelease.planning.status import Outcome, baked, failed, row_of
+from qrelease.planning.status import Outcome, baked, baking, failed, row_of, verified
 from qrelease.source.loader import Snapshot
 
 
@@ -47,31 +53,9 @@ def bake_check(
         outcome, reason = (Rollout.SUCCEEDED, "") if done else (None, "")
     else:
         reason = f"health check failed during the bake: {health.message}"
-        previous = state.previous
-        events = []
-        live, live_health = action.to_version, Health.DEGRADED
-        if env.policy.auto_rollback and previous:
-            live = previous
-            live_health = switch_back(deployer, env, snapshot, action.app, previous, Health.UNKNOWN)
-            restored = (
-                EventOutcome.RESTORED if live_health == Health.HEALTHY else EventOutcome.DEGRADED
-            )
-            details = {"restored": previous, "health": str(live_health)}
-            events.append(
-                draft(action, EventKind.AUTO_ROLLBACK, restored, snapshot.revision, reason, details)
-            )
-            reason += f"; rolled back to {previous}"
-        result = Outcome(
-            "bake",
-            reason,
-            Failure.DETERMINISTIC,
-            live,
-            live_health,
-            went_live=live == action.to_version,
+        after, appended = _failed_live(
+            action, env, snapshot, state, backends, recorder, clock, "bake", reason, EventKind.BAKE
         )
-        after = failed(state, state, result, snapshot.revision, now)
-        events.append(draft(action, EventKind.BAKE, EventOutcome.FAILED, snapshot.revision, reason))
-        appended = recorder.commit(after, events)
         outcome = Rollout.FAILED
     return AppReport(
         action.env,
@@ -85,6 +69,86 @@ def bake_check(
         row_of(after),
         events=tuple(event.seq for event in appended),
     )
+
+
+def verify_live(
+    action: Action,
+    env: Environment,
+    snapshot: Snapshot,
+    state: ObservedState,
+    backends: Backends,
+    recorder: Recorder,
+    clock: Callable[[], datetime],
+) -> AppReport:
+    """The live health check an interrupted rollout missed, and the rollout's outcome."""
+    assert action.manifest is not None  # the planner only verifies a valid, live release
+    health = backends.deployer_for(env).check_health(env, action.manifest, current=True)
+    step = "health check (live)"
+    if health.ok:
+        now = clock()
+        after = verified(state, now)
+        if env.policy.bake:  # it went live without its bake: watch it now
+            after = baking(after, env.policy.bake, state.previous, now)
+        reason = "verified after an interrupted rollout"
+        details = {"verified": True, "health": health.message}
+        event = draft(
+            action, EventKind.DEPLOY, EventOutcome.HEALTHY, snapshot.revision, reason, details
+        )
+        event = event.model_copy(update={"from_version": state.previous})
+        appended = recorder.commit(after, [event])
+        outcome = Rollout.SUCCEEDED
+    else:
+        reason = f"health check failed after an interrupted rollout: {health.message}"
+        after, appended = _failed_live(
+            action, env, snapshot, state, backends, recorder, clock, step, reason, EventKind.DEPLOY
+        )
+        outcome = Rollout.FAILED
+    return AppReport(
+        action.env,
+        action.app,
+        action.kind,
+        state.previous,
+        action.to_version,
+        outcome,
+        step,
+        reason,
+        row_of(after),
+        events=tuple(event.seq for event in appended),
+    )
+
+
+def _failed_live(
+    action: Action,
+    env: Environment,
+    snapshot: Snapshot,
+    state: ObservedState,
+    backends: Backends,
+    recorder: Recorder,
+    clock: Callable[[], datetime],
+    step: str,
+    reason: str,
+    kind: EventKind,
+) -> tuple[ObservedState, list[Event]]:
+    """What runs failed its health check: switch back to `state.previous` when allowed."""
+    deployer = backends.deployer_for(env)
+    previous = state.previous
+    events = []
+    live, live_health = action.to_version, Health.DEGRADED
+    if env.policy.auto_rollback and previous:
+        live = previous
+        live_health = switch_back(deployer, env, snapshot, action.app, previous, Health.UNKNOWN)
+        restored = EventOutcome.RESTORED if live_health == Health.HEALTHY else EventOutcome.DEGRADED
+        details = {"restored": previous, "health": str(live_health)}
+        events.append(
+            draft(action, EventKind.AUTO_ROLLBACK, restored, snapshot.revision, reason, details)
+        )
+        reason += f"; rolled back to {previous}"
+    result = Outcome(
+        step, reason, Failure.DETERMINISTIC, live, live_health, went_live=live == action.to_version
+    )
+    after = failed(state, state, result, snapshot.revision, clock())
+    events.append(draft(action, kind, EventOutcome.FAILED, snapshot.revision, reason))
+    return after, recorder.commit(after, events)
 
 
 def baked_now(state: ObservedState, now: datetime) -> ObservedState:

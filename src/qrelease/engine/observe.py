@@ -7,10 +7,10 @@ Nothing here writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from qrelease.deployers.base import Deployer, Observed
+from qrelease.deployers.base import Deployer, Observed, Remembering
 from qrelease.engine.backends import Backends
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
@@ -18,6 +18,19 @@ from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Availability
 from qrelease.planning.planner import Desired, Seen
 from qrelease.source.loader import Snapshot
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The environments a pass covers: the one asked for (None: all), within those this
+    replica owns (None: a single controller owns all)."""
+
+    env: str | None = None
+    owned: frozenset[str] | None = None
+
+    def covers(self, name: str) -> bool:
+        """True for an environment the pass covers."""
+        return self.env in (None, name) and (self.owned is None or name in self.owned)
 
 
 @dataclass(frozen=True)
@@ -36,10 +49,14 @@ class Observer:
     deployer reported stays true until the engine acts on that key: a pass over a new
     revision reuses it, and only a `fresh` pass (a resync, or a pass a person asked for)
     asks every deployer again, which is how drift from outside is found. The engine
-    forgets the keys it acted on; an observation that failed is never kept. A manifest's
-    target id is kept by the manifest's identity: the loader hands the same model objects
-    to every pass until their file changes, and reading three nested models of each of
-    thousands of manifests each pass costs more than the rest of the lookup together.
+    forgets the keys it acted on; an observation that failed is never kept. A deployer
+    that keeps its own observations with a change signal (`Remembering`, the venv
+    deployer) is asked every pass, since a look at the signal is cheap and catches a
+    hand-swapped `current` at once; a `fresh` pass first tells it to forget them all, and
+    every pass lets it save them for the next process.
+    A manifest's target id is kept by the manifest's identity: the loader hands the same
+    model objects to every pass until their file changes, and reading three nested models
+    of each of thousands of manifests each pass costs more than the rest of the lookup.
     """
 
     def __init__(self, backends: Backends) -> None:
@@ -52,27 +69,33 @@ class Observer:
         for key in keys:
             self._live.pop(key, None)
 
+    def forget_environments(self, names: Collection[str]) -> None:
+        """Ask again about every key of these environments (another replica may have acted)."""
+        self.forget([key for key in self._live if key[0] in names])
+
     def observe(
         self,
         snapshot: Snapshot,
         stored: Mapping[tuple[str, str], ObservedState],
-        env_filter: str | None,
+        scope: Scope,
         *,
         fresh: bool = False,
     ) -> Observation:
-        """Every pin of the selected environments, plus every recorded key no pin names."""
-        environments = selected(snapshot.environments, env_filter)
+        """Every pin of the covered environments, plus every recorded key no pin names."""
+        environments = selected(snapshot.environments, scope)
         availability = _AvailabilityCache(self._backends)
         targets: dict[int, tuple[ReleaseManifest, str]] = self._targets
         used: dict[int, tuple[ReleaseManifest, str]] = {}
         known = {} if fresh else self._live
-        others = {key: seen for key, seen in self._live.items() if env_filter not in (None, key[0])}
+        others = {key: seen for key, seen in self._live.items() if not scope.covers(key[0])}
         live: dict[tuple[str, str], Observed] = others
         desired: list[Desired] = []
         seen: dict[tuple[str, str], Seen] = {}
         manifests, problems = snapshot.manifests, snapshot.pin_problems
+        remembering = self._remembering(environments, forget=fresh)
         for name, env in sorted(environments.items()):  # one tight loop: thousands of pins a pass
             deployer: Deployer | None = None
+            asks = name in remembering
             statuses: dict[str, tuple[Availability, str]] = {}  # by target id, in this env
             for app, version in sorted(env.apps.items()):
                 key = (name, app)
@@ -81,7 +104,7 @@ class Observer:
                 desired.append(
                     Desired(env, app, version, manifest, problem.message if problem else "")
                 )
-                observed = known.get(key)
+                observed = None if asks else known.get(key)
                 if observed is None:
                     deployer = deployer or self._backends.deployer_for(env)
                     observed = deployer.observe(env, app)
@@ -99,7 +122,7 @@ class Observer:
                     stored.get(key), observed.current, observed.drift, *status, observed.error
                 )
         self._targets = used  # only the manifests of this pass stay referenced
-        gone = sorted(k for k in stored if k not in seen and env_filter in (None, k[0]))
+        gone = sorted(k for k in stored if k not in seen and scope.covers(k[0]))
         for key in gone:  # recorded once, no longer pinned: observed for the prune
             env = environments.get(key[0]) or Environment(environment=key[0])
             observed = known.get(key) or self._backends.deployer_for(env).observe(env, key[1])
@@ -114,7 +137,24 @@ class Observer:
                 observed.error,
             )
         self._live = live  # only keys of this pass (and other environments') stay
+        for keeper in {id(k): k for k in remembering.values()}.values():
+            keeper.save_observed()
         return Observation(environments, tuple(desired), seen)
+
+    def _remembering(
+        self, environments: Mapping[str, Environment], *, forget: bool
+    ) -> dict[str, Remembering]:
+        """The environments whose deployer keeps its own observations (told to forget them)."""
+        found: dict[str, Remembering] = {}
+        told: set[int] = set()
+        for name, env in environments.items():
+            deployer = self._backends.deployer_for(env)
+            if isinstance(deployer, Remembering):
+                found[name] = deployer
+                if forget and id(deployer) not in told:
+                    deployer.forget_observed()
+                    told.add(id(deployer))
+        return found
 
 
 _UNKNOWN = (Availability.UNKNOWN, "")
@@ -141,9 +181,9 @@ def environment_of(snapshot: Snapshot, name: str) -> Environment:
     return snapshot.environments.get(name) or Environment(environment=name)
 
 
-def selected(environments: Mapping[str, Environment], only: str | None) -> dict[str, Environment]:
+def selected(environments: Mapping[str, Environment], scope: Scope) -> dict[str, Environment]:
     """The environments a pass covers."""
-    return {name: env for name, env in environments.items() if only in (None, name)}
+    return {name: env for name, env in environments.items() if scope.covers(name)}
 
 
 def desired_pins(snapshot: Snapshot, environments: Mapping[str, Environment]) -> Iterator[Desired]:
@@ -155,10 +195,10 @@ def desired_pins(snapshot: Snapshot, environments: Mapping[str, Environment]) ->
             yield Desired(env, app, version, manifest, str(problem.message) if problem else "")
 
 
-def broken_environments(snapshot: Snapshot, only: str | None) -> dict[str, str]:
+def broken_environments(snapshot: Snapshot, scope: Scope) -> dict[str, str]:
     """Environments whose file is invalid, with why: their recorded apps are held."""
     return {
         name: f"{error.path} is invalid: {error}"
         for name, error in snapshot.broken_envs.items()
-        if only in (None, name)
+        if scope.covers(name)
     }

@@ -23,6 +23,8 @@ class ObservedState(Frozen):
     `attempts`/`retry_at` pace the retries of a transient failure (and, for a hold or a
     bake, say when the row is looked at again). While a release bakes (`bake_until`), its
     health check runs again every bake interval and a failure switches back to `previous`.
+    With several controller replicas, `owner` and `fence` say which replica wrote the row
+    under which lease token (None for a single controller).
     """
 
     env: str
@@ -50,6 +52,8 @@ class ObservedState(Frozen):
     retry_at: datetime | None = None
     bake_until: datetime | None = None
     previous: str | None = None
+    owner: str | None = None
+    fence: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:

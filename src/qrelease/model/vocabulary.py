@@ -78,6 +78,7 @@ class ActionKind(StrEnum):
     HOLD = "Hold"
     PRUNE = "Prune"
     BAKE = "Bake"
+    VERIFY = "Verify"
 
 
 class Rollout(StrEnum):
@@ -141,6 +142,24 @@ class EventOutcome(StrEnum):
     RECOVERED = "Recovered"
     COMMITTED = "Committed"
     FORCED = "Forced"
+
+
+class NotificationKind(StrEnum):
+    """What a notification rule can ask to hear about; an audit event may be several at once.
+
+    A hold is always `hold`, and also `approval-needed` when it waits for approvals or
+    `target-unavailable` when the quantum target is down.
+    """
+
+    DEPLOY_SUCCEEDED = "deploy-succeeded"
+    DEPLOY_FAILED = "deploy-failed"
+    AUTO_ROLLBACK = "auto-rollback"
+    HOLD = "hold"
+    PROMOTION = "promotion"
+    ROLLBACK = "rollback"
+    APPROVAL_NEEDED = "approval-needed"
+    GATE_FAILED = "gate-failed"
+    TARGET_UNAVAILABLE = "target-unavailable"
 
 
 class PassOutcome(StrEnum):

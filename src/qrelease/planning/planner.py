@@ -110,8 +110,8 @@ class Plan:
 
     @property
     def changes(self) -> list[Action]:
-        """The actions that would change something (a bake check may switch back)."""
-        kinds = (ActionKind.DEPLOY, ActionKind.PRUNE, ActionKind.BAKE)
+        """The actions that would change something (a bake or verify check may switch back)."""
+        kinds = (ActionKind.DEPLOY, ActionKind.PRUNE, ActionKind.BAKE, ActionKind.VERIFY)
         return [a for a in self.actions if a.kind in kinds]
 
 
@@ -232,6 +232,9 @@ def decide(
     if seen.error is not None:
         return _unreadable(act(ActionKind.HOLD, Sync.UNKNOWN), seen)
     unverified = _unverified(seen.state)
+    if current == version and seen.drift is None and unverified:
+        reason = "verify: an interrupted rollout left this release live; checking its health"
+        return act(ActionKind.VERIFY, Sync.SYNCED, reason)
     if current == version and seen.drift is None and not unverified:
         if _bake_due(seen.state, now):
             return act(ActionKind.BAKE, Sync.SYNCED, "bake: health check of what runs")

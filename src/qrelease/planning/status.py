@@ -219,6 +219,8 @@ def planned(
             update["health"] = action.health
     elif action.kind == ActionKind.HOLD:
         update["message"] = action.reason  # a failure waiting: the rollout stays Failed
+    elif action.kind == ActionKind.VERIFY:
+        update.update(rollout_step="health check (live)", message=action.reason)
     elif action.kind == ActionKind.NOOP:
         update.update(_settled(action, base))
     return base.model_copy(update=update)
@@ -364,9 +366,19 @@ def failed(
 
 
 def recovered(
-    state: ObservedState | None, env: str, app: str, live: str | None, step: str, now: datetime
+    state: ObservedState | None,
+    env: str,
+    app: str,
+    live: str | None,
+    step: str,
+    now: datetime,
+    previous: str | None = None,
 ) -> ObservedState:
-    """A crash cut a rollout short: what runs is known, its health is not."""
+    """A crash cut a rollout short: what runs is known, its health is not.
+
+    `previous` is the release that ran before, when the interrupted rollout had already
+    switched: the check that verifies the new one switches back to it if that fails.
+    """
     base = state or ObservedState(env=env, app=app)
     return base.model_copy(
         update={
@@ -378,6 +390,29 @@ def recovered(
             "message": f"recovered after an interrupted {step}",
             "updated_at": now,
             "healthy_since": None,
+            "previous": previous,
+        }
+    )
+
+
+def verified(state: ObservedState, now: datetime) -> ObservedState:
+    """The release an interrupted rollout left live passed its health check: it is live."""
+    return state.model_copy(
+        update={
+            "health": Health.HEALTHY,
+            "sync": Sync.SYNCED,
+            "rollout": Rollout.SUCCEEDED,
+            "rollout_step": "",
+            "rollout_reason": "verified after an interrupted rollout",
+            "message": "",
+            "updated_at": now,
+            "healthy_since": now,
+            "failed_version": None,
+            "failed_revision": None,
+            "failure": None,
+            "attempts": 0,
+            "retry_at": None,
+            "previous": None,
         }
     )
 

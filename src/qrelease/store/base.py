@@ -11,14 +11,14 @@ another thread from `connect()`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from qrelease.model.events import Event, EventDraft
+from qrelease.model.events import GENESIS_HASH, Event, EventDraft
 from qrelease.model.observed import ObservedState
 from qrelease.store.audit import ChainReport
 
@@ -29,6 +29,44 @@ class StoreError(Exception):
 
 class SchemaTooNewError(StoreError):
     """The database was written by a newer qrelease whose schema this one does not know."""
+
+
+class FencedError(StoreError):
+    """A write under a lease this replica no longer holds: another replica owns the work now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who owns a piece of work (an environment) until when.
+
+    `token` is the fencing token: it grows every time the lease is acquired (by anyone), and
+    renewing keeps it. A write made under a lease names its token, and the store refuses it
+    once the lease was acquired again, so a replica that paused past its lease's expiry
+    cannot act on work another replica has taken over.
+    """
+
+    name: str
+    owner: str
+    token: int
+    expires_at: datetime
+    acquired_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """One running controller of a fleet that shares a store, as its heartbeat last said.
+
+    `serves` lists the environments on the local venv deployer this replica may deploy
+    (their releases live on its disk); None means every environment.
+    """
+
+    id: str
+    host: str
+    pid: int
+    address: str
+    serves: tuple[str, ...] | None
+    started_at: datetime
+    last_seen: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +129,49 @@ class HistoryFilter:
             and (self.before_seq is None or event.seq < self.before_seq)
             and (actions is None or event.action in actions)
         )
+
+
+def acquired(
+    current: Lease | None, name: str, owner: str, ttl: timedelta, now: datetime
+) -> Lease | None:
+    """The lease after `owner` asks for it at `now`, or None while someone else holds it.
+
+    Every backend decides with this function under its own lock, so all agree.
+
+    >>> from datetime import UTC
+    >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> a = acquired(None, "env:prod", "a", timedelta(seconds=15), t0)
+    >>> a.token, acquired(a, "env:prod", "b", timedelta(seconds=15), t0) is None
+    (1, True)
+    >>> acquired(a, "env:prod", "b", timedelta(seconds=15), t0 + timedelta(seconds=15)).token
+    2
+    """
+    if current is not None and current.owner != owner and current.expires_at > now:
+        return None
+    token = (current.token if current is not None else 0) + 1
+    return Lease(name, owner, token, now + ttl, now)
+
+
+def renewed(current: Lease | None, lease: Lease, ttl: timedelta, now: datetime) -> Lease | None:
+    """The lease extended to `now + ttl`, or None when it was acquired again since `lease`.
+
+    An expired lease nobody took is still the holder's: its token says nobody acted since.
+    """
+    if current is None or (current.owner, current.token) != (lease.owner, lease.token):
+        return None
+    return replace(current, expires_at=max(current.expires_at, now + ttl))
+
+
+def fence_problem(current: Lease | None, name: str, owner: str, token: int) -> str | None:
+    """Why a write under (`owner`, `token`) must be refused, or None when the lease allows it."""
+    if current is None:
+        return f"lease {name} was never taken; {owner} cannot write under token {token}"
+    if (current.owner, current.token) != (owner, token):
+        return (
+            f"lease {name} is held by {current.owner} (token {current.token}) since "
+            f"{current.acquired_at.isoformat()}; {owner} (token {token}) lost it"
+        )
+    return None
 
 
 class StateStore(Protocol):
@@ -174,8 +255,17 @@ class StateStore(Protocol):
         """How many events the log holds."""
         ...
 
-    def verify(self) -> ChainReport:
-        """Check the whole chain in seq order."""
+    def verify(
+        self,
+        *,
+        after_seq: int = 0,
+        after_hash: str = GENESIS_HASH,
+        see: Callable[[int, str], None] | None = None,
+    ) -> ChainReport:
+        """Check the chain in seq order, from genesis or after an event already verified.
+
+        `see` is called with every event's seq and stored hash as the check streams by.
+        """
         ...
 
     # -- observed state -------------------------------------------------------------------
@@ -252,6 +342,43 @@ class StateStore(Protocol):
         """Store an intent copied from another store, keeping its id."""
         ...
 
+    # -- leases and replicas ----------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, ttl: timedelta, now: datetime) -> Lease | None:
+        """Take the lease when it is free, expired or already `owner`'s, with a new token."""
+        ...
+
+    def renew_lease(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease | None:
+        """Extend a held lease (same token); None when someone acquired it since."""
+        ...
+
+    def release_lease(self, lease: Lease) -> bool:
+        """Give a held lease up (it expires at once); False when it was no longer held."""
+        ...
+
+    def leases(self) -> list[Lease]:
+        """Every lease ever taken, by name."""
+        ...
+
+    def check_fence(self, name: str, owner: str, token: int) -> None:
+        """Raise FencedError unless `owner` still holds lease `name` with `token`.
+
+        Inside a `transaction()` the check holds until the commit: a takeover waits for it.
+        """
+        ...
+
+    def heartbeat(self, replica: Replica) -> None:
+        """Record that a replica is alive (insert or refresh its row)."""
+        ...
+
+    def replicas(self) -> list[Replica]:
+        """Every replica that has beaten, by id."""
+        ...
+
+    def forget_replica(self, replica_id: str) -> None:
+        """Remove a replica's row (it stopped cleanly)."""
+        ...
+
     def get_meta(self, key: str) -> str | None:
         """The value stored under `key`, if any."""
         ...
@@ -262,4 +389,8 @@ class StateStore(Protocol):
 
     def meta_items(self) -> dict[str, str]:
         """Every meta key with its value."""
+        ...
+
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: absent); True if it did."""
         ...

@@ -10,16 +10,28 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
 from qrelease.model.observed import ObservedState
-from qrelease.store.audit import ChainReport, as_utc, link, verify_chain
-from qrelease.store.base import HistoryFilter, Intent, Run, StoreError
+from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
+from qrelease.store.base import (
+    FencedError,
+    HistoryFilter,
+    Intent,
+    Lease,
+    Replica,
+    Run,
+    StoreError,
+    acquired,
+    fence_problem,
+    renewed,
+)
 
 
 class MemoryStore:
@@ -34,6 +46,8 @@ class MemoryStore:
         self._runs: dict[int, Run] = {}
         self._intents: dict[int, Intent] = {}
         self._meta: dict[str, str] = {}
+        self._leases: dict[str, Lease] = {}
+        self._replicas: dict[str, Replica] = {}
         self._last_run_id = 0
         self._last_intent_id = 0
         self._depth = 0
@@ -135,10 +149,20 @@ class MemoryStore:
         """How many events the log holds."""
         return len(self._events)
 
-    def verify(self) -> ChainReport:
-        """Check the chain."""
+    def verify(
+        self,
+        *,
+        after_seq: int = 0,
+        after_hash: str = GENESIS_HASH,
+        see: Callable[[int, str], None] | None = None,
+    ) -> ChainReport:
+        """Check the chain after `after_seq` (whose event's hash is `after_hash`)."""
         with self._lock:
-            return verify_chain(list(self._events))
+            events = [event for event in self._events if event.seq > after_seq]
+        verifier = ChainVerifier(after_seq, after_hash, see)
+        for event in events:
+            verifier.add(event)
+        return verifier.report()
 
     # -- observed state ---------------------------------------------------------------
 
@@ -265,7 +289,69 @@ class MemoryStore:
         with self._lock:
             return dict(sorted(self._meta.items()))
 
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: absent)."""
+        with self._lock:
+            if self._meta.get(key) != expected:
+                return False
+            self._meta[key] = value
+            return True
+
     # -- helpers ------------------------------------------------------------------------
+
+    # -- leases and replicas ----------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, ttl: timedelta, now: datetime) -> Lease | None:
+        """Take the lease when it is free, expired or already `owner`'s, with a new token."""
+        with self._lock:
+            lease = acquired(self._leases.get(name), name, owner, ttl, as_utc(now))
+            if lease is not None:
+                self._leases[name] = lease
+            return lease
+
+    def renew_lease(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease | None:
+        """Extend a held lease (same token); None when someone acquired it since."""
+        with self._lock:
+            fresh = renewed(self._leases.get(lease.name), lease, ttl, as_utc(now))
+            if fresh is not None:
+                self._leases[lease.name] = fresh
+            return fresh
+
+    def release_lease(self, lease: Lease) -> bool:
+        """Give a held lease up (it expires at once); False when it was no longer held."""
+        with self._lock:
+            current = self._leases.get(lease.name)
+            if fence_problem(current, lease.name, lease.owner, lease.token) or current is None:
+                return False
+            self._leases[lease.name] = replace(current, expires_at=current.acquired_at)
+            return True
+
+    def leases(self) -> list[Lease]:
+        """Every lease ever taken, by name."""
+        with self._lock:
+            return [self._leases[name] for name in sorted(self._leases)]
+
+    def check_fence(self, name: str, owner: str, token: int) -> None:
+        """Raise FencedError unless `owner` still holds lease `name` with `token`."""
+        with self._lock:
+            problem = fence_problem(self._leases.get(name), name, owner, token)
+        if problem:
+            raise FencedError(problem)
+
+    def heartbeat(self, replica: Replica) -> None:
+        """Record that a replica is alive."""
+        with self._lock:
+            self._replicas[replica.id] = replica
+
+    def replicas(self) -> list[Replica]:
+        """Every replica that has beaten, by id."""
+        with self._lock:
+            return [self._replicas[key] for key in sorted(self._replicas)]
+
+    def forget_replica(self, replica_id: str) -> None:
+        """Remove a replica's row."""
+        with self._lock:
+            self._replicas.pop(replica_id, None)
 
     def _tables(self) -> tuple[Any, ...]:
         return (

@@ -5,9 +5,9 @@ a store they can all reach, with the audit chain still one ordered, gap-free cha
 module implements the same `StateStore` contract over psycopg 3 and a psycopg_pool
 connection pool; it is the only module that imports psycopg.
 
-Stored format, schema version 2 (`schema_version` holds one row per applied migration;
-`_MIGRATIONS` lists the steps; each runs in its own transaction under an advisory lock, so
-two processes opening a new database at once migrate it once):
+Stored format, schema version 3 (`schema_version` holds one row per applied migration;
+`_MIGRATIONS` lists the steps; each runs in its own transaction while the process holds an
+advisory lock, so two processes opening a new database at once migrate it once):
 
 - ``schema_version(version integer PRIMARY KEY, applied_at timestamptz)``.
 - ``meta(key text PRIMARY KEY, value text)`` — small facts such as the last applied revision.
@@ -15,8 +15,9 @@ two processes opening a new database at once migrate it once):
   revision, updated_at timestamptz, healthy_since timestamptz, failed_version,
   failed_revision, qir_sha256, physical_qubits integer, rollout, rollout_step,
   rollout_reason, running_target, failure, attempts integer, retry_at timestamptz,
-  bake_until timestamptz, previous)`` — one `ObservedState` per row, primary key
-  ``(env, app)``; enums stored as their values (version 2 added the bake columns).
+  bake_until timestamptz, previous, owner, fence bigint)`` — one `ObservedState` per row,
+  primary key ``(env, app)``; enums stored as their values (version 2 added the bake
+  columns, version 3 the lease owner and token).
 - ``runs(id bigint identity PRIMARY KEY, revision, started_at timestamptz, finished_at
   timestamptz, outcome, summary jsonb)`` — one row per reconcile pass.
 - ``events(seq bigint PRIMARY KEY, time timestamptz, env, app, action, from_version,
@@ -30,14 +31,20 @@ two processes opening a new database at once migrate it once):
   on it and the chain never forks or gaps.
 - ``intents(id bigint identity PRIMARY KEY, env, app, step, payload jsonb, created_at
   timestamptz)`` — side effects announced and not yet cleared.
+- ``leases(name text PRIMARY KEY, owner, token bigint, expires_at timestamptz, acquired_at
+  timestamptz)`` — which replica owns which work, and the fencing token (version 3). A lease
+  is decided under ``SELECT … FOR UPDATE`` of its row; a fenced write reads it ``FOR SHARE``
+  in its own transaction, so a takeover waits for writes under the old token to commit and
+  every later one fails.
+- ``replicas(id text PRIMARY KEY, host, pid integer, address, serves jsonb, started_at,
+  last_seen)`` — each controller replica's heartbeat (version 3).
 
 Every connection sets ``TimeZone`` to UTC, so times read back in UTC; naive datetimes are
 refused. An event's `details` is passed through jsonb before it is hashed (jsonb may write a
 number differently, e.g. ``1e+16`` as ``10000000000000000``), so what is read back is what
 the hash covers. Text cannot hold NUL characters in PostgreSQL; such a value is refused.
 
-A later migration can add tables (leases, fencing tokens) and columns: reads name their
-columns, never ``SELECT *``.
+Reads name their columns, never ``SELECT *``, so a later migration can add columns.
 """
 
 from __future__ import annotations
@@ -45,9 +52,9 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Collection, Generator, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -64,7 +71,19 @@ from qrelease.model.events import GENESIS_HASH, Event, EventDraft
 from qrelease.model.observed import ObservedState
 from qrelease.redaction import redact, redact_url
 from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
-from qrelease.store.base import HistoryFilter, Intent, Run, SchemaTooNewError, StoreError
+from qrelease.store.base import (
+    FencedError,
+    HistoryFilter,
+    Intent,
+    Lease,
+    Replica,
+    Run,
+    SchemaTooNewError,
+    StoreError,
+    acquired,
+    fence_problem,
+    renewed,
+)
 
 POOL_MAX_SIZE = 8
 """Connections one process keeps at most; a handle borrows one per operation or transaction."""
@@ -154,6 +173,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE observed ADD COLUMN bake_until timestamptz",
         "ALTER TABLE observed ADD COLUMN previous text",
     ),
+    (
+        "ALTER TABLE observed ADD COLUMN owner text",
+        "ALTER TABLE observed ADD COLUMN fence bigint",
+        """CREATE TABLE leases (
+            name text PRIMARY KEY, owner text NOT NULL, token bigint NOT NULL,
+            expires_at timestamptz NOT NULL, acquired_at timestamptz NOT NULL)""",
+        """CREATE TABLE replicas (
+            id text PRIMARY KEY, host text NOT NULL, pid integer NOT NULL,
+            address text NOT NULL,
+            serves jsonb CHECK (serves IS NULL OR jsonb_typeof(serves) = 'array'),
+            started_at timestamptz NOT NULL, last_seen timestamptz NOT NULL)""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -176,6 +207,10 @@ _UPSERT_OBSERVED = (
     f"VALUES ({', '.join(['%s'] * len(_OBSERVED_COLUMNS))}) ON CONFLICT (env, app) DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in _OBSERVED_COLUMNS[2:])
 )
+_LEASE_COLUMNS = "name, owner, token, expires_at, acquired_at"
+_REPLICA_COLUMNS = "id, host, pid, address, serves, started_at, last_seen"
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+"""A placeholder lease row (token 0) expired at this time: never taken."""
 _RUN_COLUMNS = "id, revision, started_at, finished_at, outcome, summary"
 _INTENT_COLUMNS = "id, env, app, step, payload, created_at"
 _Row = TypeVar("_Row", Event, ObservedState)
@@ -401,12 +436,24 @@ class PostgresStore:
         """How many events the log holds."""
         return self._number("SELECT count(*) FROM events")
 
-    def verify(self) -> ChainReport:
-        """Stream every stored event in seq order through the chain check."""
-        verifier = ChainVerifier()
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq"  # noqa: S608 constant
+    def verify(
+        self,
+        *,
+        after_seq: int = 0,
+        after_hash: str = GENESIS_HASH,
+        see: Callable[[int, str], None] | None = None,
+    ) -> ChainReport:
+        """Stream the stored events after `after_seq` in seq order through the chain check.
+
+        Each row's hash is checked straight off the row; only a row that check cannot vouch
+        for is built into an `Event` (whose verdict, unreadable or not, then stands).
+        """
+        verifier = ChainVerifier(after_seq, after_hash, see)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > %s ORDER BY seq"  # noqa: S608 constant
         names = _EVENT_COLUMNS.split(", ")
-        for row in self._stream(sql, []):
+        for row in self._stream(sql, [after_seq]):
+            if verifier.add_row(tuple(row)):
+                continue
             fields = dict(zip(names, row, strict=True))
             try:
                 verifier.add(Event.model_validate(fields))
@@ -571,7 +618,118 @@ class PostgresStore:
             rows = connection.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
         return {str(key): str(value) for key, value in rows}
 
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: absent); True if it did.
+
+        Under READ COMMITTED the UPDATE re-checks its WHERE on the row it locked, so two
+        controllers swapping the same value cannot both win.
+        """
+        if expected is None:
+            sql = "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
+            return self._write(sql, [key, value]) == 1
+        sql = "UPDATE meta SET value = %s WHERE key = %s AND value = %s"
+        return self._write(sql, [value, key, expected]) == 1
+
+    # -- leases and replicas ----------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, ttl: timedelta, now: datetime) -> Lease | None:
+        """Take the lease when it is free, expired or already `owner`'s, with a new token."""
+        with self.transaction():
+            connection = self._held()
+            connection.execute(
+                "INSERT INTO leases (name, owner, token, expires_at, acquired_at) "
+                "VALUES (%s, '', 0, %s, %s) ON CONFLICT (name) DO NOTHING",
+                [name, _NEVER, _NEVER],
+            )
+            current = self._lease(connection, name, "FOR UPDATE")
+            lease = acquired(
+                current if current and current.token else None, name, owner, ttl, as_utc(now)
+            )
+            if lease is not None:
+                connection.execute(
+                    "UPDATE leases SET owner = %s, token = %s, expires_at = %s, acquired_at = %s "
+                    "WHERE name = %s",
+                    [lease.owner, lease.token, lease.expires_at, lease.acquired_at, name],
+                )
+        return lease
+
+    def renew_lease(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease | None:
+        """Extend a held lease (same token); None when someone acquired it since."""
+        with self.transaction():
+            connection = self._held()
+            fresh = renewed(
+                self._lease(connection, lease.name, "FOR UPDATE"), lease, ttl, as_utc(now)
+            )
+            if fresh is not None:
+                connection.execute(
+                    "UPDATE leases SET expires_at = %s WHERE name = %s",
+                    [fresh.expires_at, fresh.name],
+                )
+        return fresh
+
+    def release_lease(self, lease: Lease) -> bool:
+        """Give a held lease up (it expires at once); False when it was no longer held."""
+        changed = self._write(
+            "UPDATE leases SET expires_at = acquired_at WHERE name = %s AND owner = %s "
+            "AND token = %s",
+            [lease.name, lease.owner, lease.token],
+        )
+        return changed == 1
+
+    def leases(self) -> list[Lease]:
+        """Every lease ever taken, by name."""
+        sql = f"SELECT {_LEASE_COLUMNS} FROM leases WHERE token > 0 ORDER BY name"  # noqa: S608 constant
+        with self._connection() as connection:
+            return [_lease_from_row(row) for row in connection.execute(sql).fetchall()]
+
+    def check_fence(self, name: str, owner: str, token: int) -> None:
+        """Raise FencedError unless `owner` still holds lease `name` with `token`.
+
+        The lease row is read FOR SHARE: inside a transaction, a takeover (which updates the
+        row) waits until this transaction commits.
+        """
+        with self.transaction():
+            current = self._lease(self._held(), name, "FOR SHARE")
+        problem = fence_problem(current if current and current.token else None, name, owner, token)
+        if problem:
+            raise FencedError(problem)
+
+    def heartbeat(self, replica: Replica) -> None:
+        """Record that a replica is alive (insert or refresh its row)."""
+        serves = None if replica.serves is None else Jsonb(list(replica.serves))
+        self._write(
+            f"INSERT INTO replicas ({_REPLICA_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "  # noqa: S608 constant
+            "ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
+            "address = excluded.address, serves = excluded.serves, "
+            "started_at = excluded.started_at, last_seen = excluded.last_seen",
+            [
+                replica.id,
+                replica.host,
+                replica.pid,
+                replica.address,
+                serves,
+                as_utc(replica.started_at),
+                as_utc(replica.last_seen),
+            ],
+        )
+
+    def replicas(self) -> list[Replica]:
+        """Every replica that has beaten, by id."""
+        sql = f"SELECT {_REPLICA_COLUMNS} FROM replicas ORDER BY id"  # noqa: S608 constant
+        with self._connection() as connection:
+            return [_replica_from_row(row) for row in connection.execute(sql).fetchall()]
+
+    def forget_replica(self, replica_id: str) -> None:
+        """Remove a replica's row (it stopped cleanly)."""
+        self._write("DELETE FROM replicas WHERE id = %s", [replica_id])
+
     # -- helpers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _lease(connection: psycopg.Connection[TupleRow], name: str, lock: str) -> Lease | None:
+        sql = f"SELECT {_LEASE_COLUMNS} FROM leases WHERE name = %s {lock}"  # noqa: S608 constants
+        row = connection.execute(sql, [name]).fetchone()
+        return None if row is None else _lease_from_row(row)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
@@ -661,17 +819,32 @@ def _configure(connection: psycopg.Connection[TupleRow]) -> None:
 
 
 def _migrate(connection: psycopg.Connection[TupleRow], location: str) -> None:
-    """Apply each missing migration in its own transaction under the advisory lock."""
-    while (version := _checked_version(connection, location)) < SCHEMA_VERSION:
+    """Apply each missing migration in its own transaction, one process at a time.
+
+    The advisory lock is a session lock taken before the transactions that read the
+    version: a transaction that waited for a lock may keep reading the catalog as it was
+    before the wait, and then miss a table another process just created.
+    """
+    if _checked_version(connection, location) >= SCHEMA_VERSION:
         connection.commit()
-        with connection.transaction():
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
-            if _checked_version(connection, location) != version:
-                continue  # another process migrated meanwhile; look again
-            for statement in _MIGRATIONS[version]:
-                connection.execute(statement)
-            connection.execute("INSERT INTO schema_version (version) VALUES (%s)", [version + 1])
+        return
+    connection.rollback()
+    connection.execute("SELECT pg_advisory_lock(%s)", [_MIGRATION_LOCK])
     connection.commit()
+    try:
+        while (version := _checked_version(connection, location)) < SCHEMA_VERSION:
+            connection.commit()
+            with connection.transaction():
+                for statement in _MIGRATIONS[version]:
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO schema_version (version) VALUES (%s)", [version + 1]
+                )
+        connection.commit()
+    finally:
+        connection.rollback()
+        connection.execute("SELECT pg_advisory_unlock(%s)", [_MIGRATION_LOCK])
+        connection.commit()
 
 
 def _checked_version(connection: psycopg.Connection[TupleRow], location: str) -> int:
@@ -748,6 +921,21 @@ def _column_value(value: object) -> object:
     if isinstance(value, Enum):
         return value.value
     return value
+
+
+def _lease_from_row(row: TupleRow) -> Lease:
+    """A stored lease read back."""
+    name, owner, token, expires_at, acquired_at = row
+    return Lease(str(name), str(owner), int(token), expires_at, acquired_at)
+
+
+def _replica_from_row(row: TupleRow) -> Replica:
+    """A stored replica heartbeat read back."""
+    replica_id, host, pid, address, serves, started_at, last_seen = row
+    listed = None if serves is None else tuple(str(name) for name in serves)
+    return Replica(
+        str(replica_id), str(host), int(pid), str(address), listed, started_at, last_seen
+    )
 
 
 def _run_from_row(row: TupleRow) -> Run:

@@ -4,16 +4,16 @@ The controller must survive crashes and restarts without losing what it knows, a
 must be able to read and verify every change it ever made; one SQLite file in the state
 directory does both with no server to run.
 
-Stored format, schema version 3 (`PRAGMA user_version` holds the version; `_MIGRATIONS`
+Stored format, schema version 4 (`PRAGMA user_version` holds the version; `_MIGRATIONS`
 lists the steps, each applied in its own transaction):
 
 - ``meta(key TEXT PRIMARY KEY, value TEXT)`` — small facts such as the last applied revision.
 - ``observed(env, app, desired, deployed, sync, health, target, availability, message,
   revision, updated_at, healthy_since, failed_version, failed_revision, qir_sha256,
   physical_qubits INTEGER, rollout, rollout_step, rollout_reason, running_target, failure,
-  attempts INTEGER, retry_at, bake_until, previous)`` — one `ObservedState` per row, primary
-  key ``(env, app)`` (version 2 added the rollout, target and retry columns, version 3 the
-  bake columns).
+  attempts INTEGER, retry_at, bake_until, previous, owner, fence INTEGER)`` — one
+  `ObservedState` per row, primary key ``(env, app)`` (version 2 added the rollout, target
+  and retry columns, version 3 the bake columns, version 4 the lease owner and token).
 - ``runs(id INTEGER PRIMARY KEY AUTOINCREMENT, revision, started_at, finished_at, outcome,
   summary)`` — one row per reconcile pass; `summary` is a JSON object.
 - ``events(seq INTEGER PRIMARY KEY, time, env, app, action, from_version, to_version,
@@ -25,6 +25,10 @@ lists the steps, each applied in its own transaction):
   what a side effect is about to do, written before it starts and cleared after it ends,
   so a pass after a crash knows what was half done; `payload` is a JSON object. Ids are
   never reused.
+- ``leases(name TEXT PRIMARY KEY, owner, token INTEGER, expires_at, acquired_at)`` and
+  ``replicas(id TEXT PRIMARY KEY, host, pid INTEGER, address, serves, started_at,
+  last_seen)`` — work ownership and heartbeats of controller replicas (version 4; one
+  SQLite controller holds every lease itself).
 
 Times are UTC ISO 8601 text with microseconds (``2024-05-01T12:00:00.000000+00:00``), so
 text order is time order; naive datetimes are refused. Enums are stored as their values.
@@ -45,9 +49,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Generator, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
@@ -60,11 +64,17 @@ from qrelease.model.events import GENESIS_HASH, Event, EventDraft
 from qrelease.model.observed import ObservedState
 from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
 from qrelease.store.base import (
+    FencedError,
     HistoryFilter,
     Intent,
+    Lease,
+    Replica,
     Run,
     SchemaTooNewError,
     StoreError,
+    acquired,
+    fence_problem,
+    renewed,
 )
 
 BUSY_TIMEOUT_SECONDS = 10.0
@@ -127,6 +137,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE observed ADD COLUMN bake_until TEXT",
         "ALTER TABLE observed ADD COLUMN previous TEXT",
     ),
+    (
+        "ALTER TABLE observed ADD COLUMN owner TEXT",
+        "ALTER TABLE observed ADD COLUMN fence INTEGER",
+        """CREATE TABLE leases (
+            name TEXT PRIMARY KEY, owner TEXT NOT NULL, token INTEGER NOT NULL,
+            expires_at TEXT NOT NULL, acquired_at TEXT NOT NULL)""",
+        """CREATE TABLE replicas (
+            id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+            address TEXT NOT NULL, serves TEXT CHECK (serves IS NULL OR json_valid(serves)),
+            started_at TEXT NOT NULL, last_seen TEXT NOT NULL)""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -168,7 +189,11 @@ _OBSERVED_COLUMNS = (
     "retry_at",
     "bake_until",
     "previous",
+    "owner",
+    "fence",
 )
+_LEASE_COLUMNS = "name, owner, token, expires_at, acquired_at"
+_REPLICA_COLUMNS = "id, host, pid, address, serves, started_at, last_seen"
 _OBSERVED_JSON = "json_object({})".format(", ".join(f"'{n}', {n}" for n in _OBSERVED_COLUMNS))
 _OBSERVED_LIST = TypeAdapter(list[ObservedState])
 _Row = TypeVar("_Row", Event, ObservedState)
@@ -222,6 +247,8 @@ class Store:
         self._observed: tuple[tuple[int, int], Mapping[tuple[str, str], ObservedState]] | None = (
             None
         )
+        self._observed_writes = 0  # this connection's writes to `observed`
+        self._pending: dict[tuple[str, str], ObservedState | None] = {}  # not yet committed
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -263,12 +290,21 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes into one commit, rolled back whole if the block raises; nests."""
-        with _savepoint(self._connection) if self._depth else _immediate(self._connection):
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
+        outermost = not self._depth
+        try:
+            with _savepoint(self._connection) if self._depth else _immediate(self._connection):
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+        except BaseException:
+            if outermost:
+                self._pending.clear()
+                self._observed = None  # what was rolled back: read it all again
+            raise
+        if outermost and self._pending:
+            self._settle_observed()
 
     # -- audit events -----------------------------------------------------------------
 
@@ -363,15 +399,41 @@ class Store:
         rows = self._connection.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
         return [str(row["detail"]) for row in rows]
 
-    def verify(self) -> ChainReport:
-        """Stream every stored event in seq order through the chain check."""
-        verifier = ChainVerifier()
-        for row in self._stream(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq", []):  # noqa: S608 constant
-            try:
-                verifier.add(_event_from_row(row))
-            except (ValueError, TypeError) as error:
-                verifier.add_unreadable(int(row["seq"]), row["hash"], _first_line(error))
+    def verify(
+        self,
+        *,
+        after_seq: int = 0,
+        after_hash: str = GENESIS_HASH,
+        see: Callable[[int, str], None] | None = None,
+    ) -> ChainReport:
+        """Stream the stored events after `after_seq` in seq order through the chain check.
+
+        Each row's hash is checked straight off the row; only a row that check cannot vouch
+        for is built into an `Event` (whose verdict, unreadable or not, then stands).
+        """
+        verifier = ChainVerifier(after_seq, after_hash, see)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq"  # noqa: S608 constant
+        cursor = self._connection.cursor()
+        cursor.row_factory = None
+        try:
+            cursor.execute(sql, (after_seq,))
+            while rows := cursor.fetchmany(_FETCH_BATCH):
+                for row in rows:
+                    if not verifier.add_row(row):
+                        self._verify_slowly(verifier, row)
+        finally:
+            cursor.close()
         return verifier.report()
+
+    @staticmethod
+    def _verify_slowly(verifier: ChainVerifier, row: tuple[Any, ...]) -> None:
+        fields = dict(zip(_EVENT_COLUMNS.split(", "), row, strict=True))
+        try:
+            fields["time"] = _time_value(fields["time"])
+            fields["details"] = _json_object(fields["details"])
+            verifier.add(Event.model_validate(fields))
+        except (ValueError, TypeError) as error:
+            verifier.add_unreadable(int(fields["seq"]), fields["hash"], _first_line(error))
 
     # -- observed state ---------------------------------------------------------------
 
@@ -379,6 +441,7 @@ class Store:
         """Record the controller's latest view of one (env, app), replacing the previous."""
         with self.transaction():
             self._connection.execute(_UPSERT_OBSERVED, _observed_row(state))
+            self._pending[(state.env, state.app)] = state
 
     def put_observed_many(self, states: Collection[ObservedState]) -> None:
         """Record several views in one commit."""
@@ -386,6 +449,7 @@ class Store:
             return
         with self.transaction():
             self._connection.executemany(_UPSERT_OBSERVED, [_observed_row(s) for s in states])
+            self._pending.update(((s.env, s.app), s) for s in states)
 
     def get_observed(self, env: str, app: str) -> ObservedState | None:
         """The recorded state of one (env, app), if any."""
@@ -402,14 +466,11 @@ class Store:
     def observed_by_key(self) -> Mapping[tuple[str, str], ObservedState]:
         """Every recorded state by (env, app), in env then app order; do not modify it.
 
-        Read again only when the database changed since the last call: SQLite's
-        `data_version` moves when another connection commits, `total_changes` when this
-        one writes. An idle controller's pass then costs one pragma, not thousands of rows.
+        Read again only when another connection committed since the last call (SQLite's
+        `data_version` moves); what this connection commits itself is applied to a copy of
+        the mapping it holds. A pass then costs one pragma, not thousands of rows.
         """
-        version = (
-            int(self._connection.execute("PRAGMA data_version").fetchone()[0]),
-            self._connection.total_changes,
-        )
+        version = self._observed_version()
         if self._observed is None or self._observed[0] != version:
             sql = f"SELECT {_OBSERVED_JSON} FROM observed ORDER BY env, app"  # noqa: S608 constant
             states = (
@@ -422,6 +483,31 @@ class Store:
         """Forget one (env, app); forgetting an unknown one is harmless."""
         with self.transaction():
             self._connection.execute("DELETE FROM observed WHERE env = ? AND app = ?", (env, app))
+            self._pending[(env, app)] = None
+
+    def _observed_version(self) -> tuple[int, int]:
+        data_version = self._connection.execute("PRAGMA data_version").fetchone()[0]
+        return int(data_version), self._observed_writes
+
+    def _settle_observed(self) -> None:
+        """After a commit: apply this connection's writes to a copy of the mapping it holds.
+
+        The copy keeps env-then-app order only when no key came or went; otherwise the
+        next call reads everything again (rare: apps added or pruned).
+        """
+        pending, self._pending = self._pending, {}
+        cached, before = self._observed, self._observed_version()  # our commits leave
+        self._observed_writes += 1  # data_version alone: it moves only for other connections
+        if cached is None or cached[0] != before:
+            self._observed = None
+            return
+        known = cached[1]
+        if any((state is None) or (key not in known) for key, state in pending.items()):
+            self._observed = None
+            return
+        updated = dict(known)
+        updated.update(pending)  # type: ignore[arg-type]  # no None left: checked above
+        self._observed = (self._observed_version(), updated)
 
     # -- runs -------------------------------------------------------------------------
 
@@ -540,7 +626,105 @@ class Store:
         rows = self._connection.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
         return {str(row["key"]): str(row["value"]) for row in rows}
 
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: absent); True if it did."""
+        with self.transaction():
+            if expected is None:
+                sql = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+                changed = self._connection.execute(sql, (key, value)).rowcount
+            else:
+                sql = "UPDATE meta SET value = ? WHERE key = ? AND value = ?"
+                changed = self._connection.execute(sql, (value, key, expected)).rowcount
+        return changed == 1
+
+    # -- leases and replicas ----------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, ttl: timedelta, now: datetime) -> Lease | None:
+        """Take the lease when it is free, expired or already `owner`'s, with a new token."""
+        with self.transaction():
+            lease = acquired(self._lease(name), name, owner, ttl, as_utc(now))
+            if lease is not None:
+                self._connection.execute(
+                    "INSERT INTO leases (name, owner, token, expires_at, acquired_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "owner = excluded.owner, token = excluded.token, "
+                    "expires_at = excluded.expires_at, acquired_at = excluded.acquired_at",
+                    _lease_row(lease),
+                )
+        return lease
+
+    def renew_lease(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease | None:
+        """Extend a held lease (same token); None when someone acquired it since."""
+        with self.transaction():
+            fresh = renewed(self._lease(lease.name), lease, ttl, as_utc(now))
+            if fresh is not None:
+                self._connection.execute(
+                    "UPDATE leases SET expires_at = ? WHERE name = ?",
+                    [_time_text(fresh.expires_at), fresh.name],
+                )
+        return fresh
+
+    def release_lease(self, lease: Lease) -> bool:
+        """Give a held lease up (it expires at once); False when it was no longer held."""
+        with self.transaction():
+            changed = self._connection.execute(
+                "UPDATE leases SET expires_at = acquired_at "
+                "WHERE name = ? AND owner = ? AND token = ?",
+                [lease.name, lease.owner, lease.token],
+            ).rowcount
+        return changed == 1
+
+    def leases(self) -> list[Lease]:
+        """Every lease ever taken, by name."""
+        rows = self._connection.execute(f"SELECT {_LEASE_COLUMNS} FROM leases ORDER BY name")  # noqa: S608 constant
+        return [_lease_from_row(row) for row in rows.fetchall()]
+
+    def check_fence(self, name: str, owner: str, token: int) -> None:
+        """Raise FencedError unless `owner` still holds lease `name` with `token`.
+
+        Inside a transaction (`BEGIN IMMEDIATE` holds the write lock) nobody can take the
+        lease over before the commit.
+        """
+        problem = fence_problem(self._lease(name), name, owner, token)
+        if problem:
+            raise FencedError(problem)
+
+    def heartbeat(self, replica: Replica) -> None:
+        """Record that a replica is alive (insert or refresh its row)."""
+        serves = None if replica.serves is None else json.dumps(list(replica.serves))
+        with self.transaction():
+            self._connection.execute(
+                f"INSERT INTO replicas ({_REPLICA_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "  # noqa: S608 constant
+                "ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
+                "address = excluded.address, serves = excluded.serves, "
+                "started_at = excluded.started_at, last_seen = excluded.last_seen",
+                [
+                    replica.id,
+                    replica.host,
+                    replica.pid,
+                    replica.address,
+                    serves,
+                    _time_text(replica.started_at),
+                    _time_text(replica.last_seen),
+                ],
+            )
+
+    def replicas(self) -> list[Replica]:
+        """Every replica that has beaten, by id."""
+        sql = f"SELECT {_REPLICA_COLUMNS} FROM replicas ORDER BY id"  # noqa: S608 constant
+        return [_replica_from_row(row) for row in self._connection.execute(sql).fetchall()]
+
+    def forget_replica(self, replica_id: str) -> None:
+        """Remove a replica's row (it stopped cleanly)."""
+        with self.transaction():
+            self._connection.execute("DELETE FROM replicas WHERE id = ?", [replica_id])
+
     # -- helpers ----------------------------------------------------------------------
+
+    def _lease(self, name: str) -> Lease | None:
+        sql = f"SELECT {_LEASE_COLUMNS} FROM leases WHERE name = ?"  # noqa: S608 constant
+        row = self._connection.execute(sql, [name]).fetchone()
+        return None if row is None else _lease_from_row(row)
 
     def _chain_tail(self) -> tuple[int, str]:
         row = self._connection.execute(
@@ -717,6 +901,42 @@ def _event_from_row(row: sqlite3.Row) -> Event:
     fields["time"] = _time_value(fields["time"])
     fields["details"] = _json_object(fields["details"])
     return Event.model_validate(fields)
+
+
+def _lease_row(lease: Lease) -> list[object]:
+    """A lease as the values of its INSERT."""
+    return [
+        lease.name,
+        lease.owner,
+        lease.token,
+        _time_text(lease.expires_at),
+        _time_text(lease.acquired_at),
+    ]
+
+
+def _lease_from_row(row: sqlite3.Row) -> Lease:
+    """A stored lease read back."""
+    return Lease(
+        str(row["name"]),
+        str(row["owner"]),
+        int(row["token"]),
+        datetime.fromisoformat(str(row["expires_at"])),
+        datetime.fromisoformat(str(row["acquired_at"])),
+    )
+
+
+def _replica_from_row(row: sqlite3.Row) -> Replica:
+    """A stored replica heartbeat read back."""
+    serves = row["serves"]
+    return Replica(
+        str(row["id"]),
+        str(row["host"]),
+        int(row["pid"]),
+        str(row["address"]),
+        None if serves is None else tuple(json.loads(serves)),
+        datetime.fromisoformat(str(row["started_at"])),
+        datetime.fromisoformat(str(row["last_seen"])),
+    )
 
 
 def _observed_row(state: ObservedState) -> tuple[object, ...]:

@@ -35,6 +35,7 @@ from qrelease.source.loader import Loader, Snapshot
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys
 from qrelease.source.workspace import is_local_repo, open_repo
+from qrelease.store import open_parse_cache
 from qrelease.store.base import Run, StateStore, StoreError
 from qrelease.tui.board import Board, build_board, upstream_version
 from qrelease.wiring import open_state, promoter
@@ -241,7 +242,8 @@ class Watcher:
         with _reported():
             self._repo = open_repo(dashboard.location, dashboard.state_dir)
             self._store = open_state(dashboard.state_dir, dashboard.store_url)
-        self._loader = Loader(self._repo)
+        self._cache = open_parse_cache(dashboard.state_dir)
+        self._loader = Loader(self._repo, cache=self._cache)
         self._snapshot: Snapshot | None = None
         self._run_revision: str | None = None
         self._loaded_at = 0.0
@@ -262,6 +264,7 @@ class Watcher:
         traceback: TracebackType | None,
     ) -> None:
         self._store.close()
+        self._cache.close()
         self._repo.close()
 
     def poll(self, *, reload_git: bool = False) -> Board | None:

@@ -256,7 +256,7 @@ def test_a_verification_job_with_the_expected_histogram_passes(
     assert job["target"] == "ionq.simulator"
     assert job["inputDataFormat"] == "qir.v1"
     assert job["inputParams"]["entryPoint"] == "ENTRYPOINT__main"
-    assert job["inputParams"]["shots"] == 500
+    assert job["inputParams"]["shots"] == manifest.quantum.gates.smoke.shots  # type: ignore[union-attr]
     assert workspace.fake.input_of(job).decode() == report.qir
     details = verification.details
     assert details["job_id"] == job["id"]

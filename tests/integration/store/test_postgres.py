@@ -365,7 +365,8 @@ def test_a_role_without_update_or_delete_runs_the_controller(
     role = f"qrelease_{uuid.uuid4().hex[:8]}"
     grants = [
         "CREATE ROLE {role} LOGIN",
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON meta, observed, runs, intents TO {role}",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON meta, observed, runs, intents, leases, replicas "
+        "TO {role}",
         "GRANT SELECT, INSERT ON events TO {role}",
         "GRANT SELECT, UPDATE ON chain_head TO {role}",
         "GRANT SELECT ON schema_version TO {role}",
@@ -383,6 +384,9 @@ def test_a_role_without_update_or_delete_runs_the_controller(
             store.finish_run(store.begin_run(None), "Succeeded", {})
             store.clear_intent(store.put_intent("prod", "bell", "deploy", {}))
             store.set_meta("last_revision", "a" * 40)
+            lease = store.acquire_lease("env:prod", "replica-a", timedelta(seconds=15), T0)
+            assert lease is not None
+            store.check_fence("env:prod", "replica-a", lease.token)
             assert store.verify().ok
         with raw(as_role) as connection:
             for statement in (

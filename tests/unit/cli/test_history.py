@@ -50,7 +50,8 @@ def test_limit_keeps_the_newest_entries_oldest_first(cli: Cli) -> None:
     assert controller_events(both) == ["40m ago", "30m ago", "20m ago", "10m ago"]
     table = cli("history", *where, "--limit", "1").stdout.splitlines()
     assert len(table) == 2 and table[1].split()[3] == "pin"
-    refused = cli("history", "--limit", "0")
+    assert json.loads(cli("history", "--limit", "0", "--json").stdout) == []
+    refused = cli("history", "--limit", "-1")
     assert refused.exit_code == 2 and "--limit" in refused.stderr
 
 

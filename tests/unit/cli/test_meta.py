@@ -86,7 +86,7 @@ def test_completion_completes_commands_and_options_in_bash() -> None:
 def test_a_misspelt_command_is_refused_with_the_closest_names() -> None:
     result = CliRunner().invoke(main, ["stauts"])
     assert result.exit_code == 2
-    assert "No such command 'stauts'; did you mean status?" in result.stderr
+    assert "No such command 'stauts'; did you mean status" in result.stderr
     assert "did you mean" not in CliRunner().invoke(main, ["xyzzy"]).stderr
     done = subprocess.run([QRELEASE, "histroy"], capture_output=True, text=True)
     assert done.returncode == 2 and "did you mean history?" in done.stderr

@@ -129,7 +129,10 @@ def test_a_policy_hold_shows_in_status_and_metrics_until_it_lifts(
     assert api.metric('qrelease_apps_held{cause="soak",env="prod"}') == 1
     rig.soaked()  # the controller judges again when the soak ends: no commit, no request
     wait_for("the soaked release live", lambda: not held())
-    assert "qrelease_apps_held{" not in api.get("/metrics").text
+    wait_for(  # metrics follow at the end of the pass, after the rows
+        "the hold gone from the metrics",
+        lambda: "qrelease_apps_held{" not in api.get("/metrics").text,
+    )
     assert controller.close() == 0
 
 
@@ -547,6 +550,8 @@ def test_a_cycle_loads_git_once_and_takes_metrics_from_the_pass_report(
     api = api_for(controller)
     wait_for("first pass", lambda: synced(api))
     assert len(loads) == 1  # plan, record, status view and metrics share the pass's snapshot
+    smoke = 'qrelease_gate_outcomes_total{gate="smoke",outcome="Passed"}'
+    # rows move with each rollout step; metrics with the pass's report, a moment later
+    wait_for("the pass's metrics", lambda: api.metric(smoke) == 6)
     assert reads == []  # gate counts come from the report, not from re-reading the log
-    assert api.metric('qrelease_gate_outcomes_total{gate="smoke",outcome="Passed"}') == 6
     assert controller.close() == 0

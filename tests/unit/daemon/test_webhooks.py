@@ -100,7 +100,7 @@ def hooked(
     config = rig.config(source={"interval": timedelta(seconds=30), "resync": timedelta(minutes=30)})
     controller = rig.start(config)
     api = api_for(controller)
-    wait_for("first pass", lambda: synced(api))
+    wait_for("first pass", lambda: synced(api) and _passes(api) >= 1)  # rows come first
     yield Hooked(controller, api, record_triggers(controller))
     assert controller.close() == 0
 

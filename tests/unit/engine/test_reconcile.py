@@ -250,6 +250,57 @@ def test_recover_records_an_interrupted_step(rig: Rig) -> None:
     assert rig.store.verify().ok
 
 
+def interrupted_after_the_switch(rig: Rig) -> None:
+    """A rollout of prod/qrng 0.1.0 -> 0.2.0 that switched, then its process died."""
+    rig.engine.reconcile()
+    rig.pin("prod", "qrng", "0.2.0")
+    intent = {"from": "0.1.0", "to": "0.2.0", "revision": "x"}
+    rig.store.put_intent("prod", "qrng", "deploy", intent)
+    rig.deployer.seed("prod", "qrng", current="0.2.0", on_disk=("0.1.0",))
+
+
+def test_a_release_left_live_by_an_interrupted_rollout_is_verified_not_rolled_out_again(
+    rig: Rig,
+) -> None:
+    interrupted_after_the_switch(rig)
+    before = len(rig.deployer.calls)
+    result = rig.engine.reconcile()
+    assert [a.key for a in result.plan.of_kind(ActionKind.VERIFY)] == [("prod", "qrng")]
+    calls = [c[0] for c in rig.deployer.calls[before:] if c[1:3] == ("prod", "qrng")]
+    assert "prepare" not in calls and "switch" not in calls and "check_health" in calls
+    state = rig.state("prod", "qrng")
+    assert (state.deployed, state.health, state.rollout) == (
+        "0.2.0",
+        Health.HEALTHY,
+        Rollout.SUCCEEDED,
+    )
+    trail = [
+        (e.action, e.from_version, e.to_version, e.outcome)
+        for e in rig.store.events(env="prod", app="qrng")
+    ][-2:]
+    assert trail == [
+        ("recover", "0.1.0", "0.2.0", "Recovered"),
+        ("deploy", "0.1.0", "0.2.0", "Healthy"),
+    ]
+    assert rig.engine.reconcile().plan.changes == []  # settled
+
+
+def test_a_release_left_live_that_fails_its_check_is_switched_back(rig: Rig) -> None:
+    interrupted_after_the_switch(rig)
+    rig.deployer.unhealthy.add("0.2.0")
+    rig.engine.reconcile()
+    state = rig.state("prod", "qrng")
+    assert (state.deployed, state.rollout, state.failed_version) == (
+        "0.1.0",
+        Rollout.FAILED,
+        "0.2.0",
+    )
+    assert ("switch", "prod", "qrng", "0.1.0") in rig.deployer.calls
+    actions = [e.action for e in rig.store.events(env="prod", app="qrng")][-3:]
+    assert actions == ["recover", "auto-rollback", "deploy"]
+    assert rig.engine.reconcile().plan.changes == []  # held: the failure waits for a new pin
+
+
 def test_removed_app_is_out_of_sync_not_removed(rig: Rig) -> None:
     rig.engine.reconcile()
     dev = rig.repo.read("releases/dev.yaml").replace("  qrng: 0.2.0\n", "")

@@ -140,7 +140,8 @@ def test_health_order_worst_wins() -> None:
 def test_live_release_unverified_after_a_crash_is_verified_again() -> None:
     state = ObservedState(env="dev", app="bell", deployed="1.1.0", health=Health.UNKNOWN)
     action = decide(REV, desired(), Seen(state=state, current="1.1.0"), now=NOW)
-    assert action.kind == ActionKind.DEPLOY and "interrupted" in action.reason
+    assert action.kind == ActionKind.VERIFY and "interrupted" in action.reason
+    assert action.sync == Sync.SYNCED  # what Git asks for runs; only its health is unknown
 
 
 def test_a_transient_failure_is_retried_once_its_backoff_is_due() -> None:

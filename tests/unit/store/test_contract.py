@@ -12,7 +12,7 @@ import pytest
 from qrelease.model.events import EventDraft
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Failure, Health, Rollout, Sync
-from qrelease.store import Intent, Run, StateStore, StoreError, open_store
+from qrelease.store import FencedError, Intent, Replica, Run, StateStore, StoreError, open_store
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -105,6 +105,33 @@ def test_runs_intents_and_meta(store: StateStore) -> None:
     assert store.get_meta("last_revision") == "c" * 40
 
 
+def test_swap_meta_sets_a_key_only_from_the_expected_value(store: StateStore) -> None:
+    assert store.swap_meta("cursor", None, "5")
+    assert not store.swap_meta("cursor", None, "6")  # present: "absent" is not expected
+    assert not store.swap_meta("cursor", "4", "6")
+    assert store.get_meta("cursor") == "5"
+    assert store.swap_meta("cursor", "5", "7") and store.get_meta("cursor") == "7"
+
+
+def test_of_many_connections_swapping_one_value_exactly_one_wins(store: StateStore) -> None:
+    store.set_meta("lease", "free")
+    winners: list[int] = []
+    start = threading.Barrier(4)
+
+    def swap(index: int) -> None:
+        with store.connect() as other:
+            start.wait()
+            if other.swap_meta("lease", "free", f"owner-{index}"):
+                winners.append(index)
+
+    threads = [threading.Thread(target=swap, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1 and store.get_meta("lease") == f"owner-{winners[0]}"
+
+
 def test_another_thread_appends_through_its_own_connection(store: StateStore) -> None:
     def append_from_a_thread() -> None:
         with store.connect() as other:
@@ -136,3 +163,82 @@ def test_copied_runs_and_intents_keep_their_ids_and_meta_lists_every_key(
     store.set_meta("b", "2")
     store.set_meta("a", "1")
     assert store.meta_items() == {"a": "1", "b": "2"}
+
+
+TTL = timedelta(seconds=15)
+
+
+def test_a_lease_is_held_until_it_expires_and_every_acquisition_gets_a_new_token(
+    store: StateStore,
+) -> None:
+    a = store.acquire_lease("env:prod", "replica-a", TTL, T0)
+    assert a is not None and (a.owner, a.token, a.expires_at) == ("replica-a", 1, T0 + TTL)
+    assert store.acquire_lease("env:prod", "replica-b", TTL, T0 + timedelta(seconds=14)) is None
+    renewed = store.renew_lease(a, TTL, T0 + timedelta(seconds=10))
+    assert renewed is not None and renewed.token == 1
+    assert renewed.expires_at == T0 + timedelta(seconds=25)
+    assert store.acquire_lease("env:prod", "replica-b", TTL, T0 + timedelta(seconds=20)) is None
+    b = store.acquire_lease("env:prod", "replica-b", TTL, T0 + timedelta(seconds=25))
+    assert b is not None and (b.owner, b.token) == ("replica-b", 2)
+    assert store.renew_lease(a, TTL, T0 + timedelta(seconds=26)) is None  # taken over
+    assert store.release_lease(a) is False
+    assert [(lease.name, lease.owner, lease.token) for lease in store.leases()] == [
+        ("env:prod", "replica-b", 2)
+    ]
+    assert store.release_lease(b) is True  # given up: anyone may take it at once
+    c = store.acquire_lease("env:prod", "replica-c", TTL, T0 + timedelta(seconds=26))
+    assert c is not None and c.token == 3
+
+
+def test_an_expired_lease_nobody_took_is_still_renewable_by_its_holder(store: StateStore) -> None:
+    a = store.acquire_lease("env:dev", "replica-a", TTL, T0)
+    assert a is not None
+    late = store.renew_lease(a, TTL, T0 + timedelta(minutes=5))
+    assert late is not None and late.token == a.token
+    assert late.expires_at == T0 + timedelta(minutes=5) + TTL
+
+
+def test_a_write_under_a_lost_lease_is_refused_and_rolled_back(store: StateStore) -> None:
+    a = store.acquire_lease("env:prod", "replica-a", TTL, T0)
+    assert a is not None
+    with store.transaction():
+        store.check_fence("env:prod", "replica-a", a.token)
+        store.put_observed(state("prod", "bell", deployed="1.0.0", owner="replica-a", fence=1))
+    b = store.acquire_lease("env:prod", "replica-b", TTL, T0 + TTL)
+    assert b is not None
+    with pytest.raises(FencedError, match="held by replica-b \\(token 2\\)"), store.transaction():
+        store.put_observed(state("prod", "bell", deployed="9.9.9"))
+        store.check_fence("env:prod", "replica-a", a.token)
+    kept = store.get_observed("prod", "bell")
+    assert kept is not None and (kept.deployed, kept.owner, kept.fence) == ("1.0.0", "replica-a", 1)
+    with pytest.raises(FencedError, match="never taken"):
+        store.check_fence("env:nowhere", "replica-a", 1)
+
+
+def test_two_replicas_racing_for_a_free_lease_get_one_winner(store: StateStore) -> None:
+    winners: list[str] = []
+
+    def race(owner: str) -> None:
+        with store.connect() as mine:
+            if mine.acquire_lease("env:staging", owner, TTL, T0) is not None:
+                winners.append(owner)
+
+    threads = [threading.Thread(target=race, args=(f"replica-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+    (lease,) = store.leases()
+    assert (lease.owner, lease.token) == (winners[0], 1)
+
+
+def test_replicas_beat_and_are_forgotten(store: StateStore) -> None:
+    one = Replica("a", "host-1", 101, "127.0.0.1:9001", ("dev",), T0, T0)
+    store.heartbeat(one)
+    store.heartbeat(Replica("b", "host-2", 202, "127.0.0.1:9002", None, T0, T0))
+    later = Replica("a", "host-1", 101, "127.0.0.1:9001", ("dev",), T0, T0 + TTL)
+    store.heartbeat(later)
+    assert store.replicas() == [later, Replica("b", "host-2", 202, "127.0.0.1:9002", None, T0, T0)]
+    store.forget_replica("a")
+    assert [replica.id for replica in store.replicas()] == ["b"]
