@@ -59,11 +59,13 @@ def qrelease_command(
     'qrelease'
     >>> qrelease_command("/w/src/qrelease/__main__.py", on_path=None, cwd=Path("/w"))[-11:]
     '-m qrelease'
+    >>> qrelease_command("-c", on_path=None, cwd=Path("/w"))[-11:]  # embedded: python -c
+    '-m qrelease'
     """
     script = Path(argv0 if argv0 is not None else sys.argv[0]).absolute()
     here = (cwd or Path.cwd()).absolute()
     found = on_path if argv0 is not None else shutil.which("qrelease")
-    if script.name == "__main__.py":  # python -m qrelease
+    if script.name != "qrelease":  # python -m qrelease, or a program that embeds qrelease
         return f"{shlex.quote(_shortest(Path(sys.executable), here))} -m qrelease"
     if found and Path(found).absolute() == script:
         return "qrelease"

@@ -29,9 +29,15 @@ class ExampleWheelhouse:
         self._lock = threading.Lock()  # releases of one pass may install in parallel
 
     def supply(self, directory: Path, packages: Sequence[Package]) -> None:
-        """Build the example packages among `packages` that `directory` lacks."""
+        """Build the example packages among `packages` that `directory` lacks.
+
+        A link to a directory that is gone (a share not mounted) is the operator's: nothing
+        is built through it, and the install says what is missing.
+        """
         from qrelease.examples.demo import has_wheel
 
+        if directory.is_symlink() and not directory.exists():
+            return
         with self._lock:
             pinned = self._bundled_pins()
             missing: dict[str, list[str]] = {}
