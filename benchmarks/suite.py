@@ -23,6 +23,7 @@ MODULES = (
     "bench_tui",
     "bench_replicas",
     "bench_scale",
+    "bench_cli",
 )
 
 

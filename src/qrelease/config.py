@@ -10,7 +10,7 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
@@ -18,8 +18,10 @@ from qrelease.model.environment import check_package_source, is_state_dir_source
 from qrelease.model.manifest import Frozen
 from qrelease.model.types import Duration
 from qrelease.model.vocabulary import NotificationKind
-from qrelease.quantum.sandbox import GateLimits
 from qrelease.store import POSTGRES_SCHEMES, StoreError, check_location
+
+if TYPE_CHECKING:
+    from qrelease.quantum.sandbox import GateLimits
 
 DEFAULT_CONFIG = Path("controller/controller.toml")
 DEFAULT_STATE = Path(".qrelease")
@@ -92,6 +94,8 @@ class GatesConfig(Frozen):
 
     def limits(self) -> GateLimits:
         """The sandbox's limits."""
+        from qrelease.quantum.sandbox import GateLimits
+
         workers = self.workers or os.cpu_count() or 1
         return GateLimits(
             seconds=self.timeout.total_seconds(), memory_mib=self.memory_mib, workers=workers

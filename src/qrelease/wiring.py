@@ -2,7 +2,9 @@
 
 The CLI, the daemon and the TUI all get their concrete pieces here, so a state dir means
 the same store and the same backends to each of them. Backends for Azure are imported
-only when an environment uses them, so the CLI and the daemon start without the SDKs.
+only when an environment uses them, so the CLI and the daemon start without the SDKs, and
+the engine and the promoter only when one is built, so `qrelease status` (which only opens
+the store) does not pay for them.
 """
 
 from __future__ import annotations
@@ -17,25 +19,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qrelease.config import ControllerConfig
-from qrelease.deployers.base import Deployer, DeployError, Provisioner
-from qrelease.engine import Backends, Engine, ReportSink, RowSink, utcnow
 from qrelease.model.environment import AzureQuantum, Environment
-from qrelease.promotion.promote import Promoter
-from qrelease.quantum.base import QuantumBackend
-from qrelease.quantum.cache import GateCache
-from qrelease.quantum.sandbox import GateLimits
 from qrelease.source.private import private_dir, private_file
-from qrelease.source.repo import GitRepo
-from qrelease.source.signatures import TrustedKeys
 from qrelease.store import DB_NAME, StateStore, open_parse_cache, open_store
 
 if TYPE_CHECKING:
     from qrelease.azure.arm import ArmDeployer
+    from qrelease.deployers.base import Deployer, Provisioner
+    from qrelease.deployers.venv import Wheelhouse
+    from qrelease.engine import Backends, Engine, ReportSink, RowSink
+    from qrelease.promotion.promote import Promoter
+    from qrelease.quantum.base import QuantumBackend
+    from qrelease.quantum.cache import GateCache
+    from qrelease.quantum.sandbox import GateLimits
+    from qrelease.source.repo import GitRepo
+    from qrelease.source.signatures import TrustedKeys
 
 _HEAD = "HEAD"
 
 TemplateReader = Callable[[str], bytes | None]
-BackendsFactory = Callable[[Path], Backends]
+BackendsFactory = Callable[[Path], "Backends"]
 """Builds the backends of a state dir (tests hand the daemon fakes through this)."""
 
 
@@ -81,6 +84,7 @@ class LocalBackends:
     which runs the local qdk gates through the shared qdk backend. `allowed_sources` is the
     config's `[sources] allow`: package sources outside the state dir venvs may install from.
     With a `gate_queue`, gates the cache cannot answer become jobs for `qrelease worker`s.
+    `wheelhouse` fills state-dir wheel directories before installs (the bundled examples).
     """
 
     def __init__(
@@ -90,13 +94,16 @@ class LocalBackends:
         gate_limits: GateLimits | None = None,
         allowed_sources: Sequence[str] = (),
         gate_queue: GateQueue | None = None,
+        wheelhouse: Wheelhouse | None = None,
     ) -> None:
         from qrelease.deployers.venv import VenvDeployer
+        from qrelease.quantum.cache import GateCache
+        from qrelease.quantum.sandbox import GateLimits
 
         self.state_dir = state_dir
         self.gate_limits = gate_limits or GateLimits(workers=os.cpu_count() or 1)
-        self.gate_cache = GateCache(state_dir / "cache" / "gates")
-        self.venv = VenvDeployer(state_dir, allowed_sources=allowed_sources)
+        self.gate_cache: GateCache = GateCache(state_dir / "cache" / "gates")
+        self.venv = VenvDeployer(state_dir, allowed_sources=allowed_sources, wheelhouse=wheelhouse)
         self.read_template = read_template or _no_templates
         self.gate_queue = gate_queue
         self._qdk: QuantumBackend | None = None
@@ -168,6 +175,8 @@ class LocalBackends:
 
     def backends(self) -> Backends:
         """The engine's view of these backends."""
+        from qrelease.engine import Backends
+
         return Backends(
             deployer_for=self.deployer_for,
             quantum_for=self.quantum_for,
@@ -179,6 +188,8 @@ class LocalBackends:
 
 def _no_templates(path: str) -> bytes | None:
     """Template reader for callers that have no repository at hand."""
+    from qrelease.deployers.base import DeployError
+
     raise DeployError(f"cannot read {path}: no GitOps repository was given to the ARM deployer")
 
 
@@ -188,13 +199,16 @@ def local_backends(
     gate_limits: GateLimits | None = None,
     allowed_sources: Sequence[str] = (),
     gate_queue: GateQueue | None = None,
+    wheelhouse: Wheelhouse | None = None,
 ) -> Backends:
     """The real backends of a state dir whose lock the caller holds.
 
     What an interrupted install or switch left on disk is cleaned up first, which is only
     safe for the process that may deploy into the state dir.
     """
-    local = LocalBackends(state_dir, read_template, gate_limits, allowed_sources, gate_queue)
+    local = LocalBackends(
+        state_dir, read_template, gate_limits, allowed_sources, gate_queue, wheelhouse
+    )
     local.venv.recover()
     return local.backends()
 
@@ -227,6 +241,7 @@ def engine(
     store_url: str | None = None,
     gate_limits: GateLimits | None = None,
     gate_queue: GateQueue | None = None,
+    wheelhouse: Wheelhouse | None = None,
 ) -> Iterator[Engine]:
     """An engine over the local backends, with the store closed afterwards.
 
@@ -236,10 +251,12 @@ def engine(
     read_template: TemplateReader = lambda path: repo.show_file(_HEAD, path)  # noqa: E731
     if deploying:
         backends = local_backends(
-            state_dir, read_template, gate_limits, allowed_sources, gate_queue
+            state_dir, read_template, gate_limits, allowed_sources, gate_queue, wheelhouse
         )
     else:
         backends = LocalBackends(state_dir, read_template).backends()  # plans install nothing
+    from qrelease.engine import Engine
+
     store = open_state(state_dir, store_url)
     cache = open_parse_cache(state_dir)
     try:
@@ -264,16 +281,23 @@ def promoter(
     store: StateStore,
     *,
     branch: str = "main",
-    clock: Callable[[], datetime] = utcnow,
+    clock: Callable[[], datetime] | None = None,
     quantum_for: Callable[[Environment], QuantumBackend] | None = None,
     trusted_keys: TrustedKeys | None = None,
 ) -> Promoter:
     """A promoter over a GitOps repo and a state dir's store, judging targets as the CLI does."""
+    from qrelease.engine import utcnow
+    from qrelease.promotion.promote import Promoter
+
     judge = quantum_for or LocalBackends(state_dir).quantum_for
-    return Promoter(location, state_dir, store, judge, clock, branch, trusted_keys=trusted_keys)
+    return Promoter(
+        location, state_dir, store, judge, clock or utcnow, branch, trusted_keys=trusted_keys
+    )
 
 
 def trusted_keys(config: ControllerConfig) -> TrustedKeys | None:
     """The keys of signed-commit verification, when the config names any."""
+    from qrelease.source.signatures import TrustedKeys
+
     keys = TrustedKeys(config.verify.trusted_keys, config.verify.gpg_home)
     return keys if keys.enabled else None

@@ -303,7 +303,8 @@ def test_promote_through_every_environment_then_roll_back_prod(user: User) -> No
 def test_an_install_without_its_wheel_source_fails_then_goes_live_when_it_is_back(
     user: User, wheelhouse: Path
 ) -> None:
-    (user.state / "wheels").unlink()  # the environments' find_links directory is missing
+    (user.state / "wheels").unlink()  # the environments' find_links directory is gone:
+    (user.state / "wheels").symlink_to(user.root / "unmounted")  # a link to a share not mounted
     failed = user.reconcile(check=False)
     assert failed.returncode == 1
     row = user.status()[("dev", "bell-service")]
@@ -315,6 +316,7 @@ def test_an_install_without_its_wheel_source_fails_then_goes_live_when_it_is_bac
     )
     assert "Failed to read `--find-links` directory" in row["message"]
     assert "retrying at" in row["message"] and "(attempt 1)" in row["message"]
+    (user.state / "wheels").unlink()
     (user.state / "wheels").symlink_to(wheelhouse)
     user.reconcile()  # the same revision: a transient failure is tried again, and exits 0
     rows = user.status()

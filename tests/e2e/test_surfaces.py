@@ -15,7 +15,8 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from qrelease.cli import STATUS_COLUMNS, main
+from qrelease.cli import main
+from qrelease.cli.render import STATUS_COLUMNS
 from qrelease.daemon import Controller
 from qrelease.daemon.lock import ControllerLock
 from qrelease.tui.data import Dashboard

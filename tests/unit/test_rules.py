@@ -23,7 +23,7 @@ def test_the_newest_result_of_each_gate_is_found_in_one_place() -> None:
 
 
 def test_the_status_of_a_row_is_decided_in_one_place() -> None:
-    from qrelease.cli import _print_status  # noqa: F401 the CLI renders rows, never decides them
+    from qrelease.cli.render import print_status  # noqa: F401 the CLI renders rows, never decides them
     from qrelease.daemon import reconciler
     from qrelease.engine import record
     from qrelease.planning import status

@@ -8,7 +8,8 @@ the pass records them and exits with the pass's result, as `flux reconcile` does
 The controller publishes where it listens in `<state>/controller.api.json` and a random
 token in `<state>/controller.token` (mode 0600, so only the state dir's owner can ask);
 both are removed when it stops. Requests carry the token as a bearer token. The stream
-is JSON lines: `{"row": {...}}` for every row the pass writes, then one `{"report": {...}}`
+is JSON lines (the request body: `{"env": ..., "app": ..., "retry": ...}`, each optional):
+`{"row": {...}}` for every row the pass writes, then one `{"report": {...}}`
 (or `{"error": "..."}`).
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from qrelease import __version__
 from qrelease.daemon.settings import Address
 from qrelease.planning.planner import Retry
 
@@ -45,6 +47,7 @@ class PassRequest:
 
     env: str | None
     retry: Retry
+    app: str | None = None
     events: queue.Queue[dict[str, Any] | None] = field(default_factory=queue.Queue)
 
     def send(self, event: dict[str, Any]) -> None:
@@ -67,7 +70,8 @@ def publish_endpoint(state_dir: Path, address: Address) -> str:
     token = secrets.token_urlsafe(32)
     state_dir.mkdir(parents=True, exist_ok=True)
     _write_private(state_dir / TOKEN_NAME, token + "\n")
-    _write_private(state_dir / ENDPOINT_NAME, json.dumps({"url": url, "pid": os.getpid()}) + "\n")
+    endpoint = {"url": url, "pid": os.getpid(), "version": __version__}
+    _write_private(state_dir / ENDPOINT_NAME, json.dumps(endpoint) + "\n")
     return token
 
 
@@ -100,6 +104,7 @@ def request_pass(
     retry: Retry,
     on_row: Callable[[dict[str, Any]], None],
     timeout: float | None = None,
+    app: str | None = None,
 ) -> dict[str, Any]:
     """Ask the controller on `state_dir` for a pass; rows go to `on_row`; returns the report."""
     endpoint = read_endpoint(state_dir)
@@ -109,7 +114,7 @@ def request_pass(
             f"({ENDPOINT_NAME}); is it `controller run --once`? try again when it ends"
         )
     url, token = endpoint
-    body = {"env": env, "retry": str(retry)}
+    body = {"env": env, "retry": str(retry), "app": app}
     headers = {"Authorization": f"Bearer {token}"}
     try:
         with (

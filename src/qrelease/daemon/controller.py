@@ -35,6 +35,7 @@ from qrelease.daemon.reconciler import Reconciler, Wake
 from qrelease.daemon.server import Endpoints, HttpServer, live_of, make_app
 from qrelease.daemon.settings import Overrides
 from qrelease.daemon.state import ControllerState, View
+from qrelease.deployers.venv import Wheelhouse
 from qrelease.engine import utcnow
 from qrelease.model.vocabulary import PassOutcome
 from qrelease.redaction import redact_url
@@ -58,6 +59,7 @@ class Controller:
         backends_factory: BackendsFactory | None = None,
         log_stream: TextIO | None = None,
         clock: Callable[[], datetime] = utcnow,
+        wheelhouse: Wheelhouse | None = None,
     ) -> None:
         self.config = config
         self.overrides = overrides or Overrides()
@@ -66,7 +68,13 @@ class Controller:
         self.metrics = Metrics()
         self.log = make_logger(config.log_level, self._secrets, log_stream)
         self.reconciler = Reconciler(
-            config, self.state, self.metrics, self.log, backends_factory, clock=clock
+            config,
+            self.state,
+            self.metrics,
+            self.log,
+            backends_factory,
+            clock=clock,
+            wheelhouse=wheelhouse,
         )
         self.wake = Wake()
         self.notifications = NotificationThread(
@@ -308,8 +316,13 @@ def run_controller(
     backends_factory: BackendsFactory | None = None,
     log_stream: TextIO | None = None,
     store_url: str | None = None,
+    wheelhouse: Wheelhouse | None = None,
 ) -> int:
-    """`qrelease controller run`; exit code 0 after a clean stop, 1 on failure, 2 bad usage."""
+    """`qrelease controller run`; exit code 0 after a clean stop, 1 on failure, 2 bad usage.
+
+    `wheelhouse` fills state-dir wheel directories before installs (the CLI passes the
+    bundled examples' one).
+    """
     overrides = Overrides(
         repo=repo, state_dir=state_dir, interval=interval, listen=listen, store_url=store_url
     )
@@ -321,8 +334,10 @@ def run_controller(
     try:
         with ControllerLock(effective.state_dir):
             if once:
-                return run_once(effective, backends_factory, log_stream)
-            return _serve(effective, overrides, config_path, backends_factory, log_stream)
+                return run_once(effective, backends_factory, log_stream, wheelhouse)
+            return _serve(
+                effective, overrides, config_path, backends_factory, log_stream, wheelhouse
+            )
     except AlreadyRunningError as error:
         _error(str(error))
         return 1
@@ -334,6 +349,7 @@ def _serve(
     config_path: Path | None,
     backends_factory: BackendsFactory | None,
     log_stream: TextIO | None,
+    wheelhouse: Wheelhouse | None = None,
 ) -> int:
     """Run a controller in the foreground until a signal stops it."""
     try:
@@ -343,6 +359,7 @@ def _serve(
             config_path=config_path,
             backends_factory=backends_factory,
             log_stream=log_stream,
+            wheelhouse=wheelhouse,
         )
     except OSError as error:
         _error(f"cannot listen on {config.listen}: {error.strerror or error}")
@@ -356,11 +373,13 @@ def run_once(
     config: ControllerConfig,
     backends_factory: BackendsFactory | None = None,
     log_stream: TextIO | None = None,
+    wheelhouse: Wheelhouse | None = None,
 ) -> int:
     """One fetch and one pass, no server: 0 when both worked and every desired change is live."""
     state = ControllerState(initial_view(config))
     log: FilteringBoundLogger = make_logger(config.log_level, stream=log_stream)
-    with Reconciler(config, state, Metrics(), log, backends_factory) as reconciler:
+    reconciler = Reconciler(config, state, Metrics(), log, backends_factory, wheelhouse=wheelhouse)
+    with reconciler:
         reconciler.cycle()
     view = state.view
     if view.source_error:

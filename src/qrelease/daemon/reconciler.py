@@ -27,6 +27,7 @@ from qrelease.daemon.leases import Identity, LeaseKeeper
 from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.schedule import next_delay, resync_due
 from qrelease.daemon.state import ControllerState, PassRecord
+from qrelease.deployers.venv import Wheelhouse
 from qrelease.engine import Backends, Engine, PassReport, utcnow
 from qrelease.model.vocabulary import PassOutcome, Rollout
 from qrelease.planning.planner import Retry
@@ -92,6 +93,7 @@ class Reconciler:
         backends_factory: BackendsFactory | None = None,
         draw: Callable[[], float] = random.random,
         clock: Callable[[], datetime] = utcnow,
+        wheelhouse: Wheelhouse | None = None,
     ) -> None:
         self.config = config  # replaced whole by a reload; read once per cycle
         self.state = state
@@ -99,6 +101,7 @@ class Reconciler:
         self.log = log
         self.mirror = Mirror(config.source.url or ".", config.state_dir, config.source.timeout)
         self._backends_factory = backends_factory
+        self._wheelhouse = wheelhouse
         self._draw = draw
         self.clock = clock  # every decision (resync, retries, the engine's records) reads it
         self._store: StateStore | None = None
@@ -138,6 +141,7 @@ class Reconciler:
                 config.gates.limits(),
                 config.sources.allow,
                 queue,
+                self._wheelhouse,
             )
         else:
             self._backends = self._backends_factory(self.config.state_dir)
@@ -364,7 +368,7 @@ class Reconciler:
                 request.send({"error": self.state.view.source_error or "not fetched yet"})
                 return
             self._asking = request
-            report = self._pass(revision, "api", request.env, request.retry)
+            report = self._pass(revision, "api", request.env, request.retry, request.app)
             if report is None:
                 request.send({"error": self.state.view.pass_error or "the pass failed"})
             else:
@@ -379,9 +383,10 @@ class Reconciler:
         trigger: str,
         env_filter: str | None = None,
         retry: Retry = Retry.DUE,
+        app_filter: str | None = None,
     ) -> PassReport | None:
         """One engine pass over `revision`; the engine's finaliser publishes its report."""
-        log = self.log.bind(revision=revision, trigger=trigger, env=env_filter)
+        log = self.log.bind(revision=revision, trigger=trigger, env=env_filter, app=app_filter)
         log.info("pass started")
         started_at, started = self.clock(), time.monotonic()
         self._current_revision = revision
@@ -389,7 +394,13 @@ class Reconciler:
         try:
             fresh = trigger != "revision"  # a new revision reuses what deployers reported
             report = self._the_engine().reconcile(
-                revision, env_filter, retry, trigger=trigger, fresh=fresh, owned=owned
+                revision,
+                env_filter,
+                retry,
+                trigger=trigger,
+                fresh=fresh,
+                owned=owned,
+                app_filter=app_filter,
             )
         except FencedError as error:  # another replica took an environment over mid-pass
             log.warning("lease lost during the pass; its writes were refused", error=str(error))
@@ -409,7 +420,7 @@ class Reconciler:
             self.state.pass_finished(record)
             return None
         self._pass_errors = 0
-        if env_filter is None:  # a pass over one environment leaves the others due
+        if env_filter is None and app_filter is None:  # a narrower pass leaves the rest due
             self._last_pass_revision = revision
             self._last_pass_at = self.clock()
             self._owned = owned

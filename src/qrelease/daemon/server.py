@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from structlog.typing import FilteringBoundLogger
 
+from qrelease import __version__
 from qrelease.config import HttpConfig
 from qrelease.daemon.api import RECONCILE_PATH, PassRequest, authorized
 from qrelease.daemon.guard import BodyDeadline, guarded_h11, whole_seconds
@@ -107,8 +108,8 @@ class _Handlers:
         self.e = endpoints
 
     async def healthz(self, request: Request) -> Response:
-        """200 while the process serves requests: the liveness probe."""
-        return JSONResponse({"status": "alive"})
+        """200 while the process serves requests: the liveness probe (with the version)."""
+        return JSONResponse({"status": "alive", "version": __version__, "pid": os.getpid()})
 
     async def readyz(self, request: Request) -> Response:
         """200 once fetched, with the store open and the last fetch good; else 503 and why."""
@@ -157,13 +158,16 @@ class _Handlers:
         try:
             asked = json.loads(body or b"{}")
             env, retry = asked.get("env"), Retry(asked.get("retry", Retry.TRANSIENT))
+            app = asked.get("app")
             if env is not None and not isinstance(env, str):
                 raise ValueError("env must be a string")
+            if app is not None and not isinstance(app, str):
+                raise ValueError("app must be a string")
         except (ValueError, AttributeError) as error:
             return JSONResponse({"error": f"bad request: {error}"}, status_code=400)
-        pass_request = PassRequest(env, retry)
+        pass_request = PassRequest(env, retry, app)
         self.e.submit(pass_request)
-        self.e.log.info("pass requested", env=env, retry=str(retry))
+        self.e.log.info("pass requested", env=env, app=app, retry=str(retry))
         return StreamingResponse(_events(pass_request), media_type="application/x-ndjson")
 
     def _refuse(self, provider: str, result: str, code: int, message: str) -> Response:

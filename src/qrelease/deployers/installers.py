@@ -146,6 +146,12 @@ _UNREACHABLE = re.compile(
     r"|No matching distribution found|Could not fetch URL|Server Error|status code 5\d\d"
 )
 
+_OFFLINE_HELPS = re.compile(
+    r"Failed to fetch|error sending request|tcp connect error|dns error|Network is unreachable"
+    r"|Connection (?:refused|reset)|Could not connect"
+)
+"""uv's words for an index it could not reach: its cache may still hold the pinned packages."""
+
 
 class InstallFailed(Exception):
     """An installer step failed; carries what failed and the tail of the tool's output."""
@@ -253,11 +259,23 @@ class UvInstaller:
         _checked("uv venv", completed, VENV_TIMEOUT_SECONDS)
 
     def install(self, venv: Path, requirements: Path, sources: Sources) -> None:
-        """`uv pip install -r requirements` into the venv's interpreter."""
+        """`uv pip install -r requirements` into the venv's interpreter.
+
+        When the package index cannot be reached, the install is tried once more with
+        `--offline`: uv then takes what it needs from its cache (the pins are exact, and
+        hashes are checked where given), so a machine that installed these packages before
+        deploys without the network. If that fails too, the first failure is reported.
+        """
         argv = [self.uv, "pip", "install", "--no-config", "--python", str(venv_python(venv))]
         argv += [*_source_args(sources), "-r", str(requirements)]
         env = _source_env(sources, _UV_SOURCE_VARS, "UV_DEFAULT_INDEX")
         completed = run_bounded(argv, timeout=self.timeout, env=env, cwd=venv.parent)
+        if completed.returncode not in (0, None) and _OFFLINE_HELPS.search(completed.output):
+            cached = run_bounded(
+                [*argv, "--offline"], timeout=self.timeout, env=env, cwd=venv.parent
+            )
+            if cached.returncode == 0:
+                return
         _checked("uv pip install", completed, self.timeout)
 
     def relocate(self, venv: Path, final: Path) -> None:

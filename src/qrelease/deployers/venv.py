@@ -24,7 +24,9 @@ is a directory or URL, a relative directory being resolved against the state dir
 only `find_links` the install is offline from it (`--no-index`); with `index_url` that
 index is used (plus `find_links` if given); with neither, the installer's default index.
 A source outside the state dir must be listed in `allowed_sources` (the controller
-config's `[sources] allow`), else the install step fails naming the field.
+config's `[sources] allow`), else the install step fails naming the field. A `wheelhouse`
+(see `Wheelhouse`) may fill a `find_links` directory under the state dir before an install:
+the bundled example apps are built that way on first use.
 
 Health commands run through `qrelease.deployers.health`: only the release's own code.
 """
@@ -42,6 +44,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from qrelease.deployers.base import (
     DeployError,
@@ -61,7 +64,7 @@ from qrelease.deployers.installers import (
 )
 from qrelease.deployers.observed import ObservedCache
 from qrelease.model.environment import Environment, VenvDeploy, is_state_dir_source
-from qrelease.model.manifest import ReleaseManifest
+from qrelease.model.manifest import Package, ReleaseManifest
 from qrelease.model.types import check_dns_label, check_semver, version_key
 from qrelease.redaction import redact
 
@@ -84,13 +87,26 @@ _LEFTOVER_PATTERNS = (
 )
 
 
+class Wheelhouse(Protocol):
+    """Makes wheels a release needs in a `find_links` directory under the state dir."""
+
+    def supply(self, directory: Path, packages: Sequence[Package]) -> None:
+        """Add the wheels it can make for `packages` to `directory`, if missing.
+
+        Packages it knows nothing of are left to the installer; DeployError when one it
+        knows cannot be made.
+        """
+        ...
+
+
 class VenvDeployer:
     """Deploys each release into its own virtualenv under `state_dir/envs/`.
 
     `install_count` counts installer runs, so callers can prove a switch to a release
     already on disk installed nothing. `allowed_sources` are the absolute paths and URL
     prefixes (`[sources] allow`) that `find_links` and `index_url` may name besides
-    directories under the state dir.
+    directories under the state dir. `wheelhouse`, when given, fills a state-dir
+    `find_links` directory before each install.
     """
 
     def __init__(
@@ -99,10 +115,12 @@ class VenvDeployer:
         *,
         installer: Installer | None = None,
         allowed_sources: Sequence[str] = (),
+        wheelhouse: Wheelhouse | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.installer = installer if installer is not None else default_installer()
         self.allowed_sources = tuple(allowed_sources)
+        self.wheelhouse = wheelhouse
         self.install_count = 0
         self.observed = ObservedCache(self.state_dir)
 
@@ -149,6 +167,7 @@ class VenvDeployer:
         if is_complete(final):
             return Prepared(manifest.version, installed=False)
         _check_lock(env.environment, manifest, lock, qir)
+        self._supply(env, manifest)
         _clear_incomplete(final)
         partial = _make_partial(final)
         try:
@@ -167,6 +186,16 @@ class VenvDeployer:
             problems = "; ".join(f"{field}: {problem}" for field, problem in refusals)
             raise DeployError(redact(f"{_label(env, manifest)}: install refused: {problems}"))
         return _sources(config, self.state_dir)
+
+    def _supply(self, env: Environment, manifest: ReleaseManifest) -> None:
+        """Let the wheelhouse fill a state-dir `find_links` directory before the install."""
+        find_links = _venv_config(env).find_links
+        if self.wheelhouse is None or not find_links or not is_state_dir_source(find_links):
+            return
+        try:
+            self.wheelhouse.supply(self.state_dir / find_links, manifest.classical.packages)
+        except DeployError as error:
+            raise DeployError(f"{_label(env, manifest)}: {error}") from None
 
     def _build(
         self, partial: Path, final: Path, manifest: ReleaseManifest, sources: Sources, label: str

@@ -46,6 +46,7 @@ from qrelease.planning.planner import (
     Retry,
     hold_all,
     hold_environments,
+    only_app,
     plan,
 )
 from qrelease.planning.policy import Check
@@ -107,12 +108,13 @@ class Engine:
         *,
         fresh: bool = False,
         owned: frozenset[str] | None = None,
+        app_filter: str | None = None,
     ) -> tuple[Snapshot, Plan]:
         """Load the desired state and decide, without changing anything."""
         snapshot = self.loader.load(rev)
         scope = Scope(env_filter, owned)
         the_plan, _, _ = self._decide(snapshot, scope, retry, self.clock(), fresh)
-        return snapshot, the_plan
+        return snapshot, only_app(the_plan, app_filter)
 
     def _decide(
         self,
@@ -196,6 +198,7 @@ class Engine:
         trigger: str = "manual",
         fresh: bool = True,
         owned: frozenset[str] | None = None,
+        app_filter: str | None = None,
     ) -> PassReport:
         """Plan, record the plan's rows, carry out every action, then finalise the report.
 
@@ -204,6 +207,7 @@ class Engine:
         `owned` narrows the pass to the environments this replica holds leases for (None:
         a single controller, which owns them all); environments it did not own last pass
         are observed afresh, since another replica may have acted on them meanwhile.
+        `app_filter` carries out one app's actions only (the others are left for later).
         """
         snapshot = self.loader.load(rev)
         started = self.clock()
@@ -213,6 +217,7 @@ class Engine:
             self._owned = owned
         recovered_events = self.recover(snapshot.environments, Scope(owned=owned))
         the_plan, observation, refusal = self._decide(snapshot, scope, retry, started, fresh)
+        the_plan = only_app(the_plan, app_filter)
         self._observer.forget(action.key for action in the_plan.changes)
         run_id = self.store.begin_run(snapshot.revision, time=started)
         first_seq = self.store.newest_seq() + 1 - len(recovered_events)

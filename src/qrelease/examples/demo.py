@@ -31,15 +31,19 @@ def pinned_package_versions(manifests_dir: Path) -> dict[str, list[str]]:
     return {name: sorted(found) for name, found in versions.items()}
 
 
+def buildable_versions(root: Path) -> dict[str, list[str]]:
+    """Example project -> every version the bundled manifests pin it at."""
+    wanted = pinned_package_versions(root / "manifests")
+    examples = {path.name for path in (root / "examples").iterdir() if path.is_dir()}
+    return {name: versions for name, versions in wanted.items() if name in examples}
+
+
 def build_wheelhouse(dest: Path) -> list[Path]:
     """Build the example packages at every pinned version into `dest` (skipping built ones)."""
     root = bundled_root()
-    wanted = pinned_package_versions(root / "manifests")
-    examples = {path.name for path in (root / "examples").iterdir() if path.is_dir()}
-    local = {name: versions for name, versions in wanted.items() if name in examples}
     missing = {
-        name: [v for v in versions if not _has_wheel(dest, name, v)]
-        for name, versions in local.items()
+        name: [v for v in versions if not has_wheel(dest, name, v)]
+        for name, versions in buildable_versions(root).items()
     }
     missing = {name: versions for name, versions in missing.items() if versions}
     if not missing:
@@ -47,7 +51,8 @@ def build_wheelhouse(dest: Path) -> list[Path]:
     return build_example_wheels(root / "examples", dest, versions=missing)
 
 
-def _has_wheel(dest: Path, name: str, version: str) -> bool:
+def has_wheel(dest: Path, name: str, version: str) -> bool:
+    """True when `dest` holds a wheel of `name` at `version`."""
     return any(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
 
 

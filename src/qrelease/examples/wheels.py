@@ -69,7 +69,9 @@ def build_wheel(project: Path, dest: Path, *, version: str | None = None) -> Pat
         out = Path(scratch) / "out"
         wheel = _build_into(source, out)
         dest.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.move(wheel, dest / wheel.name))
+        partial = dest / f".{wheel.name}.partial"  # never a half-copied wheel under its name
+        shutil.move(wheel, partial)
+        return partial.replace(dest / wheel.name)
 
 
 def _set_version(pyproject: Path, version: str) -> None:

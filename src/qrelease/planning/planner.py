@@ -167,6 +167,17 @@ def hold_environments(the_plan: Plan, reasons: Mapping[str, str], step: str) -> 
     return Plan(the_plan.revision, tuple(held))
 
 
+def only_app(the_plan: Plan, app: str | None) -> Plan:
+    """The plan's actions for one app (all of them when `app` is None).
+
+    A pass asked for one app (`qrelease sync --app`) plans everything, so each decision
+    is the one a full pass would make, and then carries out this app's alone.
+    """
+    if app is None:
+        return the_plan
+    return Plan(the_plan.revision, tuple(a for a in the_plan.actions if a.app == app))
+
+
 def hold_all(the_plan: Plan, reason: str) -> Plan:
     """The same plan with every change turned into a Hold (an untrusted revision, say)."""
     held = [

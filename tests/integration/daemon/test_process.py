@@ -295,7 +295,8 @@ def test_demo_creates_its_remote_prints_the_guide_and_runs_the_controller(
                 process.kill()
             process.wait(10)
     output = log_path.read_text()
-    remote = (state / "demo-remote.git").resolve()
+    remote = ".qrelease/demo-remote.git"  # relative to where the demo runs, as the guide prints
+    assert (tmp_path / remote / "HEAD").is_file()
     assert f"GitOps remote  {remote}" in output
     assert f"qrelease tui --repo {remote} --state {state}" in output
     assert "qrelease promote bell-service --to staging" in output

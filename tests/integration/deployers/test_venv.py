@@ -581,7 +581,9 @@ def test_example_runs_its_pinned_qir_on_the_local_simulator(tmp_path: Path) -> N
         env=app_env,
     )
     assert ran.returncode == 0, ran.stderr
-    counts = dict(line.rsplit(": ", 1) for line in ran.stdout.splitlines())
+    header, counted = ran.stdout.split("\nqir:", 1)
+    assert header.startswith("bell-service ") and "\ntarget:  " in header  # what runs, first
+    counts = dict(line.rsplit(": ", 1) for line in counted.splitlines() if line.startswith("["))
     assert set(counts) == {"[Zero, Zero]", "[One, One]"}
     assert sum(int(n) for n in counts.values()) == 200
 

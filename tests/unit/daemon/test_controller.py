@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from qrelease import __version__
 from qrelease.config import ControllerConfig
 from qrelease.daemon import Controller, run_controller
 from qrelease.daemon.controller import initial_view
@@ -87,7 +88,11 @@ def test_probes_status_and_metrics(rig: Rig, api_for: Callable[[Controller], Api
     controller = rig.start()
     api = api_for(controller)
     wait_for("first pass", lambda: synced(api))
-    assert api.get("/healthz").json() == {"status": "alive"}
+    assert api.get("/healthz").json() == {
+        "status": "alive",
+        "version": __version__,
+        "pid": os.getpid(),
+    }
     ready = api.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     assert ready.json()["revision"] == rig.work.head

@@ -2,7 +2,7 @@
 
 With no option it prints what its release pins (target, profile, QIR digest, version);
 `--self-check` exits 0 only when the lock and program are present and consistent (the
-release manifest's health command); `--run` samples the program on the local simulator.
+release manifest's health command); `--run` says what runs (as with no option), then samples the program on the local simulator.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         qir = read_program(release, lock)
         if args.run:
             counts = Counter(str(shot) for shot in simulate(qir, args.shots, args.seed))
+            print(describe(lock, package_version))
             for outcome, count in sorted(counts.items()):
                 print(f"{outcome}: {count}")
             return 0

@@ -2,8 +2,9 @@
 
 With no option it prints what its release pins (target, profile, QIR digest, version);
 `--self-check` exits 0 only when the lock and program are present and consistent (the
-release manifest's health command); `--run` draws numbers by running the program on the
-local simulator, one shot per number, the measured bits read most significant first.
+release manifest's health command); `--run` says what runs, then draws numbers by running
+the program on the local simulator, one shot per number, the measured bits read most
+significant first.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         lock = load_lock(release)
         qir = read_program(release, lock)
         if args.run:
-            for shot in simulate(qir, args.count, args.seed):
+            shots = simulate(qir, args.count, args.seed)
+            print(describe(lock, package_version))
+            for shot in shots:
                 print(to_number(shot))
             return 0
     except LockError as error:
