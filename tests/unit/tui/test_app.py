@@ -31,6 +31,7 @@ from tests.helpers.tui import (
     LATER,
     Remote,
     cells,
+    drawn,
     drive,
     settle,
     shown,
@@ -76,8 +77,9 @@ def test_matrix_shows_every_cell_with_glyphs_and_the_last_reconcile(remote: Remo
     app = remote.app()
 
     async def scenario(pilot: Pilot[None]) -> None:
-        matrix = app.screen.query_one(Matrix)
-        assert [str(c.label) for c in matrix.columns.values()] == ["app", "dev", "staging", "prod"]
+        lines = drawn(app)
+        assert lines[0].split() == ["app", "dev", "staging", "prod"]
+        assert lines[1].split() == ["▶", "bell-service", "▶1.2.0", "✓●", "1.1.0", "✓●", "1.0.0", "✓●"]
         assert cells(app) == {
             ("bell-service", "dev"): "1.2.0 ✓●",
             ("bell-service", "staging"): "1.1.0 ✓●",
@@ -152,7 +154,7 @@ def test_live_updates_patch_cells_in_place_and_keep_the_cursor(remote: Remote) -
     async def scenario(pilot: Pilot[None]) -> None:
         matrix = app.screen.query_one(Matrix)
         await pilot.press("down", "right", "right")
-        row_keys = dict(matrix._row_keys)
+        board = matrix.board
         with open_store(remote.state) as store:
             before = store.get_observed("dev", "bell-service")
             assert before is not None
@@ -175,7 +177,8 @@ def test_live_updates_patch_cells_in_place_and_keep_the_cursor(remote: Remote) -
         assert cells(app)[("bell-service", "dev")] == "1.2.0 ✓✗"
         assert cells(app)[("qrng", "dev")] == "0.2.0 ✓●⊘"
         assert matrix.selected() == ("qrng", "prod")
-        assert matrix._row_keys == row_keys  # patched, not rebuilt
+        assert matrix.board is not board  # a new board, swapped in under the cursor
+        assert drawn(app)[2].split()[:2] == ["▶", "qrng"] and "▶0.1.0" in drawn(app)[2]
 
     drive(app, scenario)
 
@@ -201,10 +204,14 @@ def test_promote_dev_to_staging_commits_with_trailers(remote: Remote) -> None:
         assert not dialog.query_one("#force", Checkbox).display  # every check passed
         confirm = dialog.query_one("#confirm", Button)
         assert confirm.disabled  # no reason yet
-        await pilot.click("#reason")
+        assert dialog.query_one("#reason", Input).has_focus  # typing at once is never lost
         await type_text(pilot, "feed-forward Bell pairs")
         assert not confirm.disabled
-        await pilot.click("#confirm")
+        await pilot.press("enter")  # the reason is done: Enter moves to Confirm, no commit
+        await settle(pilot)
+        assert confirm.has_focus and str(confirm.label) == "Confirm: promote 1.2.0 to staging"
+        assert remote.head == head and not shown(dialog.query_one("#outcome")).strip()
+        await pilot.press("enter")  # the explicit confirm
         await settle(pilot)
         outcome = shown(dialog.query_one("#outcome"))
         assert f"in staging: {remote.head[:12]} pushed" in outcome
@@ -245,9 +252,8 @@ def test_refused_promotion_names_each_failed_check_then_force_overrides(remote: 
         assert "✗ soak: Healthy in dev for 1m (soak 10m)" in shown(dialog.query_one("#checks"))
         force = dialog.query_one("#force", Checkbox)
         assert force.display and not force.value
-        await pilot.click("#reason")
         await type_text(pilot, "ship it")
-        await pilot.press("enter")
+        await pilot.press("enter", "enter")  # to Confirm, then confirm
         await settle(pilot)
         assert "✗ refused: soak; nothing was committed" in shown(dialog.query_one("#outcome"))
         assert "✗ soak" in shown(dialog.query_one("#checks"))
@@ -301,8 +307,12 @@ def test_rollback_pins_the_last_healthy_release(remote: Remote) -> None:
         assert "apps.bell-service: 1.2.0 -> 1.1.0 in releases/staging.yaml" in shown(
             dialog.query_one("#plan")
         )
-        await pilot.click("#reason")
         await type_text(pilot, "1.2.0 misbehaves")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert remote.head == head  # Enter in the reason only moves to Confirm
+        confirm = dialog.query_one("#confirm", Button)
+        assert confirm.has_focus and str(confirm.label) == "Confirm: roll staging back to 1.1.0"
         await pilot.press("enter")
         await settle(pilot)
         assert "✓ rollback bell-service 1.2.0 -> 1.1.0 in staging" in shown(

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
 from qrelease.promotion.promote import Result
@@ -77,9 +77,9 @@ class MainScreen(Screen[None]):
         self._reload = threading.Event()
 
     def compose(self) -> ComposeResult:
-        self._poll()  # read Git and the store while Textual builds and lays out the widgets
+        self._poll()  # read the store while Textual builds and lays out the widgets
         yield Header()
-        yield Static("Reading the GitOps repo and the store…", id="status")
+        yield Static("Reading the store…", id="status")
         yield Input(placeholder="/ filter apps by name", id="filter", compact=True)
         yield Matrix(id="matrix")
         yield Static(LEGEND, id="legend")
@@ -142,7 +142,7 @@ class MainScreen(Screen[None]):
             matrix.patch(message.board)
         self.board = message.board
         self._show_headline()
-        if not message.board.complete:  # pins are on screen: read the manifests after this frame
+        if not message.board.complete:  # the store is on screen: read Git after this frame
             self.call_after_refresh(self._wake.set)
         if self._detail_open() and self._selected_changed(previous, message.board):
             self._request_details(keep_shown=True)
@@ -166,11 +166,11 @@ class MainScreen(Screen[None]):
     def _filter_done(self) -> None:
         self.query_one(Matrix).focus()
 
-    @on(DataTable.CellSelected)
+    @on(Matrix.CellSelected)
     def _cell_selected(self) -> None:
         self.action_details()
 
-    @on(DataTable.CellHighlighted)
+    @on(Matrix.CellHighlighted)
     def _cell_highlighted(self) -> None:
         if self._detail_open():
             self._request_details()
@@ -207,7 +207,7 @@ class MainScreen(Screen[None]):
             self.notify("Nothing selected yet", severity="warning")
             return None
         if not self.board.complete:
-            self.notify("Still reading the release manifests…", severity="warning")
+            self.notify("Still reading the GitOps repo…", severity="warning")
             return None
         return self.board, cell
 
@@ -223,9 +223,12 @@ class MainScreen(Screen[None]):
         self._request_details()
 
     def action_back(self) -> None:
-        """Leave the filter box, else close the detail pane."""
-        matrix = self.query_one(Matrix)
-        if not matrix.has_focus:
+        """Clear the filter (every app shows again), else close the detail pane."""
+        matrix, box = self.query_one(Matrix), self.query_one("#filter", Input)
+        if box.value or box.has_focus:
+            box.value = ""  # posts Input.Changed: the matrix shows every app, cursor kept
+            matrix.focus()
+        elif not matrix.has_focus:
             matrix.focus()
         elif self._detail_open():
             self.query_one(DetailPane).display = False
