@@ -423,11 +423,10 @@ def entry_fields(entry: Entry) -> tuple[str, ...]:
     )
 
 
-def filter_rows(rows: Iterable[tuple[str, ...]], text: str) -> list[tuple[str, ...]]:
-    """The rows with `text` in any column, ignoring case.
+def row_matches(row: tuple[str, ...], text: str) -> bool:
+    """Whether `text` is in any column of the row, ignoring case.
 
-    >>> filter_rows([("a", "deploy"), ("b", "gate")], " GATE")
-    [('b', 'gate')]
+    >>> row_matches(("b", "gate"), " GATE"), row_matches(("a", "deploy"), "gate")
+    (True, False)
     """
-    needle = text.strip().lower()
-    return [row for row in rows if needle in " ".join(row).lower()]
+    return text.strip().lower() in " ".join(row).lower()

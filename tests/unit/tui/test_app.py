@@ -12,15 +12,17 @@ from datetime import timedelta
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, DataTable, Input, Select
+from textual.widgets._select import SelectOverlay
 
 from qrelease.model.environment import Environment
 from qrelease.model.observed import ObservedState
-from qrelease.model.vocabulary import Availability, Health, Sync
+from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
 from qrelease.store import open_store
 from qrelease.tui.board import cell_text, environment_order, matching
 from qrelease.tui.data import Dashboard
 from qrelease.tui.screens.approve import ApproveDialog
 from qrelease.tui.screens.diff import DiffScreen
+from qrelease.tui.screens.entry import EntryScreen
 from qrelease.tui.screens.history import HistoryScreen
 from qrelease.tui.screens.main import MainScreen
 from qrelease.tui.screens.pin import PinDialog, PromoteDialog, RollbackDialog
@@ -58,16 +60,42 @@ def test_environment_order_follows_promote_from_chains() -> None:
 def test_watcher_shows_the_pins_first_then_the_full_board_then_only_changes(
     remote: Remote,
 ) -> None:
+    hand = remote.push_edit("releases/dev.yaml", "qrng: 0.2.0", "qrng: 0.1.0", "by hand")
     dashboard = Dashboard(str(remote.bare), remote.state, remote.quantum_for, lambda: LATER)
     with dashboard.watcher() as watcher:
-        pins = watcher.poll()
-        assert pins is not None and not pins.complete and not pins.snapshot.manifests
-        assert cell_text(pins.row("bell-service", "dev")) == "1.2.0 ✓●"
+        first = watcher.poll()  # the store alone: what the controller last recorded
+        assert first is not None and not first.complete and not first.snapshot.manifests
+        assert first.revision == remote.git("rev-parse", "main~1")  # the last pass's
+        assert cell_text(first.row("bell-service", "dev")) == "1.2.0 ✓●"
+        assert cell_text(first.row("qrng", "dev")) == "0.2.0 ✓●"  # Git not read yet
+        assert first.envs == ("dev", "staging", "prod")  # the conventional order, guessed
         full = watcher.poll()
         assert full is not None and full.complete and not full.snapshot.errors
-        assert full.row("bell-service", "dev") == pins.row("bell-service", "dev")
+        assert full.revision == hand
+        assert full.row("bell-service", "dev") == first.row("bell-service", "dev")
+        assert cell_text(full.row("qrng", "dev")) == "0.2.0 → 0.1.0 ↻●"  # Git's new pin
         assert full.envs == ("dev", "staging", "prod")
         assert watcher.poll() is None  # nothing changed: nothing to post
+
+
+def test_the_first_frame_keeps_the_environment_order_git_gave_last_time(remote: Remote) -> None:
+    dashboard = Dashboard(str(remote.bare), remote.state, remote.quantum_for, lambda: LATER)
+    (remote.state / "tui-environments.json").write_text(
+        '{"version": 1, "environments": ["prod", "dev"]}'
+    )
+    with dashboard.watcher() as watcher:
+        first = watcher.poll()
+        assert first is not None and first.envs == ("prod", "dev", "staging")
+        full = watcher.poll()
+        assert full is not None and full.envs == ("dev", "staging", "prod")
+    with dashboard.watcher() as watcher:  # the next session starts in Git's order
+        first = watcher.poll()
+        assert first is not None and not first.complete
+        assert first.envs == ("dev", "staging", "prod")
+    (remote.state / "tui-environments.json").write_text("{not json")
+    with dashboard.watcher() as watcher:
+        first = watcher.poll()  # a broken hint is only a hint: the order is guessed
+        assert first is not None and first.envs == ("dev", "staging", "prod")
 
 
 # -- the main screen ----------------------------------------------------------------------
@@ -79,7 +107,16 @@ def test_matrix_shows_every_cell_with_glyphs_and_the_last_reconcile(remote: Remo
     async def scenario(pilot: Pilot[None]) -> None:
         lines = drawn(app)
         assert lines[0].split() == ["app", "dev", "staging", "prod"]
-        assert lines[1].split() == ["▶", "bell-service", "▶1.2.0", "✓●", "1.1.0", "✓●", "1.0.0", "✓●"]
+        assert lines[1].split() == [
+            "▶",
+            "bell-service",
+            "▶1.2.0",
+            "✓●",
+            "1.1.0",
+            "✓●",
+            "1.0.0",
+            "✓●",
+        ]
         assert cells(app) == {
             ("bell-service", "dev"): "1.2.0 ✓●",
             ("bell-service", "staging"): "1.1.0 ✓●",
@@ -103,13 +140,31 @@ def test_navigate_filter_and_open_details(remote: Remote) -> None:
         assert matrix.selected() == ("bell-service", "dev")
         await pilot.press("down", "right")
         assert matrix.selected() == ("qrng", "staging")
+        lines = drawn(app)  # the cursor reads without colour: ▶ on its app and its cell
+        assert lines[1].startswith("   bell-service ") and "▶" not in lines[1]
+        assert lines[2].startswith(" ▶ qrng ") and lines[2].count("▶") == 2
+        assert lines[2].index("▶0.2.0") == lines[0].index("staging") - 1
         await pilot.press("slash")
-        assert app.screen.query_one("#filter", Input).has_focus
+        filter_box = app.screen.query_one("#filter", Input)
+        assert filter_box.has_focus
         await type_text(pilot, "bell")
         assert list(cells(app)) == [(("bell-service", env)) for env in ("dev", "staging", "prod")]
         assert matrix.selected() == ("bell-service", "staging")  # same column, app filtered out
-        await pilot.press("escape")
-        assert matrix.has_focus
+        await pilot.press("enter")  # keep the filter, back to the matrix
+        assert matrix.has_focus and filter_box.value == "bell" and len(matrix.apps) == 1
+        await pilot.press("escape")  # esc clears the filter; the cursor stays on its cell
+        assert filter_box.value == "" and matrix.has_focus
+        await pilot.pause()
+        assert matrix.apps == ["bell-service", "qrng"]
+        assert matrix.selected() == ("bell-service", "staging")
+        await pilot.press("slash")
+        await type_text(pilot, "qr")
+        assert matrix.apps == ["qrng"]
+        await pilot.press("escape")  # from inside the box, too
+        await pilot.pause()
+        assert filter_box.value == "" and matrix.has_focus and len(matrix.apps) == 2
+        assert matrix.selected() == ("qrng", "staging")
+        await pilot.press("up")
         await pilot.press("enter")
         await settle(pilot)
         pane = app.screen.query_one(DetailPane)
@@ -179,6 +234,35 @@ def test_live_updates_patch_cells_in_place_and_keep_the_cursor(remote: Remote) -
         assert matrix.selected() == ("qrng", "prod")
         assert matrix.board is not board  # a new board, swapped in under the cursor
         assert drawn(app)[2].split()[:2] == ["▶", "qrng"] and "▶0.1.0" in drawn(app)[2]
+
+    drive(app, scenario)
+
+
+def test_a_running_rollout_shows_its_step_in_the_cell(remote: Remote) -> None:
+    remote.promote("bell-service", "staging", "try 1.2.0", LATER)
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        with open_store(remote.state) as store:
+            before = store.get_observed("staging", "bell-service")
+            assert before is not None
+            running = {"desired": "1.2.0", "sync": Sync.OUT_OF_SYNC, "health": Health.PROGRESSING}
+            for step, shown_as in (("install", "install"), ("quantum gates", "gates")):
+                update = {**running, "rollout": Rollout.RUNNING, "rollout_step": step}
+                store.put_observed(before.model_copy(update=update))
+                want = f"1.1.0 → 1.2.0 ↻◐» {shown_as}"
+                await until(
+                    pilot, lambda want=want: cells(app)[("bell-service", "staging")] == want
+                )
+                assert f"1.1.0 → 1.2.0 ↻◐» {shown_as}" in drawn(app)[1]
+            done = {
+                "desired": "1.2.0",
+                "deployed": "1.2.0",
+                "sync": Sync.SYNCED,
+                "health": Health.HEALTHY,
+            }
+            store.put_observed(before.model_copy(update={**done, "rollout": Rollout.SUCCEEDED}))
+        await until(pilot, lambda: cells(app)[("bell-service", "staging")] == "1.2.0 ✓●")
 
     drive(app, scenario)
 
@@ -326,6 +410,35 @@ def test_rollback_pins_the_last_healthy_release(remote: Remote) -> None:
     assert "bell-service: 1.1.0" in remote.git("show", "main:releases/staging.yaml")
 
 
+def test_a_release_whose_gates_failed_is_marked_and_never_proposed(remote: Remote) -> None:
+    remote.quantum.failing_programs["manifests/bell-service/programs/bell_reset.qs"] = "no"
+    remote.promote("bell-service", "staging", "try 1.2.0", LATER)
+    remote.reconcile(LATER)  # staging's profile gate fails for 1.2.0: 1.1.0 keeps running
+    app = remote.app(now=LATER + timedelta(minutes=5))
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("p")  # from dev: 1.2.0 runs Healthy there, but its gates failed
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, PromoteDialog)
+        select = dialog.query_one("#version", Select)
+        assert select.value == Select.NULL  # not proposed
+        note = shown(dialog.query_one("#checks"))
+        assert "Not proposing 1.2.0 (✗ gates failed: profile): choose a version." in note
+        assert dialog.query_one("#confirm", Button).disabled
+        select.focus()
+        await pilot.press("enter")  # open the picker, as a user would
+        overlay = select.query_one(SelectOverlay)
+        prompts = [str(overlay.get_option_at_index(i).prompt) for i in range(overlay.option_count)]
+        assert prompts[1:] == [
+            "1.2.0  ✗ gates failed: profile",
+            "1.1.0  ✓ gates passed",
+            "1.0.0  ✓ gates passed",
+        ]
+
+    drive(app, scenario)
+
+
 @pytest.mark.parametrize("key", ["p", "r"])
 def test_escape_cancels_a_dialog_and_nothing_changes(remote: Remote, key: str) -> None:
     app = remote.app()
@@ -383,6 +496,43 @@ def test_history_screen_shows_the_timeline_and_filters_it(remote: Remote) -> Non
         assert 0 < len(rows) < total and all(row[2] == "qrng" for row in rows)
         await pilot.press("escape", "escape")
         assert isinstance(app.screen, MainScreen)
+
+    drive(app, scenario)
+
+
+def test_a_history_entry_opens_in_full_with_its_gate_results(remote: Remote) -> None:
+    reason = "feed-forward Bell pairs: the correction halves the error budget of every pair " * 2
+    remote.promote("bell-service", "staging", reason.strip(), LATER)
+    commit = remote.head
+    remote.reconcile(LATER)
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("h")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, HistoryScreen)
+        await pilot.press("slash")
+        await type_text(pilot, "promote")
+        await pilot.press("enter")  # back to the table, filtered
+        table = screen.query_one("#history", DataTable)
+        assert table.has_focus and table.row_count == 1
+        assert table.columns["reason"].width == 60 < len(reason.strip())  # cut on screen
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, EntryScreen) and app.screen.gates)
+        entry = app.screen
+        assert isinstance(entry, EntryScreen)
+        text = " ".join(shown(entry.query_one("#entry-fields")).split())
+        assert f"reason {reason.strip()}" in text  # whole, wrapped, never cut
+        assert "actor Ada <ada@example.test>" in text
+        assert f"commit {commit}" in text
+        assert "change 1.1.0 → 1.2.0" in text
+        gates = shown(entry.query_one("#entry-gates"))
+        for gate in ("estimate", "profile", "smoke"):
+            assert gate in gates
+        assert gates.count("✓ Passed") == 3
+        await pilot.press("escape")
+        assert app.screen is screen
 
     drive(app, scenario)
 
