@@ -113,8 +113,8 @@ async def _paint_and_scroll(app: App[None], rows: int) -> tuple[float, float, fl
     display = app._display  # wrapped, not replaced: every frame still goes through it
 
     def record(screen: Any, renderable: Any) -> None:
-        tables = screen.query(DataTable)
-        if not painted and tables and tables.first().virtual_size.height > rows:
+        table = _table(screen)
+        if not painted and table is not None and table.virtual_size.height > rows:
             painted.append(time.perf_counter() - started)  # header + every row laid out
         display(screen, renderable)
 
@@ -123,17 +123,27 @@ async def _paint_and_scroll(app: App[None], rows: int) -> tuple[float, float, fl
         while not painted or not _loaded(app):
             await pilot.pause(0.005)
         loaded = time.perf_counter() - started
-        table = app.screen.query_one(DataTable)
+        table = _table(app.screen)
         scroll_start = time.perf_counter()
         for _ in range(PAGES):
             await pilot.press("pagedown")
         scrolled = (time.perf_counter() - scroll_start) / PAGES
-        assert table.cursor_row > 0, "paging did not move the cursor"
+        assert table is not None and _cursor_row(table) > 0, "paging did not move the cursor"
     return painted[0], loaded, scrolled
 
 
+def _table(screen: Any) -> Any:
+    """The app's table: qrelease's matrix, or the bare app's DataTable."""
+    found = screen.query("#matrix, DataTable")
+    return found.first() if found else None
+
+
+def _cursor_row(table: Any) -> int:
+    return int(table.cursor_row) if isinstance(table, DataTable) else int(table.cursor[0])
+
+
 def _loaded(app: App[None]) -> bool:
-    """The bare table is loaded once painted; qrelease once the manifests are read too."""
+    """The bare table is loaded once painted; qrelease once Git is read too."""
     board = getattr(app.screen, "board", None)
     return board is None if not isinstance(app, QreleaseApp) else bool(board and board.complete)
 

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from qrelease.history import Entry
 from qrelease.model.environment import Environment
@@ -145,6 +146,17 @@ def cell_text(row: StatusRow | None) -> str:
     return "·" if row is None else cell_parts(row).text
 
 
+class Stage(StrEnum):
+    """How much of the picture a board holds: each stage is drawn as soon as it is read."""
+
+    STORE = "store"
+    """What the controller last recorded, before Git is read (milliseconds)."""
+    PINS = "pins"
+    """Git's environment files too: pins, order, policies; no release manifests yet."""
+    COMPLETE = "complete"
+    """Every manifest too: details, targets and the dialogs' choices."""
+
+
 APP_COLUMN = "#app"  # not a valid environment name, so it never collides with one
 APP_WIDTH_RANGE = (8, 32)
 CELL_MIN_WIDTH = 15
@@ -154,8 +166,8 @@ CELL_MIN_WIDTH = 15
 class Board:
     """Git's desired state at one revision joined with what the store last observed.
 
-    Before Git is read the board holds the store alone (`complete` is False): each cell as
-    the controller last recorded it, environments in the order last seen or guessed.
+    Before Git is read the board holds the store alone (`Stage.STORE`): each cell as the
+    controller last recorded it, environments in the order last seen or guessed.
     """
 
     snapshot: Snapshot
@@ -163,10 +175,14 @@ class Board:
     apps: tuple[str, ...]
     rows: Mapping[tuple[str, str], StatusRow]
     last_run: Run | None
-    complete: bool = True
-    """False until the environment files are read: the pins, the order, the policies."""
+    stage: Stage = Stage.COMPLETE
     widths: Mapping[str, int] = field(default_factory=dict)
     """Each column's width in cells (APP_COLUMN for the app names), from plain text."""
+
+    @property
+    def complete(self) -> bool:
+        """True once every manifest is read (the dialogs and the detail pane need them)."""
+        return self.stage == Stage.COMPLETE
 
     @property
     def revision(self) -> str:
@@ -181,7 +197,7 @@ class Board:
         """True when nothing a screen shows differs."""
         return (
             self.revision == other.revision
-            and self.complete == other.complete
+            and self.stage == other.stage
             and self.envs == other.envs
             and self.last_run == other.last_run
             and self.rows == other.rows
@@ -198,12 +214,15 @@ class Board:
 
 
 def build_board(
-    snapshot: Snapshot, observed: Iterable[ObservedState], last_run: Run | None
+    snapshot: Snapshot,
+    observed: Iterable[ObservedState],
+    last_run: Run | None,
+    stage: Stage = Stage.COMPLETE,
 ) -> Board:
     """The matrix of every pinned or deployed (app, env), environments in promotion order."""
     status = status_rows(observed, snapshot.pins(), snapshot.revision)
     ordered = environment_order(snapshot.environments)
-    return _board(snapshot, status, ordered, last_run, complete=True)
+    return _board(snapshot, status, ordered, last_run, stage)
 
 
 def store_board(
@@ -220,7 +239,7 @@ def store_board(
     names = {row.env for row in status}
     ordered = [env for env in remembered if env in names]
     ordered += guessed_order(names - set(ordered))
-    return _board(snapshot, status, ordered, last_run, complete=False)
+    return _board(snapshot, status, ordered, last_run, Stage.STORE)
 
 
 def guessed_order(names: Collection[str]) -> list[str]:
@@ -244,15 +263,14 @@ def _board(
     status: list[StatusRow],
     ordered: Sequence[str],
     last_run: Run | None,
-    *,
-    complete: bool,
+    stage: Stage,
 ) -> Board:
     extra = sorted({row.env for row in status} - set(ordered))
     envs = (*ordered, *extra)
     apps = tuple(sorted({row.app for row in status}))
     rows = {(row.app, row.env): row for row in status}
     widths = column_widths(apps, envs, rows.values())
-    return Board(snapshot, envs, apps, rows, last_run, complete, widths)
+    return Board(snapshot, envs, apps, rows, last_run, stage, widths)
 
 
 def column_widths(
@@ -314,8 +332,10 @@ def headline(board: Board, now: datetime) -> str:
     """
     revision = f"rev {board.revision[:10]}" if board.revision else "no revision yet"
     parts = [revision, last_reconcile(board, now), f"{len(board.apps):,} apps"]
-    if not board.complete:
+    if board.stage == Stage.STORE:
         parts.append("from the store; reading Git…")
+    elif board.stage == Stage.PINS:
+        parts.append("reading release manifests…")
     elif board.problems:
         parts.append(f"{board.problems} problem(s) in Git: see qrelease validate")
     return " · ".join(parts)

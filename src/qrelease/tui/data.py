@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +41,7 @@ from qrelease.store.base import Run, StateStore, StoreError
 from qrelease.tui.board import (
     Board,
     GateVerdict,
+    Stage,
     build_board,
     gate_verdicts,
     store_board,
@@ -53,6 +54,8 @@ __all__ = ["GateLine", "PinAction", "Preview"]
 
 GIT_REFRESH_SECONDS = 30.0
 EVENTS_SHOWN = 8
+PINS_ONLY = ("releases",)
+"""What the second frame reads: the environment files alone take milliseconds to parse."""
 VERDICT_EVENTS_SCANNED = 2000
 """How many of an app's newest gate events the version pickers read to mark each release."""
 ENV_ORDER_FILE = "tui-environments.json"
@@ -258,11 +261,12 @@ class Dashboard:
 class Watcher:
     """Polls the store from one thread, re-reading Git only when something says it moved.
 
-    The first poll reads the store alone (`complete` is False): the first frame never waits
-    on Git. The next reads Git; after that Git is re-read when the controller's last run
-    names a new revision, when asked (after a promotion from this UI), and every
-    GIT_REFRESH_SECONDS for commits nobody applied yet. One Loader lives as long as the
-    watcher, so a re-read parses only the files that changed.
+    The first poll reads the store alone (`Stage.STORE`): the first frame never waits on
+    Git. The second reads Git's environment files (`Stage.PINS`: the matrix now shows what
+    Git wants), the third every manifest (`Stage.COMPLETE`). After that Git is re-read when
+    the controller's last run names a new revision, when asked (after a promotion from this
+    UI), and every GIT_REFRESH_SECONDS for commits nobody applied yet. One Loader lives as
+    long as the watcher, so a re-read parses only the files that changed.
     """
 
     def __init__(self, dashboard: Dashboard, git_every: float = GIT_REFRESH_SECONDS) -> None:
@@ -279,7 +283,7 @@ class Watcher:
 
     @property
     def complete(self) -> bool:
-        """False until Git, not just the store, has been read."""
+        """False until Git, every manifest included, has been read."""
         return self._board is not None and self._board.complete
 
     def __enter__(self) -> Self:
@@ -303,31 +307,34 @@ class Watcher:
             if self._board is None:
                 board = store_board(observed, last_run, remembered_order(self._dashboard))
             else:
-                snapshot = self._snapshot_for(last_run, reload_git)
-                board = build_board(snapshot, observed, last_run)
+                snapshot, stage = self._snapshot_for(last_run, reload_git)
+                board = build_board(snapshot, observed, last_run, stage)
         if self._board is not None and board.same_as(self._board):
             return None
-        if board.complete and (self._board is None or self._board.envs != board.envs):
+        if board.stage != Stage.STORE and (self._board is None or self._board.envs != board.envs):
             remember_order(self._dashboard, board.envs)
         self._board = board
         return board
 
-    def _snapshot_for(self, last_run: Run | None, reload_git: bool) -> Snapshot:
+    def _snapshot_for(self, last_run: Run | None, reload_git: bool) -> tuple[Snapshot, Stage]:
+        if self._repo is None:
+            self._repo = open_repo(self._dashboard.location, self._dashboard.state_dir)
+            pins = Loader(self._repo, roots=PINS_ONLY).load(self._dashboard.branch)
+            return replace(pins, errors=()), Stage.PINS  # its missing-manifest errors are not real
         run_revision = last_run.revision if last_run else None
         due = time.monotonic() - self._loaded_at >= self._git_every
         moved = run_revision != self._run_revision
         if self._loader is None:
-            self._repo = open_repo(self._dashboard.location, self._dashboard.state_dir)
             self._loader = Loader(self._repo)
         elif reload_git or due or moved:
             self._dashboard.fetch()
         else:
             assert self._snapshot is not None
-            return self._snapshot
+            return self._snapshot, Stage.COMPLETE
         self._loaded_at = time.monotonic()
         self._run_revision = run_revision
         self._snapshot = self._loader.load(self._dashboard.branch)
-        return self._snapshot
+        return self._snapshot, Stage.COMPLETE
 
 
 def remembered_order(dashboard: Dashboard) -> list[str]:

@@ -18,7 +18,7 @@ from qrelease.model.environment import Environment
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
 from qrelease.store import open_store
-from qrelease.tui.board import cell_text, environment_order, matching
+from qrelease.tui.board import Stage, cell_text, environment_order, headline, matching
 from qrelease.tui.data import Dashboard
 from qrelease.tui.screens.approve import ApproveDialog
 from qrelease.tui.screens.diff import DiffScreen
@@ -69,12 +69,20 @@ def test_watcher_shows_the_pins_first_then_the_full_board_then_only_changes(
         assert cell_text(first.row("bell-service", "dev")) == "1.2.0 ✓●"
         assert cell_text(first.row("qrng", "dev")) == "0.2.0 ✓●"  # Git not read yet
         assert first.envs == ("dev", "staging", "prod")  # the conventional order, guessed
+        assert "from the store; reading Git…" in headline(first, LATER)
+        pins = watcher.poll()  # Git's environment files: the pins, not the manifests
+        assert pins is not None and pins.stage == Stage.PINS and not pins.snapshot.manifests
+        assert pins.revision == hand and not pins.snapshot.errors
+        assert cell_text(pins.row("qrng", "dev")) == "0.2.0 → 0.1.0 ↻●"  # Git's new pin
+        assert "reading release manifests…" in headline(pins, LATER)
         full = watcher.poll()
         assert full is not None and full.complete and not full.snapshot.errors
-        assert full.revision == hand
         assert full.row("bell-service", "dev") == first.row("bell-service", "dev")
-        assert cell_text(full.row("qrng", "dev")) == "0.2.0 → 0.1.0 ↻●"  # Git's new pin
+        assert {key: cell_text(row) for key, row in full.rows.items()} == {
+            key: cell_text(row) for key, row in pins.rows.items()
+        }  # the manifests add targets and details, not what a cell says
         assert full.envs == ("dev", "staging", "prod")
+        assert "reading" not in headline(full, LATER)
         assert watcher.poll() is None  # nothing changed: nothing to post
 
 
@@ -86,8 +94,8 @@ def test_the_first_frame_keeps_the_environment_order_git_gave_last_time(remote: 
     with dashboard.watcher() as watcher:
         first = watcher.poll()
         assert first is not None and first.envs == ("prod", "dev", "staging")
-        full = watcher.poll()
-        assert full is not None and full.envs == ("dev", "staging", "prod")
+        pins = watcher.poll()
+        assert pins is not None and pins.envs == ("dev", "staging", "prod")
     with dashboard.watcher() as watcher:  # the next session starts in Git's order
         first = watcher.poll()
         assert first is not None and not first.complete

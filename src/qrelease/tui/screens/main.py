@@ -142,7 +142,7 @@ class MainScreen(Screen[None]):
             matrix.patch(message.board)
         self.board = message.board
         self._show_headline()
-        if not message.board.complete:  # the store is on screen: read Git after this frame
+        if not message.board.complete:  # this stage is on screen: read the next after this frame
             self.call_after_refresh(self._wake.set)
         if self._detail_open() and self._selected_changed(previous, message.board):
             self._request_details(keep_shown=True)
@@ -196,7 +196,7 @@ class MainScreen(Screen[None]):
     def _selected_changed(self, before: Board | None, after: Board) -> bool:
         """Whether a new board changes what the detail pane says about the selected cell."""
         cell = self.query_one(Matrix).selected()
-        if before is None or cell is None or before.complete != after.complete:
+        if before is None or cell is None or before.stage != after.stage:
             return True
         return before.revision != after.revision or before.row(*cell) != after.row(*cell)
 
@@ -207,7 +207,7 @@ class MainScreen(Screen[None]):
             self.notify("Nothing selected yet", severity="warning")
             return None
         if not self.board.complete:
-            self.notify("Still reading the GitOps repo…", severity="warning")
+            self.notify("Still reading the release manifests…", severity="warning")
             return None
         return self.board, cell
 
