@@ -7,9 +7,11 @@ UI makes lands on the bare remote with its `Qrelease-*` trailers.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, DataTable, Input, Select
 from textual.widgets._select import SelectOverlay
@@ -445,6 +447,25 @@ def test_a_release_whose_gates_failed_is_marked_and_never_proposed(remote: Remot
         ]
 
     drive(app, scenario)
+
+
+@pytest.mark.parametrize("key", ["p", "r"])
+def test_a_reason_typed_at_once_lands_in_the_reason(remote: Remote, key: str) -> None:
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        app.post_message(events.Key(key, key))
+        while not isinstance(app.screen, PinDialog):  # pushed: still composing, nothing focused
+            await asyncio.sleep(0)
+        assert app.screen.focused is None
+        for char in "quick":  # a fast typist: keys land while the dialog appears
+            app.post_message(events.Key(char, char))
+        await settle(pilot)
+        assert isinstance(app.screen, PinDialog)
+        assert app.screen.query_one("#reason", Input).value == "quick"
+
+    drive(app, scenario)
+    assert app.return_code is None or app.return_code == 0
 
 
 @pytest.mark.parametrize("key", ["p", "r"])

@@ -127,7 +127,7 @@ class HistoryScreen(Screen[None]):
 
     def action_filter(self) -> None:
         """Type to narrow the timeline."""
-        self.query_one("#history-filter", Input).focus()
+        self.set_focus(self.query_one("#history-filter", Input))  # now: the next key is its
 
     def action_back(self) -> None:
         """Leave the filter box, else go back to the matrix."""

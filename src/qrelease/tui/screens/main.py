@@ -215,7 +215,7 @@ class MainScreen(Screen[None]):
 
     def action_filter(self) -> None:
         """Type to narrow the matrix to matching apps."""
-        self.query_one("#filter", Input).focus()
+        self.set_focus(self.query_one("#filter", Input))  # now: the next key typed is its
 
     def action_details(self) -> None:
         """Open the detail pane for the selected cell; it follows the cursor while open."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -87,6 +87,7 @@ class PinDialog(ModalScreen[Result | None]):
 
     ACTION: ClassVar[PinAction]
     ENV_LABEL: ClassVar[str]
+    AUTO_FOCUS = "#reason"  # focused as the dialog appears: keys typed at once land there
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("q", "quit_unless_busy", "Quit", show=False),
@@ -133,8 +134,17 @@ class PinDialog(ModalScreen[Result | None]):
     def on_mount(self) -> None:
         self.query_one("#force", Checkbox).display = False
         self.query_one("#progress", LoadingIndicator).display = False
-        self.query_one("#reason", Input).focus()
         self._update_confirm()
+
+    def on_key(self, event: events.Key) -> None:
+        """Keys typed while the dialog appears (nothing focused yet) go into the reason."""
+        if self.focused is not None or self.busy or not event.is_printable:
+            return
+        reason = self.query_one("#reason", Input)
+        reason.insert_text_at_cursor(event.character or "")
+        self.set_focus(reason)
+        event.stop()
+        event.prevent_default()
 
     # -- workers ---------------------------------------------------------------------
 
