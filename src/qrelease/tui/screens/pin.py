@@ -323,11 +323,13 @@ class PinDialog(ModalScreen[Result | None]):
         button = self.query_one("#confirm", Button)
         button.disabled = not self._can_confirm()
         preview = self.preview
-        if preview is None:
-            button.label = f"{self.ACTION.capitalize()}…"
-            return
-        forced = preview.refused and self.query_one("#force", Checkbox).value
-        button.label = self.confirm_label(preview) + (" (--force)" if forced else "")
+        label = f"{self.ACTION.capitalize()}…"
+        if preview is not None:
+            forced = preview.refused and self.query_one("#force", Checkbox).value
+            label = self.confirm_label(preview) + (" (--force)" if forced else "")
+        if str(button.label) != label:
+            button.label = label
+            button.refresh(layout=True)  # the label sets the button's width
 
     def confirm_label(self, preview: Preview) -> str:
         """What the Confirm button says it will do."""
