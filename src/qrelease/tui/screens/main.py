@@ -8,6 +8,7 @@ controller reports a new revision, on request, and after a change made from this
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,6 +31,10 @@ from qrelease.tui.widgets.detail import DetailPane
 from qrelease.tui.widgets.matrix import Matrix
 
 HEADLINE_REFRESH_SECONDS = 15.0
+POLL_SHARE = 10
+"""A poll that took t seconds waits at least POLL_SHARE * t before the next: reading ten
+thousand apps' status takes most of a second, and the poller must not take the CPU (and
+the GIL) the screen needs to keep up with the keyboard. Asked-for refreshes come at once."""
 
 
 @dataclass
@@ -106,8 +111,10 @@ class MainScreen(Screen[None]):
             return
         with watcher:
             while not worker.is_cancelled:
+                started = time.monotonic()
                 self._poll_once(watcher)
-                self._wake.wait(self._poll_interval)
+                spent = time.monotonic() - started
+                self._wake.wait(max(self._poll_interval, POLL_SHARE * spent))
                 self._wake.clear()
 
     def _poll_once(self, watcher: Watcher) -> None:
