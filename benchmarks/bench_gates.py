@@ -3,11 +3,11 @@
 The release is the bundled manifests/bell-service/1.0.0.yaml (Base profile, estimate and
 smoke gates). The reference does what the gates need from qdk and nothing else, in a fresh
 `qdk.Context` for the pinned profile: evaluate the program, compile the entry, estimate its
-logical counts, run the seeded shots. qrelease runs them in its sandboxed gate worker
-process, so its time includes the round trip. The second row repeats the comparison while
-the generated repo's Snapshot is held in memory, as it is during a controller's pass:
-costs that grow with the process's heap (qdk's full garbage collection after a session,
-say) show up there.
+logical counts with `qdk.qre` on the same architecture, run the seeded shots. qrelease
+runs them in its sandboxed gate worker process, so its time includes the round trip. The
+second row repeats the comparison while the generated repo's Snapshot is held in memory,
+as it is during a controller's pass: costs that grow with the process's heap (qdk's full
+garbage collection after a session, say) show up there.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import yaml
 
 from benchmarks.fixtures import PROJECT_ROOT, gitops
 from benchmarks.harness import Context, Row, plain, ratio_row
-from qrelease.model.manifest import ReleaseManifest
+from qrelease.model.manifest import Quantum, ReleaseManifest
 from qrelease.quantum.base import GateReport, ProgramSource
 from qrelease.source.loader import Loader
 from qrelease.source.repo import GitRepo
@@ -40,18 +40,33 @@ def bundled_release() -> tuple[ReleaseManifest, ProgramSource]:
 
 def raw_qdk(manifest: ReleaseManifest, source: str) -> dict[str, Any]:
     """Reference: compile for the profile, estimate, run the seeded shots in a fresh Context."""
+    return raw_qdk_gates(manifest.quantum, source)
+
+
+def raw_qdk_gates(quantum: Quantum, source: str) -> dict[str, Any]:
+    """The raw qdk calls the gates need, in a fresh Context for the pinned profile: compile,
+    a qdk.qre estimate on the estimate gate's architecture, the seeded shots."""
     import qdk
     from qdk import qsharp
+    from qdk.qre import estimate
+    from qdk.qre.application import QSharpApplication
+    from qdk.qre.models import GateBased, Litinski19Factory, SurfaceCode
 
-    quantum = manifest.quantum
     smoke = quantum.gates.smoke
     assert smoke is not None
     context = qdk.Context(target_profile=getattr(qsharp.TargetProfile, quantum.target.profile))
     context.eval(source)
     qir = str(context.compile(quantum.entry))
-    estimate = context.logical_counts(quantum.entry).estimate()
+    counts = context.logical_counts(quantum.entry)
+    architecture = GateBased(error_rate=1e-3, gate_time=50, measurement_time=100)
+    table = estimate(
+        QSharpApplication(counts),
+        architecture,
+        SurfaceCode.q() * Litinski19Factory.q(),
+        max_error=1e-3,
+    )
     shots = context.run(quantum.entry, smoke.shots, seed=smoke.seed)
-    return {"qir": qir, "estimate": estimate, "shots": shots}
+    return {"qir": qir, "estimate": list(table), "shots": shots}
 
 
 def _passed(report: GateReport) -> GateReport:
@@ -69,7 +84,7 @@ def run(ctx: Context) -> list[Row]:
     backend = QdkBackend()
     smoke = manifest.quantum.gates.smoke
     reference_name = (
-        "qdk.Context(profile) + eval + compile + logical_counts().estimate() "
+        "qdk.Context(profile) + eval + compile + qdk.qre.estimate(logical_counts) "
         f"+ run({smoke.shots if smoke else 0} shots, seed)"
     )
     ours = plain(lambda: _passed(backend.run_gates(program, manifest.quantum, None)))

@@ -44,6 +44,10 @@ class Sizes:
     history_commits: int
     events: int
     reconcile_apps: int
+    scale_apps: int = 10_000
+    """Apps of the scale rows (issue 20): x 3 versions x 3 environments."""
+    scale_events: int = 1_000_000
+    """Events of the scale history and audit rows."""
 
     @classmethod
     def full(cls) -> Sizes:
@@ -59,12 +63,28 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         """Small sizes that still exercise every code path."""
-        return cls(apps=40, versions=5, history_commits=20, events=2000, reconcile_apps=20)
+        return cls(
+            apps=40,
+            versions=5,
+            history_commits=20,
+            events=2000,
+            reconcile_apps=20,
+            scale_apps=300,
+            scale_events=20_000,
+        )
 
     @classmethod
     def tiny(cls) -> Sizes:
         """The smallest sizes, for the smoke test."""
-        return cls(apps=6, versions=2, history_commits=4, events=300, reconcile_apps=2)
+        return cls(
+            apps=6,
+            versions=2,
+            history_commits=4,
+            events=300,
+            reconcile_apps=2,
+            scale_apps=30,
+            scale_events=2000,
+        )
 
 
 @dataclass

@@ -17,10 +17,12 @@ MODULES = (
     "bench_deploy",
     "bench_history",
     "bench_gates",
+    "bench_gate_pool",
     "bench_reconcile",
     "bench_daemon",
     "bench_tui",
     "bench_replicas",
+    "bench_scale",
 )
 
 

@@ -15,7 +15,7 @@ from tests.helpers.gitops import GitOpsRepo, make_repo
 
 os.environ["QDK_PYTHON_TELEMETRY"] = "none"
 
-pytest_plugins = ["tests.helpers.postgres"]  # postgres_server, postgres_url
+pytest_plugins = ["tests.helpers.postgres", "tests.helpers.browser"]  # postgres_url, chromium
 
 
 @pytest.fixture

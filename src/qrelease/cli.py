@@ -124,12 +124,18 @@ def opened(ctx: Context) -> Iterator[GitRepo]:
         repo.close()
 
 
-def load_snapshot(repo: GitRepo, rev: str) -> Snapshot:
-    """Load the desired state at a revision, turning source problems into exit 1."""
-    try:
-        return Loader(repo).load(rev)
-    except SourceError as exc:
-        raise Failed(str(exc)) from None
+def load_snapshot(repo: GitRepo, rev: str, state_dir: Path) -> Snapshot:
+    """Load the desired state at a revision through the state dir's parse cache.
+
+    Source problems become exit 1.
+    """
+    from qrelease.store import open_parse_cache
+
+    with open_parse_cache(state_dir) as cache:
+        try:
+            return Loader(repo, cache=cache).load(rev)
+        except SourceError as exc:
+            raise Failed(str(exc)) from None
 
 
 def emit_json(data: object) -> None:
@@ -176,15 +182,23 @@ def init(directory: Path, example: bool) -> None:
 @main.command()
 @common_options
 @click.option("--rev", default="HEAD", show_default=True, help="Revision to check.")
+@click.option("--no-compile", is_flag=True, help="Skip compiling each release's program with qdk.")
 def validate(
-    repo: str | None, state: Path | None, config: Path | None, as_json: bool, rev: str
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    rev: str,
+    no_compile: bool,
 ) -> None:
-    """Check every manifest and environment file at a revision."""
+    """Check every manifest and environment file at a revision (and compile each program)."""
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, rev)
+        snapshot = load_snapshot(git_repo, rev, ctx.state_dir)
         sources = _source_errors(git_repo, snapshot, ctx.config.sources.allow)
-    errors = sorted([*snapshot.errors, *sources])
+        findings = _quantum_findings(ctx, git_repo, snapshot, compile_programs=not no_compile)
+    errors = sorted({*snapshot.errors, *sources, *findings.errors})
+    warnings = sorted(set(findings.warnings))
     if ctx.as_json:
         emit_json(
             {
@@ -193,16 +207,48 @@ def validate(
                 "manifests": len(snapshot.manifests),
                 "environments": len(snapshot.environments),
                 "errors": [vars(error) for error in errors],
+                "warnings": [vars(warning) for warning in warnings],
+                "compiled": findings.compiled,
+                "compile_cached": findings.cached,
             }
         )
     else:
         for error in errors:
             click.echo(str(error), err=True)
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
         summary = f"{len(snapshot.manifests)} releases, {len(snapshot.environments)} environments"
         status = f"{len(errors)} problem(s)" if errors else "valid"
         click.echo(f"{snapshot.revision[:12]}: {summary}: {status}")
     if errors:
         sys.exit(1)
+
+
+def _quantum_findings(
+    ctx: Context, git_repo: GitRepo, snapshot: Snapshot, *, compile_programs: bool
+) -> Any:
+    """Catalog, power and (unless skipped) compile checks of every release."""
+    from qrelease.quantum.cache import ContentCache
+    from qrelease.release_checks import check_releases
+
+    backends: list[Any] = []
+
+    def compiler() -> Any:
+        from qrelease.quantum.qdk import QdkBackend
+        from qrelease.quantum.sandbox import GatePool
+
+        pool = GatePool(ctx.config.gates.limits(), preload=())  # compiling needs no estimator
+        backends.append(QdkBackend(pool))
+        return backends[-1]
+
+    cache = ContentCache(ctx.state_dir / "cache" / "compile")
+    try:
+        return check_releases(
+            git_repo, snapshot, cache=cache, compiler=compiler if compile_programs else None
+        )
+    finally:
+        for backend in backends:
+            backend.close()
 
 
 def _source_errors(
@@ -368,6 +414,7 @@ def reconcile(
                 keys=trusted_keys(ctx.config),
                 allowed_sources=ctx.config.sources.allow,
                 store_url=ctx.store_url,
+                gate_limits=ctx.config.gates.limits(),
             ) as eng,
         ):
             report = eng.reconcile(rev, env_name, mode)
@@ -413,6 +460,166 @@ def _reconcile_through_controller(
 
 @main.command()
 @common_options
+@click.option(
+    "--env",
+    "env_name",
+    help="Also show what this environment pins (and, on Azure, the workspace's live view).",
+)
+def targets(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    env_name: str | None,
+) -> None:
+    """The target catalog: provider, profile, qubits, status, noise, source, date checked."""
+    from qrelease.quantum import catalog
+
+    ctx = make_context(repo, state, config, as_json)
+    pinned: dict[str, list[str]] = {}
+    live: list[Any] | None = None
+    if env_name is not None:
+        with opened(ctx) as git_repo:
+            snapshot = load_snapshot(git_repo, "HEAD", ctx.state_dir)
+        env = snapshot.environments.get(env_name)
+        if env is None:
+            raise Failed(f"unknown or invalid environment {env_name!r} (see qrelease validate)")
+        for app, (version, target) in sorted(snapshot.pins(env_name).items()):
+            if target is not None:
+                pinned.setdefault(target, []).append(f"{app[1]} {version}")
+        live = _workspace_view(ctx, env)
+    specs = sorted(catalog.TARGETS.values(), key=lambda spec: spec.target_id)
+    if ctx.as_json:
+        emit_json(
+            {
+                "catalog": [_target_json(spec, pinned) for spec in specs],
+                "workspace": None if live is None else [_live_json(s) for s in live],
+            }
+        )
+        return
+    references = sorted(
+        {spec.reference for spec in specs} | {spec.noise.reference for spec in specs if spec.noise}
+    )
+    print_table(
+        [
+            "TARGET",
+            "PROVIDER",
+            "KIND",
+            "PROFILE",
+            "QUBITS",
+            "STATUS",
+            "NOISE 1Q/2Q/RO",
+            "SOURCE",
+            "CHECKED",
+            *(["PINNED BY"] if env_name else []),
+        ],
+        [_target_row(spec, references, pinned, env_name is not None) for spec in specs],
+    )
+    click.echo("\nsources:")
+    for number, reference in enumerate(references, start=1):
+        click.echo(f"  [{number}] {reference}")
+    if live is not None:
+        click.echo(f"\nworkspace view for {env_name} (live):")
+        print_table(
+            ["TARGET", "AVAILABILITY", "QUEUE", "PROFILE", "QUBITS", "CATALOG"],
+            [_live_row(status) for status in live],
+        )
+
+
+def _workspace_view(ctx: Context, env: Any) -> list[Any] | None:
+    """The Azure workspace's targets as the service reports them (None for local envs)."""
+    from qrelease.model.environment import AzureQuantum
+    from qrelease.wiring import LocalBackends
+
+    if not isinstance(env.quantum, AzureQuantum):
+        return None
+    backend = LocalBackends(ctx.state_dir).quantum_for(env)
+    try:
+        return list(backend.workspace_targets())  # type: ignore[attr-defined]
+    except Exception as exc:  # auth, outage or refusal: the message names which
+        raise Failed(f"{env.environment}: cannot list the workspace's targets: {exc}") from None
+
+
+def _noise_text(spec: Any) -> str:
+    if spec.noise is None:
+        return "ideal" if spec.noiseless else "-"
+    noise = spec.noise
+    return f"{noise.one_qubit:.1e}/{noise.two_qubit:.1e}/{noise.readout:.1e}"
+
+
+def _target_row(
+    spec: Any, references: list[str], pinned: dict[str, list[str]], with_pins: bool
+) -> list[str]:
+    sources = [references.index(spec.reference) + 1]
+    if spec.noise is not None:
+        sources.append(references.index(spec.noise.reference) + 1)
+    row = [
+        spec.target_id,
+        spec.provider,
+        spec.kind,
+        str(spec.profile) if spec.profile else "no QIR",
+        str(spec.qubits) if spec.qubits else "-",
+        str(spec.status),
+        _noise_text(spec),
+        ",".join(f"[{n}]" for n in dict.fromkeys(sources)),
+        spec.checked.isoformat(),
+    ]
+    return [*row, ", ".join(pinned.get(spec.target_id, [])) or "-"] if with_pins else row
+
+
+def _target_json(spec: Any, pinned: dict[str, list[str]]) -> dict[str, Any]:
+    noise = spec.noise
+    return {
+        "target": spec.target_id,
+        "provider": spec.provider,
+        "kind": spec.kind,
+        "profile": None if spec.profile is None else str(spec.profile),
+        "qubits": spec.qubits,
+        "status": str(spec.status),
+        "source": spec.reference,
+        "checked": spec.checked.isoformat(),
+        "note": spec.note,
+        "noise": None
+        if noise is None
+        else {
+            "one_qubit": noise.one_qubit,
+            "two_qubit": noise.two_qubit,
+            "readout": noise.readout,
+            "source": noise.reference,
+            "checked": noise.checked.isoformat(),
+        },
+        "pinned_by": pinned.get(spec.target_id, []),
+    }
+
+
+def _live_row(status: Any) -> list[str]:
+    from qrelease.model.types import format_duration
+    from qrelease.quantum import catalog
+
+    known = catalog.TARGETS.get(status.target_id)
+    return [
+        status.target_id,
+        str(status.availability),
+        format_duration(status.queue_time) if status.queue_time is not None else "-",
+        str(status.profile) if status.profile else "-",
+        str(status.qubits) if status.qubits is not None else "-",
+        str(known.status) if known else "not in catalog",
+    ]
+
+
+def _live_json(status: Any) -> dict[str, Any]:
+    return {
+        "target": status.target_id,
+        "availability": str(status.availability),
+        "queue_seconds": None if status.queue_time is None else status.queue_time.total_seconds(),
+        "profile": None if status.profile is None else str(status.profile),
+        "qubits": status.qubits,
+        "message": status.message,
+    }
+
+
+@main.command()
+@common_options
 @click.option("--env", "env_name", help="Only this environment.")
 def status(
     repo: str | None, state: Path | None, config: Path | None, as_json: bool, env_name: str | None
@@ -423,7 +630,7 @@ def status(
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snap = load_snapshot(git_repo, "HEAD")
+        snap = load_snapshot(git_repo, "HEAD", ctx.state_dir)
     with open_state(ctx.state_dir, ctx.store_url) as store:
         recorded = [s for s in store.all_observed() if env_name in (None, s.env)]
     _print_status(status_rows(recorded, snap.pins(env_name), snap.revision), ctx.as_json)
@@ -634,7 +841,7 @@ def _record_approval(
     from qrelease.source.approvals import record_approval
 
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, ctx.config.source.branch)
+        snapshot = load_snapshot(git_repo, ctx.config.source.branch, ctx.state_dir)
         env = snapshot.environments.get(env_name)
         if env is None:
             raise Failed(f"unknown or invalid environment {env_name!r} (see qrelease validate)")
@@ -746,7 +953,7 @@ def windows(
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, ctx.config.source.branch)
+        snapshot = load_snapshot(git_repo, ctx.config.source.branch, ctx.state_dir)
     env = snapshot.environments.get(env_name)
     if env is None:
         raise Failed(f"unknown or invalid environment {env_name!r} (see qrelease validate)")
@@ -792,7 +999,7 @@ def diff(
 
     ctx = make_context(repo, state, config, as_json)
     with opened(ctx) as git_repo:
-        snapshot = load_snapshot(git_repo, rev)
+        snapshot = load_snapshot(git_repo, rev, ctx.state_dir)
         try:
             result = diff_releases(git_repo, snapshot, app, from_version, to_version)
         except UnknownReleaseError as exc:
@@ -819,6 +1026,55 @@ def diff(
 
 @main.command()
 @common_options
+@click.option("--env", "env_name", help="Only this environment.")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+    help="Only jobs from this time (ISO 8601, UTC unless a zone is given).",
+)
+def cost(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    env_name: str | None,
+    since: Any,
+) -> None:
+    """Quantum spend by environment, app and month: verification jobs, priced and reported."""
+    from datetime import UTC
+
+    from qrelease.model.vocabulary import EventKind
+    from qrelease.quantum.pricing import cost_rows
+    from qrelease.wiring import open_state
+
+    ctx = make_context(repo, state, config, as_json)
+    moment = since.replace(tzinfo=since.tzinfo or UTC) if since else None
+    with open_state(ctx.state_dir, ctx.store_url) as store:
+        events = store.iter_events(env=env_name, actions=[EventKind.GATE], since=moment)
+        rows = cost_rows(events)
+    if ctx.as_json:
+        emit_json([row.as_json() for row in rows])
+        return
+    print_table(
+        ["ENV", "APP", "MONTH", "JOBS", "REFUSED", "PRICED", "REPORTED", "CURRENCY"],
+        [
+            [
+                row.env,
+                row.app,
+                row.month,
+                str(row.jobs),
+                str(row.refused),
+                f"{row.priced:,.2f}" + (f" (+{row.unpriced} unpriced)" if row.unpriced else ""),
+                f"{row.reported:,.2f}",
+                row.currency,
+            ]
+            for row in rows
+        ],
+    )
+
+
+@main.command()
+@common_options
 @click.option("--app", help="Only this app.")
 @click.option("--env", "env_name", help="Only this environment.")
 @click.option(
@@ -826,7 +1082,17 @@ def diff(
     type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
     help="Only from this time (ISO 8601, UTC unless a zone is given).",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default="table"
+)
+@click.option(
+    "--limit", type=click.IntRange(min=0), help="Only the newest N entries (still oldest first)."
+)
+@click.option(
+    "--before",
+    type=click.IntRange(min=1),
+    help="Only entries before event SEQ: the next page after one whose oldest seq was SEQ.",
+)
 def history(
     repo: str | None,
     state: Path | None,
@@ -836,52 +1102,93 @@ def history(
     env_name: str | None,
     since: Any,
     fmt: str,
+    limit: int | None,
+    before: int | None,
 ) -> None:
-    """One timeline: who changed which pin (Git) and what the controller did."""
-    import csv
+    """One timeline: who changed which pin (Git) and what the controller did.
+
+    Rows are written as they are read: CSV and JSON Lines one row at a time, JSON as one
+    array written as it goes. A table is aligned, so it holds its rows first; give it a
+    --limit (or use another format) for a long history.
+    """
     from datetime import UTC
 
-    from qrelease.history import COLUMNS, timeline
+    from qrelease.history import iter_timeline
     from qrelease.wiring import open_state
 
     ctx = make_context(repo, state, config, as_json)
     moment = since.replace(tzinfo=since.tzinfo or UTC) if since else None
+    fmt = "json" if ctx.as_json and fmt == "table" else fmt
     store = open_state(ctx.state_dir, ctx.store_url)
     try:
         with opened(ctx) as git_repo:
-            rows = [
-                e.as_json()
-                for e in timeline(
-                    store, git_repo, _branch_rev(ctx, git_repo), env=env_name, app=app, since=moment
-                )
-            ]
+            entries = iter_timeline(
+                store,
+                git_repo,
+                _branch_rev(ctx, git_repo),
+                env=env_name,
+                app=app,
+                since=moment,
+                limit=limit,
+                before=before,
+            )
+            oldest = _write_history(entries, fmt)
     finally:
         store.close()
-    if fmt == "json" or ctx.as_json:
-        emit_json(rows)
-    elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS))
+    if limit is not None and oldest is not None and fmt == "table":
+        click.echo(f"(older entries: --before {oldest})", err=True)
+
+
+def _write_history(entries: Iterator[Any], fmt: str) -> int | None:
+    """Write the entries in a format as they come; returns the oldest seq written."""
+    import csv
+
+    from qrelease.history import COLUMNS
+
+    out = sys.stdout
+    oldest: int | None = None
+    if fmt == "table":
+        rows = []
+        for entry in entries:
+            oldest = entry.seq if oldest is None and entry.seq is not None else oldest
+            rows.append(entry.as_json())
+        _history_table(rows)
+        return oldest
+    writer = csv.DictWriter(out, fieldnames=list(COLUMNS)) if fmt == "csv" else None
+    if writer is not None:
         writer.writeheader()
-        writer.writerows(rows)
-    else:
-        shown = [
-            "time",
-            "env",
-            "app",
-            "action",
-            "from_version",
-            "to_version",
-            "actor",
-            "outcome",
-            "reason",
-        ]
-        print_table(
-            [c.upper() for c in shown],
-            [
-                [str(r[c] or "-")[:19] if c == "time" else str(r[c] or "-") for c in shown]
-                for r in rows
-            ],
-        )
+    elif fmt == "json":
+        out.write("[")
+    for index, entry in enumerate(entries):
+        oldest = entry.seq if oldest is None and entry.seq is not None else oldest
+        row = entry.as_json()
+        if writer is not None:
+            writer.writerow(row)
+        elif fmt == "jsonl":
+            out.write(json.dumps(row, default=str) + "\n")
+        else:
+            out.write(("\n  " if index == 0 else ",\n  ") + json.dumps(row, default=str))
+    if fmt == "json":
+        out.write("\n]\n")
+    return oldest
+
+
+def _history_table(rows: list[dict[str, Any]]) -> None:
+    shown = [
+        "time",
+        "env",
+        "app",
+        "action",
+        "from_version",
+        "to_version",
+        "actor",
+        "outcome",
+        "reason",
+    ]
+    print_table(
+        [c.upper() for c in shown],
+        [[str(r[c] or "-")[:19] if c == "time" else str(r[c] or "-") for c in shown] for r in rows],
+    )
 
 
 def _branch_rev(ctx: Context, git_repo: GitRepo) -> str:
@@ -910,6 +1217,11 @@ def audit() -> None:
     "controller_id",
     help="Compare with this controller's anchors (default: the state dir's, or the export's).",
 )
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Read only the events after the newest anchor an earlier verify found intact.",
+)
 def audit_verify(
     repo: str | None,
     state: Path | None,
@@ -917,6 +1229,7 @@ def audit_verify(
     as_json: bool,
     export_file: Path | None,
     controller_id: str | None,
+    incremental: bool,
 ) -> None:
     """Check the event chain, its anchors in Git and its links to Git; exit 1 on any break."""
     from qrelease.anchoring import read_controller_id
@@ -940,7 +1253,12 @@ def audit_verify(
                 with opened(ctx) as git_repo:
                     rev = _branch_rev(ctx, git_repo)
                     findings = audit_problems(
-                        store, git_repo, rev, controller=controller_id, keys=keys
+                        store,
+                        git_repo,
+                        rev,
+                        controller=controller_id,
+                        keys=keys,
+                        incremental=incremental,
                     )
             finally:
                 store.close()

@@ -5,6 +5,8 @@ Command-line flags override the file; the file overrides these defaults.
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +17,7 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator, mo
 from qrelease.model.environment import check_package_source, is_state_dir_source
 from qrelease.model.manifest import Frozen
 from qrelease.model.types import Duration
+from qrelease.model.vocabulary import NotificationKind
 from qrelease.quantum.sandbox import GateLimits
 from qrelease.store import POSTGRES_SCHEMES, StoreError, check_location
 
@@ -51,14 +54,22 @@ class VerifyConfig(Frozen):
 
 
 class GatesConfig(Frozen):
-    """Limits of one release's quantum gates, run in a sandboxed worker process."""
+    """Limits of one release's quantum gates, and how many sandboxed workers run them.
+
+    `workers` defaults to the number of CPU cores: the gates of a whole plan run side by
+    side on that many worker processes before anything is installed.
+    """
 
     timeout: Duration = timedelta(minutes=10)
     memory_mib: int = Field(default=4096, ge=256)
+    workers: int | None = Field(default=None, ge=1, le=64)
 
     def limits(self) -> GateLimits:
         """The sandbox's limits."""
-        return GateLimits(seconds=self.timeout.total_seconds(), memory_mib=self.memory_mib)
+        workers = self.workers or os.cpu_count() or 1
+        return GateLimits(
+            seconds=self.timeout.total_seconds(), memory_mib=self.memory_mib, workers=workers
+        )
 
 
 class HttpConfig(Frozen):
@@ -140,6 +151,124 @@ class ReplicaConfig(Frozen):
         return self
 
 
+ChannelKind = Literal["slack", "teams", "email", "apprise", "webhook", "github"]
+APPRISE_KINDS = frozenset({"slack", "teams", "email", "apprise"})
+_CHANNEL_NEEDS: dict[str, tuple[str, ...]] = {
+    "slack": ("url_env",),
+    "teams": ("url_env",),
+    "email": ("url_env",),
+    "apprise": ("url_env",),
+    "webhook": ("url", "secret_env"),
+    "github": ("repository", "token_env"),
+}
+
+
+def _positive_duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be more than 0s")
+    return value
+
+
+class ChannelConfig(Frozen):
+    """One place notifications go. Secrets are never written here: `*_env` name variables.
+
+    Slack, Teams, email and `apprise` take an apprise URL from the variable `url_env` names
+    (the URL carries the webhook token or the mail password). `webhook` posts JSON to `url`,
+    signed with HMAC-SHA256 under the secret in `secret_env`. `github` sets commit statuses
+    on `repository` (owner/name) through `api_url` with the token in `token_env`.
+    """
+
+    kind: ChannelKind
+    url_env: str | None = None
+    url: str | None = None
+    secret_env: str | None = None
+    token_env: str | None = None
+    repository: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
+    api_url: str = "https://api.github.com"
+    context: str = "qrelease"
+    timeout: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(seconds=10)
+
+    @field_validator("url", "api_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        """An http(s) URL without credentials (they would sit in this file at rest)."""
+        if url is None:
+            return None
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("http", "https") or not rest:
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        if "@" in rest.split("/", 1)[0]:
+            raise ValueError("credentials do not belong in the URL; use secret_env or token_env")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> ChannelConfig:
+        missing = [name for name in _CHANNEL_NEEDS[self.kind] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} channel needs {' and '.join(missing)}")
+        return self
+
+
+class RuleConfig(Frozen):
+    """Which events go where: every event of a kind in `on` (in `envs` and `apps`, when given)
+    goes to each channel in `to`."""
+
+    on: tuple[NotificationKind, ...] = Field(min_length=1)
+    to: tuple[str, ...] = Field(min_length=1)
+    envs: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
+
+
+class NotificationsConfig(Frozen):
+    """Notifications, delivered from the audit log: channels, rules and delivery timing."""
+
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    rules: tuple[RuleConfig, ...] = ()
+    start: Literal["now", "beginning"] = "now"
+    poll: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(seconds=5)
+    backoff: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(seconds=5)
+    max_backoff: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(minutes=10)
+    give_up_after: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(hours=24)
+    lease: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(seconds=60)
+    link: str | None = None
+    """The web view's public address, linked from messages and commit statuses."""
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, channels: dict[str, ChannelConfig]) -> dict[str, ChannelConfig]:
+        for name in channels:
+            if not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ValueError(f"channel name {name!r}: use letters, digits, - and _")
+        return channels
+
+    @model_validator(mode="after")
+    def _rules_name_channels(self) -> NotificationsConfig:
+        for index, rule in enumerate(self.rules):
+            for name in rule.to:
+                if name not in self.channels:
+                    known = ", ".join(sorted(self.channels)) or "none"
+                    raise ValueError(
+                        f"rules.{index}.to: no channel named {name!r} (channels: {known})"
+                    )
+        return self
+
+
+class WebConfig(Frozen):
+    """The read-only web view at `/`: on by default, for loopback clients only by default."""
+
+    enabled: bool = True
+    token_env: str | None = None
+    remote: bool = False
+    page_size: int = Field(default=100, ge=10, le=1000)
+    audit_max_age: Annotated[Duration, AfterValidator(_positive_duration)] = timedelta(seconds=60)
+
+    @model_validator(mode="after")
+    def _remote_needs_a_token(self) -> WebConfig:
+        if self.remote and not self.token_env:
+            raise ValueError("remote = true needs token_env (a bearer token for the page)")
+        return self
+
+
 class ControllerConfig(Frozen):
     """Everything the controller and the CLI read from the config file."""
 
@@ -157,6 +286,8 @@ class ControllerConfig(Frozen):
     sources: PackageSourcesConfig = PackageSourcesConfig()
     store: StoreConfig = StoreConfig()
     replica: ReplicaConfig = ReplicaConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    web: WebConfig = WebConfig()
 
     @property
     def replicated(self) -> bool:
@@ -181,4 +312,40 @@ def load_config(path: Path | None) -> ControllerConfig:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        # A model validator names the field it is about first: "rules.1.to: no channel ...".
+        named = re.match(r"Value error, ([\w.-]+): ", first["msg"])
+        inner = tuple(named.group(1).split(".")) if named else ()
+        line = line_of(path.read_text(encoding="utf-8"), (*first["loc"], *inner))
+        at = f"{path}:{line}" if line else str(path)
+        raise ConfigError(f"{at}: {where}: {first['msg']}") from None
+
+
+def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    r"""The line of the TOML table or key an error's location points at (best effort).
+
+    >>> toml = "[store]\nurl = 1\n\n[[rules]]\nto = []\n[[rules]]\nto = ['x']\n"
+    >>> line_of(toml, ("store", "url")), line_of(toml, ("rules", 1, "to", 0)), line_of(toml, ())
+    (2, 7, None)
+    """
+    wanted = tuple(str(part) for part in loc)
+    best, best_length = None, 0
+    table: tuple[str, ...] = ()
+    seen: dict[tuple[str, ...], int] = {}
+    for number, raw_line in enumerate(text.splitlines(), start=1):
+        line = raw_line.split("#", 1)[0].strip()
+        if line.startswith("[["):
+            name = tuple(part.strip() for part in line.strip("[] ").split("."))
+            seen[name] = seen.get(name, -1) + 1
+            table = (*name, str(seen[name]))
+            path = table
+        elif line.startswith("["):
+            table = tuple(part.strip() for part in line.strip("[] ").split("."))
+            path = table
+        elif "=" in line:
+            path = (*table, line.split("=", 1)[0].strip().strip("\"'"))
+        else:
+            continue
+        length = len(path)
+        if wanted[:length] == path and length > best_length:
+            best, best_length = number, length
+    return best

@@ -1,9 +1,10 @@
 """Gathering what the policy needs about a pin change, the same way for the controller and the CLI.
 
 The judgement itself is `planning.policy.policy_checks`, a pure function. What it is fed
-comes from three places: the store (what runs upstream, its soak, its gates), Git (the
+comes from four places: the store (what runs upstream, its soak, its gates), Git (the
 commit that moved the pin, whether it is a rollback or carries an override, and the
-approvals on `refs/qrelease/approvals`) and the quantum backend (target availability).
+approvals on `refs/qrelease/approvals`), the quantum backend (target availability) and the
+target catalog (whether the target is deprecated or retired).
 The controller and `qrelease promote` both gather it here, so for the same inputs they
 reach the same verdict.
 """
@@ -22,6 +23,7 @@ from qrelease.model.types import version_key
 from qrelease.model.vocabulary import Availability, EventKind
 from qrelease.planning.policy import Approval, Check, Evidence, PinIntent, failed, policy_checks
 from qrelease.planning.upstream import GATE_EVENTS_SCANNED, GateLine, newest_gates
+from qrelease.quantum import catalog
 from qrelease.source.approvals import ApprovalRecord, approvals_tip, read_approvals
 from qrelease.source.loader import Snapshot
 from qrelease.source.pinlog import KnownPins, PinCommit, PinHistory
@@ -128,6 +130,7 @@ def judge(
     rollback commit or an override may then change the verdict).
     """
     version = manifest.version
+    target = catalog.resolve(manifest.quantum.target.id)
 
     def checks(pin: PinCommit | None, stated: frozenset[str] | None) -> list[Check]:
         honoured, problem = sources.override(env, pin) if stated is None else (stated, "")
@@ -147,6 +150,8 @@ def judge(
                 approvals=_approvals(sources, snapshot, env, app, manifest),
                 override=honoured,
                 override_problem=problem,
+                target_lifecycle=str(target.status) if target else "active",
+                target_note=target.note if target else "",
             )
         )
 

@@ -16,8 +16,9 @@ so anyone can recompute it (`Event.compute_hash`).
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,13 +27,13 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from qrelease.anchoring import last_failure
-from qrelease.model.events import Event
+from qrelease.model.events import GENESIS_HASH, Event
 from qrelease.model.vocabulary import EventKind
 from qrelease.source.anchors import AnchorLog, anchored_controllers, read_anchors
 from qrelease.source.pinlog import PinCommit, pin_commits
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys
-from qrelease.store.audit import MAX_BREAKS, AnchorCheck, ChainReport, ChainVerifier
+from qrelease.store.audit import MAX_BREAKS, AnchorCheck, AnchorPoint, ChainReport, ChainVerifier
 from qrelease.store.base import StateStore
 
 PIN_ACTIONS = frozenset({EventKind.PROMOTE, EventKind.ROLLBACK})
@@ -89,28 +90,115 @@ def timeline(
     app: str | None = None,
     since: datetime | None = None,
 ) -> list[Entry]:
-    """Git pin changes and controller events matching the filters, oldest first.
+    """Git pin changes and controller events matching the filters, oldest first."""
+    return list(iter_timeline(store, repo, rev, env=env, app=app, since=since))
+
+
+def iter_timeline(
+    store: StateStore,
+    repo: GitRepo,
+    rev: str,
+    *,
+    env: str | None = None,
+    app: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+    before: int | None = None,
+) -> Iterator[Entry]:
+    """The timeline oldest first, streamed: events are read in batches as entries are written.
 
     A promotion or rollback made through qrelease is one entry: its commit joined with the
-    audit event that records it (same commit, env and app), under the commit's author.
+    audit event that records it (same commit, env and app), placed at the event, under the
+    commit's author. `limit` keeps the newest entries only (read newest first from the
+    store's index, so the newest 100 of millions cost 100 rows); `before` keeps what came
+    before event `before` (the next page: `before` is the oldest seq a page showed).
     """
-    events = list(store.iter_events(env=env, app=app, since=since))
-    recorded = {
-        (event.revision, event.env, event.app): event
-        for event in events
-        if event.action in PIN_ACTIONS and event.revision
-    }
-    joined: set[int] = set()
-    commits = []
-    for change in pin_commits(repo, rev, since):
-        if env not in (None, change.env) or app not in (None, change.app):
-            continue
-        event = recorded.get((change.commit, change.env, change.app))
-        if event is not None:
-            joined.add(event.seq)
-        commits.append(_from_commit(change, event))
-    entries = [_from_event(e) for e in events if e.seq not in joined] + commits
-    return sorted(entries, key=lambda entry: (entry.time, entry.seq or 0))
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must not be negative, got {limit}")
+    selected = [
+        change
+        for change in pin_commits(repo, rev, since)
+        if env in (None, change.env) and app in (None, change.app)
+    ]
+    joins = _Joins(store, selected, since)
+    bound = _bound(store, before)
+    commits = sorted(
+        (c for c in selected if bound is None or (c.time, 0) < bound), key=lambda c: c.time
+    )
+    newest_first = limit is not None
+    if newest_first:
+        commits.reverse()  # the exact reverse of the oldest-first order, ties included
+    events = store.iter_events(
+        env=env, app=app, since=since, before_seq=before, limit=limit, descending=newest_first
+    )
+    merged = _merged(joins, events, commits, newest_first)
+    if limit is None:
+        yield from merged
+        return
+    page = list(itertools.islice(merged, limit))  # bounded by `limit`
+    yield from reversed(page)
+
+
+class _Joins:
+    """Which commits and events are one entry: pin events looked up per (env, app) as needed."""
+
+    def __init__(self, store: StateStore, commits: list[PinCommit], since: datetime | None):
+        self._store, self._since = store, since
+        self._commits = {(c.commit, c.env, c.app): c for c in commits}
+        self._events: dict[tuple[str, str], set[str]] = {}
+
+    def commit_of(self, event: Event) -> PinCommit | None:
+        """The commit an event joins, if it is a pin event of a commit in the timeline."""
+        if event.action not in PIN_ACTIONS or not event.revision:
+            return None
+        return self._commits.get((event.revision, event.env, event.app))
+
+    def recorded(self, change: PinCommit) -> bool:
+        """True when an audit event records this commit (the joined entry stands there)."""
+        key = (change.env, change.app)
+        if key not in self._events:
+            found = self._store.iter_events(
+                env=change.env, app=change.app, actions=PIN_ACTIONS, since=self._since
+            )
+            self._events[key] = {event.revision for event in found if event.revision}
+        return change.commit in self._events[key]
+
+
+def _bound(store: StateStore, before: int | None) -> tuple[datetime, int] | None:
+    """The (time, seq) every entry of a `before` page sorts below."""
+    if before is None:
+        return None
+    found = store.events(after_seq=before - 1, limit=1)
+    if found:
+        return (found[0].time, before)
+    newest = store.events(descending=True, limit=1)
+    return (newest[0].time, before) if newest else None
+
+
+def _merged(
+    joins: _Joins, events: Iterator[Event], commits: list[PinCommit], newest_first: bool
+) -> Iterator[Entry]:
+    """Events and commits in (time, seq) order (newest first when asked), joined as they meet."""
+    pending = iter(commits)
+    change = next(pending, None)
+    for event in events:
+        while change is not None and _before(change, event, newest_first):
+            if not joins.recorded(change):
+                yield _from_commit(change, None)
+            change = next(pending, None)
+        joined = joins.commit_of(event)
+        yield _from_commit(joined, event) if joined is not None else _from_event(event)
+    while change is not None:
+        if not joins.recorded(change):
+            yield _from_commit(change, None)
+        change = next(pending, None)
+
+
+def _before(change: PinCommit, event: Event, newest_first: bool) -> bool:
+    """True when an unjoined commit's entry comes before the event's in the output order."""
+    if newest_first:
+        return change.time > event.time
+    return change.time <= event.time
 
 
 def _from_event(event: Event) -> Entry:
@@ -187,6 +275,10 @@ class AuditFindings:
         return not self.problems
 
 
+VERIFIED_META_KEY = "audit_verified_anchor"
+"""Store meta: `<seq> <hash>` of the newest anchor a verify found the whole chain to match."""
+
+
 def audit_problems(
     store: StateStore,
     repo: GitRepo,
@@ -194,21 +286,65 @@ def audit_problems(
     *,
     controller: str | None = None,
     keys: TrustedKeys | None = None,
+    incremental: bool = False,
 ) -> AuditFindings:
-    """Chain breaks, contradicted anchors of `controller`, applied revisions not in `rev`."""
-    report = store.verify()
+    """Chain breaks, contradicted anchors of `controller`, applied revisions not in `rev`.
+
+    One streaming pass over the chain checks the links, the hashes and the anchors. With
+    `incremental`, the pass starts after the newest anchor an earlier verify found the
+    whole chain to match, when that anchor is still in Git and the stored event at its
+    seq still carries its hash: what came before it is not read again (the append-only
+    store and that earlier verify vouch for it); otherwise the whole chain is read.
+    """
     anchors, problems, notes = _anchor_log(repo, controller, keys, required=False)
-    check = AnchorCheck(anchors.anchors if anchors else ())
-    if check.last_anchored_seq:
-        try:
-            for event in store.iter_events(before_seq=check.last_anchored_seq + 1):
-                check.see(event.seq, event.hash)
-        except ValueError as error:
-            problems.append(f"cannot compare the stored chain with its anchors: {error}")
+    points = anchors.anchors if anchors else ()
+    start = _verified_start(store, points) if incremental else None
+    if incremental and start is None:
+        notes.append("no verified anchor to start from: the whole chain was read")
+    after_seq, after_hash = start or (0, GENESIS_HASH)
+    check = AnchorCheck(point for point in points if point.seq > after_seq)
+    try:
+        report = store.verify(after_seq=after_seq, after_hash=after_hash, see=check.see)
+    except ValueError as error:
+        problems.append(f"cannot read the stored chain: {error}")
+        report = ChainReport(0, after_seq, after_hash, ())
+    if start is not None:
+        notes.append(f"events up to seq {after_seq} were verified before (anchored in Git)")
     failure = last_failure(store)
     if failure:
         notes.append(f"the last attempt to anchor the chain failed at {failure}")
-    return _findings(report, check, repo, rev, controller, problems, notes)
+    findings = _findings(report, check, repo, rev, controller, problems, notes)
+    if findings.ok:
+        try:
+            _remember_verified(store, points, report.head_seq)
+        except Exception as error:  # a read-only auditor's store: the verdict stands
+            findings.notes.append(f"could not record the verified anchor: {error}")
+    return findings
+
+
+def _verified_start(store: StateStore, anchors: Sequence[AnchorPoint]) -> tuple[int, str] | None:
+    """(seq, hash) of the last verified anchor, if it still stands in Git and in the store."""
+    recorded = (store.get_meta(VERIFIED_META_KEY) or "").split()
+    if len(recorded) != 2 or not recorded[0].isdigit():
+        return None
+    seq, anchored_hash = int(recorded[0]), recorded[1]
+    if not any(a.seq == seq and a.head_hash == anchored_hash for a in anchors):
+        return None
+    stored = store.events(after_seq=seq - 1, limit=1)
+    if not stored or stored[0].seq != seq or stored[0].hash != anchored_hash:
+        return None
+    return seq, anchored_hash
+
+
+def _remember_verified(store: StateStore, anchors: Sequence[AnchorPoint], head_seq: int) -> None:
+    """Keep the newest anchor the chain was just found to match, for the next incremental run."""
+    matched = [a for a in anchors if a.seq <= head_seq]
+    if not matched:
+        return
+    newest = max(matched, key=lambda anchor: anchor.seq)
+    value = f"{newest.seq} {newest.head_hash}"
+    if store.get_meta(VERIFIED_META_KEY) != value:
+        store.set_meta(VERIFIED_META_KEY, value)
 
 
 def export_chain(

@@ -7,6 +7,7 @@ only when an environment uses them, so the CLI and the daemon start without the 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,11 +21,12 @@ from qrelease.engine import Backends, Engine, ReportSink, RowSink, utcnow
 from qrelease.model.environment import AzureQuantum, Environment
 from qrelease.promotion.promote import Promoter
 from qrelease.quantum.base import QuantumBackend
+from qrelease.quantum.cache import GateCache
 from qrelease.quantum.sandbox import GateLimits
 from qrelease.source.private import private_dir, private_file
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys
-from qrelease.store import DB_NAME, StateStore, open_store
+from qrelease.store import DB_NAME, StateStore, open_parse_cache, open_store
 
 if TYPE_CHECKING:
     from qrelease.azure.arm import ArmDeployer
@@ -39,7 +41,11 @@ BackendsFactory = Callable[[Path], Backends]
 class LocalBackends:
     """The backends each environment asks for, created on first use and shared.
 
-    Local environments share one venv deployer and one qdk backend. ARM environments share
+    Local environments share one venv deployer and one qdk backend, whose gates run on a
+    pool of `gate_limits.workers` sandboxed workers and are kept by content in
+    `<state>/cache/gates/`, so a release's gates run once for every environment and pass
+    (the shared cache also learns from the engine which audit event first recorded each
+    result). ARM environments share
     one ARM deployer, which reads templates through `read_template` (a repo path -> bytes at
     the revision being reconciled) and also deploys the quantum infrastructure of every
     environment that names one. Each Azure Quantum environment gets its own backend,
@@ -57,7 +63,8 @@ class LocalBackends:
         from qrelease.deployers.venv import VenvDeployer
 
         self.state_dir = state_dir
-        self.gate_limits = gate_limits
+        self.gate_limits = gate_limits or GateLimits(workers=os.cpu_count() or 1)
+        self.gate_cache = GateCache(state_dir / "cache" / "gates")
         self.venv = VenvDeployer(state_dir, allowed_sources=allowed_sources)
         self.read_template = read_template or _no_templates
         self._qdk: QuantumBackend | None = None
@@ -95,10 +102,9 @@ class LocalBackends:
     def _local_qdk(self) -> QuantumBackend:
         if self._qdk is None:
             from qrelease.quantum.qdk import QdkBackend
-            from qrelease.quantum.sandbox import GateSandbox
+            from qrelease.quantum.sandbox import GatePool
 
-            limits = self.gate_limits
-            self._qdk = QdkBackend(GateSandbox(limits) if limits else None)
+            self._qdk = QdkBackend(GatePool(self.gate_limits), cache=self.gate_cache)
         return self._qdk
 
     def _azure_backend(self, env: Environment, settings: AzureQuantum) -> QuantumBackend:
@@ -119,6 +125,8 @@ class LocalBackends:
             deployer_for=self.deployer_for,
             quantum_for=self.quantum_for,
             provisioner_for=self.provisioner_for,
+            gate_workers=self.gate_limits.workers,
+            gate_cache=self.gate_cache,
         )
 
 
@@ -169,6 +177,7 @@ def engine(
     keys: TrustedKeys | None = None,
     allowed_sources: Sequence[str] = (),
     store_url: str | None = None,
+    gate_limits: GateLimits | None = None,
 ) -> Iterator[Engine]:
     """An engine over the local backends, with the store closed afterwards.
 
@@ -177,10 +186,11 @@ def engine(
     """
     read_template: TemplateReader = lambda path: repo.show_file(_HEAD, path)  # noqa: E731
     if deploying:
-        backends = local_backends(state_dir, read_template, allowed_sources=allowed_sources)
+        backends = local_backends(state_dir, read_template, gate_limits, allowed_sources)
     else:
         backends = LocalBackends(state_dir, read_template).backends()  # plans install nothing
     store = open_state(state_dir, store_url)
+    cache = open_parse_cache(state_dir)
     try:
         yield Engine(
             repo,
@@ -190,8 +200,10 @@ def engine(
             concurrency=concurrency,
             sinks=sinks,
             trusted_keys=keys,
+            parse_cache=cache,
         )
     finally:
+        cache.close()
         store.close()
 
 

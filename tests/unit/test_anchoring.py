@@ -392,3 +392,63 @@ def test_export_to_standard_output_streams_the_same_lines(audited: Audited) -> N
     header, *lines = out.splitlines()
     assert code == 0 and json.loads(header)["format"] == "qrelease-audit-export"
     assert [Event.model_validate_json(line) for line in lines] == stored_events(audited)
+
+
+# -- incremental verify -----------------------------------------------------------------------
+
+
+def test_an_incremental_verify_reads_only_what_came_after_the_last_verified_anchor(
+    audited: Audited,
+) -> None:
+    code, out, _ = audited.cli("audit", "verify", "--incremental")
+    assert code == 0 and "no verified anchor to start from: the whole chain was read" in out
+    assert f"{audited.head} events: chain intact" in out
+    with audited.store() as store:
+        for index in range(3):
+            store.append(audited.draft(index), time=T1)
+    code, out, _ = audited.cli("audit", "verify", "--incremental")
+    assert code == 0, out
+    assert f"events up to seq {audited.head} were verified before (anchored in Git)" in out
+    assert "3 events: chain intact, every revision in Git" in out
+
+
+def test_an_incremental_verify_still_finds_a_break_after_the_anchor(audited: Audited) -> None:
+    assert audited.cli("audit", "verify")[0] == 0  # records the verified anchor
+    with audited.store() as store:
+        store.append(audited.draft(0), time=T1)
+    audited.tamper(f"UPDATE events SET reason = 'edited' WHERE seq = {audited.head + 1}")  # noqa: S608 an int
+    code, _, err = audited.cli("audit", "verify", "--incremental")
+    assert code == 1
+    assert err.splitlines()[0] == f"event {audited.head + 1}: hash mismatch (content edited)"
+
+
+def test_an_incremental_verify_reads_everything_when_the_anchored_event_changed(
+    audited: Audited,
+) -> None:
+    assert audited.cli("audit", "verify")[0] == 0
+    forged = rehashed(stored_events(audited), edit_seq=2)
+    rewrite(audited, forged)
+    code, out, err = audited.cli("audit", "verify", "--incremental")
+    assert code == 1 and "the whole chain was read" in out
+    assert err.startswith(f"event {audited.anchors[1].seq}: hash differs from the")
+
+
+def test_the_quick_row_check_and_the_model_agree_on_every_stored_event(audited: Audited) -> None:
+    from qrelease.store.audit import stored_hash_matches
+
+    audited.tamper(
+        'UPDATE events SET details = \'{"n": 1e16, "s": "\\u00e9"}\' WHERE seq = 2',
+        "UPDATE events SET time = '2026-05-01 12:00:00+00:00' WHERE seq = 3",
+        "UPDATE events SET env = 5 WHERE seq = 4",
+    )
+    columns = "seq, time, env, app, action, from_version, to_version, revision, actor, reason, "
+    columns += "outcome, details, prev_hash, hash"
+    with closing(sqlite3.connect(audited.state / DB_NAME)) as db:
+        rows = db.execute(f"SELECT {columns} FROM events ORDER BY seq").fetchall()  # noqa: S608 constant
+    with audited.store() as store:
+        report = store.verify()
+    broken = {b.seq for b in report.breaks}
+    assert {2, 4} <= broken
+    for row in rows:
+        if stored_hash_matches(row):
+            assert row[0] not in broken

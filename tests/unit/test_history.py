@@ -77,3 +77,74 @@ def test_failed_deploys_and_auto_rollbacks_say_why_in_every_format(
         csv.DictReader(io.StringIO(history(example_repo, failed_rollouts, "--format", "csv")))
     )
     assert any(GATE_FAILURE in row["reason"] for row in parsed if row["outcome"] == "Failed")
+
+
+def test_pages_of_the_newest_entries_cover_the_timeline_without_gaps_or_repeats(
+    example_repo: GitOpsRepo, failed_rollouts: Path
+) -> None:
+    with open_store(failed_rollouts) as store:  # a joined promotion among many events
+        head = example_repo.head
+        from qrelease.model.events import EventDraft
+
+        for index in range(30):  # now: after the commits
+            store.append(EventDraft(env="prod", app="qrng", action="health", reason=f"{index}"))
+        store.append(
+            EventDraft(
+                env="prod",
+                app="bell-service",
+                action="promote",
+                revision=head,
+                from_version="1.0.0",
+                to_version="1.1.0",
+            )
+        )
+    whole = json.loads(history(example_repo, failed_rollouts, "--format", "json"))
+    keys = [(row["seq"], row["revision"], row["action"], row["app"]) for row in whole]
+    assert len(keys) == len(set(keys))
+    assert sum(1 for row in whole if row["source"] == "git+controller") == 1
+
+    pages: list[list[dict[str, object]]] = []
+    before: list[str] = []
+    while True:
+        lines = history(
+            example_repo, failed_rollouts, "--format", "jsonl", "--limit", "7", *before
+        ).splitlines()
+        page = [json.loads(line) for line in lines]
+        if not page:
+            break
+        assert len(page) <= 7
+        pages.insert(0, page)
+        seqs = [row["seq"] for row in page if row["seq"] is not None]
+        assert seqs  # no run of 7 Git entries here: every page names the next one
+        before = ["--before", str(min(seqs))]  # type: ignore[type-var]
+    assert [row for page in pages for row in page] == whole
+
+
+def test_the_newest_entries_come_oldest_first_and_the_table_names_the_next_page(
+    example_repo: GitOpsRepo, failed_rollouts: Path
+) -> None:
+    from qrelease.model.events import EventDraft
+
+    with open_store(failed_rollouts) as store:
+        store.append(EventDraft(env="prod", app="qrng", action="health"))  # newer than Git's
+    whole = json.loads(history(example_repo, failed_rollouts, "--format", "json"))
+    newest = json.loads(history(example_repo, failed_rollouts, "--format", "json", "--limit", "3"))
+    assert newest == whole[-3:]
+    result = CliRunner().invoke(
+        main,
+        [
+            "history",
+            "--repo",
+            str(example_repo.path),
+            "--state",
+            str(failed_rollouts),
+            "--env",
+            "prod",
+            "--limit",
+            "3",
+        ],
+    )
+    oldest = min(row["seq"] for row in newest if row["seq"] is not None)
+    assert result.exit_code == 0 and f"(older entries: --before {oldest})" in result.stderr
+    empty = json.loads(history(example_repo, failed_rollouts, "--format", "json", "--limit", "0"))
+    assert empty == []

@@ -15,10 +15,10 @@ def test_healthy_upstream_is_decided_in_one_place() -> None:
 
 def test_the_newest_result_of_each_gate_is_found_in_one_place() -> None:
     from qrelease import evidence
-    from qrelease.engine import rollout
+    from qrelease.engine import gates
     from qrelease.tui import data
 
-    for module in (rollout, evidence, data):
+    for module in (gates, evidence, data):
         assert module.newest_gates is upstream.newest_gates, module.__name__
 
 

@@ -10,7 +10,10 @@ Protocol for environments with `quantum: {kind: azure, ...}`:
   holds rollouts like any other degradation (it never rolls an app back).
 - gates are qdk's (compile, estimate, smoke, run locally), except that the profile gate is
   re-judged against what the service reports, which wins over the built-in catalog.
-- the optional verification job submits the compiled QIR to the pinned target (or to the
+- the optional verification job is priced first from the provider's tariff
+  (`quantum/pricing.py`); where the environment has a `policy.quantum_budget`, a job over
+  it (per job, or this month with what was spent) is refused before anything is submitted.
+  It then submits the compiled QIR to the pinned target (or to the
   environment's `verification_target`, an emulator in non-production), follows the job
   lifecycle until Succeeded, Failed or Cancelled, checks that the service ran the shots
   requested, and judges the returned histogram with the smoke gate's statistics. A job
@@ -79,6 +82,7 @@ from qrelease.quantum.base import (
     TargetStatus,
 )
 from qrelease.quantum.gates import canonical_text, judge_smoke, normalise_expect
+from qrelease.quantum.pricing import Price, SpendLedger, price_job
 
 SERVICE = "Azure Quantum"
 USER_AGENT = "qrelease"
@@ -522,13 +526,31 @@ class AzureQuantumBackend:
             message,
         )
 
+    def workspace_targets(self) -> list[TargetStatus]:
+        """Every target the workspace offers now, as `target_status` reports each one."""
+        targets = self._targets("listing the workspace's targets")
+        settings = self.settings
+        return [
+            status_of(target_id, targets, settings.workspace, settings.max_queue_time)
+            for target_id in sorted(targets)
+        ]
+
+    def with_budget(self, ledger: SpendLedger) -> QuantumBackend:
+        """This backend, pricing each verification job against `ledger` before submitting."""
+        return _Budgeted(self, ledger)
+
     def run_gates(
-        self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+        self,
+        program: ProgramSource,
+        quantum: Quantum,
+        baseline: EstimateSummary | None,
+        *,
+        ledger: SpendLedger | None = None,
     ) -> GateReport:
         """qdk's gates with the service's profile check, then the optional verification job."""
         report = self._local().run_gates(program, quantum, baseline)
         results = self._with_service_profile(report, quantum)
-        verification = self._verification(results, report.qir, program, quantum)
+        verification = self._verification(results, report.qir, program, quantum, ledger)
         return GateReport(
             (*results, verification),
             qir=report.qir,
@@ -714,23 +736,40 @@ class AzureQuantumBackend:
     # -- the verification job
 
     def _verification(
-        self, results: list[GateResult], qir: str | None, program: ProgramSource, quantum: Quantum
+        self,
+        results: list[GateResult],
+        qir: str | None,
+        program: ProgramSource,
+        quantum: Quantum,
+        ledger: SpendLedger | None = None,
     ) -> GateResult:
-        """Run the verification job when enabled and nothing before it stopped the release."""
+        """Run the verification job when enabled, nothing before it stopped the release and
+        its price (computed before anything is submitted) fits the environment's budget."""
         skip = self._skip_reason(results, qir, quantum)
         if skip is not None or qir is None or quantum.gates.smoke is None:
             return GateResult(_GATE, GateOutcome.SKIPPED, skip or "not run")
         smoke = quantum.gates.smoke
         target = self.settings.verification_target or quantum.target.id
         shots = self.settings.verification_shots or smoke.shots
+        hqc = ledger.budget.usd_per_hqc if ledger else None
+        price = price_job(target, qir, shots, usd_per_hqc=hqc)
+        priced = {"target": target, "price": price.as_json()}
+        refusal = ledger.reserve(price) if ledger else None
+        if ledger is not None and refusal is not None:
+            text = f"job on {target} refused before submitting: {refusal}"
+            details = priced | {"refused": True, "budget": ledger.as_json()}
+            return GateResult(_GATE, GateOutcome.FAILED, text, details)
         self._pipeline.take()  # the job's record lists the retries of this job alone
         try:
             run = self._run_job(qir, program, quantum, target, shots)
         except AzureUnavailable as error:
-            return GateResult(_GATE, GateOutcome.INCONCLUSIVE, str(error), {"target": target})
+            _release(ledger, price)
+            return GateResult(_GATE, GateOutcome.INCONCLUSIVE, str(error), priced)
         except AzureQuantumError as error:
-            return GateResult(_GATE, GateOutcome.FAILED, str(error), {"target": target})
-        return judge_job(run, smoke)
+            _release(ledger, price)
+            return GateResult(_GATE, GateOutcome.FAILED, str(error), priced)
+        judged = judge_job(run, smoke)
+        return GateResult(judged.gate, judged.outcome, judged.message, judged.details | priced)
 
     def _skip_reason(
         self, results: list[GateResult], qir: str | None, quantum: Quantum
@@ -834,6 +873,30 @@ class AzureQuantumBackend:
             self.clock.sleep(min(self.poll_interval, remaining))
             self._call("following the verification job", job.refresh)
         return True
+
+
+class _Budgeted:
+    """An Azure Quantum backend whose verification jobs are priced against a ledger."""
+
+    def __init__(self, backend: AzureQuantumBackend, ledger: SpendLedger) -> None:
+        self.backend = backend
+        self.ledger = ledger
+
+    def target_status(self, target_id: str) -> TargetStatus:
+        """As the backend reports it."""
+        return self.backend.target_status(target_id)
+
+    def run_gates(
+        self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+    ) -> GateReport:
+        """The backend's gates, with the ledger."""
+        return self.backend.run_gates(program, quantum, baseline, ledger=self.ledger)
+
+
+def _release(ledger: SpendLedger | None, price: Price) -> None:
+    """Give back the reservation of a job that was never submitted."""
+    if ledger is not None:
+        ledger.release(price)
 
 
 def _unblocked(result: GateResult, local_profile: GateResult) -> GateResult:

@@ -23,19 +23,22 @@ from typing import TextIO
 
 from structlog.typing import FilteringBoundLogger
 
+from qrelease.anchoring import controller_id
 from qrelease.config import ConfigError, ControllerConfig
 from qrelease.daemon import settings
 from qrelease.daemon.api import PassRequest, publish_endpoint, withdraw_endpoint
 from qrelease.daemon.lock import AlreadyRunningError, ControllerLock
 from qrelease.daemon.logs import make_logger
 from qrelease.daemon.metrics import Metrics
+from qrelease.daemon.notifications import NotificationThread
 from qrelease.daemon.reconciler import Reconciler, Wake
-from qrelease.daemon.server import Endpoints, HttpServer, make_app
+from qrelease.daemon.server import Endpoints, HttpServer, live_of, make_app
 from qrelease.daemon.settings import Overrides
 from qrelease.daemon.state import ControllerState, View
 from qrelease.engine import utcnow
 from qrelease.model.vocabulary import PassOutcome
 from qrelease.redaction import redact_url
+from qrelease.web import WebSite
 from qrelease.wiring import BackendsFactory
 
 MAIN_LOOP_TICK_SECONDS = 0.1
@@ -66,12 +69,26 @@ class Controller:
             config, self.state, self.metrics, self.log, backends_factory, clock=clock
         )
         self.wake = Wake()
+        self.notifications = NotificationThread(
+            config, lambda: controller_id(config.state_dir), self.log, self.metrics, clock
+        )
+        self.reconciler.after_pass.append(self.notifications.wake)
         self.fatal: str | None = None
         self._stop = threading.Event()
         self._worker_done = threading.Event()
         self._worker = threading.Thread(target=self._work, name="qrelease-reconcile", daemon=True)
         self._deadline: float | None = None
         self._api_token: str | None = None
+        self.web = (
+            WebSite(
+                config,
+                lambda: live_of(self.state.view),
+                clock,
+                lambda page, code: self.metrics.web_requests.labels(page=page, code=code).inc(),
+            )
+            if config.web.enabled
+            else None
+        )
         self.http = HttpServer(make_app(self._endpoints()), self._listen(), self.log, config.http)
 
     # -- start, stop, reload ----------------------------------------------------------
@@ -84,6 +101,7 @@ class Controller:
             self.http.stop()
             raise
         self._api_token = publish_endpoint(self.config.state_dir, self.http.address)
+        self.notifications.start()
         self._worker.start()
         self.log.info(
             "controller started",
@@ -128,6 +146,8 @@ class Controller:
                 "state_dir": self.config.state_dir,
                 "store": self.config.store,
                 "listen": self.config.listen,
+                "notifications": self.config.notifications,
+                "web": self.config.web,
             }
         )
         self.config = self.reconciler.config = applied
@@ -186,7 +206,10 @@ class Controller:
             self.fatal = "the reconcile thread stopped unexpectedly"
         withdraw_endpoint(self.config.state_dir)
         self._api_token = None
+        self.notifications.stop()
         self.http.stop()
+        if self.web is not None:
+            self.web.close()
         code = 0 if finished and self.fatal is None else 1
         self.log.info("controller stopped", exit_code=code, error=self.fatal)
         return code
@@ -211,6 +234,7 @@ class Controller:
             log=self.log,
             api_token=lambda: self._api_token,
             submit=self._submit,
+            web=tuple(self.web.routes()) if self.web is not None else (),
         )
 
     def _submit(self, request: PassRequest) -> None:
@@ -223,7 +247,10 @@ class Controller:
 
     def _secrets(self) -> list[str | None]:
         """Secret values the log must never show, whatever key they appear under."""
-        return [os.environ.get(self.config.webhook.secret_env)]
+        names = [self.config.webhook.secret_env, self.config.web.token_env]
+        for channel in self.config.notifications.channels.values():
+            names += [channel.url_env, channel.secret_env, channel.token_env]
+        return [os.environ.get(name) for name in names if name]
 
 
 class SignalInbox:

@@ -84,6 +84,18 @@ class Metrics:
             ["provider", "result"],
             registry=r,
         )
+        self.notifications = Counter(
+            "qrelease_notifications",
+            "Notification attempts by channel and result (delivered, retried, dropped).",
+            ["channel", "result"],
+            registry=r,
+        )
+        self.web_requests = Counter(
+            "qrelease_web_requests",
+            "Requests to the web view by page and status code.",
+            ["page", "code"],
+            registry=r,
+        )
 
     def record_fetch(self, seconds: float, ok: bool, at: float) -> None:
         """Count one fetch: its duration, and either the success time or one more error."""
@@ -121,6 +133,10 @@ class Metrics:
     def record_leases(self, held: int) -> None:
         """How many environment leases this replica holds."""
         self.leases.set(held)
+
+    def record_notification(self, channel: str, result: str) -> None:
+        """Count one delivery attempt."""
+        self.notifications.labels(channel=channel, result=result).inc()
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format (each sample labelled with the replica)."""

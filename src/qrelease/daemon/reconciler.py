@@ -38,8 +38,9 @@ from qrelease.source.pinlog import rollback_hold
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys, verify_revision
 from qrelease.source.workspace import mirror_path, refresh_mirror
-from qrelease.store import FencedError, StateStore
+from qrelease.store import FencedError, StateStore, open_parse_cache
 from qrelease.store.fenced import Fence, FencedStore
+from qrelease.store.parsecache import ParseCache
 from qrelease.wiring import BackendsFactory, local_backends, open_state, promoter
 
 WEBHOOK = "webhook"
@@ -101,6 +102,7 @@ class Reconciler:
         self._draw = draw
         self.clock = clock  # every decision (resync, retries, the engine's records) reads it
         self._store: StateStore | None = None
+        self._parse_cache: ParseCache | None = None
         self._backends: Backends | None = None
         self._repo: GitRepo | None = None
         self._engine: Engine | None = None
@@ -118,12 +120,15 @@ class Reconciler:
         self._keeper_thread: threading.Thread | None = None
         self._keeper_stop = threading.Event()
         self._owned: frozenset[str] | None = None  # what the last pass covered
+        self.after_pass: list[Callable[[], None]] = []
+        """Told after every pass's report is published (the notifier looks at the log then)."""
 
     # -- lifetime ---------------------------------------------------------------------
 
     def open(self) -> None:
         """Open the store and backends on this thread and show last-known-good status."""
         self._store = open_state(self.config.state_dir, self.config.store.url)
+        self._parse_cache = open_parse_cache(self.config.state_dir)
         if self._backends_factory is None:
             limits = self.config.gates.limits()
             self._backends = local_backends(
@@ -191,6 +196,8 @@ class Reconciler:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._parse_cache is not None:
+            self._parse_cache.close()
         self.state.update(store_open=False)
 
     def _close_keeper(self) -> None:
@@ -417,6 +424,8 @@ class Reconciler:
         """The engine's finaliser hands every pass here: view rows, metrics, retries."""
         gone = [app.key for app in report.apps if app.row is None]
         self.state.put_rows(report.rows, report.revision, gone)
+        if report.snapshot.environments:
+            self.state.update(environments=dict(report.snapshot.environments))
         rows = self.state.view.rows.values()
         seconds = (report.finished_at - report.started_at).total_seconds()
         self.metrics.record_pass(seconds, report.outcome, report.gate_outcomes())
@@ -424,6 +433,8 @@ class Reconciler:
         self.metrics.record_holds((r.env, r.step) for r in rows if r.rollout == Rollout.HELD)
         due = [row.retry_at for row in rows if row.retry_at is not None]
         self._retry_at = min(due) if due else None
+        for listener in self.after_pass:
+            listener()
 
     def _on_row(self, row: StatusRow) -> None:
         """The engine's row hook: /status shows every planned row and rollout step at once."""
@@ -550,6 +561,7 @@ class Reconciler:
                 trusted_keys=self._keys(),
                 concurrency=self.config.concurrency,
                 sinks=[self._on_report],
+                parse_cache=self._parse_cache,
             )
         return self._engine
 

@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from structlog.typing import FilteringBoundLogger
 
 from qrelease.config import HttpConfig
@@ -34,9 +34,10 @@ from qrelease.daemon.guard import BodyDeadline, guarded_h11, whole_seconds
 from qrelease.daemon.logs import ForwardHandler
 from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.settings import Address
-from qrelease.daemon.state import ControllerState
+from qrelease.daemon.state import ControllerState, View
 from qrelease.daemon.webhooks import MAX_BODY_BYTES, declared_too_large, verify
 from qrelease.planning.planner import Retry
+from qrelease.web import Live
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
@@ -54,10 +55,12 @@ class Endpoints:
     log: FilteringBoundLogger
     api_token: Callable[[], str | None] = lambda: None
     submit: Callable[[PassRequest], None] | None = None
+    web: tuple[BaseRoute, ...] = ()
+    """The read-only web view's routes (`/`, `/apps/…`, `/history`, `/audit`), when enabled."""
 
 
 def make_app(endpoints: Endpoints) -> Starlette:
-    """The ASGI app: probes, metrics, status, the Git webhook and the local reconcile API."""
+    """The ASGI app: probes, metrics, status, the Git webhook, the local API and the web view."""
     handlers = _Handlers(endpoints)
     return Starlette(
         routes=[
@@ -67,7 +70,33 @@ def make_app(endpoints: Endpoints) -> Starlette:
             Route("/status", handlers.status, methods=["GET"]),
             Route("/hooks/git", handlers.hook, methods=["POST"]),
             Route(RECONCILE_PATH, handlers.reconcile, methods=["POST"]),
+            *endpoints.web,
         ]
+    )
+
+
+def live_of(view: View) -> Live:
+    """What the web view shows of the controller's shared view."""
+    record = view.last_pass
+    last_pass = None
+    if record is not None:
+        last_pass = {
+            "outcome": str(record.outcome),
+            "trigger": record.trigger,
+            "started_at": record.started_at.isoformat(),
+            "revision": record.revision,
+        }
+    return Live(
+        rows=view.rows,
+        environments=view.environments,
+        revision=view.rows_revision,
+        fetched_revision=view.fetched_revision,
+        source=view.url,
+        branch=view.branch,
+        last_pass=last_pass,
+        ready=not view.not_ready_reasons(),
+        reasons=tuple(view.not_ready_reasons()),
+        source_error=view.source_error,
     )
 
 

@@ -21,6 +21,8 @@ RESTART_FIELDS = (
     "http",
     "sources",
     "replica",
+    "notifications",
+    "web",
 )
 
 
@@ -118,6 +120,8 @@ def restart_needed(old: ControllerConfig, new: ControllerConfig) -> list[str]:
         "http": (old.http, new.http),
         "sources": (old.sources, new.sources),
         "replica": (old.replica, new.replica),
+        "notifications": (old.notifications, new.notifications),
+        "web": (old.web, new.web),
     }
     return [name for name in RESTART_FIELDS if values[name][0] != values[name][1]]
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from qrelease.model.environment import Environment
 from qrelease.model.vocabulary import PassOutcome
 from qrelease.planning.status import StatusRow
 
@@ -58,6 +59,8 @@ class View:
     stopping: bool = False
     replica: str | None = None  # this replica's id when several share the store
     fleet: Mapping[str, Any] | None = None  # their heartbeats and leases
+    environments: Mapping[str, Environment] = field(default_factory=dict)
+    """The environments of the last pass's revision (the web view's column order and policy)."""
 
     def not_ready_reasons(self) -> list[str]:
         """Why the controller is not ready; empty when it is."""

@@ -154,6 +154,24 @@ class Provisioner(Protocol):
 
 
 @runtime_checkable
+class Remembering(Protocol):
+    """A deployer that keeps what it observed, with a cheap change signal per app.
+
+    Its `observe` re-reads an app only when the signal moved; the engine asks it to forget
+    everything before a full drift check (a resync) and to save what it knows after a pass,
+    so the next process starts warm.
+    """
+
+    def forget_observed(self) -> None:
+        """Re-read every app on its next observe."""
+        ...
+
+    def save_observed(self) -> None:
+        """Keep what was observed for later processes (best effort: never raises)."""
+        ...
+
+
+@runtime_checkable
 class Previewer(Protocol):
     """A deployer that can say what a deploy would change without changing it (ARM what-if)."""
 

@@ -59,6 +59,7 @@ from qrelease.deployers.installers import (
     default_installer,
     venv_python,
 )
+from qrelease.deployers.observed import ObservedCache
 from qrelease.model.environment import Environment, VenvDeploy, is_state_dir_source
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.types import check_dns_label, check_semver, version_key
@@ -103,6 +104,7 @@ class VenvDeployer:
         self.installer = installer if installer is not None else default_installer()
         self.allowed_sources = tuple(allowed_sources)
         self.install_count = 0
+        self.observed = ObservedCache(self.state_dir)
 
     def app_dir(self, env_name: str, app: str) -> Path:
         """`envs/<env>/<app>` under the state dir, after checking both are plain names."""
@@ -122,13 +124,21 @@ class VenvDeployer:
         return self.app_dir(env_name, app) / RELEASES_DIR / version
 
     def observe(self, env: Environment, app: str) -> Observed:
-        """What is current and complete on disk, and whether the current release drifted."""
+        """What is current and complete on disk, and whether the current release drifted.
+
+        What was read last time is answered again while the app's change signal (see
+        `ObservedCache`) has not moved; `forget_observed` makes the next calls read all.
+        """
         app_dir = self.app_dir(env.environment, app)
-        on_disk = tuple(complete_versions(app_dir / RELEASES_DIR))
-        current, problem = _read_current(app_dir)
-        if current is not None and problem is None:
-            problem = release_drift(app_dir / RELEASES_DIR / current, current)
-        return Observed(current=current, on_disk=on_disk, drift=problem)
+        return self.observed.get((env.environment, app), app_dir, _observe_app)
+
+    def forget_observed(self) -> None:
+        """Read every app again on its next observe (the resync's full drift check)."""
+        self.observed.forget()
+
+    def save_observed(self) -> None:
+        """Keep what was observed in the state dir for the next process."""
+        self.observed.save()
 
     def prepare(
         self, env: Environment, manifest: ReleaseManifest, lock: ReleaseLock, qir: str
@@ -232,6 +242,15 @@ class VenvDeployer:
                 _delete(path)
                 removed.append(path)
         return removed
+
+
+def _observe_app(app_dir: Path) -> Observed:
+    """Everything observe reports about one app, read from the disk."""
+    on_disk = tuple(complete_versions(app_dir / RELEASES_DIR))
+    current, problem = _read_current(app_dir)
+    if current is not None and problem is None:
+        problem = release_drift(app_dir / RELEASES_DIR / current, current)
+    return Observed(current=current, on_disk=on_disk, drift=problem)
 
 
 def _label(env: Environment, manifest: ReleaseManifest) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from qrelease.deployers.base import Deployer, Provisioner
 from qrelease.model.environment import Environment
 from qrelease.quantum.base import QuantumBackend
+from qrelease.quantum.cache import GateCache
 
 
 def no_provisioner(env: Environment) -> Provisioner | None:
@@ -20,8 +21,15 @@ class Backends:
     """Which deployer, quantum backend and infrastructure provisioner serve an environment.
 
     `provisioner_for` returns None for an environment without `quantum.infrastructure`.
+
+    `gate_workers` is how many releases' gates may run side by side (the size of the
+    quantum backends' worker pool); `gate_cache` is where those backends keep results by
+    content: the engine marks a gate event that repeats a recorded result `reused_from`
+    the event that first recorded it.
     """
 
     deployer_for: Callable[[Environment], Deployer]
     quantum_for: Callable[[Environment], QuantumBackend]
     provisioner_for: Callable[[Environment], Provisioner | None] = no_provisioner
+    gate_workers: int = 1
+    gate_cache: GateCache | None = None

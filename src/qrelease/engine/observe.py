@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from qrelease.deployers.base import Deployer, Observed
+from qrelease.deployers.base import Deployer, Observed, Remembering
 from qrelease.engine.backends import Backends
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
@@ -49,10 +49,14 @@ class Observer:
     deployer reported stays true until the engine acts on that key: a pass over a new
     revision reuses it, and only a `fresh` pass (a resync, or a pass a person asked for)
     asks every deployer again, which is how drift from outside is found. The engine
-    forgets the keys it acted on; an observation that failed is never kept. A manifest's
-    target id is kept by the manifest's identity: the loader hands the same model objects
-    to every pass until their file changes, and reading three nested models of each of
-    thousands of manifests each pass costs more than the rest of the lookup together.
+    forgets the keys it acted on; an observation that failed is never kept. A deployer
+    that keeps its own observations with a change signal (`Remembering`, the venv
+    deployer) is asked every pass, since a look at the signal is cheap and catches a
+    hand-swapped `current` at once; a `fresh` pass first tells it to forget them all, and
+    every pass lets it save them for the next process.
+    A manifest's target id is kept by the manifest's identity: the loader hands the same
+    model objects to every pass until their file changes, and reading three nested models
+    of each of thousands of manifests each pass costs more than the rest of the lookup.
     """
 
     def __init__(self, backends: Backends) -> None:
@@ -88,8 +92,10 @@ class Observer:
         desired: list[Desired] = []
         seen: dict[tuple[str, str], Seen] = {}
         manifests, problems = snapshot.manifests, snapshot.pin_problems
+        remembering = self._remembering(environments, forget=fresh)
         for name, env in sorted(environments.items()):  # one tight loop: thousands of pins a pass
             deployer: Deployer | None = None
+            asks = name in remembering
             statuses: dict[str, tuple[Availability, str]] = {}  # by target id, in this env
             for app, version in sorted(env.apps.items()):
                 key = (name, app)
@@ -98,7 +104,7 @@ class Observer:
                 desired.append(
                     Desired(env, app, version, manifest, problem.message if problem else "")
                 )
-                observed = known.get(key)
+                observed = None if asks else known.get(key)
                 if observed is None:
                     deployer = deployer or self._backends.deployer_for(env)
                     observed = deployer.observe(env, app)
@@ -131,7 +137,24 @@ class Observer:
                 observed.error,
             )
         self._live = live  # only keys of this pass (and other environments') stay
+        for keeper in {id(k): k for k in remembering.values()}.values():
+            keeper.save_observed()
         return Observation(environments, tuple(desired), seen)
+
+    def _remembering(
+        self, environments: Mapping[str, Environment], *, forget: bool
+    ) -> dict[str, Remembering]:
+        """The environments whose deployer keeps its own observations (told to forget them)."""
+        found: dict[str, Remembering] = {}
+        told: set[int] = set()
+        for name, env in environments.items():
+            deployer = self._backends.deployer_for(env)
+            if isinstance(deployer, Remembering):
+                found[name] = deployer
+                if forget and id(deployer) not in told:
+                    deployer.forget_observed()
+                    told.add(id(deployer))
+        return found
 
 
 _UNKNOWN = (Availability.UNKNOWN, "")

@@ -3,7 +3,8 @@
 Git -> snapshot (desired) + store and deployers (observed) -> pure plan -> each
 environment's quantum infrastructure (`infrastructure.py`; a failure holds that
 environment's Deploys) -> the plan's rows recorded at once (a row being rolled out is
-Progressing from the start) -> prunes, then every Deploy as ordered steps (`rollout.py`),
+Progressing from the start) -> prunes -> the quantum gates of every Deploy, side by side,
+before anything is installed (`gates.py`) -> every Deploy as ordered steps (`rollout.py`),
 `concurrency` at a time -> a `PassReport`, recorded and published by the one `Finaliser`.
 Each (environment, app) is isolated: one failure never stops the others. An intent is
 written before a rollout's first side effect and cleared with its final record, so a pass
@@ -21,6 +22,7 @@ from qrelease.deployers.base import DeployError, Previewer
 from qrelease.engine import infrastructure
 from qrelease.engine.backends import Backends
 from qrelease.engine.bake import bake_check, verify_live
+from qrelease.engine.gates import PreparedGates, run_plan_gates
 from qrelease.engine.observe import (
     Observation,
     Observer,
@@ -31,7 +33,7 @@ from qrelease.engine.observe import (
 )
 from qrelease.engine.record import Recorder, draft
 from qrelease.engine.report import AppReport, Finaliser, PassReport, ReportSink, RowSink
-from qrelease.engine.rollout import Deployment
+from qrelease.engine.rollout import STEP_GATES, Deployment
 from qrelease.evidence import PolicySources, judge
 from qrelease.model.environment import Environment
 from qrelease.model.events import Event, EventDraft
@@ -47,8 +49,9 @@ from qrelease.planning.planner import (
     plan,
 )
 from qrelease.planning.policy import Check
-from qrelease.planning.status import planned, recovered, row_of, same_row
+from qrelease.planning.status import planned, recovered, row_of, same_row, stepped
 from qrelease.source.loader import Loader, Snapshot
+from qrelease.source.parsing import BlobCache
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys
 from qrelease.store.base import StateStore
@@ -74,6 +77,7 @@ class Engine:
         concurrency: int = 1,
         sinks: Iterable[ReportSink] = (),
         trusted_keys: TrustedKeys | None = None,
+        parse_cache: BlobCache | None = None,
     ) -> None:
         self.repo = repo
         self.store = store
@@ -83,11 +87,15 @@ class Engine:
         self.verify = verify
         self.concurrency = concurrency
         self.trusted_keys = trusted_keys  # signed-commit verification: overrides, approvals
-        self.loader = Loader(repo)
+        self.loader = Loader(repo, cache=parse_cache)
         self.finalise = Finaliser(sinks)
         self._observer = Observer(backends)
         self._owned: frozenset[str] | None = None
         self._local = threading.local()
+        self._quiet: dict[tuple[str, str], tuple[Action, ObservedState, AppReport]] = {}
+        """Keys whose last pass was a Noop that left the row as it was: the same Noop on the
+        same row object (the store hands back unchanged rows as they were) is settled as it
+        was, without building the row and the report again."""
 
     # -- planning ---------------------------------------------------------------------
 
@@ -230,7 +238,11 @@ class Engine:
                 action, env, snapshot, states[action.key], self.backends, recorder, self.clock
             )
         deploys = the_plan.of_kind(ActionKind.DEPLOY)
-        for app_report in self._deploy_all(deploys, snapshot, previous, states):
+        states |= self._entering_gates(recorder, deploys, states)
+        gates = run_plan_gates(
+            deploys, snapshot, self.repo, self.backends, self.store, self.clock()
+        )
+        for app_report in self._deploy_all(deploys, snapshot, previous, states, gates):
             reports[app_report.key] = app_report
         report = PassReport(
             run_id=run_id,
@@ -260,10 +272,16 @@ class Engine:
         states: dict[tuple[str, str], ObservedState] = {}
         changed: list[ObservedState] = []
         holds: list[tuple[Action, EventDraft]] = []
+        quiet, self._quiet = self._quiet, {}
+        reused: dict[tuple[str, str], AppReport] = {}
         for action in the_plan.actions:
             if action.kind == ActionKind.PRUNE:
                 continue
             before = previous.get(action.key)
+            last = quiet.get(action.key) if action.kind == ActionKind.NOOP else None
+            if last is not None and last[1] is before and last[0] == action:
+                states[action.key], reused[action.key] = last[1], last[2]
+                continue
             state = planned(action, before, revision, now)
             if before is not None and same_row(before, state):
                 state = before  # unchanged: nothing written, the row keeps its revision
@@ -271,7 +289,7 @@ class Engine:
                 changed.append(state)
             states[action.key] = state
             if action.rollout == Rollout.HELD and _new_hold(before, action):
-                details = {"reason": action.reason}
+                details = {"reason": action.reason, "cause": action.step}
                 holds.append(
                     (
                         action,
@@ -290,11 +308,32 @@ class Engine:
             action.key: (event.seq,) for (action, _), event in zip(holds, appended, strict=True)
         }
         reports = {
-            action.key: _settled_report(action, states[action.key], seqs.get(action.key, ()))
+            action.key: reused.get(action.key)
+            or _settled_report(action, states[action.key], seqs.get(action.key, ()))
             for action in the_plan.actions
             if action.kind in (ActionKind.NOOP, ActionKind.HOLD)
         }
+        for action in the_plan.actions:  # the same Noop on the same row next pass: nothing to do
+            kept = states.get(action.key)
+            if (
+                action.kind == ActionKind.NOOP
+                and kept is not None
+                and kept is previous.get(action.key)
+            ):
+                self._quiet[action.key] = (action, kept, reports[action.key])
         return states, reports
+
+    def _entering_gates(
+        self,
+        recorder: Recorder,
+        deploys: list[Action],
+        states: dict[tuple[str, str], ObservedState],
+    ) -> dict[tuple[str, str], ObservedState]:
+        """Every Deploy's row at its first step, quantum gates, in one commit."""
+        now = self.clock()
+        stepped_states = {a.key: stepped(states[a.key], STEP_GATES, now) for a in deploys}
+        recorder.commit_many(list(stepped_states.values()))
+        return stepped_states
 
     def _deploy_all(
         self,
@@ -302,11 +341,13 @@ class Engine:
         snapshot: Snapshot,
         previous: dict[tuple[str, str], ObservedState | None],
         states: dict[tuple[str, str], ObservedState],
+        gates: Mapping[tuple[str, str], PreparedGates],
     ) -> list[AppReport]:
         """Roll out every Deploy, `concurrency` at a time, each worker on its own connection."""
 
         def one(action: Action) -> AppReport:
-            return self._deploy(action, snapshot, previous[action.key], states[action.key])
+            before, state = previous[action.key], states[action.key]
+            return self._deploy(action, snapshot, before, state, gates.get(action.key))
 
         if self.concurrency <= 1 or len(deploys) <= 1:
             return [one(action) for action in deploys]
@@ -332,6 +373,7 @@ class Engine:
         snapshot: Snapshot,
         before: ObservedState | None,
         state: ObservedState,
+        prepared: PreparedGates | None = None,
     ) -> AppReport:
         assert action.manifest is not None  # the planner only deploys valid releases
         deployment = Deployment(
@@ -345,6 +387,7 @@ class Engine:
             before=before,
             state=state,
             clock=self.clock,
+            prepared=prepared,
         )
         return deployment.run()
 

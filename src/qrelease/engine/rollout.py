@@ -18,6 +18,7 @@ from datetime import datetime
 
 from qrelease.deployers.base import Deployer, DeployError, ReleaseLock, step_names
 from qrelease.engine.backends import Backends
+from qrelease.engine.gates import PreparedGates, baseline_of, program_of
 from qrelease.engine.record import Recorder, draft
 from qrelease.engine.report import AppReport
 from qrelease.model.environment import Environment
@@ -27,8 +28,7 @@ from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import EventKind, EventOutcome, Failure, Health, Rollout
 from qrelease.planning.planner import Action
 from qrelease.planning.status import Outcome, baking, failed, row_of, stepped, succeeded
-from qrelease.planning.upstream import GATE_EVENTS_SCANNED, newest_gates
-from qrelease.quantum.base import EstimateSummary, GateReport, GateResult, ProgramSource
+from qrelease.quantum.base import EstimateSummary, GateReport, GateResult
 from qrelease.source.loader import Snapshot, program_path
 from qrelease.source.repo import GitRepo
 
@@ -77,6 +77,8 @@ class Deployment:
     clock: Callable[[], datetime]
     events: list[Event] = field(default_factory=list)
     gates: tuple[GateResult, ...] = ()
+    prepared: PreparedGates | None = None
+    """The gate report (or error) of the plan-wide gate phase; None runs the gates here."""
 
     @property
     def revision(self) -> str:
@@ -118,10 +120,13 @@ class Deployment:
         return report
 
     def _gates(self) -> GateReport:
-        path = program_path(self.manifest.app, self.manifest.quantum.program)
-        source = ProgramSource(path, self.repo.read_blob(self.snapshot.programs[path]).decode())
-        quantum = self.backends.quantum_for(self.env)
-        report = quantum.run_gates(source, self.manifest.quantum, self._baseline())
+        report = self.prepared.report if self.prepared is not None else None
+        if self.prepared is not None and self.prepared.error is not None:
+            raise self.prepared.error
+        if report is None:
+            source = program_of(self.repo, self.snapshot, self.action)
+            quantum = self.backends.quantum_for(self.env)
+            report = quantum.run_gates(source, self.manifest.quantum, self._baseline())
         self.gates = report.results
         if not report.passed:
             self._record(self._gate_events(report))
@@ -147,21 +152,7 @@ class Deployment:
 
     def _baseline(self) -> EstimateSummary | None:
         """The resource estimate of the release running now, from its newest estimate gate."""
-        running = self.action.from_version
-        if running is None:
-            return None
-        events = self.recorder.store.iter_events(
-            env=self.action.env,
-            app=self.action.app,
-            actions=[EventKind.GATE],
-            descending=True,
-            limit=GATE_EVENTS_SCANNED,
-        )
-        for line in newest_gates(events, running):
-            if "physical_qubits" in line.details:
-                details = line.details
-                return EstimateSummary(int(details["physical_qubits"]), int(details["runtime_ns"]))
-        return None
+        return baseline_of(self.recorder.store, self.action)
 
     def _lock(self, report: GateReport) -> ReleaseLock:
         target = self.manifest.quantum.target
@@ -232,7 +223,11 @@ class Deployment:
         self._record(events or [], self.state)
 
     def _record(self, events: list[EventDraft], state: ObservedState | None = None) -> None:
-        self.events += self.recorder.commit(state, events)
+        cache = self.backends.gate_cache
+        appended = self.recorder.commit(state, cache.annotate(events) if cache else events)
+        self.events += appended
+        if cache is not None:
+            cache.record_first(appended)
 
     def _succeed(self, report: GateReport, intent: int) -> AppReport:
         qubits = report.estimate.physical_qubits if report.estimate else None

@@ -180,6 +180,10 @@ class AzureQuantum(Frozen):
     storage_account: str | None = Field(default=None, pattern=r"^[a-z0-9]{3,24}$")
 
 
+TargetId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+"""A quantum target id as a pin names it (`ionq.qpu.aria-1`)."""
+
+
 class DenyWindow(Frozen):
     """A recurring time (UTC) when nothing is promoted into the environment."""
 
@@ -348,12 +352,32 @@ class Bake(Frozen):
         return self
 
 
+class QuantumBudget(Frozen):
+    """What this environment's verification jobs may cost: per job and per calendar month
+    (UTC), in `currency`. `usd_per_hqc` is the USD price of a Quantinuum HQC under the
+    environment's contract (HQCs are sold by subscription, so no public price exists)."""
+
+    per_job: float | None = Field(default=None, ge=0)
+    per_month: float | None = Field(default=None, ge=0)
+    currency: Literal["USD", "EUR"] = "USD"
+    usd_per_hqc: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> QuantumBudget:
+        if self.per_job is None and self.per_month is None:
+            raise ValueError("give per_job, per_month or both")
+        return self
+
+
 class Policy(Frozen):
     """How releases move through this environment.
 
     `suspended` maps an app to why it is suspended: the controller never changes it.
     `overriders` are allowed-signers lines (`principal key`): with signed-commit
     verification on, only a commit signed by one of them may override failed checks.
+    `acknowledge_deprecated` maps a deprecated quantum target to why this environment may
+    still take releases pinned to it (otherwise the plan holds them). `quantum_budget`
+    caps what its verification jobs may cost; a job over it is refused before submission.
     """
 
     soak: Duration = timedelta(0)
@@ -366,6 +390,8 @@ class Policy(Frozen):
     suspended: dict[DnsName, str] = Field(default_factory=dict)
     overriders: tuple[str, ...] = ()
     bake: Bake | None = None
+    acknowledge_deprecated: dict[TargetId, str] = Field(default_factory=dict)
+    quantum_budget: QuantumBudget | None = None
 
 
 class Environment(Frozen):

@@ -184,14 +184,37 @@ class EstimateGate(Frozen):
     max_runtime: Duration | None = None
 
 
+class NoiseFigures(Frozen):
+    """Error rates a smoke test simulates: average one- and two-qubit gate infidelities and
+    the readout (SPAM) error, with where they come from."""
+
+    one_qubit: float = Field(ge=0.0, le=0.5)
+    two_qubit: float = Field(ge=0.0, le=0.5)
+    readout: float = Field(ge=0.0, le=0.5)
+    source: str = Field(default="", max_length=500)
+
+
 class SmokeGate(Frozen):
-    """Seeded shots on the local simulator compared with the expected distribution."""
+    """Seeded shots on the local simulator compared with the expected distribution.
+
+    `method: tvd` fails a program whose distribution is `max_distance` or further from
+    `expect` with probability `power`, and a right one with probability at most `alpha`,
+    once `shots` reaches what the design needs (`qrelease validate` says how many).
+    `method: chi2` takes `max_distance` as its significance level and judges its power
+    against a deviation of `detect` (a total variation distance). `noise` simulates the
+    shots without noise (`none`), with the pinned target's published error rates from the
+    catalog (`target`), or with the figures given.
+    """
 
     shots: int = Field(default=1000, gt=0, le=1_000_000)
     seed: int = Field(default=0, ge=0)
     expect: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(min_length=1)
     max_distance: float = Field(default=0.1, gt=0.0, le=1.0)
     method: Literal["tvd", "chi2"] = "tvd"
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    power: float = Field(default=0.95, gt=0.5, lt=1.0)
+    detect: float = Field(default=0.1, gt=0.0, le=0.5)
+    noise: Literal["none", "target"] | NoiseFigures = "none"
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SmokeGate:

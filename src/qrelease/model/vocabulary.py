@@ -144,6 +144,24 @@ class EventOutcome(StrEnum):
     FORCED = "Forced"
 
 
+class NotificationKind(StrEnum):
+    """What a notification rule can ask to hear about; an audit event may be several at once.
+
+    A hold is always `hold`, and also `approval-needed` when it waits for approvals or
+    `target-unavailable` when the quantum target is down.
+    """
+
+    DEPLOY_SUCCEEDED = "deploy-succeeded"
+    DEPLOY_FAILED = "deploy-failed"
+    AUTO_ROLLBACK = "auto-rollback"
+    HOLD = "hold"
+    PROMOTION = "promotion"
+    ROLLBACK = "rollback"
+    APPROVAL_NEEDED = "approval-needed"
+    GATE_FAILED = "gate-failed"
+    TARGET_UNAVAILABLE = "target-unavailable"
+
+
 class PassOutcome(StrEnum):
     """How a whole reconcile pass ended.
 

@@ -73,6 +73,9 @@ class Evidence:
     approvals: Sequence[Approval] = ()
     override: frozenset[str] = frozenset()
     override_problem: str = ""
+    target_lifecycle: str = "active"
+    """The pinned target's catalog status: active, deprecated or retired."""
+    target_note: str = ""
 
 
 def policy_checks(evidence: Evidence) -> list[Check]:
@@ -88,6 +91,8 @@ def policy_checks(evidence: Evidence) -> list[Check]:
         checks[:0] = [_upstream_healthy(evidence), _soaked(evidence), _gates_passed(evidence)]
     if evidence.intent != "rollback":
         checks.append(_target(evidence))
+        if evidence.target_lifecycle != "active":
+            checks.append(_target_lifecycle(evidence))
         if evidence.target.policy.approvals is not None:
             checks.append(_approved(evidence))
     judged = [_overridden(check, evidence.override) for check in checks]
@@ -207,6 +212,22 @@ def _target(evidence: Evidence) -> Check:
     target = evidence.target_id or "the pinned target"
     ok = evidence.availability != Availability.UNAVAILABLE
     return Check("target-available", ok, f"{target} is {evidence.availability}")
+
+
+def _target_lifecycle(evidence: Evidence) -> Check:
+    """A retired target never passes; a deprecated one only where the environment says why."""
+    target = evidence.target_id or "the pinned target"
+    why = f" ({evidence.target_note})" if evidence.target_note else ""
+    if evidence.target_lifecycle == "deprecated":
+        reason = evidence.target.policy.acknowledge_deprecated.get(evidence.target_id or "")
+        if reason is not None:
+            return Check("target-status", True, f"{target} is deprecated; acknowledged: {reason}")
+        detail = (
+            f"{target} is deprecated{why}; add it to policy.acknowledge_deprecated with a reason "
+            "to release to it"
+        )
+        return Check("target-status", False, detail)
+    return Check("target-status", False, f"{target} is {evidence.target_lifecycle}{why}")
 
 
 def _ago(delta: timedelta) -> str:

@@ -27,6 +27,7 @@ from qrelease.source.loader import Loader, Snapshot
 from qrelease.source.publish import FileChange, PinChange, Published, SuspendChange, publish
 from qrelease.source.signatures import TrustedKeys
 from qrelease.source.workspace import open_repo
+from qrelease.store import open_parse_cache
 from qrelease.store.base import StateStore
 
 PinAction = Literal["promote", "rollback"]
@@ -90,8 +91,11 @@ class Promoter:
     def snapshot(self) -> Snapshot:
         """The desired state on the branch, read fresh from the remote (once per promoter)."""
         if self._snapshot is None:
-            with open_repo(self.location, self.state_dir) as repo:
-                self._snapshot = Loader(repo).load(self.branch)
+            with (
+                open_repo(self.location, self.state_dir) as repo,
+                open_parse_cache(self.state_dir) as cache,
+            ):
+                self._snapshot = Loader(repo, cache=cache).load(self.branch)
         return self._snapshot
 
     def use_snapshot(self, snapshot: Snapshot) -> None:

@@ -22,6 +22,51 @@ class ProgramSource:
 
 
 @dataclass(frozen=True)
+class Diagnostic:
+    """One qdk error, located in the program's repo path where qdk gave a place.
+
+    >>> Diagnostic("Qdk.Qsc.X", "bad", "manifests/a/p.qs:3:9").line
+    3
+    """
+
+    code: str
+    message: str
+    where: str | None = None
+
+    def render(self) -> str:
+        """`path:line:col: code: message`, the way compilers and the CLI print problems."""
+        prefix = f"{self.where}: " if self.where else ""
+        return f"{prefix}{self.code}: {self.message}"
+
+    @property
+    def path(self) -> str | None:
+        """The file (or `entry X`) the diagnostic points into, if it has a place."""
+        return None if self.where is None else self.where.rsplit(":", 2)[0]
+
+    @property
+    def line(self) -> int | None:
+        """The 1-based line the diagnostic points at, if it has a place."""
+        if self.where is None:
+            return None
+        parts = self.where.rsplit(":", 2)
+        return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+@dataclass(frozen=True)
+class CompileOutcome:
+    """Whether a program compiled for a profile: its diagnostics, or its QIR digest and size."""
+
+    diagnostics: tuple[Diagnostic, ...] = ()
+    qubits: int | None = None
+    qir_sha256: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the program compiled."""
+        return not self.diagnostics
+
+
+@dataclass(frozen=True)
 class GateResult:
     """The outcome of one gate with a message a person can act on."""
 

@@ -1,7 +1,8 @@
-"""The gate worker: `python -m qrelease.quantum.gate_worker MEMORY_MIB SECONDS`.
+"""The gate worker: `python -m qrelease.quantum.gate_worker MEMORY_MIB SECONDS [MODULE...]`.
 
-Limits its own address space, imports qdk, says `ready`, then answers one JSON request
-line with one JSON report line until its stdin closes. Started and killed by
+Limits its own address space, imports qdk (and any MODULE named, such as the resource
+estimator `qdk.qre`, whose import takes seconds), says `ready`, then answers one JSON
+request line with one JSON answer line until its stdin closes. Started and killed by
 `qrelease.quantum.sandbox.GateSandbox`; not a command for people.
 
 The controller kills a worker that outruns the time limit. In case the controller itself
@@ -12,6 +13,7 @@ run: an orphaned worker stuck in a runaway program never outlives its limit by m
 
 from __future__ import annotations
 
+import importlib
 import math
 import resource
 import signal
@@ -26,24 +28,51 @@ def main(argv: list[str]) -> int:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     alarm_after = math.ceil(float(argv[1])) + ALARM_MARGIN_SECONDS
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    import qrelease.quantum.qdk  # noqa: F401 qdk is imported once, before saying ready
 
-    from qrelease.quantum.qdk import run_gates_here
-    from qrelease.quantum.sandbox import parse_request, report_json, stopped
+    for name in argv[2:]:
+        importlib.import_module(name)  # the preloads, outside any request's time limit
 
     print("ready", flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue
-        program, quantum, baseline = parse_request(line)
         signal.alarm(alarm_after)
         try:
-            report = run_gates_here(program, quantum, baseline)
-        except MemoryError:
-            report = stopped("the gates ran out of memory (quantum gate memory limit)")
+            answer = _answer(line)
         finally:
             signal.alarm(0)
-        print(report_json(report), flush=True)
+        print(answer, flush=True)
     return 0
+
+
+def _answer(line: str) -> str:
+    """The answer line to one request line: a gate report or a compile result."""
+    from qrelease.quantum.base import CompileOutcome, Diagnostic
+    from qrelease.quantum.qdk import compile_here, run_gates_here
+    from qrelease.quantum.sandbox import (
+        compiled_json,
+        parse_compile_request,
+        parse_request,
+        report_json,
+        request_kind,
+        stopped,
+    )
+
+    out_of_memory = "ran out of memory (quantum gate memory limit)"
+    if request_kind(line) == "compile":
+        program, entry, profile = parse_compile_request(line)
+        try:
+            return compiled_json(compile_here(program, entry, profile))
+        except MemoryError:
+            return compiled_json(
+                CompileOutcome((Diagnostic("sandbox", f"compiling {out_of_memory}"),))
+            )
+    program, quantum, baseline = parse_request(line)
+    try:
+        return report_json(run_gates_here(program, quantum, baseline))
+    except MemoryError:
+        return report_json(stopped(f"the gates {out_of_memory}"))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Judging gate figures: shot histograms and their statistics, resource-estimate budgets.
 
 Kept free of qdk so the judgements can be unit-tested, reused by every backend and reasoned
-about on their own: a smoke gate must not flap on sampling noise, so each test has an
-explicit Inconclusive band between "clearly matches" and "clearly does not".
+about on their own. A smoke gate must not flap on sampling noise: its thresholds are
+designed (`power.py`) so that a right program passes and one wrong by `max_distance` fails
+with the configured probabilities, and an Inconclusive band remains only while the shots
+are fewer than that design needs.
 
 Canonical histogram keys: a shot's result is rendered the way Q# prints values —
 arrays as ``[Zero, One]``, tuples as ``(Zero, One)``, results as ``Zero``/``One``, booleans
@@ -15,20 +17,19 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from qrelease.model.manifest import EstimateGate, SmokeGate
 from qrelease.model.vocabulary import GateOutcome
 from qrelease.quantum.base import EstimateSummary, GateResult
+from qrelease.quantum.power import chi2_design, tvd_design
+from qrelease.quantum.stats import chi2_sf
 
 _COMMA = re.compile(r"\s*,\s*")
 _AFTER_OPEN = re.compile(r"([\[(])\s+")
 _BEFORE_CLOSE = re.compile(r"\s+([\])])")
-_EPSILON = 1e-15
-_TINY = 1e-300
-_MAX_ITERATIONS = 100_000
 _SHOWN_OUTCOMES = 16
 
 
@@ -86,27 +87,20 @@ def frequencies(observed: Mapping[str, int]) -> dict[str, float]:
 def total_variation(observed: Mapping[str, int], expected: Mapping[str, float]) -> float:
     """Total variation distance between observed counts and expected probabilities.
 
+    Summed over counts and divided once, so a histogram wholly outside the expectation is at
+    distance exactly 1 whatever the number of shots.
+
     >>> total_variation({"a": 50, "b": 50}, {"a": 0.5, "b": 0.5})
     0.0
-    >>> total_variation({"a": 100}, {"b": 1.0})
+    >>> total_variation({"a": 1499}, {"b": 1.0})
     1.0
     """
-    observed_p = frequencies(observed)
-    outcomes = set(observed_p) | set(expected)
-    distance = sum(abs(observed_p.get(k, 0.0) - expected.get(k, 0.0)) for k in outcomes)
-    return min(1.0, distance / 2)
-
-
-def tvd_margin(shots: int, outcomes: int) -> float:
-    """Sampling-noise allowance 3·√(k/(4n)): three times the Cauchy–Schwarz bound ½·√(k/n).
-
-    The expected TVD between n shots and the k-outcome distribution they were drawn from
-    is at most ½·Σ√(pᵢ(1−pᵢ)/n) ≤ ½·√(k/n); three times that bound is the margin.
-
-    >>> round(tvd_margin(1000, 2), 4)
-    0.0671
-    """
-    return 3 * math.sqrt(max(outcomes, 1) / (4 * shots))
+    shots = sum(observed.values())
+    if shots == 0:
+        return min(1.0, sum(expected.values()) / 2)
+    outcomes = set(observed) | set(expected)
+    difference = sum(abs(observed.get(k, 0) - shots * expected.get(k, 0.0)) for k in outcomes)
+    return min(1.0, difference / (2 * shots))
 
 
 def chi2_statistic(observed: Mapping[str, int], expected: Mapping[str, float]) -> tuple[float, int]:
@@ -128,73 +122,6 @@ def chi2_statistic(observed: Mapping[str, int], expected: Mapping[str, float]) -
     return statistic, max(possible - 1, 0)
 
 
-def chi2_sf(statistic: float, dof: int) -> float:
-    """Chi-square survival function P(X ≥ statistic) for `dof` degrees of freedom.
-
-    >>> round(chi2_sf(3.841458820694124, 1), 6)
-    0.05
-    """
-    if dof < 0:
-        raise ValueError(f"degrees of freedom must be >= 0, not {dof}")
-    if dof == 0:
-        return 1.0 if statistic <= 0 else 0.0
-    return regularized_gamma_q(dof / 2, max(statistic, 0.0) / 2)
-
-
-def regularized_gamma_q(a: float, x: float) -> float:
-    """Upper regularized incomplete gamma Q(a, x) = Γ(a, x)/Γ(a), for a > 0 and x ≥ 0.
-
-    >>> round(regularized_gamma_q(1.0, 2.0), 12) == round(math.exp(-2.0), 12)
-    True
-    """
-    if a <= 0 or x < 0 or math.isnan(x):
-        raise ValueError(f"Q(a, x) needs a > 0 and x >= 0, not a={a}, x={x}")
-    if x == 0:
-        return 1.0
-    if math.isinf(x):
-        return 0.0
-    if x < a + 1:
-        return max(0.0, 1.0 - _gamma_p_series(a, x))
-    return min(1.0, _gamma_q_continued_fraction(a, x))
-
-
-def _gamma_prefactor(a: float, x: float) -> float:
-    """e^(−x)·x^a / Γ(a), computed in logs to stay finite."""
-    return math.exp(-x + a * math.log(x) - math.lgamma(a))
-
-
-def _gamma_p_series(a: float, x: float) -> float:
-    """Lower regularized gamma P(a, x) by its power series (converges fast for x < a + 1)."""
-    term = total = 1.0 / a
-    denominator = a
-    for _ in range(_MAX_ITERATIONS):
-        denominator += 1
-        term *= x / denominator
-        total += term
-        if abs(term) < abs(total) * _EPSILON:
-            break
-    return total * _gamma_prefactor(a, x)
-
-
-def _gamma_q_continued_fraction(a: float, x: float) -> float:
-    """Upper regularized gamma Q(a, x) by Lentz's continued fraction (for x ≥ a + 1)."""
-    b = x + 1 - a
-    c = 1 / _TINY
-    d = 1 / b
-    result = d
-    for step in range(1, _MAX_ITERATIONS):
-        numerator = -step * (step - a)
-        b += 2
-        d = numerator * d + b
-        d = 1 / (d if abs(d) > _TINY else _TINY)
-        c = b + numerator / c
-        c = c if abs(c) > _TINY else _TINY
-        result *= d * c
-        if abs(d * c - 1) < _EPSILON:
-            break
-    return result * _gamma_prefactor(a, x)
-
-
 def judge_smoke(observed: Mapping[str, int], smoke: SmokeGate) -> GateResult:
     """Passed, Failed or Inconclusive for a shot histogram against the manifest's smoke gate."""
     counts = histogram_of(observed)
@@ -203,8 +130,8 @@ def judge_smoke(observed: Mapping[str, int], smoke: SmokeGate) -> GateResult:
     if shots == 0:
         return GateResult("smoke", GateOutcome.FAILED, "no shot completed", {"shots": 0})
     if smoke.method == "chi2":
-        return _judge_chi2(counts, expected, smoke.max_distance)
-    return _judge_tvd(counts, expected, smoke.max_distance)
+        return _judge_chi2(counts, expected, smoke)
+    return _judge_tvd(counts, expected, smoke)
 
 
 def histogram_of(observed: Mapping[str, int]) -> dict[str, int]:
@@ -215,34 +142,76 @@ def histogram_of(observed: Mapping[str, int]) -> dict[str, int]:
     return dict(merged)
 
 
-def _judge_tvd(counts: dict[str, int], expected: dict[str, float], limit: float) -> GateResult:
-    """TVD ≤ limit passes, TVD > limit + noise margin fails, in between is Inconclusive."""
+def shots_needed(smoke: SmokeGate) -> int:
+    """The shots the smoke test's design needs (see `power.py`).
+
+    >>> shots_needed(SmokeGate(expect={"[Zero]": 0.5, "[One]": 0.5}))
+    869
+    """
+    expected = normalise_expect(smoke.expect)
+    if smoke.method == "chi2":
+        outcomes = sum(1 for p in expected.values() if p > 0)
+        design = chi2_design(outcomes, smoke.max_distance, smoke.detect, smoke.power, smoke.shots)
+        return design.shots_needed
+    return tvd_design(expected, smoke.max_distance, smoke.alpha, smoke.power, 1).shots_needed
+
+
+def _judge_tvd(counts: dict[str, int], expected: dict[str, float], smoke: SmokeGate) -> GateResult:
+    """Pass below the designed cut, fail above what a right program reaches, else Inconclusive."""
     shots = sum(counts.values())
+    limit = smoke.max_distance
     distance = total_variation(counts, expected)
-    margin = tvd_margin(shots, sum(1 for p in expected.values() if p > 0))
-    details = _details("tvd", counts, expected) | {"distance": distance, "margin": margin}
-    if distance <= limit:
-        text = f"TVD {distance:.3f} <= {limit:g} over {shots} shots"
+    design = tvd_design(expected, limit, smoke.alpha, smoke.power, shots)
+    power = design.power(limit)
+    details = _details("tvd", counts, expected) | {
+        "distance": distance,
+        "p_value": design.p_value(distance),
+        "power": power,
+        "target_power": smoke.power,
+        "alpha": smoke.alpha,
+        "max_distance": limit,
+        "pass_at": design.pass_at,
+        "fail_above": design.fail_above,
+        "shots_needed": design.shots_needed,
+    }
+    figures = f"over {shots} shots (power {power:.2f} against {limit:g})"
+    if distance <= design.pass_at:
+        text = f"TVD {distance:.3f} <= {design.pass_at:.3f} {figures}"
         return GateResult("smoke", GateOutcome.PASSED, text, details)
-    if distance > limit + margin:
-        text = f"TVD {distance:.3f} > {limit:g} + noise margin {margin:.3f} over {shots} shots"
-        return GateResult("smoke", GateOutcome.FAILED, text + _unexpected(details), details)
+    if distance > design.fail_above:
+        text = f"TVD {distance:.3f} > {design.fail_above:.3f} {figures}" + _unexpected(details)
+        return GateResult("smoke", GateOutcome.FAILED, text, details)
     text = (
-        f"TVD {distance:.3f} is above {limit:g} but within the noise margin {margin:.3f}"
-        f" of {shots} shots; more shots would decide"
+        f"TVD {distance:.3f} is between {design.pass_at:.3f} and {design.fail_above:.3f}"
+        f" {figures}; {design.shots_needed} shots would decide"
     )
     return GateResult("smoke", GateOutcome.INCONCLUSIVE, text, details)
 
 
-def _judge_chi2(counts: dict[str, int], expected: dict[str, float], alpha: float) -> GateResult:
+def _judge_chi2(counts: dict[str, int], expected: dict[str, float], smoke: SmokeGate) -> GateResult:
     """p ≥ alpha passes, p < alpha/10 fails, in between is Inconclusive."""
+    alpha = smoke.max_distance
     shots = sum(counts.values())
     statistic, dof = chi2_statistic(counts, expected)
     p_value = chi2_sf(statistic, dof)
+    design = chi2_design(dof + 1, alpha, smoke.detect, smoke.power, shots)
     finite = statistic if math.isfinite(statistic) else None  # details stay strict JSON
     details = _details("chi2", counts, expected)
-    details |= {"statistic": finite, "dof": dof, "p_value": p_value, "alpha": alpha}
-    summary = f"chi-square {statistic:.3f} (dof {dof}) over {shots} shots: p = {p_value:.3g}"
+    details |= {
+        "statistic": finite,
+        "dof": dof,
+        "p_value": p_value,
+        "alpha": alpha,
+        "distance": total_variation(counts, expected),
+        "power": design.power,
+        "target_power": smoke.power,
+        "detect": smoke.detect,
+        "shots_needed": design.shots_needed,
+    }
+    summary = (
+        f"chi-square {statistic:.3f} (dof {dof}) over {shots} shots: p = {p_value:.3g}"
+        f" (power {design.power:.2f} against a deviation of {smoke.detect:g})"
+    )
     if p_value >= alpha:
         return GateResult("smoke", GateOutcome.PASSED, f"{summary} >= {alpha:g}", details)
     if p_value < alpha / 10:
@@ -273,6 +242,26 @@ def _unexpected(details: Mapping[str, Any]) -> str:
         return ""
     shown = ", ".join(f"{key} x{count}" for key, count in list(unexpected.items())[:4])
     return f"; unexpected outcomes: {shown}"
+
+
+def choose_estimate(frontier: Sequence[EstimateSummary], budget: EstimateGate) -> EstimateSummary:
+    """The estimate a release is judged by: of the Pareto frontier (fewest qubits first), the
+    first that fits the budget, else the one with the fewest qubits.
+
+    >>> frontier = [EstimateSummary(400, 9000), EstimateSummary(600, 3000)]
+    >>> choose_estimate(frontier, EstimateGate(max_runtime=timedelta(microseconds=5)))
+    EstimateSummary(physical_qubits=600, runtime_ns=3000)
+    >>> choose_estimate(frontier, EstimateGate(max_physical_qubits=100)).physical_qubits
+    400
+    """
+    qubit_limit = budget.max_physical_qubits
+    runtime_limit = None if budget.max_runtime is None else _ns(budget.max_runtime)
+    for point in frontier:
+        fits_qubits = qubit_limit is None or point.physical_qubits <= qubit_limit
+        fits_runtime = runtime_limit is None or point.runtime_ns <= runtime_limit
+        if fits_qubits and fits_runtime:
+            return point
+    return frontier[0]
 
 
 def judge_estimate(

@@ -12,8 +12,10 @@ gate naming the qdk error code and the place in the program,
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
+import io
 import re
 import threading
 import time
@@ -32,17 +34,30 @@ from qrelease.model.manifest import EstimateGate, Quantum, SmokeGate, TargetProf
 from qrelease.model.vocabulary import Availability, GateOutcome
 from qrelease.quantum import catalog
 from qrelease.quantum.base import (
+    CompileOutcome,
+    Diagnostic,
     EstimateSummary,
     GateReport,
     GateResult,
     ProgramSource,
     TargetStatus,
 )
-from qrelease.quantum.gates import canonical_key, judge_estimate, judge_smoke
-from qrelease.quantum.sandbox import GateSandbox
+from qrelease.quantum.cache import GateCache, qdk_version
+from qrelease.quantum.gates import canonical_key, choose_estimate, judge_estimate, judge_smoke
+from qrelease.quantum.noise import (
+    MEASUREMENTS,
+    ONE_QUBIT_GATES,
+    TWO_QUBIT_GATES,
+    NoiseModel,
+    NoiseProblem,
+    resolve_noise,
+)
+from qrelease.quantum.noise import describe as describe_noise
+from qrelease.quantum.power import shot_blocks
+from qrelease.quantum.reuse import GateReuse
+from qrelease.quantum.sandbox import GateSandbox, Sandbox
 
 _QDK_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qrelease-qdk")
-_SHOTS_PER_BATCH = 10_000
 _CODE = re.compile(r"^\s*(Qdk\.[A-Za-z0-9_.]+)", re.MULTILINE)
 _SUMMARY = re.compile(r"^\s*[x×]\s+(.+)$", re.MULTILINE)
 _DETAIL = re.compile(r"^\s*(?:`->|╰─▶)\s+(.+)$", re.MULTILINE)
@@ -50,21 +65,9 @@ _HELP = re.compile(r"^\s*help:\s+(.+(?:\n[ \t]+\S.*)*)", re.MULTILINE)
 _LOCATION = re.compile(r"\[([^\[\]\s]+):(\d+):(\d+)\]")
 _QUBITS = re.compile(r'"required_num_qubits"="(\d+)"')
 _SOURCE_LABEL = "line_0"
+_FRONTIER_SHOWN = 8
+_QDK_VERSION = qdk_version()
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    """One qdk error, located in the program's repo path where qdk gave a place."""
-
-    code: str
-    message: str
-    where: str | None = None
-
-    def render(self) -> str:
-        """`path:line:col: code: message`, the way compilers and the CLI print problems."""
-        prefix = f"{self.where}: " if self.where else ""
-        return f"{prefix}{self.code}: {self.message}"
 
 
 class QdkFailure(Exception):
@@ -148,19 +151,24 @@ class _Session:
         """The QIR text of `entry` for the session's profile."""
         return str(self._context.compile(entry))
 
-    def estimate(self, entry: str) -> EstimateSummary:
-        """Physical qubits and runtime from the resource estimator's default parameters."""
-        result: dict[str, Any] = dict(self._context.logical_counts(entry).estimate())
-        counts = result["physicalCounts"]
-        return EstimateSummary(int(counts["physicalQubits"]), int(counts["runtime"]))
+    def estimate(self, entry: str) -> list[EstimateSummary]:
+        """The Pareto frontier of (physical qubits, runtime) from qdk.qre (see `_qre_frontier`)."""
+        return _qre_frontier(self._context.logical_counts(entry))
 
-    def shots(self, entry: str, shots: int, seed: int) -> dict[str, int]:
-        """A seeded histogram: shot i seeds quantum and classical randomness with seed + i."""
+    def shots(
+        self, entry: str, shots: int, seed: int, noise: NoiseModel | None = None
+    ) -> dict[str, int]:
+        """A seeded histogram; each block of shots has its own seed, hashed from (seed, block).
+
+        qdk seeds shot i of one run with seed + i, so blocks keep runs of neighbouring seeds
+        apart (see `power.shot_blocks`). With a noise model the shots run on qdk's noisy
+        simulation (`noise_config`).
+        """
+        config = None if noise is None else noise_config(noise)
         histogram: Counter[str] = Counter()
-        for first in range(0, shots, _SHOTS_PER_BATCH):
-            size = min(_SHOTS_PER_BATCH, shots - first)
+        for block_seed, size in shot_blocks(seed, shots):
             batch: list[dict[str, object]] = self._context.run(
-                entry, size, seed=seed + first, save_events=True
+                entry, size, seed=block_seed, save_events=True, noise=config
             )
             histogram.update(canonical_key(shot["result"]) for shot in batch)
         return dict(histogram)
@@ -170,6 +178,59 @@ class _Session:
         self._context.code = types.SimpleNamespace()
         del self._context
         gc.collect()
+
+
+ESTIMATOR = (
+    "qdk.qre: GateBased(error_rate=1e-3, gate_time=50 ns, measurement_time=100 ns), "
+    "SurfaceCode x Litinski19Factory, error budget 1e-3"
+)
+"""What the estimate gate assumes: the architecture of qdk's legacy default
+(qubit_gate_ns_e3: 50 ns gates, 100 ns measurements, 1e-3 error rates, surface code,
+error budget 1e-3), on the maintained estimator `qdk.qre`."""
+
+
+def _qre_frontier(counts: Any) -> list[EstimateSummary]:
+    """qdk.qre's estimates for the program's logical counts, fewest qubits first.
+
+    qre prints a warning when nothing fits the error budget; it is captured (the gate
+    worker's stdout is its protocol channel) and becomes the failure's message.
+    """
+    from qdk.qre import estimate
+    from qdk.qre.application import QSharpApplication
+    from qdk.qre.models import GateBased, Litinski19Factory, SurfaceCode
+
+    architecture = GateBased(error_rate=1e-3, gate_time=50, measurement_time=100)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        table = estimate(
+            QSharpApplication(counts),
+            architecture,
+            SurfaceCode.q() * Litinski19Factory.q(),
+            max_error=1e-3,
+        )
+    frontier = sorted(
+        (EstimateSummary(int(entry.qubits), int(entry.runtime)) for entry in table),
+        key=lambda summary: (summary.physical_qubits, summary.runtime_ns),
+    )
+    if not frontier:
+        message = " ".join(printed.getvalue().split()) or "qdk.qre produced no estimate"
+        raise RuntimeError(message)
+    return frontier
+
+
+def noise_config(model: NoiseModel) -> Any:
+    """qdk's per-gate Pauli noise for a resolved noise model (see `noise.py`)."""
+    from qdk.simulation import NoiseConfig
+
+    config = NoiseConfig()
+    for name in ONE_QUBIT_GATES:
+        getattr(config, name).set_depolarizing(model.depolarizing_one)
+    for name in TWO_QUBIT_GATES:
+        getattr(config, name).set_depolarizing(model.depolarizing_two)
+    config.ccx.set_depolarizing(model.depolarizing_toffoli)
+    for name in MEASUREMENTS:
+        getattr(config, name).set_bitflip(model.readout)
+    return config
 
 
 def required_qubits(qir: str) -> int | None:
@@ -193,22 +254,52 @@ class _Compiled:
 class QdkBackend:
     """Runs the quantum gates locally with qdk; target status comes from the catalog.
 
-    Gates run in a sandboxed worker process (see `sandbox.py`) with a time and a memory
-    limit; by default every backend shares one worker. `isolated=False` runs them in
-    this process instead, on the qdk thread, with no limits (tests that patch qdk use it).
+    Gates run in sandboxed worker processes (see `sandbox.py`) with a time and a memory
+    limit; by default every backend shares one worker. A `GatePool` runs several releases
+    side by side. `isolated=False` runs them in this process instead, on the qdk thread,
+    with no limits (tests that patch qdk use it). With a `cache`, a release whose content
+    ran before (in any environment or pass) reuses that result (see `reuse.py`).
     """
 
-    def __init__(self, sandbox: GateSandbox | None = None, *, isolated: bool = True) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox | None = None,
+        *,
+        isolated: bool = True,
+        cache: GateCache | None = None,
+    ) -> None:
         self._sandbox = sandbox if sandbox is not None or not isolated else _shared_sandbox()
+        self.reuse = None if cache is None else GateReuse(cache)
+
+    @property
+    def workers(self) -> int:
+        """How many releases' gates (or compile checks) run side by side."""
+        return 1 if self._sandbox is None else self._sandbox.workers
+
+    def close(self) -> None:
+        """Stop this backend's worker processes (the shared default worker stays)."""
+        if self._sandbox is not None and self._sandbox not in _SHARED:
+            self._sandbox.close()
+
+    def compile(self, program: ProgramSource, entry: str, profile: TargetProfile) -> CompileOutcome:
+        """Whether `entry` compiles for `profile`, with qdk's diagnostics when it does not."""
+        if self._sandbox is not None:
+            return self._sandbox.compile(program, entry, profile)
+        return _QDK_THREAD.submit(compile_here, program, entry, profile).result()
 
     def target_status(self, target_id: str) -> TargetStatus:
-        """Available for catalog targets (simulated locally), Unknown for anything else."""
+        """Available for catalog targets (simulated locally), Unavailable once retired,
+        Unknown for anything else."""
         spec = catalog.resolve(target_id)
         if spec is None:
-            known = ", ".join(catalog.known_ids())
-            text = f"unknown target {target_id!r}; known targets: {known}"
+            text = catalog.pin_findings(target_id, TargetProfile.BASE, None)[0].message
             return TargetStatus(target_id, Availability.UNKNOWN, message=text)
+        if spec.status is catalog.Lifecycle.RETIRED:
+            text = f"retired: {spec.note}"
+            return TargetStatus(target_id, Availability.UNAVAILABLE, message=text)
         text = "local backend: simulated with qdk; profile and qubits are catalog defaults"
+        if spec.status is catalog.Lifecycle.DEPRECATED:
+            text += f"; deprecated: {spec.note}"
         available = Availability.AVAILABLE
         return TargetStatus(target_id, available, spec.profile, spec.qubits, message=text)
 
@@ -216,16 +307,39 @@ class QdkBackend:
         self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
     ) -> GateReport:
         """Profile, estimate and smoke gates for one release; never raises for a bad program."""
+        if self.reuse is None:
+            return self._run(program, quantum, baseline)
+        identity = {"backend": "qdk", "noise": _noise_identity(quantum)}
+        return self.reuse.run(
+            program, quantum, baseline, identity, lambda: self._run(program, quantum, None)
+        )
+
+    def _run(
+        self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+    ) -> GateReport:
+        """The gates, computed: in the sandbox, or on the qdk thread."""
         if self._sandbox is not None:
             return self._sandbox.run(program, quantum, baseline)
         return _QDK_THREAD.submit(_run_gates, program, quantum, baseline).result()
 
 
-_SHARED: list[GateSandbox] = []
+def _noise_identity(quantum: Quantum) -> dict[str, Any] | str | None:
+    """The resolved noise figures (part of the cache key: new catalog figures, new results)."""
+    smoke = quantum.gates.smoke
+    if smoke is None:
+        return None
+    try:
+        model = resolve_noise(smoke, quantum.target.id)
+    except NoiseProblem as problem:
+        return str(problem)
+    return None if model is None else model.as_json()
+
+
+_SHARED: list[Sandbox] = []
 _SHARED_LOCK = threading.Lock()
 
 
-def _shared_sandbox() -> GateSandbox:
+def _shared_sandbox() -> Sandbox:
     """The process's default sandbox, started on first use and stopped at exit."""
     with _SHARED_LOCK:
         if not _SHARED:
@@ -238,6 +352,19 @@ def run_gates_here(
 ) -> GateReport:
     """The gates in this process and thread: what the sandbox's worker process calls."""
     return _run_gates(program, quantum, baseline)
+
+
+def compile_here(program: ProgramSource, entry: str, profile: TargetProfile) -> CompileOutcome:
+    """Compile `entry` for `profile` in a fresh session (what `qrelease validate` asks for)."""
+    session = _Session(profile)
+    try:
+        _guarded(lambda: session.load(program.text), program, entry)
+        qir = _guarded(lambda: session.compile(entry), program, entry)
+    except QdkFailure as failure:
+        return CompileOutcome(tuple(_explained(failure, profile).diagnostics))
+    finally:
+        session.close()
+    return CompileOutcome((), required_qubits(qir), hashlib.sha256(qir.encode()).hexdigest())
 
 
 def _run_gates(
@@ -283,6 +410,7 @@ def _profile_gate(session: _Session, program: ProgramSource, quantum: Quantum) -
         _guarded(lambda: session.load(program.text), program, quantum.entry)
         qir = _guarded(lambda: session.compile(quantum.entry), program, quantum.entry)
     except QdkFailure as failure:
+        failure = _explained(failure, pin.profile)
         problems = [d.render() for d in failure.diagnostics]
         problems += catalog.pin_problems(pin.id, pin.profile, None)
         details = _failure_details(failure, pin.id, pin.profile, started)
@@ -293,6 +421,25 @@ def _profile_gate(session: _Session, program: ProgramSource, quantum: Quantum) -
     if checked.outcome is not GateOutcome.PASSED:
         message = f"compiled for {pin.profile}, but {checked.message}"
     return _Compiled(GateResult("profile", checked.outcome, message, details), qir)
+
+
+NO_UNRESTRICTED_QIR = (
+    f"qdk {_QDK_VERSION} generates no QIR for the Unrestricted profile, and a release carries"
+    " its compiled QIR; pin the Adaptive profile (qdk.sim.adaptive) if the program fits it"
+)
+
+
+def _explained(failure: QdkFailure, profile: TargetProfile) -> QdkFailure:
+    """qdk's failure, with its refusal to generate Unrestricted QIR said plainly."""
+    if profile is not TargetProfile.UNRESTRICTED:
+        return failure
+    diagnostics = [
+        Diagnostic(d.code, NO_UNRESTRICTED_QIR, d.where)
+        if d.code.endswith("UnsupportedRuntimeCapabilities")
+        else d
+        for d in failure.diagnostics
+    ]
+    return QdkFailure(diagnostics)
 
 
 def _failure_details(
@@ -316,29 +463,42 @@ def _estimate_gate(
         return _not_configured("estimate"), None
     started = time.perf_counter()
     try:
-        summary = _guarded(lambda: session.estimate(quantum.entry), program, quantum.entry)
+        frontier = _guarded(lambda: session.estimate(quantum.entry), program, quantum.entry)
     except QdkFailure as failure:
         text = f"resource estimation failed: {failure}"
         details = _failure_details(failure, quantum.target.id, quantum.target.profile, started)
         return GateResult("estimate", GateOutcome.FAILED, text, details), None
+    summary = choose_estimate(frontier, budget)
     judged = judge_estimate(summary, budget, baseline)
-    return _timed(judged, started), summary
+    shown = [vars(point) for point in frontier[:_FRONTIER_SHOWN]]
+    details = judged.details | {"estimator": ESTIMATOR, "frontier": shown}
+    return _timed(GateResult("estimate", judged.outcome, judged.message, details), started), summary
 
 
 def _smoke_gate(session: _Session, program: ProgramSource, quantum: Quantum) -> GateResult:
-    """Run seeded shots on the local simulator and compare with the expected distribution."""
+    """Run seeded shots on the local simulator (noisy when asked) and compare with `expect`."""
     smoke: SmokeGate | None = quantum.gates.smoke
     if smoke is None:
         return _not_configured("smoke")
     started = time.perf_counter()
     try:
+        model = resolve_noise(smoke, quantum.target.id)
+    except NoiseProblem as problem:
+        details = {"noise": smoke.noise if isinstance(smoke.noise, str) else None}
+        return GateResult("smoke", GateOutcome.FAILED, str(problem), details)
+    try:
         observed = _guarded(
-            lambda: session.shots(quantum.entry, smoke.shots, smoke.seed), program, quantum.entry
+            lambda: session.shots(quantum.entry, smoke.shots, smoke.seed, model),
+            program,
+            quantum.entry,
         )
     except QdkFailure as failure:
         details = _failure_details(failure, quantum.target.id, quantum.target.profile, started)
         return GateResult("smoke", GateOutcome.FAILED, f"simulation failed: {failure}", details)
-    return _timed(judge_smoke(observed, smoke), started)
+    judged = judge_smoke(observed, smoke)
+    message = judged.message + describe_noise(model, smoke, quantum.target.id)
+    details = judged.details | {"noise": None if model is None else model.as_json()}
+    return _timed(GateResult("smoke", judged.outcome, message, details), started)
 
 
 def _timed(result: GateResult, started: float) -> GateResult:

@@ -11,26 +11,24 @@ one, so a one-pin commit costs a `git diff-tree` and one parse, however large th
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
 
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
-from qrelease.source.repo import TRACKED_ROOTS, GitRepo, TreeEntry
-from qrelease.source.yamldoc import (
-    MAX_FILE_BYTES,
-    QUOTE_LIMIT,
-    Path_,
-    YamlDoc,
-    YamlError,
-    dotted,
-    parse_mapping,
-    quote,
+from qrelease.source.parsing import (
+    BlobCache,
+    ParsedFile,
+    cache_key,
+    decode,
+    lines_of,
+    parse_many,
+    paused_gc,
 )
+from qrelease.source.parsing import parse_file as parse_file  # tests and tools use it here
+from qrelease.source.repo import TRACKED_ROOTS, GitRepo, TreeEntry
+from qrelease.source.yamldoc import MAX_FILE_BYTES, Path_
 
 YAML_SUFFIXES = (".yaml", ".yml")
 INCREMENTAL_LIMIT = 256
@@ -39,8 +37,6 @@ SMALL_READ = 8
 """Up to this many blobs are read through the persistent reader rather than a new batch."""
 MAX_FILE_PROBLEMS = 50
 """A file reports this many problems, then one line saying how many more it has."""
-MESSAGE_LIMIT = QUOTE_LIMIT + 200
-"""No message is longer, whatever a validator put in it (each quoted value is cut first)."""
 KEEP_FILES = (".gitkeep",)
 """Files allowed directly in manifests/ and releases/ besides the ones the loader reads."""
 
@@ -111,15 +107,6 @@ def program_path(app: str, program: str) -> str:
     return f"manifests/{app}/{program}"
 
 
-@dataclass(frozen=True)
-class ParsedFile:
-    """A cached parse of one blob: the model or its errors, and the key lines."""
-
-    model: BaseModel | None
-    problems: tuple[tuple[int, str, str], ...]
-    lines: Mapping[Path_, int]
-
-
 Key = tuple[str, str]
 """An (app, version) pair: the folder and file stem of a manifest."""
 
@@ -179,16 +166,26 @@ class Loader:
     since the revision loaded last (`git diff-tree`, about a millisecond) and re-parse and
     re-check only those files and the releases they touch; a large change or an unrelated
     revision lists the whole tree again and still reuses every parse whose blob is unchanged.
-    `roots` narrows what is read (the TUI draws its first frame from `releases/` alone).
+    With a `cache` (the state dir's, shared by every process), a blob any process parsed
+    before is not parsed again. `roots` narrows what is read (the TUI draws its first frame
+    from `releases/` alone).
     """
 
-    def __init__(self, repo: GitRepo, roots: tuple[str, ...] = TRACKED_ROOTS) -> None:
+    def __init__(
+        self,
+        repo: GitRepo,
+        roots: tuple[str, ...] = TRACKED_ROOTS,
+        *,
+        cache: BlobCache | None = None,
+    ) -> None:
         self._repo = repo
         self._roots = roots
+        self._cache = cache
         self._tree: _Tree | None = None
         self._last: Snapshot | None = None
         self._recent: dict[tuple[str, str], ParsedFile] = {}  # what the last load replaced
         self.parse_count = 0
+        self.cache_hits = 0
 
     @property
     def cached_parses(self) -> int:
@@ -219,10 +216,11 @@ class Loader:
         base = self._tree or _Tree()
         changes = self._changes_since(base, revision)
         reuse = base.blob_parses() if len(changes) > INCREMENTAL_LIMIT else {}
-        tree = base.copy(revision)
-        self._apply(tree, changes, reuse)
-        self._tree = tree
-        self._last = _snapshot(tree)
+        with paused_gc(freeze=True):  # thousands of new objects that stay: nothing to collect
+            tree = base.copy(revision)
+            self._apply(tree, changes, reuse)
+            self._tree = tree
+            self._last = _snapshot(tree)
         return self._last
 
     def _changes_since(self, base: _Tree, revision: str) -> dict[str, TreeEntry | None]:
@@ -279,28 +277,58 @@ class Loader:
         self._parse_all(tree, to_parse, reuse)
         self._recent = dropped  # memory stays flat: one change set, however long it runs
         for key in dirty:
-            _settle(tree, key)
+            _settle(tree, key, lambda path: self._lines(tree, path))
         tree.dirty = frozenset(dirty)
 
     def _parse_all(
         self, tree: _Tree, entries: list[TreeEntry], reuse: Mapping[tuple[str, str], ParsedFile]
     ) -> None:
-        """Parse the entries, reading every blob not parsed before in one batch."""
-        found = {}
+        """Parse the entries: reuse what this loader or the cache holds, read the rest at once."""
+        found: dict[str, ParsedFile] = {}
         for entry in entries:
             key = (_schema_name(entry.path), entry.sha)
             parsed = reuse.get(key) or self._recent.get(key)
+            if parsed is None and entry.size > MAX_FILE_BYTES:
+                msg = f"file is {entry.size} bytes; the limit is {MAX_FILE_BYTES} (1 MiB)"
+                parsed = ParsedFile(None, ((0, "", msg),), {})
             if parsed is not None:
                 found[entry.path] = parsed
-        wanted = [e.sha for e in entries if e.path not in found and e.size <= MAX_FILE_BYTES]
-        blobs = self._read(wanted)
+        keys = {entry.path: cache_key(_schema_name(entry.path), entry.sha) for entry in entries}
+        missing = {keys[entry.path]: entry for entry in entries if entry.path not in found}
+        by_key = self._cached(missing)
+        by_key |= self._parsed({k: entry for k, entry in missing.items() if k not in by_key})
         for entry in entries:
-            parsed = found.get(entry.path)
+            tree.parsed[entry.path] = found.get(entry.path) or by_key[keys[entry.path]]
+
+    def _cached(self, wanted: Mapping[str, TreeEntry]) -> dict[str, ParsedFile]:
+        """The parses the shared cache holds for these keys."""
+        if self._cache is None or not wanted:
+            return {}
+        hits: dict[str, ParsedFile] = {}
+        damaged = []
+        for key, value in self._cache.get_many(list(wanted)).items():
+            parsed = decode(value)
             if parsed is None:
-                schema = _kind(entry.path)
-                assert schema is ReleaseManifest or schema is Environment
-                parsed = self._parse_blob(entry, schema, blobs.get(entry.sha))
-            tree.parsed[entry.path] = parsed
+                damaged.append(key)
+            else:
+                hits[key] = parsed
+        if damaged:
+            self._cache.discard(damaged)
+        self.cache_hits += len(hits)
+        return hits
+
+    def _parsed(self, wanted: Mapping[str, TreeEntry]) -> dict[str, ParsedFile]:
+        """Read and parse blobs nobody parsed before, and offer the parses to the cache."""
+        if not wanted:
+            return {}
+        blobs = self._read(list(dict.fromkeys(entry.sha for entry in wanted.values())))
+        results = parse_many([(_schema_name(e.path), blobs[e.sha]) for e in wanted.values()])
+        self.parse_count += len(wanted)
+        if self._cache is not None:
+            self._cache.put_many(
+                {key: value for key, (_parsed, value) in zip(wanted, results, strict=True)}
+            )
+        return {key: parsed for key, (parsed, _value) in zip(wanted, results, strict=True)}
 
     def _read(self, shas: list[str]) -> dict[str, bytes]:
         """Blob contents: a few through the persistent reader, many in one batch process."""
@@ -308,29 +336,12 @@ class Loader:
             return self._repo.read_blobs(shas)
         return {sha: self._repo.read_blob(sha) for sha in shas}
 
-    def _parse_blob(
-        self, entry: TreeEntry, schema: type[BaseModel], raw: bytes | None
-    ) -> ParsedFile:
-        self.parse_count += 1
-        if entry.size > MAX_FILE_BYTES:
-            msg = f"file is {entry.size} bytes; the limit is {MAX_FILE_BYTES} (1 MiB)"
-            return ParsedFile(None, ((0, "", msg),), {})
-        return parse_file(raw if raw is not None else self._repo.read_blob(entry.sha), schema)
-
-
-def parse_file(raw: bytes, schema: type[BaseModel]) -> ParsedFile:
-    """One file's model, or its problems; nothing in the file makes this raise."""
-    try:
-        doc = parse_mapping(raw)
-    except YamlError as exc:
-        return ParsedFile(None, ((exc.line, exc.field, _capped(exc.message)),), {})
-    try:
-        return ParsedFile(schema.model_validate(doc.data), (), doc.lines)
-    except ValidationError as exc:
-        return ParsedFile(None, tuple(_problems(exc, doc)), doc.lines)
-    except Exception as exc:  # a validator that raised past pydantic: still this file's problem
-        message = f"could not be validated: {type(exc).__name__}: {quote(str(exc))}"
-        return ParsedFile(None, ((1, "", message),), doc.lines)
+    def _lines(self, tree: _Tree, path: str) -> Mapping[Path_, int]:
+        """The key lines of a parsed file, reading the blob again when they were not kept."""
+        parsed = tree.parsed[path]
+        if parsed.located:
+            return parsed.lines
+        return lines_of(self._repo.read_blob(tree.entries[path].sha))
 
 
 class _Program:
@@ -401,7 +412,11 @@ def _forget(tree: _Tree, path: str) -> set[Key]:
     return set()
 
 
-def _settle(tree: _Tree, key: Key) -> None:
+Locate = Callable[[str], Mapping[Path_, int]]
+"""The key lines of a parsed file by path (read again when the parse did not keep them)."""
+
+
+def _settle(tree: _Tree, key: Key, locate: Locate) -> None:
     """Recompute one release from its files: valid manifest or the errors that say why not."""
     old = tree.releases.pop(key, None)
     tree.manifests.pop(key, None)
@@ -421,7 +436,7 @@ def _settle(tree: _Tree, key: Key) -> None:
         parsed = tree.parsed[path]
         errors += _located(path, parsed.problems)
         if isinstance(parsed.model, ReleaseManifest):
-            errors += _name_checks(path, parsed.lines, parsed.model, *key)
+            errors += _name_checks(path, locate, parsed.model, *key)
             model = parsed.model if index == 0 else None
         if index:
             msg = f"duplicate release {key[0]} {key[1]} (also {paths[0]})"
@@ -432,7 +447,7 @@ def _settle(tree: _Tree, key: Key) -> None:
         tree.users[program] = tree.users.get(program, frozenset()) | {key}
         if program not in tree.programs:
             msg = f"{program} does not exist at this revision"
-            line = tree.parsed[paths[0]].lines.get(("quantum", "program"), 1)
+            line = locate(paths[0]).get(("quantum", "program"), 1)
             errors.append(LoadError(paths[0], line, "quantum.program", msg))
     manifest = model if not errors else None
     tree.releases[key] = _Release(paths[0], manifest, program, tuple(errors))
@@ -512,11 +527,6 @@ def _capped_per_file(errors: list[LoadError]) -> tuple[LoadError, ...]:
     return tuple(out)
 
 
-def _capped(message: str) -> str:
-    """A message cut to `MESSAGE_LIMIT` characters."""
-    return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 3] + "..."
-
-
 def _is_yaml(path: str) -> bool:
     return path.endswith(YAML_SUFFIXES)
 
@@ -526,74 +536,17 @@ def _located(path: str, problems: Iterable[tuple[int, str, str]]) -> list[LoadEr
 
 
 def _name_checks(
-    path: str, lines: Mapping[Path_, int], model: ReleaseManifest, app_dir: str, stem: str
+    path: str, locate: Locate, model: ReleaseManifest, app_dir: str, stem: str
 ) -> list[LoadError]:
     errors = []
     app, version = model.app, model.version
     if app != app_dir:
         msg = f"{app!r} does not match the folder name {app_dir!r}"
-        errors.append(LoadError(path, lines.get(("app",), 1), "app", msg))
+        errors.append(LoadError(path, locate(path).get(("app",), 1), "app", msg))
     if version != stem:
         msg = f"{version!r} does not match the file name {stem!r}"
-        errors.append(LoadError(path, lines.get(("version",), 1), "version", msg))
+        errors.append(LoadError(path, locate(path).get(("version",), 1), "version", msg))
     return errors
-
-
-def _problems(exc: ValidationError, doc: YamlDoc) -> list[tuple[int, str, str]]:
-    errors = exc.errors(include_url=False)
-    locs = [_present_loc(_field_of(error), doc.data) for error in errors]
-    out = []
-    for error, loc in zip(errors, locs, strict=True):
-        if error["type"] == "too_short" and any(o[: len(loc)] == loc != o for o in locs):
-            continue  # a list emptied by its own items' errors: those errors say it better
-        out.append((doc.line_of(loc), dotted(loc), _message(error)))
-    return out
-
-
-def _field_of(error: Any) -> tuple[int | str, ...]:
-    """A pydantic error's location; a discriminated union's error is its discriminator's."""
-    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        return (*error["loc"], str(error["ctx"]["discriminator"]).strip("'"))
-    return tuple(error["loc"])
-
-
-def _present_loc(loc: tuple[int | str, ...], data: Any) -> Path_:
-    """The part of a pydantic error location that exists in the document (drops union tags)."""
-    present: list[str | int] = []
-    node = data
-    for index, part in enumerate(loc):
-        if isinstance(node, dict) and str(part) in node:
-            present.append(str(part))
-            node = node[str(part)]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            present.append(part)
-            node = node[part]
-        elif index == len(loc) - 1 and str(part).isidentifier():
-            present.append(part)
-    return tuple(present)
-
-
-def _message(error: Any) -> str:
-    kind = error["type"]
-    given = error.get("input")
-    if kind in ("missing", "union_tag_not_found"):
-        return "required field is missing"
-    if kind == "union_tag_invalid":
-        expected = str(error["ctx"]["expected_tags"]).replace("'", "")
-        return f"{quote(error['ctx']['tag'])} is not one of {expected}"
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind == "enum":
-        expected = error.get("ctx", {}).get("expected", "").replace("'", "")
-        return f"{quote(given)} is not one of {expected.replace(' or ', ', ')}"
-    if kind == "literal_error":
-        return f"{quote(given)} is not one of {error.get('ctx', {}).get('expected', '')}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if isinstance(given, str) and len(given) > QUOTE_LIMIT:  # validators quote the whole value
-        message = message.replace(repr(given), quote(given))
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        message = f"{message} (got {quote(given)})"
-    return _capped(message)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ class SourceError(Exception):
     """The repository or a revision cannot be read; the message says which and why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TreeEntry:
     """One file in a tree listing (`git ls-tree -r -l`)."""
 

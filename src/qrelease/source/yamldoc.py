@@ -8,7 +8,9 @@ line and a field instead of being silently accepted or raising out of the loader
 
 from __future__ import annotations
 
+import re
 import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,13 @@ QUOTE_LIMIT = 200
 Path_ = tuple[str | int, ...]
 _YAML_TAG = "tag:yaml.org,2002:"
 _INT_TAG = _YAML_TAG + "int"
+_STR_TAG = _YAML_TAG + "str"
+_NULL_TAG = _YAML_TAG + "null"
+_BOOL_TAG = _YAML_TAG + "bool"
+_FLOAT_TAG = _YAML_TAG + "float"
+_PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+"""Integers SafeConstructor reads as int() does; others (0x, 0o, 1_000, 0755) go through it."""
+_BOOLS: dict[str, bool] = yaml.constructor.SafeConstructor.bool_values
 _MERGE_TAG = _YAML_TAG + "merge"
 _VALUE_TAG = _YAML_TAG + "value"  # a plain `=`: text, as every other unknown-looking scalar
 _SCALAR_TAGS = {_YAML_TAG + kind for kind in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -56,22 +65,110 @@ class YamlDoc:
         return 1
 
 
-def parse_mapping(raw: bytes) -> YamlDoc:
-    """Parse bytes that must be one UTF-8 YAML mapping of at most 1 MiB."""
+def parse_mapping(raw: bytes, *, lines: bool = True) -> YamlDoc:
+    """Parse bytes that must be one UTF-8 YAML mapping of at most 1 MiB.
+
+    Everything is checked either way. `lines=False` records no key lines (the document's
+    `lines` is then empty) and first tries `_quick`, a builder for the plain documents
+    nearly every file is, which gives up on anything else; then the careful builder below
+    runs, so every refusal still names its line and field. A caller asks again with lines
+    only for a file that turns out to have a problem.
+    """
     if len(raw) > MAX_FILE_BYTES:
         raise YamlError(0, f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES} (1 MiB)")
     text = _decode(raw)
     try:
-        root = yaml.compose(text, Loader=yaml.CSafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise YamlError(_error_line(exc, raw), f"invalid YAML: {_problem(exc)}") from None
     if root is None:
         raise YamlError(1, "the file is empty; expected a mapping")
     if not isinstance(root, yaml.MappingNode):
         raise YamlError(root.start_mark.line + 1, "the document must be a mapping of fields")
-    builder = _Builder()
+    if not lines and b"&" not in raw and b"*" not in raw:  # no anchor, so no alias, anywhere
+        try:
+            return YamlDoc(data=_quick(root, 0), lines={})
+        except _NotPlain:
+            pass
+    builder = _Builder(record_lines=lines)
     data = builder.build(root, ())
     return YamlDoc(data=data, lines=builder.lines)
+
+
+class _Loader(yaml.CSafeLoader):
+    """libyaml's composer with PyYAML's safe resolver, its answers for short scalars memoised.
+
+    The resolver (which tag a plain scalar gets: `8` is an int, `8.0` a float) is Python
+    code called for every node; it is a pure function of the scalar's text and style while
+    no path resolvers are registered, which the safe loader has none of.
+    """
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        """No path resolvers: nothing to track."""
+
+    def ascend_resolver(self) -> None:
+        """No path resolvers: nothing to track."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        """The tag PyYAML's resolver gives; remembered for up to `_RESOLVED_MAX` short scalars."""
+        if kind is not yaml.ScalarNode or len(value) > _RESOLVED_TEXT:
+            return _resolve(self, kind, value, implicit)
+        key = (value, implicit)
+        tag = _RESOLVED.get(key)
+        if tag is None:
+            tag = _resolve(self, kind, value, implicit)
+            if len(_RESOLVED) < _RESOLVED_MAX:
+                _RESOLVED[key] = tag
+        return tag
+
+
+_resolve: Callable[..., str] = yaml.resolver.Resolver.resolve  # untyped in types-PyYAML
+_RESOLVED: dict[tuple[str, Any], str] = {}
+_RESOLVED_MAX = 20_000
+_RESOLVED_TEXT = 64
+_PLAIN_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+][0-9]+)?")
+"""Floats SafeConstructor reads as float() does (no `_`, `:`, `.inf` or `.nan`)."""
+
+
+class _NotPlain(Exception):
+    """`_quick` met something only the careful builder may judge."""
+
+
+def _quick(node: yaml.Node, depth: int) -> Any:
+    """A plain document's value: text keys, plain scalars, no tags, shallow enough.
+
+    Gives up (`_NotPlain`) on anything else, duplicate keys included; it never accepts
+    what `_Builder` would refuse, and builds the same value where it does not give up.
+    """
+    if depth >= MAX_DEPTH:
+        raise _NotPlain
+    kind, tag = node.__class__, node.tag
+    if kind is yaml.ScalarNode:
+        text = node.value
+        if tag == _STR_TAG:
+            return text
+        if tag == _INT_TAG and len(text) <= MAX_INT_CHARS and _PLAIN_INT.fullmatch(text):
+            return int(text)
+        if tag == _FLOAT_TAG and _PLAIN_FLOAT.fullmatch(text):
+            return float(text)
+        if tag == _BOOL_TAG and text.lower() in _BOOLS:
+            return _BOOLS[text.lower()]
+        if tag == _NULL_TAG:
+            return None
+        raise _NotPlain
+    if kind is yaml.MappingNode and tag == _MAP_TAG:
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.__class__ is not yaml.ScalarNode or key_node.tag != _STR_TAG:
+                raise _NotPlain  # merge keys, numbers as keys: the careful builder decides
+            key = key_node.value
+            if key in out:
+                raise _NotPlain
+            out[key] = _quick(value_node, depth + 1)
+        return out
+    if kind is yaml.SequenceNode and tag == _SEQ_TAG:
+        return [_quick(item, depth + 1) for item in node.value]
+    raise _NotPlain
 
 
 def _decode(raw: bytes) -> str:
@@ -150,11 +247,12 @@ def tag_name(tag: str) -> str:
 class _Builder:
     """Turns a composed node tree into plain values, recording key lines on the way."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, record_lines: bool = True) -> None:
         self.lines: dict[Path_, int] = {}
+        self._record = record_lines
         self._seen: set[int] = set()
         # One constructor per document: its cache of built values must not outlive it.
-        self._constructor = yaml.constructor.SafeConstructor()
+        self._constructor: yaml.constructor.SafeConstructor | None = None
 
     def build(self, node: yaml.Node, path: Path_, used_at: int = 0) -> Any:
         """The plain value of a node at `path`; at most `MAX_DEPTH` levels below the root."""
@@ -184,7 +282,8 @@ class _Builder:
             key = str(key)
             if key in out:
                 raise YamlError(line, "duplicate key", dotted((*path, key)))
-            self.lines[(*path, key)] = line
+            if self._record:
+                self.lines[(*path, key)] = line
             out[key] = self.build(value_node, (*path, key), line)
         return out
 
@@ -192,13 +291,23 @@ class _Builder:
         items = []
         for index, item in enumerate(node.value):
             line = item.start_mark.line + 1
-            self.lines[(*path, index)] = line
+            if self._record:
+                self.lines[(*path, index)] = line
             reused = id(item) in self._seen  # an alias: its mark is the anchor's, not this use
             used_at = max(line, node.start_mark.line + 1) if reused else line
             items.append(self.build(item, (*path, index), used_at))
         return items
 
     def _scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
+        tag, text = node.tag, node.value
+        if tag == _STR_TAG:  # the common kinds, converted as SafeConstructor would
+            return text
+        if tag == _NULL_TAG:
+            return None
+        if tag == _BOOL_TAG and text.lower() in _BOOLS:
+            return _BOOLS[text.lower()]
+        if tag == _INT_TAG and len(text) <= MAX_INT_CHARS and _PLAIN_INT.fullmatch(text):
+            return int(text)
         line = node.start_mark.line + 1
         if node.tag == _VALUE_TAG or (node.tag == _INT_TAG and ":" in node.value):
             return node.value  # YAML 1.1 base-60 ints: "22:00" is a time of day, not 1320
@@ -208,6 +317,8 @@ class _Builder:
         if kind == "int" and len(node.value) > MAX_INT_CHARS:
             msg = f"integer of {len(node.value):,} characters; the limit is {MAX_INT_CHARS}"
             raise YamlError(line, msg, dotted(path))
+        if self._constructor is None:  # made on first use: most documents never need one
+            self._constructor = yaml.constructor.SafeConstructor()
         try:
             return self._constructor.construct_object(node, deep=True)
         except Exception as exc:  # PyYAML's converters raise what int(), float(), datetime()

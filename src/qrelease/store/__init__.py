@@ -8,6 +8,7 @@ backend module.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qrelease.store.audit import ChainBreak, ChainReport, ChainVerifier, verify_chain
 from qrelease.store.base import (
@@ -21,6 +22,9 @@ from qrelease.store.base import (
     StateStore,
     StoreError,
 )
+
+if TYPE_CHECKING:
+    from qrelease.store.parsecache import ParseCache
 
 DB_NAME = "qrelease.db"
 """The SQLite file's name inside a state dir."""
@@ -41,6 +45,7 @@ __all__ = [
     "StateStore",
     "StoreError",
     "check_location",
+    "open_parse_cache",
     "open_store",
     "verify_chain",
 ]
@@ -90,3 +95,10 @@ def open_store(location: Path | str, *, must_exist: bool = False) -> StateStore:
     if must_exist and not path.is_file():
         raise StoreError(f"{path}: no such state database")
     return Store.open(path)  # creates the folders it needs
+
+
+def open_parse_cache(state_dir: Path) -> ParseCache:
+    """The state dir's parse cache, shared by every process that reads the same repo."""
+    from qrelease.store.parsecache import ParseCache
+
+    return ParseCache.open(state_dir)

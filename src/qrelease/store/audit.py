@@ -11,11 +11,12 @@ who recomputed every hash. For that the head is anchored outside the file, in Gi
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
 
@@ -89,12 +90,75 @@ class ChainReport:
         return self.breaks[0] if self.breaks else None
 
 
-class ChainVerifier:
-    """Checks events fed in seq order one at a time, so a chain of any length streams through."""
+_DRAFT_TEXT = ("env", "app", "action", "actor", "reason", "outcome")
+_DRAFT_OPTIONAL = ("from_version", "to_version", "revision")
+StoredRow = tuple[Any, ...]
+"""One stored event in column order: seq, time, env, app, action, from_version, to_version,
+revision, actor, reason, outcome, details, prev_hash, hash."""
 
-    def __init__(self) -> None:
-        self._tail_seq = 0
-        self._tail_hash: str | None = GENESIS_HASH
+
+def stored_hash_matches(row: StoredRow) -> bool:
+    """True when a stored row's hash is the sha256 of its own content, read straight off
+    the row (`Event.compute_hash` over the same canonical JSON, without building models).
+
+    False means only that this quick reading does not vouch for it: the caller then
+    judges the row through the `Event` model, which decides, so verdicts never differ.
+    `time` is ISO 8601 text (SQLite) or a datetime (PostgreSQL); `details` a dict or JSON.
+    """
+    seq, time, env, app, action, from_v, to_v, revision, actor, reason, outcome = row[:11]
+    details, prev_hash, stored = row[11:]
+    texts = (env, app, action, actor, reason, outcome, prev_hash, stored)
+    if type(seq) is not int or not all(type(value) is str for value in texts):
+        return False
+    if not all(value is None or type(value) is str for value in (from_v, to_v, revision)):
+        return False
+    try:
+        moment = time if isinstance(time, datetime) else datetime.fromisoformat(time)
+        content = json.loads(details) if isinstance(details, str) else details
+    except (TypeError, ValueError):
+        return False
+    if type(content) is not dict or moment.tzinfo is None:
+        return False
+    body = {
+        "env": env,
+        "app": app,
+        "action": action,
+        "from_version": from_v,
+        "to_version": to_v,
+        "revision": revision,
+        "actor": actor,
+        "reason": reason,
+        "outcome": outcome,
+        "details": content,
+        "seq": seq,
+        "time": moment.isoformat(),
+        "prev_hash": prev_hash,
+    }
+    try:
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return False
+    return bool(hashlib.sha256(canonical.encode()).hexdigest() == stored)
+
+
+class ChainVerifier:
+    """Checks events fed in seq order one at a time, so a chain of any length streams through.
+
+    `after_seq` and `after_hash` start the check after an event already verified (an
+    incremental verify from the last verified anchor); by default it starts at genesis.
+    `see` is shown every event's seq and stored hash on the way (to compare with anchors
+    in the same pass).
+    """
+
+    def __init__(
+        self,
+        after_seq: int = 0,
+        after_hash: str = GENESIS_HASH,
+        see: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self._see = see
+        self._tail_seq = after_seq
+        self._tail_hash: str | None = after_hash
         self._checked = 0
         self._breaks: list[ChainBreak] = []
         self._revisions: dict[str, int] = {}
@@ -107,6 +171,17 @@ class ChainVerifier:
         if event.revision is not None:
             self._revisions.setdefault(event.revision, event.seq)
         self._advance(event.seq, event.hash, problem)
+
+    def add_row(self, row: StoredRow) -> bool:
+        """Check one stored row whose hash `stored_hash_matches`; False (nothing recorded)
+        when the quick reading cannot vouch for it and the row must go through `add`."""
+        if not stored_hash_matches(row):
+            return False
+        seq, revision, prev_hash, stored = row[0], row[7], row[12], row[13]
+        if revision is not None:
+            self._revisions.setdefault(revision, seq)
+        self._advance(seq, stored, self._link_problem(seq, prev_hash))
+        return True
 
     def add_unreadable(self, seq: int, stored_hash: object, error: str) -> None:
         """Record a stored event that could not even be decoded."""
@@ -142,6 +217,8 @@ class ChainVerifier:
         return ChainBreak(expected, f"missing event(s) between {self._tail_seq} and {seq}")
 
     def _advance(self, seq: int, stored_hash: str | None, problem: ChainBreak | None) -> None:
+        if self._see is not None and stored_hash is not None:
+            self._see(seq, stored_hash)
         if problem is not None and len(self._breaks) < MAX_BREAKS:
             self._breaks.append(problem)
         self._checked += 1

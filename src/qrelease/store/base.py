@@ -11,14 +11,14 @@ another thread from `connect()`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from qrelease.model.events import Event, EventDraft
+from qrelease.model.events import GENESIS_HASH, Event, EventDraft
 from qrelease.model.observed import ObservedState
 from qrelease.store.audit import ChainReport
 
@@ -255,8 +255,17 @@ class StateStore(Protocol):
         """How many events the log holds."""
         ...
 
-    def verify(self) -> ChainReport:
-        """Check the whole chain in seq order."""
+    def verify(
+        self,
+        *,
+        after_seq: int = 0,
+        after_hash: str = GENESIS_HASH,
+        see: Callable[[int, str], None] | None = None,
+    ) -> ChainReport:
+        """Check the chain in seq order, from genesis or after an event already verified.
+
+        `see` is called with every event's seq and stored hash as the check streams by.
+        """
         ...
 
     # -- observed state -------------------------------------------------------------------
@@ -380,4 +389,8 @@ class StateStore(Protocol):
 
     def meta_items(self) -> dict[str, str]:
         """Every meta key with its value."""
+        ...
+
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: absent); True if it did."""
         ...

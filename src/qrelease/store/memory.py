@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,7 +19,7 @@ from typing import Any, Self
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
 from qrelease.model.observed import ObservedState
-from qrelease.store.audit import ChainReport, as_utc, link, verify_chain
+from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
 from qrelease.store.base import (
     FencedError,
     HistoryFilter,
@@ -149,10 +149,20 @@ class MemoryStore:
         """How many events the log holds."""
         return len(self._events)
 
-    def verify(self) -> ChainReport:
-        """Check the chain."""
+    def verify(
+        self,
+        *,
+        after_seq: int = 0,
+        after_hash: str = GENESIS_HASH,
+        see: Callable[[int, str], None] | None = None,
+    ) -> ChainReport:
+        """Check the chain after `after_seq` (whose event's hash is `after_hash`)."""
         with self._lock:
-            return verify_chain(list(self._events))
+            events = [event for event in self._events if event.seq > after_seq]
+        verifier = ChainVerifier(after_seq, after_hash, see)
+        for event in events:
+            verifier.add(event)
+        return verifier.report()
 
     # -- observed state ---------------------------------------------------------------
 
@@ -278,6 +288,14 @@ class MemoryStore:
         """Every meta key with its value."""
         with self._lock:
             return dict(sorted(self._meta.items()))
+
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: absent)."""
+        with self._lock:
+            if self._meta.get(key) != expected:
+                return False
+            self._meta[key] = value
+            return True
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Generator, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -247,6 +247,8 @@ class Store:
         self._observed: tuple[tuple[int, int], Mapping[tuple[str, str], ObservedState]] | None = (
             None
         )
+        self._observed_writes = 0  # this connection's writes to `observed`
+        self._pending: dict[tuple[str, str], ObservedState | None] = {}  # not yet committed
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -288,12 +290,21 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes into one commit, rolled back whole if the block raises; nests."""
-        with _savepoint(self._connection) if self._depth else _immediate(self._connection):
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
+        outermost = not self._depth
+        try:
+            with _savepoint(self._connection) if self._depth else _immediate(self._connection):
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+        except BaseException:
+            if outermost:
+                self._pending.clear()
+                self._observed = None  # what was rolled back: read it all again
+            raise
+        if outermost and self._pending:
+            self._settle_observed()
 
     # -- audit events -----------------------------------------------------------------
 
@@ -388,15 +399,41 @@ class Store:
         rows = self._connection.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
         return [str(row["detail"]) for row in rows]
 
-    def verify(self) -> ChainReport:
-        """Stream every stored event in seq order through the chain check."""
-        verifier = ChainVerifier()
-        for row in self._stream(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq", []):  # noqa: S608 constant
-            try:
-                verifier.add(_event_from_row(row))
-            except (ValueError, TypeError) as error:
-                verifier.add_unreadable(int(row["seq"]), row["hash"], _first_line(error))
+    def verify(
+        self,
+        *,
+        after_seq: int = 0,
+        after_hash: str = GENESIS_HASH,
+        see: Callable[[int, str], None] | None = None,
+    ) -> ChainReport:
+        """Stream the stored events after `after_seq` in seq order through the chain check.
+
+        Each row's hash is checked straight off the row; only a row that check cannot vouch
+        for is built into an `Event` (whose verdict, unreadable or not, then stands).
+        """
+        verifier = ChainVerifier(after_seq, after_hash, see)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq"  # noqa: S608 constant
+        cursor = self._connection.cursor()
+        cursor.row_factory = None
+        try:
+            cursor.execute(sql, (after_seq,))
+            while rows := cursor.fetchmany(_FETCH_BATCH):
+                for row in rows:
+                    if not verifier.add_row(row):
+                        self._verify_slowly(verifier, row)
+        finally:
+            cursor.close()
         return verifier.report()
+
+    @staticmethod
+    def _verify_slowly(verifier: ChainVerifier, row: tuple[Any, ...]) -> None:
+        fields = dict(zip(_EVENT_COLUMNS.split(", "), row, strict=True))
+        try:
+            fields["time"] = _time_value(fields["time"])
+            fields["details"] = _json_object(fields["details"])
+            verifier.add(Event.model_validate(fields))
+        except (ValueError, TypeError) as error:
+            verifier.add_unreadable(int(fields["seq"]), fields["hash"], _first_line(error))
 
     # -- observed state ---------------------------------------------------------------
 
@@ -404,6 +441,7 @@ class Store:
         """Record the controller's latest view of one (env, app), replacing the previous."""
         with self.transaction():
             self._connection.execute(_UPSERT_OBSERVED, _observed_row(state))
+            self._pending[(state.env, state.app)] = state
 
     def put_observed_many(self, states: Collection[ObservedState]) -> None:
         """Record several views in one commit."""
@@ -411,6 +449,7 @@ class Store:
             return
         with self.transaction():
             self._connection.executemany(_UPSERT_OBSERVED, [_observed_row(s) for s in states])
+            self._pending.update(((s.env, s.app), s) for s in states)
 
     def get_observed(self, env: str, app: str) -> ObservedState | None:
         """The recorded state of one (env, app), if any."""
@@ -427,14 +466,11 @@ class Store:
     def observed_by_key(self) -> Mapping[tuple[str, str], ObservedState]:
         """Every recorded state by (env, app), in env then app order; do not modify it.
 
-        Read again only when the database changed since the last call: SQLite's
-        `data_version` moves when another connection commits, `total_changes` when this
-        one writes. An idle controller's pass then costs one pragma, not thousands of rows.
+        Read again only when another connection committed since the last call (SQLite's
+        `data_version` moves); what this connection commits itself is applied to a copy of
+        the mapping it holds. A pass then costs one pragma, not thousands of rows.
         """
-        version = (
-            int(self._connection.execute("PRAGMA data_version").fetchone()[0]),
-            self._connection.total_changes,
-        )
+        version = self._observed_version()
         if self._observed is None or self._observed[0] != version:
             sql = f"SELECT {_OBSERVED_JSON} FROM observed ORDER BY env, app"  # noqa: S608 constant
             states = (
@@ -447,6 +483,31 @@ class Store:
         """Forget one (env, app); forgetting an unknown one is harmless."""
         with self.transaction():
             self._connection.execute("DELETE FROM observed WHERE env = ? AND app = ?", (env, app))
+            self._pending[(env, app)] = None
+
+    def _observed_version(self) -> tuple[int, int]:
+        data_version = self._connection.execute("PRAGMA data_version").fetchone()[0]
+        return int(data_version), self._observed_writes
+
+    def _settle_observed(self) -> None:
+        """After a commit: apply this connection's writes to a copy of the mapping it holds.
+
+        The copy keeps env-then-app order only when no key came or went; otherwise the
+        next call reads everything again (rare: apps added or pruned).
+        """
+        pending, self._pending = self._pending, {}
+        cached, before = self._observed, self._observed_version()  # our commits leave
+        self._observed_writes += 1  # data_version alone: it moves only for other connections
+        if cached is None or cached[0] != before:
+            self._observed = None
+            return
+        known = cached[1]
+        if any((state is None) or (key not in known) for key, state in pending.items()):
+            self._observed = None
+            return
+        updated = dict(known)
+        updated.update(pending)  # type: ignore[arg-type]  # no None left: checked above
+        self._observed = (self._observed_version(), updated)
 
     # -- runs -------------------------------------------------------------------------
 
@@ -564,6 +625,17 @@ class Store:
         """Every meta key with its value."""
         rows = self._connection.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
         return {str(row["key"]): str(row["value"]) for row in rows}
+
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: absent); True if it did."""
+        with self.transaction():
+            if expected is None:
+                sql = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+                changed = self._connection.execute(sql, (key, value)).rowcount
+            else:
+                sql = "UPDATE meta SET value = ? WHERE key = ? AND value = ?"
+                changed = self._connection.execute(sql, (value, key, expected)).rowcount
+        return changed == 1
 
     # -- leases and replicas ----------------------------------------------------------
 

@@ -37,7 +37,9 @@ from qrelease.source.loader import Loader, Snapshot
 from qrelease.source.repo import GitRepo, SourceError
 from qrelease.source.signatures import TrustedKeys
 from qrelease.source.workspace import is_local_repo, open_repo
+from qrelease.store import open_parse_cache
 from qrelease.store.base import Run, StateStore, StoreError
+from qrelease.store.parsecache import ParseCache
 from qrelease.tui.board import (
     Board,
     GateVerdict,
@@ -275,6 +277,7 @@ class Watcher:
         with _reported():
             self._store = open_state(dashboard.state_dir, dashboard.store_url)
         self._repo: GitRepo | None = None  # opened by the second poll (a remote is fetched)
+        self._cache: ParseCache | None = None  # opened by the third (every manifest)
         self._loader: Loader | None = None
         self._snapshot: Snapshot | None = None
         self._run_revision: str | None = None
@@ -296,6 +299,8 @@ class Watcher:
         traceback: TracebackType | None,
     ) -> None:
         self._store.close()
+        if self._cache is not None:
+            self._cache.close()
         if self._repo is not None:
             self._repo.close()
 
@@ -325,7 +330,8 @@ class Watcher:
         due = time.monotonic() - self._loaded_at >= self._git_every
         moved = run_revision != self._run_revision
         if self._loader is None:
-            self._loader = Loader(self._repo)
+            self._cache = open_parse_cache(self._dashboard.state_dir)
+            self._loader = Loader(self._repo, cache=self._cache)
         elif reload_git or due or moved:
             self._dashboard.fetch()
         else:

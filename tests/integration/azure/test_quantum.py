@@ -256,29 +256,33 @@ def test_a_verification_job_with_the_expected_histogram_passes(
     assert job["target"] == "ionq.simulator"
     assert job["inputDataFormat"] == "qir.v1"
     assert job["inputParams"]["entryPoint"] == "ENTRYPOINT__main"
-    assert job["inputParams"]["shots"] == 500
+    assert job["inputParams"]["shots"] == manifest.quantum.gates.smoke.shots  # type: ignore[union-attr]
     assert workspace.fake.input_of(job).decode() == report.qir
     details = verification.details
     assert details["job_id"] == job["id"]
     assert details["status"] == "Succeeded"
     assert details["began"] and details["ended"] and details["created"]
     assert details["cost_estimate"]["currencyCode"] == "USD"
-    assert details["usage"] == {"shots": 500}
-    assert details["observed"] == {"[Zero, Zero]": 250, "[One, One]": 250}
+    shots = manifest.quantum.gates.smoke.shots  # type: ignore[union-attr]
+    assert details["usage"] == {"shots": shots}
+    assert details["observed"] == {"[Zero, Zero]": shots // 2, "[One, One]": shots // 2}
     json.dumps(details)  # the engine writes details into the audit event
 
 
 def test_a_verification_job_with_a_wrong_histogram_fails(
     workspace: Workspace, make_backend: Make
 ) -> None:
-    workspace.fake.script = JobScript(histogram={"[0, 1]": 240, "[1, 0]": 260})
     manifest, program = release("1.1.0")
+    shots = manifest.quantum.gates.smoke.shots  # type: ignore[union-attr]
+    wrong = {"[0, 1]": shots * 48 // 100, "[1, 0]": shots - shots * 48 // 100}
+    workspace.fake.script = JobScript(histogram=wrong)
 
     report = make_backend(verification_job=True).run_gates(program, manifest.quantum, None)
 
     verification = gate(report, "verification")
-    assert verification.outcome is GateOutcome.FAILED
-    assert "unexpected outcomes: [One, Zero] x260, [Zero, One] x240" in verification.message
+    assert verification.outcome is GateOutcome.FAILED, verification.message
+    expected = f"[One, Zero] x{wrong['[1, 0]']}, [Zero, One] x{wrong['[0, 1]']}"
+    assert f"unexpected outcomes: {expected}" in verification.message
     assert workspace.fake.submitted()[0]["target"] == "ionq.qpu.aria-1"
 
 

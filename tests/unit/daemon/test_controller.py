@@ -545,6 +545,8 @@ def test_a_cycle_loads_git_once_and_takes_metrics_from_the_pass_report(
     api = api_for(controller)
     wait_for("first pass", lambda: synced(api))
     assert len(loads) == 1  # plan, record, status view and metrics share the pass's snapshot
+    smoke = 'qrelease_gate_outcomes_total{gate="smoke",outcome="Passed"}'
+    # rows move with each rollout step; metrics with the pass's report, a moment later
+    wait_for("the pass's metrics", lambda: api.metric(smoke) == 6)
     assert reads == []  # gate counts come from the report, not from re-reading the log
-    assert api.metric('qrelease_gate_outcomes_total{gate="smoke",outcome="Passed"}') == 6
     assert controller.close() == 0

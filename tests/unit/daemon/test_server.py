@@ -238,5 +238,5 @@ def test_http_limits_are_read_from_the_config_file(tmp_path: Path) -> None:
 def test_bad_http_limits_name_the_file_and_field(tmp_path: Path, line: str, field: str) -> None:
     path = tmp_path / "controller.toml"
     path.write_text(f"[http]\n{line}\n")
-    with pytest.raises(ConfigError, match=f"^{path}: {field}: "):
+    with pytest.raises(ConfigError, match=f"^{path}:2: {field}: "):
         load_config(path)

@@ -413,3 +413,42 @@ def test_a_failed_bake_check_switches_back_and_holds(fleet: Fleet) -> None:
     fleet.reconcile()  # held at this revision: no loop back to 0.1.0
     assert fleet.row("dev", "qrng").deployed == "0.2.0"
     assert fleet.deployer.install_count == installs
+
+
+def test_a_deprecated_target_is_held_until_the_environment_acknowledges_it(
+    fleet: Fleet,
+) -> None:
+    manifest = fleet.work.read("manifests/qrng/0.2.0.yaml")
+    deprecated = manifest.replace("version: 0.2.0", "version: 0.3.0").replace(
+        "id: ionq.simulator", "id: rigetti.qpu.ankaa-3"
+    )
+    fleet.work.write("manifests/qrng/0.3.0.yaml", deprecated)
+    fleet.edit("dev", "qrng: 0.2.0", "qrng: 0.3.0", "qrng on Ankaa-3")
+    fleet.reconcile()
+    row = fleet.row("dev", "qrng")
+    assert (row.deployed, row.rollout) == ("0.2.0", Rollout.HELD)
+    assert "target-status: rigetti.qpu.ankaa-3 is deprecated (deprecated by the provider" in (
+        row.message
+    )
+    assert "policy.acknowledge_deprecated" in row.message
+    acknowledged = "  auto_rollback: true\n  acknowledge_deprecated:\n"
+    acknowledged += '    rigetti.qpu.ankaa-3: "until the Cepheus migration, ticket 42"\n'
+    fleet.edit("dev", "  auto_rollback: true\n", acknowledged, "acknowledge Ankaa-3")
+    fleet.reconcile()
+    row = fleet.row("dev", "qrng")
+    assert (row.deployed, row.rollout) == ("0.3.0", Rollout.SUCCEEDED)
+    (deployed,) = fleet.store.events(env="dev", app="qrng", actions=["deploy"])[-1:]
+    assert any("acknowledged: until the Cepheus migration" in c for c in deployed.details["checks"])
+
+
+def test_a_retired_target_is_held_whatever_the_environment_says(fleet: Fleet) -> None:
+    manifest = fleet.work.read("manifests/qrng/0.2.0.yaml")
+    retired = manifest.replace("version: 0.2.0", "version: 0.3.0").replace(
+        "id: ionq.simulator", "id: rigetti.qpu.cepheus-1-36q"
+    )
+    fleet.work.write("manifests/qrng/0.3.0.yaml", retired)
+    fleet.edit("dev", "qrng: 0.2.0", "qrng: 0.3.0", "qrng on a retired QPU")
+    fleet.reconcile()
+    row = fleet.row("dev", "qrng")
+    assert (row.deployed, row.rollout) == ("0.2.0", Rollout.HELD)
+    assert "target-status: rigetti.qpu.cepheus-1-36q is retired" in row.message

@@ -9,22 +9,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qrelease.model.manifest import EstimateGate, SmokeGate, TargetProfile
+from qrelease.model.manifest import EstimateGate, SmokeGate
 from qrelease.model.vocabulary import GateOutcome
-from qrelease.quantum import catalog
 from qrelease.quantum.base import EstimateSummary
 from qrelease.quantum.gates import (
     canonical_key,
     canonical_text,
-    chi2_sf,
     chi2_statistic,
     histogram,
     judge_estimate,
     judge_smoke,
-    regularized_gamma_q,
     total_variation,
-    tvd_margin,
 )
+from qrelease.quantum.stats import chi2_sf, regularized_gamma_q
 
 BELL = {"[Zero, Zero]": 0.5, "[One, One]": 0.5}
 
@@ -108,12 +105,6 @@ def test_total_variation_is_a_bounded_symmetric_distance(
     assert total_variation(left, left_p) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_tvd_margin_shrinks_with_shots_and_grows_with_outcomes() -> None:
-    assert tvd_margin(1000, 2) == pytest.approx(3 * math.sqrt(2 / 4000))
-    assert tvd_margin(4000, 2) == pytest.approx(tvd_margin(1000, 2) / 2)
-    assert tvd_margin(1000, 8) == pytest.approx(tvd_margin(1000, 2) * 2)
-
-
 # --- chi-square ---------------------------------------------------------------------------
 
 
@@ -174,16 +165,36 @@ def test_chi2_statistic_is_infinite_for_an_impossible_outcome() -> None:
 # --- smoke verdicts -----------------------------------------------------------------------
 
 
-def test_tvd_verdict_bands() -> None:
-    gate = smoke(BELL, shots=1000, max_distance=0.1)  # noise margin ≈ 0.067
-    passed = judge_smoke({"[Zero, Zero]": 540, "[One, One]": 460}, gate)
-    unsure = judge_smoke({"[Zero, Zero]": 620, "[One, One]": 380}, gate)
-    failed = judge_smoke({"[Zero, Zero]": 700, "[One, One]": 300}, gate)
+def test_tvd_verdict_bands_close_once_the_shots_suffice() -> None:
+    # 500 shots are too few for max_distance 0.1: pass up to 0.045, fail above 0.077
+    few = smoke(BELL, shots=500, max_distance=0.1)
+    passed = judge_smoke({"[Zero, Zero]": 265, "[One, One]": 235}, few)  # TVD 0.03
+    unsure = judge_smoke({"[Zero, Zero]": 280, "[One, One]": 220}, few)  # TVD 0.06
+    failed = judge_smoke({"[Zero, Zero]": 300, "[One, One]": 200}, few)  # TVD 0.10
     assert passed.outcome is GateOutcome.PASSED, passed.message
     assert unsure.outcome is GateOutcome.INCONCLUSIVE, unsure.message
-    assert "noise margin" in unsure.message
+    assert "869 shots would decide" in unsure.message
     assert failed.outcome is GateOutcome.FAILED, failed.message
-    assert failed.details["distance"] == pytest.approx(0.2)
+    assert failed.details["distance"] == pytest.approx(0.1)
+    # 1000 shots suffice: one cut at 0.1 - sqrt(ln(20)/2)/sqrt(1000), no Inconclusive band
+    enough = smoke(BELL, shots=1000, max_distance=0.1)
+    cut = 0.1 - math.sqrt(math.log(20) / 2) / math.sqrt(1000)
+    below = judge_smoke({"[Zero, Zero]": 560, "[One, One]": 440}, enough)  # TVD 0.06
+    above = judge_smoke({"[Zero, Zero]": 562, "[One, One]": 438}, enough)  # TVD 0.062
+    assert below.details["pass_at"] == below.details["fail_above"] == pytest.approx(cut)
+    assert below.outcome is GateOutcome.PASSED and above.outcome is GateOutcome.FAILED
+    assert below.details["power"] >= 0.95 and below.details["shots_needed"] == 869
+
+
+def test_the_report_carries_distance_p_value_and_power() -> None:
+    result = judge_smoke({"[Zero, Zero]": 505, "[One, One]": 495}, smoke(BELL, shots=1000))
+    assert result.details["distance"] == pytest.approx(0.005)
+    assert result.details["p_value"] == 1.0  # below what a right program averages
+    assert 0.95 <= result.details["power"] < 1
+    assert "power 0.95 against 0.1" in result.message
+    far = judge_smoke({"[Zero, Zero]": 560, "[One, One]": 440}, smoke(BELL, shots=1000))
+    mean = 0.5 / math.sqrt(1000)
+    assert far.details["p_value"] == pytest.approx(math.exp(-2 * 1000 * (0.06 - mean) ** 2))
 
 
 def test_unexpected_outcomes_count_toward_distance_and_are_named() -> None:
@@ -203,7 +214,7 @@ def test_manifest_keys_match_histogram_keys_whatever_their_spacing() -> None:
 
 def test_chi2_verdict_bands() -> None:
     gate = smoke(BELL, method="chi2", max_distance=0.05)
-    # 1000 shots: chi2 = (d^2/500) * 2; p ≥ 0.05 passes, p < 0.005 fails.
+    # 1000 shots: chi2 = (d^2/500) * 2; p ≥ 0.05 passes, p < 0.005 fails
     passed = judge_smoke({"[Zero, Zero]": 520, "[One, One]": 480}, gate)  # chi2 1.6, p 0.21
     unsure = judge_smoke({"[Zero, Zero]": 540, "[One, One]": 460}, gate)  # chi2 6.4, p 0.011
     failed = judge_smoke({"[Zero, Zero]": 560, "[One, One]": 440}, gate)  # chi2 14.4, p 0.00015
@@ -211,6 +222,8 @@ def test_chi2_verdict_bands() -> None:
     assert unsure.outcome is GateOutcome.INCONCLUSIVE, unsure.message
     assert failed.outcome is GateOutcome.FAILED, failed.message
     assert unsure.details["p_value"] == pytest.approx(0.011412036386001, rel=1e-6)
+    assert unsure.details["shots_needed"] == 496  # detect 0.1 at 0.005 with power 0.95
+    assert unsure.details["distance"] == pytest.approx(0.04)
 
 
 def test_chi2_fails_an_outcome_the_manifest_rules_out() -> None:
@@ -253,32 +266,3 @@ def test_estimate_over_either_limit_fails() -> None:
     assert "runtime 4 µs > budget 1 µs" in result.message
     big = EstimateGate(max_physical_qubits=449)
     assert judge_estimate(EstimateSummary(450, 4000), big, None).outcome is GateOutcome.FAILED
-
-
-# --- catalog ------------------------------------------------------------------------------
-
-
-def test_catalog_pin_checks() -> None:
-    assert catalog.pin_problems("quantinuum.sim.h2-1e", TargetProfile.ADAPTIVE_RI, 2) == []
-    assert catalog.pin_problems("quantinuum.sim.h2-1e", TargetProfile.BASE, 56) == []
-    (too_capable,) = catalog.pin_problems("ionq.simulator", TargetProfile.ADAPTIVE_RI, 2)
-    assert "runs the Base profile, not Adaptive_RI" in too_capable
-    (too_big,) = catalog.pin_problems("ionq.qpu.aria-1", TargetProfile.BASE, 30)
-    assert "needs 30 qubits; target ionq.qpu.aria-1 has 25" in too_big
-
-
-def test_unknown_target_lists_the_known_ones() -> None:
-    result = catalog.check_pin("acme.qpu.one", TargetProfile.BASE, 2)
-    assert result.outcome is GateOutcome.FAILED
-    assert "unknown target 'acme.qpu.one'" in result.message
-    assert "ionq.simulator" in result.message
-
-
-def test_service_reported_figures_override_the_catalog() -> None:
-    reported = {"reported_profile": TargetProfile.ADAPTIVE_RI, "reported_qubits": 4}
-    assert catalog.pin_problems("acme.qpu.one", TargetProfile.BASE, 2, **reported) == []
-    (problem,) = catalog.pin_problems("ionq.simulator", TargetProfile.BASE, 5, **reported)
-    assert "has 4 (service)" in problem
-    shrunk = catalog.resolve("ionq.simulator", reported_qubits=11)
-    assert shrunk is not None
-    assert (shrunk.profile, shrunk.qubits, shrunk.source) == (TargetProfile.BASE, 11, "service")

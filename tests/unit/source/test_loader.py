@@ -21,8 +21,12 @@ GOOD_MANIFEST = "manifests/qrng/0.1.0.yaml"
 
 
 def validate(repo: GitOpsRepo, *args: str) -> tuple[int, str, str]:
-    """Run `qrelease validate` on the repo; (exit code, stdout, stderr)."""
-    result = CliRunner().invoke(main, ["validate", "--repo", str(repo.path), *args])
+    """Run `qrelease validate` on the repo; (exit code, stdout, stderr).
+
+    Loading is what these tests check; compiling with qdk is tested with the release checks.
+    """
+    argv = ["validate", "--no-compile", "--repo", str(repo.path), *args]
+    result = CliRunner().invoke(main, argv)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -230,7 +234,8 @@ def test_unknown_revision_is_exit_1(example_repo: GitOpsRepo) -> None:
 def test_json_output_lists_errors(example_repo: GitOpsRepo) -> None:
     example_repo.write("releases/qa.yaml", "environment: qa\nbogus: 1\n")
     example_repo.commit()
-    result = CliRunner().invoke(main, ["validate", "--repo", str(example_repo.path), "--json"])
+    argv = ["validate", "--no-compile", "--repo", str(example_repo.path), "--json"]
+    result = CliRunner().invoke(main, argv)
     data = json.loads(result.stdout)
     assert result.exit_code == 1
     assert data["errors"] == [
@@ -404,7 +409,7 @@ CRASHES = {
     ),
     "!!int xyz": (
         UNPINNED,
-        ("shots: 800", "shots: !!int xyz"),
+        ("shots: 1000", "shots: !!int xyz"),
         ":18: quantum.gates.smoke.shots: 'xyz' is not a valid int",
     ),
     "!!bool xyz": (
@@ -482,7 +487,7 @@ def test_what_used_to_crash_the_loader_is_one_problem_of_its_file(
 def test_status_shows_every_app_while_a_file_is_hostile(
     example_repo: GitOpsRepo, tmp_path: Path
 ) -> None:
-    write_hostile(example_repo, UNPINNED, ("shots: 800", "shots: !!int xyz"))
+    write_hostile(example_repo, UNPINNED, ("shots: 1000", "shots: !!int xyz"))
     write_hostile(
         example_repo, UNUSED_ENV, {"soak": "0s", "freezes": A_FREEZE.format(start="2026-02-30")}
     )
@@ -609,3 +614,103 @@ def test_a_validator_that_raises_past_pydantic_is_a_problem_of_its_file() -> Non
     assert parsed.problems == (
         (1, "", 'could not be validated: OverflowError: "a validator bug, not the file\'s"'),
     )
+
+
+# -- the state dir's parse cache, shared by every process -----------------------------------
+
+
+def cached_load(repo: GitOpsRepo, state: Path, rev: str = "HEAD") -> Loader:
+    """A fresh loader (as a new CLI process has) that loaded `rev` through the state's cache."""
+    from qrelease.store import open_parse_cache
+
+    with GitRepo(repo.path) as git_repo, open_parse_cache(state) as cache:
+        loader = Loader(git_repo, cache=cache)
+        loader.snapshot = loader.load(rev)  # type: ignore[attr-defined]  # kept for the test
+    return loader
+
+
+def test_a_second_process_parses_nothing_and_a_changed_blob_is_parsed_again(
+    example_repo: GitOpsRepo, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    first = cached_load(example_repo, state)
+    assert (first.parse_count, first.cache_hits) == (8, 0)
+    again = cached_load(example_repo, state)
+    assert (again.parse_count, again.cache_hits) == (0, 8)
+    path = "manifests/qrng/0.2.0.yaml"
+    example_repo.write(path, example_repo.read(path).replace("shots: ", "shots: 1"))
+    example_repo.commit("more shots")
+    changed = cached_load(example_repo, state)
+    assert (changed.parse_count, changed.cache_hits) == (1, 7)
+    with GitRepo(example_repo.path) as git_repo:
+        fresh = Loader(git_repo).load("HEAD")
+    assert changed.snapshot == fresh  # type: ignore[attr-defined]
+
+
+def test_a_cached_parse_reports_the_same_problems_with_their_lines(
+    example_repo: GitOpsRepo, tmp_path: Path
+) -> None:
+    path = "manifests/bell-service/1.1.0.yaml"
+    text = example_repo.read(path).replace("profile: Base", "profile: Adaptiv")
+    text = text.replace("app: bell-service", "app: bell-servic")
+    example_repo.write(path, text)
+    example_repo.commit()
+    state = ["--state", str(tmp_path / "state")]
+    cold = validate(example_repo, *state)
+    warm = validate(example_repo, *state)
+    assert cold == warm and cold[0] == 1
+    assert f"{path}:{_line_of(text, 'Adaptiv')}: quantum.target.profile" in warm[2]
+
+
+def test_a_valid_manifest_in_the_wrong_place_is_located_after_a_cached_parse(
+    example_repo: GitOpsRepo, tmp_path: Path
+) -> None:
+    text = example_repo.read("manifests/qrng/0.2.0.yaml")
+    example_repo.write("manifests/qrng/9.9.9.yaml", "# moved\n\n" + text)
+    example_repo.commit()
+    state = ["--state", str(tmp_path / "state")]
+    cold, warm = validate(example_repo, *state), validate(example_repo, *state)
+    line = _line_of("# moved\n\n" + text, "version:")
+    assert cold == warm
+    assert f"manifests/qrng/9.9.9.yaml:{line}: version: '0.2.0' does not match" in warm[2]
+
+
+def test_a_cache_entry_that_does_not_decode_is_parsed_again(
+    example_repo: GitOpsRepo, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from qrelease.store.parsecache import CACHE_DIR, CACHE_FILE
+
+    state = tmp_path / "state"
+    cached_load(example_repo, state)
+    with sqlite3.connect(state / CACHE_DIR / CACHE_FILE) as connection:
+        # a well-formed row (its checksum matches) whose value is not a parse
+        connection.execute(
+            "UPDATE parses SET value = x'80', checksum = ? WHERE rowid = 1",
+            (__import__("hashlib").blake2b(b"\x80", digest_size=16).digest(),),
+        )
+    connection.close()
+    again = cached_load(example_repo, state)
+    assert (again.parse_count, again.cache_hits) == (1, 7)
+    assert cached_load(example_repo, state).parse_count == 0
+
+
+def test_a_corrupt_cache_file_is_rebuilt_and_the_load_is_unchanged(
+    example_repo: GitOpsRepo, tmp_path: Path
+) -> None:
+    from qrelease.store.parsecache import CACHE_DIR, CACHE_FILE
+
+    state = tmp_path / "state"
+    cached_load(example_repo, state)
+    cache = state / CACHE_DIR / CACHE_FILE
+    cache.write_bytes(b"\x00garbage" * 4096)
+    for extra in ("-wal", "-shm"):
+        Path(f"{cache}{extra}").unlink(missing_ok=True)
+    code, out, err = validate(example_repo, "--state", str(state))
+    assert code == 0 and "5 releases, 3 environments: valid" in out, err
+    assert cached_load(example_repo, state).parse_count == 0  # rebuilt by that run
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, row in enumerate(text.splitlines(), 1) if needle in row)

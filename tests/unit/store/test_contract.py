@@ -105,6 +105,33 @@ def test_runs_intents_and_meta(store: StateStore) -> None:
     assert store.get_meta("last_revision") == "c" * 40
 
 
+def test_swap_meta_sets_a_key_only_from_the_expected_value(store: StateStore) -> None:
+    assert store.swap_meta("cursor", None, "5")
+    assert not store.swap_meta("cursor", None, "6")  # present: "absent" is not expected
+    assert not store.swap_meta("cursor", "4", "6")
+    assert store.get_meta("cursor") == "5"
+    assert store.swap_meta("cursor", "5", "7") and store.get_meta("cursor") == "7"
+
+
+def test_of_many_connections_swapping_one_value_exactly_one_wins(store: StateStore) -> None:
+    store.set_meta("lease", "free")
+    winners: list[int] = []
+    start = threading.Barrier(4)
+
+    def swap(index: int) -> None:
+        with store.connect() as other:
+            start.wait()
+            if other.swap_meta("lease", "free", f"owner-{index}"):
+                winners.append(index)
+
+    threads = [threading.Thread(target=swap, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1 and store.get_meta("lease") == f"owner-{winners[0]}"
+
+
 def test_another_thread_appends_through_its_own_connection(store: StateStore) -> None:
     def append_from_a_thread() -> None:
         with store.connect() as other:

@@ -421,3 +421,29 @@ def test_history_queries_use_an_index(
     plan = " | ".join(history.query_plan(history_filter))
     assert f"USING INDEX {index}" in plan
     assert "TEMP B-TREE" not in plan
+
+
+def test_the_observed_mapping_follows_this_connection_and_others(tmp_path: Path) -> None:
+    def state(app: str, deployed: str) -> ObservedState:
+        return ObservedState(
+            env="dev", app=app, deployed=deployed, updated_at=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+
+    with Store.open(tmp_path / "db") as store, Store.open(tmp_path / "db") as other:
+        store.put_observed_many([state("a", "1"), state("b", "1")])
+        first = store.observed_by_key()
+        store.put_observed(state("a", "2"))  # applied to a copy; the first mapping is kept
+        assert first[("dev", "a")].deployed == "1"
+        assert store.observed_by_key()[("dev", "a")].deployed == "2"
+        other.put_observed(state("b", "3"))  # another connection: read again
+        assert store.observed_by_key()[("dev", "b")].deployed == "3"
+        with pytest.raises(RuntimeError), store.transaction():
+            store.put_observed(state("a", "9"))
+            raise RuntimeError("rolled back")
+        assert store.observed_by_key()[("dev", "a")].deployed == "2"
+        store.put_observed(state("c", "1"))  # a new key: order kept by reading again
+        assert list(store.observed_by_key()) == [("dev", "a"), ("dev", "b"), ("dev", "c")]
+        store.delete_observed("dev", "b")
+        assert list(store.observed_by_key()) == [("dev", "a"), ("dev", "c")]
+        fresh = {(s.env, s.app): s for s in other.all_observed()}
+        assert store.observed_by_key() == fresh
