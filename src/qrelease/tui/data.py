@@ -277,7 +277,7 @@ class Watcher:
         with _reported():
             self._store = open_state(dashboard.state_dir, dashboard.store_url)
         self._repo: GitRepo | None = None  # opened by the second poll (a remote is fetched)
-        self._cache: ParseCache | None = None  # opened by the third (every manifest)
+        self._cache: ParseCache | None = None  # shared with the CLI and the controller
         self._loader: Loader | None = None
         self._snapshot: Snapshot | None = None
         self._run_revision: str | None = None
@@ -324,13 +324,14 @@ class Watcher:
     def _snapshot_for(self, last_run: Run | None, reload_git: bool) -> tuple[Snapshot, Stage]:
         if self._repo is None:
             self._repo = open_repo(self._dashboard.location, self._dashboard.state_dir)
-            pins = Loader(self._repo, roots=PINS_ONLY).load(self._dashboard.branch)
+            self._cache = open_parse_cache(self._dashboard.state_dir)
+            pin_loader = Loader(self._repo, roots=PINS_ONLY, cache=self._cache)
+            pins = pin_loader.load(self._dashboard.branch)
             return replace(pins, errors=()), Stage.PINS  # its missing-manifest errors are not real
         run_revision = last_run.revision if last_run else None
         due = time.monotonic() - self._loaded_at >= self._git_every
         moved = run_revision != self._run_revision
         if self._loader is None:
-            self._cache = open_parse_cache(self._dashboard.state_dir)
             self._loader = Loader(self._repo, cache=self._cache)
         elif reload_git or due or moved:
             self._dashboard.fetch()
