@@ -164,19 +164,27 @@ def main() -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--example", is_flag=True, help="Fill it with the bundled example apps.")
-def init(directory: Path, example: bool) -> None:
+@click.option(
+    "--example",
+    type=click.Choice(["apps", "languages"]),
+    is_flag=False,
+    flag_value="apps",
+    default=None,
+    help="Fill it with bundled examples: the Q# apps (apps, the default) or an OpenQASM 3 "
+    "and a Qiskit app (languages).",
+)
+def init(directory: Path, example: str | None) -> None:
     """Create a new GitOps repo (git init + first commit)."""
     from qrelease.examples.scaffold import initial_files
     from qrelease.source.writer import init_repo
 
+    files = initial_files(example is not None, example or "apps")
     try:
-        revision = init_repo(directory, initial_files(example), "Initial qrelease layout")
+        revision = init_repo(directory, files, "Initial qrelease layout")
     except SourceError as exc:
         raise Failed(str(exc)) from None
-    click.echo(
-        f"Created {directory} at {revision[:12]}" + (" with the example apps" if example else "")
-    )
+    what = {None: "", "apps": " with the example apps", "languages": " with the languages example"}
+    click.echo(f"Created {directory} at {revision[:12]}{what[example]}")
 
 
 @main.command()
@@ -222,6 +230,84 @@ def validate(
         click.echo(f"{snapshot.revision[:12]}: {summary}: {status}")
     if errors:
         sys.exit(1)
+
+
+@main.command()
+@common_options
+@click.option(
+    "--base",
+    default="HEAD~1",
+    show_default=True,
+    help="The branch the change goes into (compared at its merge base with --head).",
+)
+@click.option("--head", "head_rev", default="HEAD", show_default=True, help="Revision to check.")
+@click.option("--junit", type=click.Path(path_type=Path), help="Also write JUnit XML here.")
+def check(
+    repo: str | None,
+    state: Path | None,
+    config: Path | None,
+    as_json: bool,
+    base: str,
+    head_rev: str,
+    junit: Path | None,
+) -> None:
+    """Validate, then run the quantum gates of every release changed since --base.
+
+    For pull requests: nothing is deployed and no environment's state is read or written.
+    Exit 1 when validation or any gate fails.
+    """
+    from qrelease import review
+    from qrelease.quantum.cache import GateCache
+    from qrelease.quantum.qdk import QdkBackend
+    from qrelease.quantum.sandbox import GatePool
+
+    ctx = make_context(repo, state, config, as_json)
+    backends: list[QdkBackend] = []
+
+    def runner() -> QdkBackend:
+        cache = GateCache(ctx.state_dir / "cache" / "gates")
+        backends.append(QdkBackend(GatePool(ctx.config.gates.limits()), cache=cache))
+        return backends[-1]
+
+    def validate(snapshot: Snapshot) -> tuple[list[LoadError], list[LoadError]]:
+        sources = _source_errors(git_repo, snapshot, ctx.config.sources.allow)
+        findings = _quantum_findings(ctx, git_repo, snapshot, compile_programs=True)
+        return [*snapshot.errors, *sources, *findings.errors], list(findings.warnings)
+
+    with opened(ctx) as git_repo:
+        try:
+            report = review.check(git_repo, base, head_rev, validate=validate, runner=runner)
+        except SourceError as exc:
+            raise Failed(str(exc)) from None
+        finally:
+            for backend in backends:
+                backend.close()
+    if junit is not None:
+        junit.write_bytes(review.junit_xml(report))
+    if ctx.as_json:
+        emit_json(review.as_json(report))
+    else:
+        _print_check(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_check(report: Any) -> None:
+    """Validation problems and each changed release's gates, then a summary line."""
+    from qrelease.review import result_line
+
+    for problem in report.problems:
+        click.echo(str(problem), err=True)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for verdict in report.verdicts:
+        click.echo(f"{verdict.release.name}: {'; '.join(verdict.release.reasons)}")
+        for result in verdict.results:
+            click.echo(f"  {result_line(verdict.release, result)}")
+    failed = sum(1 for verdict in report.verdicts if not verdict.passed)
+    changed = f"{len(report.verdicts)} changed release(s) since {report.merge_base[:12]}"
+    status = "passed" if report.ok else f"{len(report.problems)} problem(s), {failed} failed"
+    click.echo(f"{report.head[:12]}: {changed}: {status}")
 
 
 def _quantum_findings(

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from qrelease.model.environment import AzureQuantum
-from qrelease.model.manifest import ReleaseManifest, TargetProfile
+from qrelease.model.manifest import ProgramKind, ReleaseManifest, TargetProfile
 from qrelease.quantum import catalog
 from qrelease.quantum.base import CompileOutcome, Diagnostic, ProgramSource
-from qrelease.quantum.cache import ContentCache, content_key, qdk_version
+from qrelease.quantum.cache import ContentCache, content_key, qdk_version, qiskit_version
 from qrelease.quantum.gates import shots_needed
 from qrelease.quantum.noise import NoiseProblem, resolve_noise
 from qrelease.source.loader import LoadError, Snapshot, program_path
@@ -64,8 +64,17 @@ class _Unit:
 
     @property
     def key(self) -> str:
+        kind = str(ProgramKind.of(self.path))
+        extra = [qiskit_version()] if kind == ProgramKind.QISKIT else []
         return content_key(
-            "compile", COMPILE_CHECK_VERSION, qdk_version(), self.text, self.entry, self.profile
+            "compile",
+            COMPILE_CHECK_VERSION,
+            qdk_version(),
+            kind,
+            self.text,
+            self.entry,
+            self.profile,
+            *extra,
         )
 
 
@@ -118,6 +127,7 @@ def check_releases(
     for manifest in releases:
         _check_target(manifest, manifests, findings)
         _check_power(manifest, manifests, findings)
+        _check_qiskit_pin(manifest, manifests, findings)
     _check_environments(snapshot, findings)
     if compiler is not None:
         _compile_all(_units(repo, snapshot, releases), manifests, cache, compiler, findings)
@@ -159,6 +169,29 @@ def _check_power(manifest: ReleaseManifest, manifests: _Manifests, findings: Fin
     findings.warnings.append(LoadError(path, line, "quantum.gates.smoke.shots", text))
 
 
+def _check_qiskit_pin(manifest: ReleaseManifest, manifests: _Manifests, findings: Findings) -> None:
+    """A Qiskit release lists the qiskit it is written for among its packages; the gates
+    convert its circuit with the gate workers' qiskit, so a different pin is a warning."""
+    if manifest.quantum.kind is not ProgramKind.QISKIT:
+        return
+    used = qiskit_version()
+    pinned = [p for p in manifest.classical.packages if p.name.lower() == "qiskit"]
+    if not pinned:
+        path, line = manifests.where(manifest, "classical", "packages")
+        text = (
+            "a Qiskit program needs qiskit among the release's packages (the gate workers "
+            f"convert its circuit with qiskit {used})"
+        )
+        findings.errors.append(LoadError(path, line, "classical.packages", text))
+    elif pinned[0].version != used:
+        path, line = manifests.where(manifest, "classical", "packages")
+        text = (
+            f"the release pins qiskit {pinned[0].version}, but the gate workers convert its "
+            f"circuit with qiskit {used}: the gates test another qiskit than the app runs"
+        )
+        findings.warnings.append(LoadError(path, line, "classical.packages", text))
+
+
 def _check_environments(snapshot: Snapshot, findings: Findings) -> None:
     """An Azure environment cannot run a release pinned to a local simulator."""
     for name, env in sorted(snapshot.environments.items()):
@@ -186,7 +219,7 @@ def _units(repo: GitRepo, snapshot: Snapshot, releases: Iterable[ReleaseManifest
         if blob is None:
             continue  # the loader already reported the missing program
         quantum = manifest.quantum
-        grouped[(path, blob, quantum.entry, quantum.target.profile)].append(manifest)
+        grouped[(path, blob, quantum.start, quantum.target.profile)].append(manifest)
     texts = repo.read_blobs(blob for (_path, blob, _entry, _profile) in grouped)
     return [
         _Unit(path, texts[blob].decode("utf-8", "replace"), entry, profile, tuple(pinned))
@@ -254,7 +287,10 @@ def _located(diagnostic: Diagnostic, unit: _Unit, manifests: _Manifests, pinned:
         column = diagnostic.where.rsplit(":", 1)[-1] if diagnostic.where else ""
         return LoadError(unit.path, diagnostic.line, "", f"column {column}: {text}")
     first = unit.manifests[0]
-    field_ = "entry" if (diagnostic.path or "").startswith("entry ") else "program"
+    place = diagnostic.path or ""
+    field_ = "program"
+    if place.startswith(("entry ", "circuit ")):
+        field_ = "circuit" if first.quantum.kind is ProgramKind.QISKIT else "entry"
     path, line = manifests.where(first, "quantum", field_)
     return LoadError(path, line, f"quantum.{field_}", text)
 

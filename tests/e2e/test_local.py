@@ -321,3 +321,43 @@ def test_an_install_without_its_wheel_source_fails_then_goes_live_when_it_is_bac
     assert {(r["sync"], r["health"], r["rollout"]) for r in rows.values()} == {
         ("Synced", "Healthy", "Succeeded")
     }
+
+
+def test_openqasm_and_qiskit_releases_pass_every_gate_deploy_and_run(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    user = User(tmp_path, wheelhouse)
+    user.run("init", str(tmp_path / "languages"), "--example", "languages")
+    user.run("validate", "--repo", "languages", "--state", "state")
+    user.run("reconcile", "--repo", "languages", "--state", "state")
+    done = user.run("status", "--repo", "languages", "--state", "state", "--json")
+    rows = {row["app"]: row for row in json.loads(done.stdout)}
+    assert {app: (row["deployed"], row["health"]) for app, row in rows.items()} == {
+        "ghz-qasm": ("0.1.0", "Healthy"),
+        "bell-qiskit": ("0.1.0", "Healthy"),
+    }
+    with open_store(user.state) as store:
+        gates = {
+            (e.app, e.details["gate"]): e.outcome for e in store.events(env="dev", actions=["gate"])
+        }
+    assert set(gates.values()) == {"Passed"} and len(gates) == 6
+    env = {**os.environ, "QDK_PYTHON_TELEMETRY": "none"}
+    expected = {
+        "ghz-qasm": {"[Zero, Zero, Zero]", "[One, One, One]"},
+        "bell-qiskit": {"[Zero, Zero]", "[One, One]"},
+    }
+    for app, outcomes in expected.items():
+        release = user.state / "envs" / "dev" / app / "current"
+        lock = json.loads((release / "qrelease.lock.json").read_text())
+        assert lock["program"].startswith(f"manifests/{app}/programs/")
+        ran = subprocess.run(
+            [release / "venv" / "bin" / "bell-service", "--run", "--seed", "3"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        counts = dict(
+            line.rsplit(": ", 1) for line in ran.stdout.splitlines() if line.startswith("[")
+        )
+        assert set(counts) <= outcomes and sum(map(int, counts.values())) == 100

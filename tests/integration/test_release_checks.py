@@ -98,3 +98,52 @@ def test_no_compile_skips_qdk(example_repo: GitOpsRepo, tmp_path: Path) -> None:
     code, err, report = validate(example_repo, tmp_path / "state", "--no-compile")
     assert code == 0, err
     assert report["compiled"] == report["compile_cached"] == 0
+
+
+def languages_repo(tmp_path: Path) -> GitOpsRepo:
+    """A repo made by `qrelease init --example languages`."""
+    result = CliRunner().invoke(
+        main, ["init", str(tmp_path / "languages"), "--example", "languages"]
+    )
+    assert result.exit_code == 0, result.output
+    return GitOpsRepo(tmp_path / "languages")
+
+
+def test_the_languages_example_validates_and_compiles(tmp_path: Path) -> None:
+    code, err, data = validate(languages_repo(tmp_path), tmp_path / "state")
+    assert code == 0, err
+    assert data["manifests"] == 2 and data["compile_cached"] == 2 and not data["warnings"]
+
+
+def test_openqasm_errors_are_reported_at_the_qasm_line(tmp_path: Path) -> None:
+    repo = languages_repo(tmp_path)
+    program = "manifests/ghz-qasm/programs/ghz.qasm"
+    text = repo.read(program)
+    repo.write(program, text.replace("h q[0];", "h q[0];\nfoo q[1];"))
+    repo.commit("an undefined gate")
+    code, err, _ = validate(repo, tmp_path / "state")
+    line = 1 + text.splitlines().index("h q[0];") + 1
+    assert code == 1
+    assert (
+        f"{program}:{line}: column 1: Qdk.Qasm.Lowerer.UndefinedSymbol: undefined symbol: foo"
+        in err
+    )
+
+
+def test_a_qiskit_release_must_list_qiskit_and_is_warned_about_another_version(
+    tmp_path: Path,
+) -> None:
+    repo = languages_repo(tmp_path)
+    manifest = "manifests/bell-qiskit/0.1.0.yaml"
+    text = repo.read(manifest)
+    repo.write(manifest, text.replace("    - {name: qiskit, version: 2.6.2}\n", ""))
+    repo.commit("forget qiskit")
+    code, err, _ = validate(repo, tmp_path / "state")
+    assert code == 1
+    assert f"{manifest}:" in err and "classical.packages: a Qiskit program needs qiskit" in err
+    repo.write(manifest, text.replace("version: 2.6.2}", "version: 1.4.0}"))
+    repo.commit("an older qiskit")
+    code, err, data = validate(repo, tmp_path / "state")
+    assert code == 0
+    assert "the release pins qiskit 1.4.0, but the gate workers convert" in err
+    assert data["warnings"]

@@ -847,7 +847,7 @@ def _placeholder_lock(env: Environment, manifest: ReleaseManifest) -> ReleaseLoc
         revision="",
         target_id=target.id,
         profile=str(target.profile),
-        entry=manifest.quantum.entry,
+        entry=manifest.quantum.start,
         program=manifest.quantum.program,
         qir_sha256="",
         deployed_at="",

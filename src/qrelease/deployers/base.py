@@ -20,8 +20,9 @@ class ReleaseLock:
     """What a deployed release pins, written as `qrelease.lock.json` inside the release.
 
     The example apps read it at run time: it is how the quantum component travels with
-    the classical one. Fields: app, env, version, revision, target_id, profile, entry,
-    program (repo path), qir_sha256, deployed_at (ISO 8601 UTC).
+    the classical one. Fields: app, env, version, revision, target_id, profile, entry (the
+    Q# entry, the Qiskit circuit's name, empty for OpenQASM), program (repo path),
+    qir_sha256, deployed_at (ISO 8601 UTC).
     """
 
     app: str

@@ -326,9 +326,10 @@ def _install_error(label: str, installer: str, failed: InstallFailed) -> DeployE
 def lock_json(lock: ReleaseLock) -> bytes:
     """The stored lock file: a JSON object of the ReleaseLock fields, all strings.
 
-    Keys (sorted): app, deployed_at (ISO 8601 UTC), entry, env, profile, program (repo
-    path of the Q# source), qir_sha256 (hex sha256 of program.qir's bytes), revision
-    (Git commit), target_id, version. Readers ignore keys they do not know.
+    Keys (sorted): app, deployed_at (ISO 8601 UTC), entry (Q# entry, Qiskit circuit name, or
+    empty for OpenQASM), env, profile, program (repo path of the program source), qir_sha256
+    (hex sha256 of program.qir's bytes), revision (Git commit), target_id, version.
+    Readers ignore keys they do not know.
     """
     return (json.dumps(asdict(lock), indent=2, sort_keys=True) + "\n").encode("utf-8")
 

@@ -37,7 +37,7 @@ class PreparedGates:
 
 
 def program_of(repo: GitRepo, snapshot: Snapshot, action: Action) -> ProgramSource:
-    """The Q# program of the release an action deploys, read from Git."""
+    """The program of the release an action deploys, read from Git."""
     assert action.manifest is not None  # the planner only deploys valid releases
     path = program_path(action.manifest.app, action.manifest.quantum.program)
     return ProgramSource(path, repo.read_blob(snapshot.programs[path]).decode())

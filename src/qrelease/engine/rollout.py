@@ -163,7 +163,7 @@ class Deployment:
             revision=self.revision,
             target_id=target.id,
             profile=str(target.profile),
-            entry=self.manifest.quantum.entry,
+            entry=self.manifest.quantum.start,
             program=program_path(self.manifest.app, self.manifest.quantum.program),
             qir_sha256=report.qir_sha256 or "",
             deployed_at=self.clock().isoformat(),

@@ -20,6 +20,7 @@ _PACKAGE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _PACKAGE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*\(.*\)$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _PYTHON = re.compile(r"^python(3(\.[0-9]+)?)?$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -54,14 +55,47 @@ class TargetProfile(StrEnum):
         return order.index(self) >= order.index(required)
 
 
+class ProgramKind(StrEnum):
+    """The language a release's quantum program is written in, told by its file suffix."""
+
+    QSHARP = "qsharp"
+    OPENQASM = "openqasm"
+    QISKIT = "qiskit"
+
+    @classmethod
+    def of(cls, path: str) -> ProgramKind | None:
+        """The kind of a program file, or None for a suffix qrelease does not release.
+
+        >>> ProgramKind.of("programs/bell.qasm"), ProgramKind.of("programs/x.txt")
+        (<ProgramKind.OPENQASM: 'openqasm'>, None)
+        """
+        return _PROGRAM_SUFFIXES.get(PurePosixPath(path).suffix)
+
+    @property
+    def label(self) -> str:
+        """How people name the language.
+
+        >>> ProgramKind.OPENQASM.label
+        'OpenQASM 3'
+        """
+        return {"qsharp": "Q#", "openqasm": "OpenQASM 3", "qiskit": "Qiskit"}[self.value]
+
+
+_PROGRAM_SUFFIXES = {
+    ".qs": ProgramKind.QSHARP,
+    ".qasm": ProgramKind.OPENQASM,
+    ".py": ProgramKind.QISKIT,
+}
+
+
 def _check_program_path(value: str) -> str:
     path = PurePosixPath(value)
     if not value or path.is_absolute() or value.startswith(("/", "\\")) or "\\" in value:
         raise ValueError(f"{value!r} must be a relative path inside the app's manifest folder")
     if any(part in ("..", "") for part in value.split("/")) or path.parts[0] == ".":
         raise ValueError(f"{value!r} must not contain '..' or empty segments")
-    if path.suffix != ".qs":
-        raise ValueError(f"{value!r} is not a Q# source file (.qs)")
+    if ProgramKind.of(value) is None:
+        raise ValueError(f"{value!r} is not a Q# (.qs), OpenQASM 3 (.qasm) or Qiskit (.py) program")
     return value
 
 
@@ -232,12 +266,58 @@ class Gates(Frozen):
 
 
 class Quantum(Frozen):
-    """The quantum side of a release: a Q# program pinned to a target and profile."""
+    """The quantum side of a release: a program pinned to a target and profile.
+
+    A Q# program (`.qs`) names its `entry`; an OpenQASM 3 program (`.qasm`) is run whole
+    and has none; a Qiskit program (`.py`, a Python module) names its `circuit`: a
+    `QuantumCircuit` in the module, or a function of no arguments that returns one.
+
+    >>> pin = {"id": "ionq.simulator", "profile": "Base"}
+    >>> Quantum(program="programs/bell.qasm", target=pin).kind
+    <ProgramKind.OPENQASM: 'openqasm'>
+    """
 
     program: ProgramPath
-    entry: Annotated[str, _pattern(_ENTRY, "a Q# call expression such as Bell.Main()")]
+    entry: Annotated[str, _pattern(_ENTRY, "a Q# call expression such as Bell.Main()")] | None = (
+        None
+    )
+    circuit: Annotated[str, _pattern(_IDENTIFIER, "a Python name such as make_circuit")] | None = (
+        None
+    )
     target: TargetPin
     gates: Gates = Gates()
+
+    @model_validator(mode="after")
+    def _entry_fits_kind(self) -> Quantum:
+        kind = self.kind
+        if kind is ProgramKind.QSHARP and self.entry is None:
+            raise ValueError("a Q# program needs an entry, such as entry: Bell.Main()")
+        if kind is not ProgramKind.QSHARP and self.entry is not None:
+            raise ValueError(f"entry is for Q# programs; a {kind.label} program has none")
+        if kind is ProgramKind.QISKIT and self.circuit is None:
+            raise ValueError(
+                "a Qiskit program needs circuit: the name of its QuantumCircuit, or of a "
+                "function that returns one"
+            )
+        if kind is not ProgramKind.QISKIT and self.circuit is not None:
+            raise ValueError(f"circuit is for Qiskit programs (.py), not {self.kind.label} ones")
+        return self
+
+    @property
+    def kind(self) -> ProgramKind:
+        """The program's language, from its file suffix."""
+        kind = ProgramKind.of(self.program)
+        assert kind is not None  # the path validator refused any other suffix
+        return kind
+
+    @property
+    def start(self) -> str:
+        """What runs: the Q# entry, the Qiskit circuit's name, or "" for OpenQASM (the whole file).
+
+        >>> Quantum(program="p/c.py", circuit="make", target={"id": "a", "profile": "Base"}).start
+        'make'
+        """
+        return self.entry or self.circuit or ""
 
 
 class ReleaseManifest(Frozen):

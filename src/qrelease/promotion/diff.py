@@ -55,7 +55,10 @@ def _flatten(manifest: ReleaseManifest) -> dict[str, str]:
         for p in manifest.classical.packages
     }
     out["quantum.program"] = quantum.program
-    out["quantum.entry"] = quantum.entry
+    if quantum.entry is not None:
+        out["quantum.entry"] = quantum.entry
+    if quantum.circuit is not None:
+        out["quantum.circuit"] = quantum.circuit
     out["quantum.target.id"] = quantum.target.id
     out["quantum.target.profile"] = str(quantum.target.profile)
     out.update(_dotted("quantum.gates", quantum.gates.model_dump(mode="json", exclude_none=True)))

@@ -15,7 +15,8 @@ from qrelease.model.vocabulary import Availability, GateOutcome
 
 @dataclass(frozen=True)
 class ProgramSource:
-    """A Q# program as read from Git: its repo path (for diagnostics) and its text."""
+    """A program (Q#, OpenQASM 3 or Qiskit, by its path's suffix) as read from Git: its
+    repo path (for diagnostics) and its text."""
 
     path: str
     text: str

@@ -57,6 +57,14 @@ def qdk_version() -> str:
         return "unknown"
 
 
+def qiskit_version() -> str:
+    """The Qiskit the gate workers convert circuits with (from package metadata, no import)."""
+    try:
+        return metadata.version("qiskit")
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 class ContentCache:
     """JSON values by content key, in memory and optionally on disk."""
 
@@ -222,14 +230,16 @@ class GateCache:
 
 
 def gate_key(program: ProgramSource, quantum: Quantum, identity: Mapping[str, Any]) -> str:
-    """The content key of a release's gates: program text, entry, pin, gate settings (seed
-    and noise included) and the backend's identity (qdk version, resolved noise figures)."""
+    """The content key of a release's gates: program text, kind (Q#, OpenQASM, Qiskit), entry
+    or circuit, pin, gate settings (seed and noise included) and the backend's identity (qdk
+    version, resolved noise figures, the Qiskit version for Qiskit programs)."""
     return content_key(
         "gates",
         GATES_VERSION,
         qdk_version(),
         hashlib.sha256(program.text.encode()).hexdigest(),
-        quantum.entry,
+        str(quantum.kind),
+        quantum.start,
         quantum.target.model_dump(mode="json"),
         quantum.gates.model_dump(mode="json"),
         dict(identity),

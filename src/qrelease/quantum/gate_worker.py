@@ -9,12 +9,18 @@ The controller kills a worker that outruns the time limit. In case the controlle
 is gone (killed with -9, say), each request also arms `alarm()` a little beyond the limit
 with the default action, which ends the process without needing Python (or its GIL) to
 run: an orphaned worker stuck in a runaway program never outlives its limit by much.
+
+Answers go out on a private copy of the original stdout; file descriptor 1 itself is pointed
+at stderr (which the sandbox discards), so nothing a program prints (a Qiskit module's
+`print`, a native library writing to fd 1) can break the protocol. This process is the only
+place a Qiskit program's module is executed (`qrelease.quantum.qdk.IN_GATE_WORKER`).
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+import os
 import resource
 import signal
 import sys
@@ -28,12 +34,16 @@ def main(argv: list[str]) -> int:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     alarm_after = math.ceil(float(argv[1])) + ALARM_MARGIN_SECONDS
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    import qrelease.quantum.qdk  # noqa: F401 qdk is imported once, before saying ready
+    sys.stdout.flush()
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    import qrelease.quantum.qdk  # qdk is imported once, before saying ready
 
+    qrelease.quantum.qdk.IN_GATE_WORKER = True
     for name in argv[2:]:
         importlib.import_module(name)  # the preloads, outside any request's time limit
 
-    print("ready", flush=True)
+    print("ready", file=protocol, flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -42,7 +52,7 @@ def main(argv: list[str]) -> int:
             answer = _answer(line)
         finally:
             signal.alarm(0)
-        print(answer, flush=True)
+        print(answer, file=protocol, flush=True)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The local quantum backend: compile, estimate and simulate Q# with the real qdk.
+"""The local quantum backend: compile, estimate and simulate Q#, OpenQASM 3 and Qiskit
+programs with the real qdk.
 
 This is the only module that imports qdk, so the SDK's untyped surface and its quirks stay
 here. The controller runs the gates in a worker process (`sandbox.py`), which calls
@@ -8,6 +9,13 @@ single thread that also serialises releases; each release gets its own fresh `qd
 never the global interpreter. A bad program never raises: each qdk error becomes a Failed
 gate naming the qdk error code and the place in the program,
 `manifests/<app>/programs/<file>.qs:LINE:COLUMN`.
+
+An OpenQASM 3 program is parsed first with qdk's parser, which has no file system (only
+the standard includes resolve), then imported into the session as one operation
+(`qasm_import.program()`) that every gate compiles, estimates and runs exactly like a Q#
+entry. A Qiskit program is a Python module: it is executed only inside the sandboxed gate
+worker (`qiskit_to_openqasm` refuses to run anywhere else), its circuit is converted to
+OpenQASM 3 by qdk's Qiskit backend, and from there it is gated as OpenQASM.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import io
 import re
 import threading
 import time
+import traceback
 import types
 from collections import Counter
 from collections.abc import Callable
@@ -30,7 +39,7 @@ import qdk
 from qdk import qsharp
 from qdk.estimator import EstimatorError
 
-from qrelease.model.manifest import EstimateGate, Quantum, SmokeGate, TargetProfile
+from qrelease.model.manifest import EstimateGate, ProgramKind, Quantum, SmokeGate, TargetProfile
 from qrelease.model.vocabulary import Availability, GateOutcome
 from qrelease.quantum import catalog
 from qrelease.quantum.base import (
@@ -42,7 +51,7 @@ from qrelease.quantum.base import (
     ProgramSource,
     TargetStatus,
 )
-from qrelease.quantum.cache import GateCache, qdk_version
+from qrelease.quantum.cache import GateCache, qdk_version, qiskit_version
 from qrelease.quantum.gates import canonical_key, choose_estimate, judge_estimate, judge_smoke
 from qrelease.quantum.noise import (
     MEASUREMENTS,
@@ -65,6 +74,14 @@ _HELP = re.compile(r"^\s*help:\s+(.+(?:\n[ \t]+\S.*)*)", re.MULTILINE)
 _LOCATION = re.compile(r"\[([^\[\]\s]+):(\d+):(\d+)\]")
 _QUBITS = re.compile(r'"required_num_qubits"="(\d+)"')
 _SOURCE_LABEL = "line_0"
+_QASM_NAME = "program"
+QASM_ENTRY = f"qasm_import.{_QASM_NAME}()"
+"""The operation an imported OpenQASM program becomes (ProgramType.File: it allocates its
+own qubits and returns its output bits)."""
+_NO_SEARCH_PATH = "/nonexistent/qrelease-no-includes"
+_QASM_LABELS = (f"{_NO_SEARCH_PATH}/{_QASM_NAME}.qasm", f"./{_QASM_NAME}.qasm")
+IN_GATE_WORKER = False
+"""Set by the gate worker process; Qiskit programs are executed nowhere else."""
 _FRONTIER_SHOWN = 8
 _QDK_VERSION = qdk_version()
 _T = TypeVar("_T")
@@ -108,7 +125,7 @@ def _where(block: str, program_path: str, entry: str) -> str | None:
     if location is None:
         return None
     label, line, column = location.groups()
-    if label == _SOURCE_LABEL:
+    if label == _SOURCE_LABEL or label in _QASM_LABELS:
         label = program_path
     elif label == "<entry>":
         label = f"entry {entry}"
@@ -146,6 +163,19 @@ class _Session:
     def load(self, source: str) -> None:
         """Evaluate the program's declarations, capturing any output instead of printing it."""
         self._context.eval(source, save_events=True)
+
+    def load_openqasm(self, source: str) -> str:
+        """Import an OpenQASM 3 program as one operation; returns its entry expression.
+
+        Includes were checked by `check_openqasm` (only the standard ones); the search path
+        points nowhere, so nothing is read from this machine's file system either way.
+        """
+        from qdk.openqasm import ProgramType
+
+        self._context.import_openqasm(
+            source, name=_QASM_NAME, program_type=ProgramType.File, search_path=_NO_SEARCH_PATH
+        )
+        return QASM_ENTRY
 
     def compile(self, entry: str) -> str:
         """The QIR text of `entry` for the session's profile."""
@@ -249,6 +279,7 @@ class _Compiled:
 
     result: GateResult
     qir: str | None = None
+    entry: str = ""
 
 
 class QdkBackend:
@@ -310,6 +341,8 @@ class QdkBackend:
         if self.reuse is None:
             return self._run(program, quantum, baseline)
         identity = {"backend": "qdk", "noise": _noise_identity(quantum)}
+        if quantum.kind is ProgramKind.QISKIT:
+            identity["qiskit"] = qiskit_version()
         return self.reuse.run(
             program, quantum, baseline, identity, lambda: self._run(program, quantum, None)
         )
@@ -354,17 +387,123 @@ def run_gates_here(
     return _run_gates(program, quantum, baseline)
 
 
-def compile_here(program: ProgramSource, entry: str, profile: TargetProfile) -> CompileOutcome:
-    """Compile `entry` for `profile` in a fresh session (what `qrelease validate` asks for)."""
+def compile_here(program: ProgramSource, start: str, profile: TargetProfile) -> CompileOutcome:
+    """Compile a program for `profile` in a fresh session (what `qrelease validate` asks for).
+
+    `start` is the Q# entry, the Qiskit circuit's name, or "" for OpenQASM.
+    """
     session = _Session(profile)
     try:
-        _guarded(lambda: session.load(program.text), program, entry)
+        entry = load_program(session, program, start, profile)
         qir = _guarded(lambda: session.compile(entry), program, entry)
     except QdkFailure as failure:
         return CompileOutcome(tuple(_explained(failure, profile).diagnostics))
     finally:
         session.close()
     return CompileOutcome((), required_qubits(qir), hashlib.sha256(qir.encode()).hexdigest())
+
+
+def load_program(
+    session: _Session, program: ProgramSource, start: str, profile: TargetProfile
+) -> str:
+    """Load a program of any kind into the session; returns the entry expression to run.
+
+    Raises QdkFailure with the program's diagnostics.
+    """
+    kind = ProgramKind.of(program.path)
+    if kind is ProgramKind.QSHARP or kind is None:
+        _guarded(lambda: session.load(program.text), program, start)
+        return start
+    source = program
+    if kind is ProgramKind.QISKIT:
+        source = qiskit_to_openqasm(program, start, profile)
+    check_openqasm(source)
+    return _guarded(lambda: session.load_openqasm(source.text), source, QASM_ENTRY)
+
+
+def check_openqasm(program: ProgramSource) -> None:
+    """Parse an OpenQASM program without a file system; QdkFailure on any syntax error or
+    include other than the standard ones (qdk would otherwise read it from this machine)."""
+    from qdk.openqasm import parse
+
+    parsed = _guarded(lambda: parse(program.text, path=program.path), program, QASM_ENTRY)
+    problems = [d for d in parsed.diagnostics if str(d.severity).endswith("Error")]
+    if problems:
+        raise QdkFailure([_qasm_diagnostic(d) for d in problems])
+
+
+def _qasm_diagnostic(diagnostic: Any) -> Diagnostic:
+    """One diagnostic of qdk's OpenQASM parser, at its `path:line:col`."""
+    location = _LOCATION.search(str(diagnostic))
+    where = None if location is None else ":".join(location.groups())
+    message = str(diagnostic.message)
+    if message.startswith("Not Found: Could not resolve include file"):
+        message += " (only the standard includes stdgates.inc and qelib1.inc: inline the rest)"
+    return Diagnostic(str(diagnostic.code or "Qdk.Qasm.Include"), message, where)
+
+
+def qiskit_to_openqasm(
+    program: ProgramSource, circuit: str, profile: TargetProfile
+) -> ProgramSource:
+    """Execute a Qiskit module, take its circuit and convert it to OpenQASM 3 with qdk's
+    Qiskit backend (the conversion its own `qir()` and `run()` use).
+
+    Only inside the gate worker: the module is code from Git, and the controller process
+    never runs it. The result is named `<path> (as OpenQASM 3)` in diagnostics.
+    """
+    if not IN_GATE_WORKER:
+        raise QdkFailure(
+            [Diagnostic("qrelease.qiskit", "Qiskit programs run only in the sandboxed gate worker")]
+        )
+    made = _qiskit_circuit(program, circuit)
+    try:
+        from qdk.qiskit import QSharpBackend
+
+        qdk_profile = getattr(qsharp.TargetProfile, profile.value)
+        backend = QSharpBackend(target_profile=qdk_profile)
+        text = backend._qasm(made)  # qdk's own circuit -> OpenQASM 3 conversion (private)
+    except Exception as error:
+        cause = error.__cause__ or error
+        text = f"qdk could not convert the circuit to OpenQASM 3: {cause}"
+        raise QdkFailure([Diagnostic("Qdk.Qiskit.Export", text, f"circuit {circuit}")]) from error
+    return ProgramSource(f"{program.path} (as OpenQASM 3)", str(text))
+
+
+def _qiskit_circuit(program: ProgramSource, name: str) -> Any:
+    """The QuantumCircuit a Qiskit module names (called first when it is a function)."""
+    module = types.ModuleType("qrelease_qiskit_program")
+    module.__file__ = program.path
+    _run_python(program, lambda: exec(compile(program.text, program.path, "exec"), vars(module)))  # noqa: S102 the worker's job
+    found = vars(module).get(name)
+    if found is None:
+        text = f"{program.path} defines no {name!r}"
+        raise QdkFailure([Diagnostic("Qiskit.Circuit", text, f"circuit {name}")])
+    from qiskit import QuantumCircuit
+
+    if not isinstance(found, QuantumCircuit) and callable(found):
+        found = _run_python(program, found)
+    if not isinstance(found, QuantumCircuit):
+        kind = type(found).__name__
+        text = f"{name} is a {kind}, not a QuantumCircuit (or a function returning one)"
+        raise QdkFailure([Diagnostic("Qiskit.Circuit", text, f"circuit {name}")])
+    return found
+
+
+def _run_python(program: ProgramSource, step: Callable[[], _T]) -> _T:
+    """Run a step of a Qiskit module; an exception becomes a diagnostic at its line there."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return step()
+    except SyntaxError as error:
+        where = f"{program.path}:{error.lineno or 1}:{error.offset or 1}"
+        raise QdkFailure([Diagnostic("Python.SyntaxError", str(error.msg), where)]) from None
+    except Exception as error:
+        frames = [
+            f for f in traceback.extract_tb(error.__traceback__) if f.filename == program.path
+        ]
+        place = f"{program.path}:{frames[-1].lineno}:1" if frames else None
+        problem = f"{type(error).__name__}: {error}"
+        raise QdkFailure([Diagnostic(f"Python.{type(error).__name__}", problem, place)]) from None
 
 
 def _run_gates(
@@ -376,8 +515,8 @@ def _run_gates(
         compiled = _profile_gate(session, program, quantum)
         if compiled.qir is None:  # it did not compile; a pin the catalog refuses still runs on
             return _report(compiled, _blocked("estimate"), _blocked("smoke"), None)
-        estimate, summary = _estimate_gate(session, program, quantum, baseline)
-        smoke = _smoke_gate(session, program, quantum)
+        estimate, summary = _estimate_gate(session, program, quantum, compiled.entry, baseline)
+        smoke = _smoke_gate(session, program, quantum, compiled.entry)
         return _report(compiled, estimate, smoke, summary)
     finally:
         session.close()
@@ -407,8 +546,8 @@ def _profile_gate(session: _Session, program: ProgramSource, quantum: Quantum) -
     pin = quantum.target
     started = session.started
     try:
-        _guarded(lambda: session.load(program.text), program, quantum.entry)
-        qir = _guarded(lambda: session.compile(quantum.entry), program, quantum.entry)
+        entry = load_program(session, program, quantum.start, pin.profile)
+        qir = _guarded(lambda: session.compile(entry), program, entry)
     except QdkFailure as failure:
         failure = _explained(failure, pin.profile)
         problems = [d.render() for d in failure.diagnostics]
@@ -416,11 +555,14 @@ def _profile_gate(session: _Session, program: ProgramSource, quantum: Quantum) -
         details = _failure_details(failure, pin.id, pin.profile, started)
         return _Compiled(GateResult("profile", GateOutcome.FAILED, "; ".join(problems), details))
     checked = catalog.check_pin(pin.id, pin.profile, required_qubits(qir))
-    details = checked.details | {"seconds": _since(started)}
-    message = f"compiled for {pin.profile}; {checked.message}"
+    details = checked.details | {"seconds": _since(started), "program_kind": str(quantum.kind)}
+    if quantum.kind is ProgramKind.QISKIT:
+        details["qiskit"] = qiskit_version()
+    language = "" if quantum.kind is ProgramKind.QSHARP else f"{quantum.kind.label} "
+    message = f"{language}compiled for {pin.profile}; {checked.message}"
     if checked.outcome is not GateOutcome.PASSED:
-        message = f"compiled for {pin.profile}, but {checked.message}"
-    return _Compiled(GateResult("profile", checked.outcome, message, details), qir)
+        message = f"{language}compiled for {pin.profile}, but {checked.message}"
+    return _Compiled(GateResult("profile", checked.outcome, message, details), qir, entry)
 
 
 NO_UNRESTRICTED_QIR = (
@@ -455,7 +597,11 @@ def _failure_details(
 
 
 def _estimate_gate(
-    session: _Session, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
+    session: _Session,
+    program: ProgramSource,
+    quantum: Quantum,
+    entry: str,
+    baseline: EstimateSummary | None,
 ) -> tuple[GateResult, EstimateSummary | None]:
     """Estimate resources and judge them against the manifest's budget."""
     budget: EstimateGate | None = quantum.gates.estimate
@@ -463,7 +609,7 @@ def _estimate_gate(
         return _not_configured("estimate"), None
     started = time.perf_counter()
     try:
-        frontier = _guarded(lambda: session.estimate(quantum.entry), program, quantum.entry)
+        frontier = _guarded(lambda: session.estimate(entry), program, entry)
     except QdkFailure as failure:
         text = f"resource estimation failed: {failure}"
         details = _failure_details(failure, quantum.target.id, quantum.target.profile, started)
@@ -475,7 +621,9 @@ def _estimate_gate(
     return _timed(GateResult("estimate", judged.outcome, judged.message, details), started), summary
 
 
-def _smoke_gate(session: _Session, program: ProgramSource, quantum: Quantum) -> GateResult:
+def _smoke_gate(
+    session: _Session, program: ProgramSource, quantum: Quantum, entry: str
+) -> GateResult:
     """Run seeded shots on the local simulator (noisy when asked) and compare with `expect`."""
     smoke: SmokeGate | None = quantum.gates.smoke
     if smoke is None:
@@ -488,9 +636,9 @@ def _smoke_gate(session: _Session, program: ProgramSource, quantum: Quantum) -> 
         return GateResult("smoke", GateOutcome.FAILED, str(problem), details)
     try:
         observed = _guarded(
-            lambda: session.shots(quantum.entry, smoke.shots, smoke.seed, model),
+            lambda: session.shots(entry, smoke.shots, smoke.seed, model),
             program,
-            quantum.entry,
+            entry,
         )
     except QdkFailure as failure:
         details = _failure_details(failure, quantum.target.id, quantum.target.profile, started)

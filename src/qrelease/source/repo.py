@@ -220,6 +220,13 @@ class GitRepo:
             return False
         return True
 
+    def merge_base(self, one: str, other: str) -> str:
+        """The best common ancestor of two revisions (what a pull request is compared with)."""
+        try:
+            return str(self._repo.git.merge_base(self.resolve(one), self.resolve(other)))
+        except git.exc.GitCommandError:
+            raise SourceError(f"{one!r} and {other!r} have no common history") from None
+
     def has_commit(self, sha: str) -> bool:
         """True when the object database has this commit."""
         try:

@@ -7,7 +7,10 @@ import os
 os.environ.setdefault("QDK_PYTHON_TELEMETRY", "none")
 
 import hashlib
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -478,3 +481,147 @@ def test_local_simulator_targets_take_programs_no_azure_target_runs() -> None:
     assert profile.outcome is GateOutcome.FAILED
     assert "generates no QIR for the Unrestricted profile" in profile.message
     assert "qdk.sim.adaptive" in profile.message
+
+
+# -- OpenQASM 3 and Qiskit programs --------------------------------------------------------
+
+GHZ = {"[Zero, Zero, Zero]": 0.5, "[One, One, One]": 0.5}
+LANGUAGES = "examples/languages/manifests"
+
+
+def language_example(app: str, name: str) -> ProgramSource:
+    """A program of the languages example, under the repo path a GitOps repo would give it."""
+    path = f"manifests/{app}/programs/{name}"
+    return ProgramSource(path, (ROOT / LANGUAGES / app / "programs" / name).read_text())
+
+
+def other_kind(
+    program: str, expect: dict[str, float], profile: str = "Base", **extra: Any
+) -> Quantum:
+    """The quantum section of an OpenQASM (`.qasm`) or Qiskit (`.py`, with `circuit`) release."""
+    smoke = {"shots": 1000, "seed": 7, "expect": expect}
+    return Quantum.model_validate(
+        {
+            "program": program,
+            "target": {
+                "id": "ionq.simulator" if profile == "Base" else "quantinuum.sim.h2-1e",
+                "profile": profile,
+            },
+            "gates": {"estimate": {"max_physical_qubits": 30_000}, "smoke": smoke},
+            **extra,
+        }
+    )
+
+
+def test_an_openqasm_program_goes_through_every_gate_like_q_sharp() -> None:
+    program = language_example("ghz-qasm", "ghz.qasm")
+    report = run(program, other_kind("programs/ghz.qasm", GHZ))
+    assert report.passed, report.results
+    assert gate(report, "profile").message.startswith("OpenQASM 3 compiled for Base")
+    assert gate(report, "profile").details["program_kind"] == "openqasm"
+    assert gate(report, "estimate").outcome is GateOutcome.PASSED
+    assert gate(report, "smoke").details["distance"] < 0.061
+    assert report.qir is not None and "ENTRYPOINT" in report.qir
+    assert report.qir_sha256 == hashlib.sha256(report.qir.encode()).hexdigest()
+
+
+def test_an_openqasm_syntax_error_is_reported_at_its_line() -> None:
+    program = language_example("ghz-qasm", "ghz.qasm")
+    broken = ProgramSource(program.path, program.text.replace("cx q[0], q[1];", "cx q[0], q[1]"))
+    report = run(broken, other_kind("programs/ghz.qasm", GHZ))
+    line = 1 + program.text.splitlines().index("cx q[1], q[2];")
+    assert gate(report, "profile").outcome is GateOutcome.FAILED
+    assert f"{program.path}:{line}:1: Qdk.Qasm.Parser.Token" in gate(report, "profile").message
+    assert gate(report, "smoke").outcome is GateOutcome.SKIPPED
+
+
+def test_an_openqasm_capability_error_names_the_line_and_the_profile_gate_fails() -> None:
+    text = (
+        'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nbit[2] c;\nh q[0];\n'
+        "c[0] = measure q[0];\nif (c[0]) { x q[1]; }\nc[1] = measure q[1];\n"
+    )
+    program = ProgramSource("manifests/a/programs/reset.qasm", text)
+    expect = {"[Zero, Zero]": 0.5, "[One, One]": 0.5}
+    on_base = run(program, other_kind("programs/reset.qasm", expect))
+    message = gate(on_base, "profile").message
+    assert f"{program.path}:7:5: Qdk.Qsc.CapabilitiesCk.UseOfDynamicBool" in message
+    on_adaptive = run(program, other_kind("programs/reset.qasm", expect, profile="Adaptive_RI"))
+    assert on_adaptive.passed, on_adaptive.results
+
+
+def test_an_openqasm_include_outside_the_standard_ones_is_refused_unread(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.inc"
+    secret.write_text("the contents of a file on the controller's host\n")
+    text = (
+        f'OPENQASM 3.0;\ninclude "stdgates.inc";\ninclude "{secret}";\n'
+        "qubit q;\nbit c;\nc = measure q;\n"
+    )
+    report = run(
+        ProgramSource("manifests/a/programs/x.qasm", text),
+        other_kind("programs/x.qasm", {"Zero": 1.0}),
+    )
+    message = gate(report, "profile").message
+    assert "manifests/a/programs/x.qasm:3:1" in message and "only the standard includes" in message
+    assert "contents of a file" not in message
+
+
+def test_a_qiskit_circuit_is_converted_in_the_worker_and_gated() -> None:
+    program = language_example("bell-qiskit", "bell_circuit.py")
+    config = other_kind("programs/bell_circuit.py", BELL, circuit="make_circuit")
+    report = run(program, config)
+    assert report.passed, report.results
+    assert gate(report, "profile").message.startswith("Qiskit compiled for Base")
+    assert gate(report, "profile").details["qiskit"].count(".") == 2
+
+
+def test_a_qiskit_module_that_prints_does_not_break_the_worker_protocol() -> None:
+    program = language_example("bell-qiskit", "bell_circuit.py")
+    noisy = ProgramSource(program.path, program.text + "\nprint('hello from the module')\n")
+    config = other_kind("programs/bell_circuit.py", BELL, circuit="make_circuit")
+    assert run(noisy, config).passed
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "where"),
+    [
+        (("circuit.h(0)", "circuit.hh(0)"), "Python.AttributeError", ":14:1"),
+        (("def make_circuit", "def make_circuit(:"), "Python.SyntaxError", ":11:"),
+        (("return circuit", "return 42"), "Qiskit.Circuit", "circuit make_circuit"),
+    ],
+)
+def test_a_broken_qiskit_module_fails_the_profile_gate_at_its_line(
+    change: tuple[str, str], code: str, where: str
+) -> None:
+    program = language_example("bell-qiskit", "bell_circuit.py")
+    broken = ProgramSource(program.path, program.text.replace(*change))
+    config = other_kind("programs/bell_circuit.py", BELL, circuit="make_circuit")
+    message = gate(run(broken, config), "profile").message
+    assert code in message and where in message
+
+
+def test_qiskit_programs_are_refused_outside_the_sandboxed_worker() -> None:
+    program = language_example("bell-qiskit", "bell_circuit.py")
+    config = other_kind("programs/bell_circuit.py", BELL, circuit="make_circuit")
+    report = QdkBackend(isolated=False).run_gates(program, config, None)
+    assert (
+        "Qiskit programs run only in the sandboxed gate worker" in gate(report, "profile").message
+    )
+
+
+def test_the_controller_process_never_imports_qiskit() -> None:
+    code = (
+        "import sys\n"
+        "from qrelease.quantum.qdk import QdkBackend\n"
+        "from qrelease.quantum.base import ProgramSource\n"
+        "from qrelease.model.manifest import Quantum, TargetProfile\n"
+        f"path = {str(ROOT / LANGUAGES / 'bell-qiskit/programs/bell_circuit.py')!r}\n"
+        "program = ProgramSource('manifests/b/programs/bell_circuit.py', open(path).read())\n"
+        "config = Quantum.model_validate({'program': 'programs/bell_circuit.py', 'circuit': "
+        "'make_circuit', 'target': {'id': 'ionq.simulator', 'profile': 'Base'}})\n"
+        "backend = QdkBackend()\n"
+        "assert backend.run_gates(program, config, None).passed\n"
+        "assert backend.compile(program, 'make_circuit', TargetProfile.BASE).ok\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'qiskit'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

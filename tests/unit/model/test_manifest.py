@@ -93,3 +93,41 @@ def test_validate_names_file_line_and_field_of_a_command_outside_the_release(
 def test_bundled_health_commands_stay_valid(example_repo: GitOpsRepo) -> None:
     code, err = _validate(example_repo)
     assert code == 0, err
+
+
+def _quantum(**fields: object) -> dict[str, object]:
+    return {"target": {"id": "ionq.simulator", "profile": "Base"}, **fields}
+
+
+@pytest.mark.parametrize(
+    ("fields", "kind"),
+    [
+        ({"program": "programs/bell.qs", "entry": "Bell.Main()"}, "qsharp"),
+        ({"program": "programs/bell.qasm"}, "openqasm"),
+        ({"program": "programs/bell_circuit.py", "circuit": "make_circuit"}, "qiskit"),
+    ],
+)
+def test_the_program_kind_follows_the_file_suffix(fields: dict[str, object], kind: str) -> None:
+    from qrelease.model.manifest import Quantum
+
+    assert Quantum.model_validate(_quantum(**fields)).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"program": "programs/bell.qs"}, "a Q# program needs an entry"),
+        ({"program": "programs/bell.qasm", "entry": "Bell.Main()"}, "OpenQASM 3 program has none"),
+        ({"program": "programs/c.py"}, "a Qiskit program needs circuit"),
+        ({"program": "programs/c.py", "circuit": "os.system"}, "is not a Python name"),
+        ({"program": "programs/b.qasm", "circuit": "make"}, "circuit is for Qiskit programs"),
+        ({"program": "programs/b.txt"}, "is not a Q# (.qs), OpenQASM 3 (.qasm) or Qiskit (.py)"),
+    ],
+)
+def test_entry_and_circuit_must_fit_the_program_kind(
+    fields: dict[str, object], problem: str
+) -> None:
+    from qrelease.model.manifest import Quantum
+
+    with pytest.raises(ValidationError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        Quantum.model_validate(_quantum(**fields))

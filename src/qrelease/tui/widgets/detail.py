@@ -117,7 +117,12 @@ def _manifest(manifest: ReleaseManifest | None) -> RenderableType:
     packages = ", ".join(f"{p.name} {p.version}" for p in manifest.classical.packages)
     grid = _grid()
     grid.add_row("packages", packages)
-    grid.add_row("program", f"{quantum.program}  entry {quantum.entry}")
+    start = {
+        "qsharp": f"  entry {quantum.entry}",
+        "openqasm": "  (OpenQASM 3)",
+        "qiskit": f"  circuit {quantum.circuit} (Qiskit)",
+    }
+    grid.add_row("program", f"{quantum.program}{start[quantum.kind]}")
     grid.add_row("target", f"{quantum.target.id}  profile {quantum.target.profile}")
     return _indented(grid)
 
