@@ -77,7 +77,8 @@ def test_every_surface_shows_the_same_rows(rig: Rig, api_for: Callable[[Controll
         table = table_rows(out)
         dashboard = Dashboard(str(rig.remote), rig.state, lambda env: rig.quantum, lambda: NOW)
         with dashboard.watcher() as watcher:
-            watcher.poll()  # the first frame reads only the pins
+            watcher.poll()  # the first frame reads only the store
+            watcher.poll()  # the second, Git's environment files
             board = watcher.poll(reload_git=True)
         controller.close()
     assert board is not None and board.complete

@@ -154,12 +154,19 @@ def cells(app: QreleaseApp) -> dict[tuple[str, str], str]:
     """The matrix as (app, env) -> plain cell text, for the apps it shows."""
     matrix = app.screen_stack[0].query_one(Matrix)
     assert matrix.board is not None
-    out = {}
-    for index in range(matrix.row_count):
-        row = matrix.get_row_at(index)
-        for env, cell in zip(matrix.board.envs, row[1:], strict=True):
-            out[(row[0].plain, env)] = cell.plain
-    return out
+    return {
+        (name, env): matrix.cell(name, env).plain
+        for name in matrix.apps
+        for env in matrix.board.envs
+    }
+
+
+def drawn(app: QreleaseApp) -> list[str]:
+    """The matrix's lines on screen as plain text (header first), as a terminal shows them."""
+    matrix = app.screen_stack[0].query_one(Matrix)
+    return [
+        matrix.render_line(y).text.rstrip() for y in range(matrix.scrollable_content_region.height)
+    ]
 
 
 async def type_text(pilot: Pilot[None], text: str) -> None:

@@ -8,15 +8,17 @@ columns are decided by functions tests can call with plain values.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from qrelease.history import Entry
 from qrelease.model.environment import Environment
+from qrelease.model.events import Event
 from qrelease.model.observed import ObservedState
 from qrelease.model.types import format_duration, version_key
-from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
+from qrelease.model.vocabulary import Availability, EventKind, GateOutcome, Health, Rollout, Sync
 from qrelease.planning.status import StatusRow, status_rows
 from qrelease.planning.upstream import healthy_release
 from qrelease.source.loader import Snapshot
@@ -44,10 +46,21 @@ ROLLOUT_GLYPHS: Mapping[Rollout | None, str] = {
     Rollout.FAILED: "!",
     Rollout.HELD: "…",
 }
+STEP_LABELS: Mapping[str, str] = {
+    "quantum gates": "gates",
+    "health check": "health",
+    "health check (live)": "live check",
+}
+"""Short names for the rollout steps a running cell shows; other steps show as recorded."""
+STEP_WIDTH = 12
+"""A step name longer than this is cut in a cell (the detail pane shows it whole)."""
 LEGEND = (
     "✓ synced ↻ out of sync │ ● healthy ◐ progressing ✗ degraded ○ missing ‖ suspended"
-    " │ rollout » running ! failed … held │ target △ degraded ⊘ down ◇ unknown"
+    " │ rollout » running (with its step) ! failed … held │ target △ degraded ⊘ down ◇ unknown"
 )
+CONVENTIONAL_ORDER = ("dev", "development", "test", "qa", "stage", "staging", "preprod", "uat")
+"""Before Git is read, environments with these names go first, in this order, then the rest
+by name, and names starting with `prod` last: the usual promotion chain."""
 
 
 # -- the matrix ---------------------------------------------------------------------------
@@ -72,99 +85,211 @@ def environment_order(environments: Mapping[str, Environment]) -> tuple[str, ...
     return (*order, *sorted(set(environments) - set(order)))
 
 
-def cell_parts(row: StatusRow) -> tuple[str, str, str, str, str]:
-    """A cell's versions (`deployed → desired` when they differ) and its four glyphs.
+@dataclass(frozen=True)
+class CellParts:
+    """What a matrix cell shows, piece by piece (each screen styles the pieces its own way)."""
 
-    Sync, health, the last rollout (nothing when it succeeded) and the target, whose
-    glyph is empty while it is Available and while nothing is deployed (availability is
-    only known for what runs).
-    """
+    versions: str
+    """`deployed`, or `deployed → desired` when they differ."""
+    sync: str
+    health: str
+    rollout: str
+    target: str
+    """Empty while Available and while nothing is deployed (availability is only known for
+    what runs)."""
+    step: str
+    """The step a running rollout is at (`install`, `gates`, `bake`...), else empty."""
+
+    @property
+    def text(self) -> str:
+        """The whole cell as plain text."""
+        glyphs = f"{self.sync}{self.health}{self.rollout}{self.target}"
+        return f"{self.versions} {glyphs}" + (f" {self.step}" if self.step else "")
+
+
+def cell_parts(row: StatusRow) -> CellParts:
+    """A cell's versions, its four glyphs and, while a rollout runs, the step it is at."""
     versions = row.deployed or "–"
     if row.desired != row.deployed:
         versions += f" → {row.desired or '–'}"
-    target = AVAILABILITY_GLYPHS[row.availability] if row.deployed else ""
-    return (
+    return CellParts(
         versions,
         SYNC_GLYPHS[row.sync],
         HEALTH_GLYPHS[row.health],
         ROLLOUT_GLYPHS[row.rollout],
-        target,
+        AVAILABILITY_GLYPHS[row.availability] if row.deployed else "",
+        step_label(row.step) if row.rollout == Rollout.RUNNING else "",
     )
 
 
+def step_label(step: str) -> str:
+    """A rollout step as short as a cell needs it.
+
+    >>> step_label("health check (live)"), step_label("install"), step_label("")
+    ('live check', 'install', '')
+    """
+    label = STEP_LABELS.get(step, step)
+    return label if len(label) <= STEP_WIDTH else label[: STEP_WIDTH - 1] + "…"
+
+
 def cell_text(row: StatusRow | None) -> str:
-    """A matrix cell that reads without colour: versions, then sync, health, rollout, target.
+    """A matrix cell that reads without colour: versions, sync, health, rollout, target, step.
 
     >>> row = StatusRow("dev", "a", "1.1.0", "1.0.0", Sync.OUT_OF_SYNC, Health.HEALTHY,
     ...                 Rollout.FAILED, "install", "t", Availability.UNAVAILABLE, "", None)
     >>> cell_text(row)
     '1.0.0 → 1.1.0 ↻●!⊘'
+    >>> from dataclasses import replace
+    >>> cell_text(replace(row, rollout=Rollout.RUNNING, availability=Availability.AVAILABLE))
+    '1.0.0 → 1.1.0 ↻●» install'
     """
-    if row is None:
-        return "·"
-    versions, sync, health, rollout, target = cell_parts(row)
-    return f"{versions} {sync}{health}{rollout}{target}"
+    return "·" if row is None else cell_parts(row).text
+
+
+class Stage(StrEnum):
+    """How much of the picture a board holds: each stage is drawn as soon as it is read."""
+
+    STORE = "store"
+    """What the controller last recorded, before Git is read (milliseconds)."""
+    PINS = "pins"
+    """Git's environment files too: pins, order, policies; no release manifests yet."""
+    COMPLETE = "complete"
+    """Every manifest too: details, targets and the dialogs' choices."""
+
+
+APP_COLUMN = "#app"  # not a valid environment name, so it never collides with one
+APP_WIDTH_RANGE = (8, 32)
+CELL_MIN_WIDTH = 15
 
 
 @dataclass(frozen=True, eq=False)
 class Board:
-    """Git's desired state at one revision joined with what the store last observed."""
+    """Git's desired state at one revision joined with what the store last observed.
+
+    Before Git is read the board holds the store alone (`Stage.STORE`): each cell as the
+    controller last recorded it, environments in the order last seen or guessed.
+    """
 
     snapshot: Snapshot
     envs: tuple[str, ...]
     apps: tuple[str, ...]
     rows: Mapping[tuple[str, str], StatusRow]
     last_run: Run | None
-    complete: bool = True
-    """False while only the pins are read: no manifests, so no targets, versions or details."""
+    stage: Stage = Stage.COMPLETE
+    widths: Mapping[str, int] = field(default_factory=dict)
+    """Each column's width in cells (APP_COLUMN for the app names), from plain text."""
+
+    @property
+    def complete(self) -> bool:
+        """True once every manifest is read (the dialogs and the detail pane need them)."""
+        return self.stage == Stage.COMPLETE
 
     @property
     def revision(self) -> str:
-        """The commit the desired state was read from."""
+        """The commit the desired state was read from (before Git: the last pass's)."""
         return self.snapshot.revision
 
     def row(self, app: str, env: str) -> StatusRow | None:
         """The status of one cell, if the app is pinned or deployed there."""
         return self.rows.get((app, env))
 
-    def same_shape(self, other: Board) -> bool:
-        """True when both have the same apps and environments, so cells can be patched."""
-        return self.apps == other.apps and self.envs == other.envs
-
     def same_as(self, other: Board) -> bool:
         """True when nothing a screen shows differs."""
         return (
             self.revision == other.revision
-            and self.complete == other.complete
+            and self.stage == other.stage
+            and self.envs == other.envs
             and self.last_run == other.last_run
             and self.rows == other.rows
         )
 
-    def changed_cells(self, older: Board) -> list[tuple[str, str]]:
-        """The (app, env) cells whose status differs from `older`'s."""
-        keys = set(self.rows) | set(older.rows)
-        return sorted(key for key in keys if self.rows.get(key) != older.rows.get(key))
+    @property
+    def problems(self) -> int | None:
+        """How many problems the controller's last pass found in Git at this revision."""
+        run = self.last_run
+        if not self.complete or run is None or run.revision != self.revision:
+            return None
+        errors = run.summary.get("errors")
+        return errors if isinstance(errors, int) else None
 
 
 def build_board(
     snapshot: Snapshot,
     observed: Iterable[ObservedState],
     last_run: Run | None,
-    *,
-    complete: bool = True,
+    stage: Stage = Stage.COMPLETE,
 ) -> Board:
     """The matrix of every pinned or deployed (app, env), environments in promotion order."""
     status = status_rows(observed, snapshot.pins(), snapshot.revision)
     ordered = environment_order(snapshot.environments)
+    return _board(snapshot, status, ordered, last_run, stage)
+
+
+def store_board(
+    observed: Iterable[ObservedState], last_run: Run | None, remembered: Sequence[str] = ()
+) -> Board:
+    """The first frame: what the controller last recorded, before Git is read.
+
+    Environments come in the order the last session saw in Git (`remembered`), else in
+    the conventional order (`guessed_order`).
+    """
+    status = status_rows(observed)
+    revision = last_run.revision if last_run and last_run.revision else ""
+    snapshot = Snapshot(revision, {}, {}, {}, {}, ())
+    names = {row.env for row in status}
+    ordered = [env for env in remembered if env in names]
+    ordered += guessed_order(names - set(ordered))
+    return _board(snapshot, status, ordered, last_run, Stage.STORE)
+
+
+def guessed_order(names: Collection[str]) -> list[str]:
+    """Environments in the usual promotion order when Git has not said it yet.
+
+    >>> guessed_order(["prod", "perf", "staging", "dev", "production-eu"])
+    ['dev', 'staging', 'perf', 'prod', 'production-eu']
+    """
+
+    def rank(name: str) -> tuple[int, int, str]:
+        lowered = name.lower()
+        if lowered in CONVENTIONAL_ORDER:
+            return (0, CONVENTIONAL_ORDER.index(lowered), name)
+        return (2 if lowered.startswith("prod") else 1, 0, name)
+
+    return sorted(names, key=rank)
+
+
+def _board(
+    snapshot: Snapshot,
+    status: list[StatusRow],
+    ordered: Sequence[str],
+    last_run: Run | None,
+    stage: Stage,
+) -> Board:
     extra = sorted({row.env for row in status} - set(ordered))
-    return Board(
-        snapshot=snapshot,
-        envs=(*ordered, *extra),
-        apps=tuple(sorted({row.app for row in status})),
-        rows={(row.app, row.env): row for row in status},
-        last_run=last_run,
-        complete=complete,
-    )
+    envs = (*ordered, *extra)
+    apps = tuple(sorted({row.app for row in status}))
+    rows = {(row.app, row.env): row for row in status}
+    widths = column_widths(apps, envs, rows.values())
+    return Board(snapshot, envs, apps, rows, last_run, stage, widths)
+
+
+def column_widths(
+    apps: Iterable[str], envs: Iterable[str], rows: Iterable[StatusRow]
+) -> dict[str, int]:
+    """Each column as wide as its widest cell, from plain text (nothing is measured on screen).
+
+    >>> row = StatusRow("dev", "a", "1.0.0", "1.0.0", Sync.SYNCED, Health.HEALTHY, None, "",
+    ...                 None, Availability.AVAILABLE, "", None)
+    >>> column_widths(["a"], ["dev", "staging"], [row])
+    {'#app': 8, 'dev': 15, 'staging': 15}
+    """
+    low, high = APP_WIDTH_RANGE
+    widths = {APP_COLUMN: min(high, max([low, *(len(app) for app in apps)]))}
+    widths.update({env: max(CELL_MIN_WIDTH, len(env)) for env in envs})
+    for row in rows:
+        if row.env in widths:
+            widths[row.env] = max(widths[row.env], len(cell_text(row)))
+    return widths
 
 
 def matching(apps: Iterable[str], text: str) -> list[str]:
@@ -200,12 +325,19 @@ def age(elapsed: timedelta) -> str:
 
 
 def headline(board: Board, now: datetime) -> str:
-    """The status line: revision, last reconcile, size, and how many files Git has wrong."""
-    parts = [f"rev {board.revision[:10]}", last_reconcile(board, now), f"{len(board.apps)} apps"]
-    if not board.complete:
+    """The status line: revision, last reconcile, size, and how many problems Git has.
+
+    Before Git is read the revision is the last pass's and the line says Git is being read;
+    the problem count is the controller's, for the revision it last reconciled.
+    """
+    revision = f"rev {board.revision[:10]}" if board.revision else "no revision yet"
+    parts = [revision, last_reconcile(board, now), f"{len(board.apps):,} apps"]
+    if board.stage == Stage.STORE:
+        parts.append("from the store; reading Git…")
+    elif board.stage == Stage.PINS:
         parts.append("reading release manifests…")
-    elif board.snapshot.errors:
-        parts.append(f"{len(board.snapshot.errors)} problem(s) in Git: see qrelease validate")
+    elif board.problems:
+        parts.append(f"{board.problems} problem(s) in Git: see qrelease validate")
     return " · ".join(parts)
 
 
@@ -225,9 +357,64 @@ def upstream_version(board: Board, app: str, target: str) -> str | None:
     return healthy_release(board.row(app, upstream)) if upstream else None
 
 
-def versions(board: Board, app: str) -> list[str]:
+def versions(snapshot: Snapshot, app: str) -> list[str]:
     """Every valid release of an app, newest first."""
-    return sorted(board.snapshot.versions(app), key=version_key, reverse=True)
+    return sorted(snapshot.versions(app), key=version_key, reverse=True)
+
+
+# -- gate verdicts of releases (the version pickers) --------------------------------------
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """What the newest result of each gate of one release says, across environments."""
+
+    failed: tuple[str, ...] = ()
+    inconclusive: tuple[str, ...] = ()
+    passed: tuple[str, ...] = ()
+
+    @property
+    def blocked(self) -> bool:
+        """True when a gate's newest result is Failed: never proposed, always marked."""
+        return bool(self.failed)
+
+    def mark(self) -> str:
+        """How a version picker marks the release (empty when nothing is known).
+
+        >>> GateVerdict(failed=("smoke",), passed=("estimate",)).mark()
+        '✗ gates failed: smoke'
+        >>> GateVerdict(passed=("estimate", "smoke")).mark()
+        '✓ gates passed'
+        """
+        if self.failed:
+            return f"✗ gates failed: {', '.join(self.failed)}"
+        if self.inconclusive:
+            return f"? gates inconclusive: {', '.join(self.inconclusive)}"
+        return "✓ gates passed" if self.passed else ""
+
+
+def gate_verdicts(events_newest_first: Iterable[Event]) -> dict[str, GateVerdict]:
+    """Per release, the newest result of each of its gates in any environment.
+
+    A gate that failed in staging and passed later in prod counts as passed: the newest
+    run of a gate is its verdict (gates judge the release, not the environment).
+    """
+    newest: dict[str, dict[str, str]] = defaultdict(dict)
+    for event in events_newest_first:
+        gate = str(event.details.get("gate", ""))
+        if event.action != EventKind.GATE or not event.to_version or not gate:
+            continue
+        newest[event.to_version].setdefault(gate, event.outcome)
+    return {version: _verdict(outcomes) for version, outcomes in newest.items()}
+
+
+def _verdict(outcomes: Mapping[str, str]) -> GateVerdict:
+    def named(outcome: GateOutcome) -> tuple[str, ...]:
+        return tuple(sorted(gate for gate, seen in outcomes.items() if seen == outcome))
+
+    return GateVerdict(
+        named(GateOutcome.FAILED), named(GateOutcome.INCONCLUSIVE), named(GateOutcome.PASSED)
+    )
 
 
 def _promote_from(environments: Mapping[str, Environment], name: str) -> str | None:
@@ -256,11 +443,10 @@ def entry_fields(entry: Entry) -> tuple[str, ...]:
     )
 
 
-def filter_rows(rows: Iterable[tuple[str, ...]], text: str) -> list[tuple[str, ...]]:
-    """The rows with `text` in any column, ignoring case.
+def row_matches(row: tuple[str, ...], text: str) -> bool:
+    """Whether `text` is in any column of the row, ignoring case.
 
-    >>> filter_rows([("a", "deploy"), ("b", "gate")], " GATE")
-    [('b', 'gate')]
+    >>> row_matches(("b", "gate"), " GATE"), row_matches(("a", "deploy"), "gate")
+    (True, False)
     """
-    needle = text.strip().lower()
-    return [row for row in rows if needle in " ".join(row).lower()]
+    return text.strip().lower() in " ".join(row).lower()

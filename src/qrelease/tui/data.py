@@ -9,9 +9,11 @@ connections belong to the thread that opened them: every call opens its own `Sto
 
 from __future__ import annotations
 
+import json
+import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -37,15 +39,32 @@ from qrelease.source.signatures import TrustedKeys
 from qrelease.source.workspace import is_local_repo, open_repo
 from qrelease.store import open_parse_cache
 from qrelease.store.base import Run, StateStore, StoreError
-from qrelease.tui.board import Board, build_board, upstream_version
+from qrelease.store.parsecache import ParseCache
+from qrelease.tui.board import (
+    Board,
+    GateVerdict,
+    Stage,
+    build_board,
+    gate_verdicts,
+    store_board,
+    upstream_version,
+    versions,
+)
 from qrelease.wiring import open_state, promoter
 
 __all__ = ["GateLine", "PinAction", "Preview"]
 
 GIT_REFRESH_SECONDS = 30.0
-PINS_ONLY = ("releases",)
-"""What the first frame reads: the environment files alone take milliseconds to parse."""
 EVENTS_SHOWN = 8
+PINS_ONLY = ("releases",)
+"""What the second frame reads: the environment files alone take milliseconds to parse."""
+VERDICT_EVENTS_SCANNED = 2000
+"""How many of an app's newest gate events the version pickers read to mark each release."""
+ENV_ORDER_FILE = "tui-environments.json"
+"""In the state dir: the environments in the promotion order the TUI last read from Git,
+`{"version": 1, "environments": ["dev", "staging", "prod"]}`, so the next first frame (drawn
+from the store, before Git is read) shows the columns where they will stay. Only a hint: a
+missing or unreadable file means the conventional order is guessed."""
 
 
 class DashboardError(Exception):
@@ -178,6 +197,20 @@ class Dashboard:
             raise DashboardError(f"the approval {commit[:12]} was written but cannot be read back")
         return recorded[0]
 
+    def version_choices(self, board: Board, app: str) -> list[tuple[str, GateVerdict]]:
+        """Every valid release of an app, newest first, with what its gates last said."""
+        with self.store() as store:
+            events = store.iter_events(
+                app=app, actions=[EventKind.GATE], descending=True, limit=VERDICT_EVENTS_SCANNED
+            )
+            verdicts = gate_verdicts(events)
+        return [(v, verdicts.get(v, GateVerdict())) for v in versions(board.snapshot, app)]
+
+    def gates_of(self, env: str, app: str, version: str) -> tuple[GateLine, ...]:
+        """The newest result of each gate of `version` in (env, app) (the history detail)."""
+        with self.store() as store:
+            return _gate_lines(store, env, app, version)
+
     def history(self) -> list[Entry]:
         """The `qrelease history` timeline, newest first."""
         with self.store() as store, self.repo() as repo:
@@ -230,20 +263,22 @@ class Dashboard:
 class Watcher:
     """Polls the store from one thread, re-reading Git only when something says it moved.
 
-    Git is re-read when the controller's last run names a new revision, when asked (after a
-    promotion from this UI), and every GIT_REFRESH_SECONDS for commits nobody applied yet.
-    One Loader lives as long as the watcher, so a re-read parses only the files that changed.
-    The first poll reads only the pins (`complete` is False until the next one).
+    The first poll reads the store alone (`Stage.STORE`): the first frame never waits on
+    Git. The second reads Git's environment files (`Stage.PINS`: the matrix now shows what
+    Git wants), the third every manifest (`Stage.COMPLETE`). After that Git is re-read when
+    the controller's last run names a new revision, when asked (after a promotion from this
+    UI), and every GIT_REFRESH_SECONDS for commits nobody applied yet. One Loader lives as
+    long as the watcher, so a re-read parses only the files that changed.
     """
 
     def __init__(self, dashboard: Dashboard, git_every: float = GIT_REFRESH_SECONDS) -> None:
         self._dashboard = dashboard
         self._git_every = git_every
         with _reported():
-            self._repo = open_repo(dashboard.location, dashboard.state_dir)
             self._store = open_state(dashboard.state_dir, dashboard.store_url)
-        self._cache = open_parse_cache(dashboard.state_dir)
-        self._loader = Loader(self._repo, cache=self._cache)
+        self._repo: GitRepo | None = None  # opened by the second poll (a remote is fetched)
+        self._cache: ParseCache | None = None  # shared with the CLI and the controller
+        self._loader: Loader | None = None
         self._snapshot: Snapshot | None = None
         self._run_revision: str | None = None
         self._loaded_at = 0.0
@@ -251,7 +286,7 @@ class Watcher:
 
     @property
     def complete(self) -> bool:
-        """False until the manifests, not just the pins, have been read."""
+        """False until Git, every manifest included, has been read."""
         return self._board is not None and self._board.complete
 
     def __enter__(self) -> Self:
@@ -264,35 +299,69 @@ class Watcher:
         traceback: TracebackType | None,
     ) -> None:
         self._store.close()
-        self._cache.close()
-        self._repo.close()
+        if self._cache is not None:
+            self._cache.close()
+        if self._repo is not None:
+            self._repo.close()
 
     def poll(self, *, reload_git: bool = False) -> Board | None:
         """A new board when anything shown changed since the last poll, else None."""
         with _reported():
             last_run = self._store.last_run()
             observed = self._store.all_observed()
-            snapshot, complete = self._snapshot_for(last_run, reload_git)
-        board = build_board(snapshot, observed, last_run, complete=complete)
+            if self._board is None:
+                board = store_board(observed, last_run, remembered_order(self._dashboard))
+            else:
+                snapshot, stage = self._snapshot_for(last_run, reload_git)
+                board = build_board(snapshot, observed, last_run, stage)
         if self._board is not None and board.same_as(self._board):
             return None
+        if board.stage != Stage.STORE and (self._board is None or self._board.envs != board.envs):
+            remember_order(self._dashboard, board.envs)
         self._board = board
         return board
 
-    def _snapshot_for(self, last_run: Run | None, reload_git: bool) -> tuple[Snapshot, bool]:
-        if self._board is None:
-            pins = Loader(self._repo, roots=PINS_ONLY).load(self._dashboard.branch)
-            return replace(pins, errors=()), False  # its missing-manifest errors are not real
+    def _snapshot_for(self, last_run: Run | None, reload_git: bool) -> tuple[Snapshot, Stage]:
+        if self._repo is None:
+            self._repo = open_repo(self._dashboard.location, self._dashboard.state_dir)
+            self._cache = open_parse_cache(self._dashboard.state_dir)
+            pin_loader = Loader(self._repo, roots=PINS_ONLY, cache=self._cache)
+            pins = pin_loader.load(self._dashboard.branch)
+            return replace(pins, errors=()), Stage.PINS  # its missing-manifest errors are not real
         run_revision = last_run.revision if last_run else None
         due = time.monotonic() - self._loaded_at >= self._git_every
         moved = run_revision != self._run_revision
-        if self._snapshot is None or reload_git or due or moved:
-            if self._snapshot is not None:
-                self._dashboard.fetch()
-            self._loaded_at = time.monotonic()
-            self._snapshot = self._loader.load(self._dashboard.branch)
+        if self._loader is None:
+            self._loader = Loader(self._repo, cache=self._cache)
+        elif reload_git or due or moved:
+            self._dashboard.fetch()
+        else:
+            assert self._snapshot is not None
+            return self._snapshot, Stage.COMPLETE
+        self._loaded_at = time.monotonic()
         self._run_revision = run_revision
-        return self._snapshot, True
+        self._snapshot = self._loader.load(self._dashboard.branch)
+        return self._snapshot, Stage.COMPLETE
+
+
+def remembered_order(dashboard: Dashboard) -> list[str]:
+    """The environments' order the TUI last read from Git (empty when it never did)."""
+    with suppress(OSError, ValueError, TypeError, KeyError):
+        data = json.loads((dashboard.state_dir / ENV_ORDER_FILE).read_text(encoding="utf-8"))
+        names = data["environments"]
+        if data.get("version") == 1 and isinstance(names, list):
+            return [str(name) for name in names]
+    return []
+
+
+def remember_order(dashboard: Dashboard, envs: Sequence[str]) -> None:
+    """Keep the environments' order for the next first frame (best effort: only a hint)."""
+    path = dashboard.state_dir / ENV_ORDER_FILE
+    text = json.dumps({"version": 1, "environments": list(envs)})
+    with suppress(OSError):
+        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
 
 
 def _gate_lines(store: StateStore, env: str, app: str, version: str) -> tuple[GateLine, ...]:

@@ -7,20 +7,24 @@ UI makes lands on the bare remote with its `Qrelease-*` trailers.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, DataTable, Input, Select
+from textual.widgets._select import SelectOverlay
 
 from qrelease.model.environment import Environment
 from qrelease.model.observed import ObservedState
-from qrelease.model.vocabulary import Availability, Health, Sync
+from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
 from qrelease.store import open_store
-from qrelease.tui.board import cell_text, environment_order, matching
+from qrelease.tui.board import Stage, cell_text, environment_order, headline, matching
 from qrelease.tui.data import Dashboard
 from qrelease.tui.screens.approve import ApproveDialog
 from qrelease.tui.screens.diff import DiffScreen
+from qrelease.tui.screens.entry import EntryScreen
 from qrelease.tui.screens.history import HistoryScreen
 from qrelease.tui.screens.main import MainScreen
 from qrelease.tui.screens.pin import PinDialog, PromoteDialog, RollbackDialog
@@ -31,6 +35,7 @@ from tests.helpers.tui import (
     LATER,
     Remote,
     cells,
+    drawn,
     drive,
     settle,
     shown,
@@ -57,16 +62,50 @@ def test_environment_order_follows_promote_from_chains() -> None:
 def test_watcher_shows_the_pins_first_then_the_full_board_then_only_changes(
     remote: Remote,
 ) -> None:
+    hand = remote.push_edit("releases/dev.yaml", "qrng: 0.2.0", "qrng: 0.1.0", "by hand")
     dashboard = Dashboard(str(remote.bare), remote.state, remote.quantum_for, lambda: LATER)
     with dashboard.watcher() as watcher:
-        pins = watcher.poll()
-        assert pins is not None and not pins.complete and not pins.snapshot.manifests
-        assert cell_text(pins.row("bell-service", "dev")) == "1.2.0 ✓●"
+        first = watcher.poll()  # the store alone: what the controller last recorded
+        assert first is not None and not first.complete and not first.snapshot.manifests
+        assert first.revision == remote.git("rev-parse", "main~1")  # the last pass's
+        assert cell_text(first.row("bell-service", "dev")) == "1.2.0 ✓●"
+        assert cell_text(first.row("qrng", "dev")) == "0.2.0 ✓●"  # Git not read yet
+        assert first.envs == ("dev", "staging", "prod")  # the conventional order, guessed
+        assert "from the store; reading Git…" in headline(first, LATER)
+        pins = watcher.poll()  # Git's environment files: the pins, not the manifests
+        assert pins is not None and pins.stage == Stage.PINS and not pins.snapshot.manifests
+        assert pins.revision == hand and not pins.snapshot.errors
+        assert cell_text(pins.row("qrng", "dev")) == "0.2.0 → 0.1.0 ↻●"  # Git's new pin
+        assert "reading release manifests…" in headline(pins, LATER)
         full = watcher.poll()
         assert full is not None and full.complete and not full.snapshot.errors
-        assert full.row("bell-service", "dev") == pins.row("bell-service", "dev")
+        assert full.row("bell-service", "dev") == first.row("bell-service", "dev")
+        assert {key: cell_text(row) for key, row in full.rows.items()} == {
+            key: cell_text(row) for key, row in pins.rows.items()
+        }  # the manifests add targets and details, not what a cell says
         assert full.envs == ("dev", "staging", "prod")
+        assert "reading" not in headline(full, LATER)
         assert watcher.poll() is None  # nothing changed: nothing to post
+
+
+def test_the_first_frame_keeps_the_environment_order_git_gave_last_time(remote: Remote) -> None:
+    dashboard = Dashboard(str(remote.bare), remote.state, remote.quantum_for, lambda: LATER)
+    (remote.state / "tui-environments.json").write_text(
+        '{"version": 1, "environments": ["prod", "dev"]}'
+    )
+    with dashboard.watcher() as watcher:
+        first = watcher.poll()
+        assert first is not None and first.envs == ("prod", "dev", "staging")
+        pins = watcher.poll()
+        assert pins is not None and pins.envs == ("dev", "staging", "prod")
+    with dashboard.watcher() as watcher:  # the next session starts in Git's order
+        first = watcher.poll()
+        assert first is not None and not first.complete
+        assert first.envs == ("dev", "staging", "prod")
+    (remote.state / "tui-environments.json").write_text("{not json")
+    with dashboard.watcher() as watcher:
+        first = watcher.poll()  # a broken hint is only a hint: the order is guessed
+        assert first is not None and first.envs == ("dev", "staging", "prod")
 
 
 # -- the main screen ----------------------------------------------------------------------
@@ -76,8 +115,18 @@ def test_matrix_shows_every_cell_with_glyphs_and_the_last_reconcile(remote: Remo
     app = remote.app()
 
     async def scenario(pilot: Pilot[None]) -> None:
-        matrix = app.screen.query_one(Matrix)
-        assert [str(c.label) for c in matrix.columns.values()] == ["app", "dev", "staging", "prod"]
+        lines = drawn(app)
+        assert lines[0].split() == ["app", "dev", "staging", "prod"]
+        assert lines[1].split() == [
+            "▶",
+            "bell-service",
+            "▶1.2.0",
+            "✓●",
+            "1.1.0",
+            "✓●",
+            "1.0.0",
+            "✓●",
+        ]
         assert cells(app) == {
             ("bell-service", "dev"): "1.2.0 ✓●",
             ("bell-service", "staging"): "1.1.0 ✓●",
@@ -101,13 +150,31 @@ def test_navigate_filter_and_open_details(remote: Remote) -> None:
         assert matrix.selected() == ("bell-service", "dev")
         await pilot.press("down", "right")
         assert matrix.selected() == ("qrng", "staging")
+        lines = drawn(app)  # the cursor reads without colour: ▶ on its app and its cell
+        assert lines[1].startswith("   bell-service ") and "▶" not in lines[1]
+        assert lines[2].startswith(" ▶ qrng ") and lines[2].count("▶") == 2
+        assert lines[2].index("▶0.2.0") == lines[0].index("staging") - 1
         await pilot.press("slash")
-        assert app.screen.query_one("#filter", Input).has_focus
+        filter_box = app.screen.query_one("#filter", Input)
+        assert filter_box.has_focus
         await type_text(pilot, "bell")
         assert list(cells(app)) == [(("bell-service", env)) for env in ("dev", "staging", "prod")]
         assert matrix.selected() == ("bell-service", "staging")  # same column, app filtered out
-        await pilot.press("escape")
-        assert matrix.has_focus
+        await pilot.press("enter")  # keep the filter, back to the matrix
+        assert matrix.has_focus and filter_box.value == "bell" and len(matrix.apps) == 1
+        await pilot.press("escape")  # esc clears the filter; the cursor stays on its cell
+        assert filter_box.value == "" and matrix.has_focus
+        await pilot.pause()
+        assert matrix.apps == ["bell-service", "qrng"]
+        assert matrix.selected() == ("bell-service", "staging")
+        await pilot.press("slash")
+        await type_text(pilot, "qr")
+        assert matrix.apps == ["qrng"]
+        await pilot.press("escape")  # from inside the box, too
+        await pilot.pause()
+        assert filter_box.value == "" and matrix.has_focus and len(matrix.apps) == 2
+        assert matrix.selected() == ("qrng", "staging")
+        await pilot.press("up")
         await pilot.press("enter")
         await settle(pilot)
         pane = app.screen.query_one(DetailPane)
@@ -152,7 +219,7 @@ def test_live_updates_patch_cells_in_place_and_keep_the_cursor(remote: Remote) -
     async def scenario(pilot: Pilot[None]) -> None:
         matrix = app.screen.query_one(Matrix)
         await pilot.press("down", "right", "right")
-        row_keys = dict(matrix._row_keys)
+        board = matrix.board
         with open_store(remote.state) as store:
             before = store.get_observed("dev", "bell-service")
             assert before is not None
@@ -175,7 +242,37 @@ def test_live_updates_patch_cells_in_place_and_keep_the_cursor(remote: Remote) -
         assert cells(app)[("bell-service", "dev")] == "1.2.0 ✓✗"
         assert cells(app)[("qrng", "dev")] == "0.2.0 ✓●⊘"
         assert matrix.selected() == ("qrng", "prod")
-        assert matrix._row_keys == row_keys  # patched, not rebuilt
+        assert matrix.board is not board  # a new board, swapped in under the cursor
+        assert drawn(app)[2].split()[:2] == ["▶", "qrng"] and "▶0.1.0" in drawn(app)[2]
+
+    drive(app, scenario)
+
+
+def test_a_running_rollout_shows_its_step_in_the_cell(remote: Remote) -> None:
+    remote.promote("bell-service", "staging", "try 1.2.0", LATER)
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        with open_store(remote.state) as store:
+            before = store.get_observed("staging", "bell-service")
+            assert before is not None
+            running = {"desired": "1.2.0", "sync": Sync.OUT_OF_SYNC, "health": Health.PROGRESSING}
+            for step, shown_as in (("install", "install"), ("quantum gates", "gates")):
+                update = {**running, "rollout": Rollout.RUNNING, "rollout_step": step}
+                store.put_observed(before.model_copy(update=update))
+                want = f"1.1.0 → 1.2.0 ↻◐» {shown_as}"
+                await until(
+                    pilot, lambda want=want: cells(app)[("bell-service", "staging")] == want
+                )
+                assert f"1.1.0 → 1.2.0 ↻◐» {shown_as}" in drawn(app)[1]
+            done = {
+                "desired": "1.2.0",
+                "deployed": "1.2.0",
+                "sync": Sync.SYNCED,
+                "health": Health.HEALTHY,
+            }
+            store.put_observed(before.model_copy(update={**done, "rollout": Rollout.SUCCEEDED}))
+        await until(pilot, lambda: cells(app)[("bell-service", "staging")] == "1.2.0 ✓●")
 
     drive(app, scenario)
 
@@ -201,10 +298,14 @@ def test_promote_dev_to_staging_commits_with_trailers(remote: Remote) -> None:
         assert not dialog.query_one("#force", Checkbox).display  # every check passed
         confirm = dialog.query_one("#confirm", Button)
         assert confirm.disabled  # no reason yet
-        await pilot.click("#reason")
+        assert dialog.query_one("#reason", Input).has_focus  # typing at once is never lost
         await type_text(pilot, "feed-forward Bell pairs")
         assert not confirm.disabled
-        await pilot.click("#confirm")
+        await pilot.press("enter")  # the reason is done: Enter moves to Confirm, no commit
+        await settle(pilot)
+        assert confirm.has_focus and str(confirm.label) == "Confirm: promote 1.2.0 to staging"
+        assert remote.head == head and not shown(dialog.query_one("#outcome")).strip()
+        await pilot.press("enter")  # the explicit confirm
         await settle(pilot)
         outcome = shown(dialog.query_one("#outcome"))
         assert f"in staging: {remote.head[:12]} pushed" in outcome
@@ -245,9 +346,8 @@ def test_refused_promotion_names_each_failed_check_then_force_overrides(remote: 
         assert "✗ soak: Healthy in dev for 1m (soak 10m)" in shown(dialog.query_one("#checks"))
         force = dialog.query_one("#force", Checkbox)
         assert force.display and not force.value
-        await pilot.click("#reason")
         await type_text(pilot, "ship it")
-        await pilot.press("enter")
+        await pilot.press("enter", "enter")  # to Confirm, then confirm
         await settle(pilot)
         assert "✗ refused: soak; nothing was committed" in shown(dialog.query_one("#outcome"))
         assert "✗ soak" in shown(dialog.query_one("#checks"))
@@ -301,8 +401,12 @@ def test_rollback_pins_the_last_healthy_release(remote: Remote) -> None:
         assert "apps.bell-service: 1.2.0 -> 1.1.0 in releases/staging.yaml" in shown(
             dialog.query_one("#plan")
         )
-        await pilot.click("#reason")
         await type_text(pilot, "1.2.0 misbehaves")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert remote.head == head  # Enter in the reason only moves to Confirm
+        confirm = dialog.query_one("#confirm", Button)
+        assert confirm.has_focus and str(confirm.label) == "Confirm: roll staging back to 1.1.0"
         await pilot.press("enter")
         await settle(pilot)
         assert "✓ rollback bell-service 1.2.0 -> 1.1.0 in staging" in shown(
@@ -314,6 +418,54 @@ def test_rollback_pins_the_last_healthy_release(remote: Remote) -> None:
     message = remote.git("log", "-1", "--format=%B", "main")
     assert "Qrelease-Action: rollback" in message and "Qrelease-To: 1.1.0" in message
     assert "bell-service: 1.1.0" in remote.git("show", "main:releases/staging.yaml")
+
+
+def test_a_release_whose_gates_failed_is_marked_and_never_proposed(remote: Remote) -> None:
+    remote.quantum.failing_programs["manifests/bell-service/programs/bell_reset.qs"] = "no"
+    remote.promote("bell-service", "staging", "try 1.2.0", LATER)
+    remote.reconcile(LATER)  # staging's profile gate fails for 1.2.0: 1.1.0 keeps running
+    app = remote.app(now=LATER + timedelta(minutes=5))
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("p")  # from dev: 1.2.0 runs Healthy there, but its gates failed
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, PromoteDialog)
+        select = dialog.query_one("#version", Select)
+        assert select.value == Select.NULL  # not proposed
+        note = shown(dialog.query_one("#checks"))
+        assert "Not proposing 1.2.0 (✗ gates failed: profile): choose a version." in note
+        assert dialog.query_one("#confirm", Button).disabled
+        select.focus()
+        await pilot.press("enter")  # open the picker, as a user would
+        overlay = select.query_one(SelectOverlay)
+        prompts = [str(overlay.get_option_at_index(i).prompt) for i in range(overlay.option_count)]
+        assert prompts[1:] == [
+            "1.2.0  ✗ gates failed: profile",
+            "1.1.0  ✓ gates passed",
+            "1.0.0  ✓ gates passed",
+        ]
+
+    drive(app, scenario)
+
+
+@pytest.mark.parametrize("key", ["p", "r"])
+def test_a_reason_typed_at_once_lands_in_the_reason(remote: Remote, key: str) -> None:
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        app.post_message(events.Key(key, key))
+        while not isinstance(app.screen, PinDialog):  # pushed: still composing, nothing focused
+            await asyncio.sleep(0)
+        assert app.screen.focused is None
+        for char in "quick":  # a fast typist: keys land while the dialog appears
+            app.post_message(events.Key(char, char))
+        await settle(pilot)
+        assert isinstance(app.screen, PinDialog)
+        assert app.screen.query_one("#reason", Input).value == "quick"
+
+    drive(app, scenario)
+    assert app.return_code is None or app.return_code == 0
 
 
 @pytest.mark.parametrize("key", ["p", "r"])
@@ -373,6 +525,43 @@ def test_history_screen_shows_the_timeline_and_filters_it(remote: Remote) -> Non
         assert 0 < len(rows) < total and all(row[2] == "qrng" for row in rows)
         await pilot.press("escape", "escape")
         assert isinstance(app.screen, MainScreen)
+
+    drive(app, scenario)
+
+
+def test_a_history_entry_opens_in_full_with_its_gate_results(remote: Remote) -> None:
+    reason = "feed-forward Bell pairs: the correction halves the error budget of every pair " * 2
+    remote.promote("bell-service", "staging", reason.strip(), LATER)
+    commit = remote.head
+    remote.reconcile(LATER)
+    app = remote.app()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await pilot.press("h")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, HistoryScreen)
+        await pilot.press("slash")
+        await type_text(pilot, "promote")
+        await pilot.press("enter")  # back to the table, filtered
+        table = screen.query_one("#history", DataTable)
+        assert table.has_focus and table.row_count == 1
+        assert table.columns["reason"].width == 60 < len(reason.strip())  # cut on screen
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, EntryScreen) and app.screen.gates)
+        entry = app.screen
+        assert isinstance(entry, EntryScreen)
+        text = " ".join(shown(entry.query_one("#entry-fields")).split())
+        assert f"reason {reason.strip()}" in text  # whole, wrapped, never cut
+        assert "actor Ada <ada@example.test>" in text
+        assert f"commit {commit}" in text
+        assert "change 1.1.0 → 1.2.0" in text
+        gates = shown(entry.query_one("#entry-gates"))
+        for gate in ("estimate", "profile", "smoke"):
+            assert gate in gates
+        assert gates.count("✓ Passed") == 3
+        await pilot.press("escape")
+        assert app.screen is screen
 
     drive(app, scenario)
 

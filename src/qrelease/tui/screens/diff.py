@@ -40,7 +40,7 @@ class DiffFailed(Message):
 
 def default_pair(board: Board, app: str, env: str) -> tuple[str | None, str | None]:
     """The deployed release and the one Git wants, else the two newest releases."""
-    known = versions(board, app)
+    known = versions(board.snapshot, app)
     row = board.row(app, env)
     pinned = (row.deployed, row.desired) if row is not None else (None, None)
     if pinned[0] != pinned[1] and all(version in known for version in pinned):
@@ -62,7 +62,7 @@ class DiffScreen(Screen[None]):
         self.pair = default_pair(board, app, env)
 
     def compose(self) -> ComposeResult:
-        options = [(v, v) for v in versions(self.board, self.app_name)]
+        options = [(v, v) for v in versions(self.board.snapshot, self.app_name)]
         old, new = self.pair
         yield Header()
         with Horizontal(id="diff-choices"):

@@ -3,6 +3,7 @@
 Git pin changes and controller events come from the same `timeline` the CLI prints, read
 in a worker; filtering is a substring match over the shown columns of the loaded rows.
 At most HISTORY_ROWS matches are shown at once, so a long audit log stays responsive.
+Long values are cut to keep the columns steady; Enter opens an entry in full (`EntryScreen`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from qrelease.history import Entry
-from qrelease.tui.board import HISTORY_COLUMNS, entry_fields, filter_rows
+from qrelease.tui.board import HISTORY_COLUMNS, entry_fields, row_matches
 from qrelease.tui.data import Dashboard, DashboardError
+from qrelease.tui.screens.entry import EntryScreen
 
 HISTORY_ROWS = 2000
-MAX_WIDTHS = {"actor": 32, "reason": 40}
+MAX_WIDTHS = {"actor": 32, "reason": 60}
 DEFAULT_MAX_WIDTH = 24
 
 
@@ -46,12 +48,16 @@ class HistoryScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("slash", "filter", "Filter"),
+        Binding("enter", "open", "Open entry", show=True),
     ]
 
     def __init__(self, dashboard: Dashboard) -> None:
         super().__init__()
         self.dashboard = dashboard
         self.rows: list[tuple[str, ...]] = []
+        self.entries: list[Entry] = []
+        self.shown: list[Entry] = []
+        """The entries in the table, top to bottom (the filter's newest matches)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -77,6 +83,7 @@ class HistoryScreen(Screen[None]):
 
     @on(HistoryLoaded)
     def _loaded(self, message: HistoryLoaded) -> None:
+        self.entries = message.entries
         self.rows = [entry_fields(entry) for entry in message.entries]
         table: DataTable[str] = self.query_one("#history", DataTable)
         table.clear(columns=True)
@@ -96,8 +103,15 @@ class HistoryScreen(Screen[None]):
     def _filter_done(self) -> None:
         self.query_one("#history", DataTable).focus()
 
+    @on(DataTable.RowSelected, "#history")
+    def _row_selected(self) -> None:
+        self.action_open()
+
     def _fill(self, text: str) -> None:
-        matches = filter_rows(self.rows, text)
+        pairs = zip(self.rows, self.entries, strict=True)
+        chosen = [(row, entry) for row, entry in pairs if row_matches(row, text)]
+        matches = [row for row, _ in chosen]
+        self.shown = [entry for _, entry in chosen[:HISTORY_ROWS]]
         table: DataTable[str] = self.query_one("#history", DataTable)
         table.clear()
         table.add_rows(matches[:HISTORY_ROWS])
@@ -105,9 +119,15 @@ class HistoryScreen(Screen[None]):
         status = f"{shown}{len(matches)} of {len(self.rows)} entries, newest first"
         self.query_one("#history-status", Static).update(status)
 
+    def action_open(self) -> None:
+        """Show the entry under the cursor in full: reason, actor, commit, gate results."""
+        table = self.query_one("#history", DataTable)
+        if table.has_focus and 0 <= table.cursor_row < len(self.shown):
+            self.app.push_screen(EntryScreen(self.dashboard, self.shown[table.cursor_row]))
+
     def action_filter(self) -> None:
         """Type to narrow the timeline."""
-        self.query_one("#history-filter", Input).focus()
+        self.set_focus(self.query_one("#history-filter", Input))  # now: the next key is its
 
     def action_back(self) -> None:
         """Leave the filter box, else go back to the matrix."""

@@ -8,6 +8,7 @@ controller reports a new revision, on request, and after a change made from this
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -16,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
 from qrelease.promotion.promote import Result
@@ -30,6 +31,10 @@ from qrelease.tui.widgets.detail import DetailPane
 from qrelease.tui.widgets.matrix import Matrix
 
 HEADLINE_REFRESH_SECONDS = 15.0
+POLL_SHARE = 10
+"""A poll that took t seconds waits at least POLL_SHARE * t before the next: reading ten
+thousand apps' status takes most of a second, and the poller must not take the CPU (and
+the GIL) the screen needs to keep up with the keyboard. Asked-for refreshes come at once."""
 
 
 @dataclass
@@ -77,9 +82,9 @@ class MainScreen(Screen[None]):
         self._reload = threading.Event()
 
     def compose(self) -> ComposeResult:
-        self._poll()  # read Git and the store while Textual builds and lays out the widgets
+        self._poll()  # read the store while Textual builds and lays out the widgets
         yield Header()
-        yield Static("Reading the GitOps repo and the store…", id="status")
+        yield Static("Reading the store…", id="status")
         yield Input(placeholder="/ filter apps by name", id="filter", compact=True)
         yield Matrix(id="matrix")
         yield Static(LEGEND, id="legend")
@@ -106,8 +111,10 @@ class MainScreen(Screen[None]):
             return
         with watcher:
             while not worker.is_cancelled:
+                started = time.monotonic()
                 self._poll_once(watcher)
-                self._wake.wait(self._poll_interval)
+                spent = time.monotonic() - started
+                self._wake.wait(max(self._poll_interval, POLL_SHARE * spent))
                 self._wake.clear()
 
     def _poll_once(self, watcher: Watcher) -> None:
@@ -142,7 +149,7 @@ class MainScreen(Screen[None]):
             matrix.patch(message.board)
         self.board = message.board
         self._show_headline()
-        if not message.board.complete:  # pins are on screen: read the manifests after this frame
+        if not message.board.complete:  # this stage is on screen: read the next after this frame
             self.call_after_refresh(self._wake.set)
         if self._detail_open() and self._selected_changed(previous, message.board):
             self._request_details(keep_shown=True)
@@ -166,11 +173,11 @@ class MainScreen(Screen[None]):
     def _filter_done(self) -> None:
         self.query_one(Matrix).focus()
 
-    @on(DataTable.CellSelected)
+    @on(Matrix.CellSelected)
     def _cell_selected(self) -> None:
         self.action_details()
 
-    @on(DataTable.CellHighlighted)
+    @on(Matrix.CellHighlighted)
     def _cell_highlighted(self) -> None:
         if self._detail_open():
             self._request_details()
@@ -196,7 +203,7 @@ class MainScreen(Screen[None]):
     def _selected_changed(self, before: Board | None, after: Board) -> bool:
         """Whether a new board changes what the detail pane says about the selected cell."""
         cell = self.query_one(Matrix).selected()
-        if before is None or cell is None or before.complete != after.complete:
+        if before is None or cell is None or before.stage != after.stage:
             return True
         return before.revision != after.revision or before.row(*cell) != after.row(*cell)
 
@@ -215,7 +222,7 @@ class MainScreen(Screen[None]):
 
     def action_filter(self) -> None:
         """Type to narrow the matrix to matching apps."""
-        self.query_one("#filter", Input).focus()
+        self.set_focus(self.query_one("#filter", Input))  # now: the next key typed is its
 
     def action_details(self) -> None:
         """Open the detail pane for the selected cell; it follows the cursor while open."""
@@ -223,9 +230,12 @@ class MainScreen(Screen[None]):
         self._request_details()
 
     def action_back(self) -> None:
-        """Leave the filter box, else close the detail pane."""
-        matrix = self.query_one(Matrix)
-        if not matrix.has_focus:
+        """Clear the filter (every app shows again), else close the detail pane."""
+        matrix, box = self.query_one(Matrix), self.query_one("#filter", Input)
+        if box.value or box.has_focus:
+            box.value = ""  # posts Input.Changed: the matrix shows every app, cursor kept
+            matrix.focus()
+        elif not matrix.has_focus:
             matrix.focus()
         elif self._detail_open():
             self.query_one(DetailPane).display = False

@@ -1,10 +1,14 @@
 """Promote and Rollback dialogs: choose, read the checks and the plan, give a reason, confirm.
 
-Nothing is written until Confirm: the choices run a dry run in a worker (the same policy
-over the same evidence as the real thing), the reason is required, and `--force` is offered
-only when a check fails. The commit and push then run in a worker while the dialog shows
-progress, and end with the commit id or the refusal naming each failed check. Escape
-cancels at any point before the commit starts.
+The dialog opens with the reason focused, so typing at once is never lost. Nothing is
+written until the Confirm button is pressed: Enter in the reason moves to that button (whose
+label says exactly what it will do) and never commits by itself. The choices run a dry run
+in a worker (the same policy over the same evidence as the real thing), the reason is
+required, and `--force` is offered only when a check fails. Every release in the version
+picker carries what its gates last said; a release whose gates failed is marked and never
+proposed. The commit and push then run in a worker while the dialog shows progress, and
+end with the commit id or the refusal naming each failed check. Escape cancels at any point
+before the commit starts.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -32,7 +36,7 @@ from textual.widgets import (
 from textual.worker import get_current_worker
 
 from qrelease.promotion.promote import Result
-from qrelease.tui.board import Board, promote_target, versions
+from qrelease.tui.board import Board, GateVerdict, promote_target, versions
 from qrelease.tui.data import Dashboard, DashboardError, PinAction, Preview
 from qrelease.tui.widgets.checkbox import MarkedCheckbox
 from qrelease.tui.widgets.render import check_lines
@@ -44,6 +48,8 @@ class ChoiceReady(Message):
 
     env: str
     version: str | None
+    choices: list[tuple[str, GateVerdict]]
+    """Every valid release, newest first, with what its gates last said."""
 
 
 @dataclass
@@ -81,6 +87,7 @@ class PinDialog(ModalScreen[Result | None]):
 
     ACTION: ClassVar[PinAction]
     ENV_LABEL: ClassVar[str]
+    AUTO_FOCUS = "#reason"  # focused as the dialog appears: keys typed at once land there
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("q", "quit_unless_busy", "Quit", show=False),
@@ -93,6 +100,7 @@ class PinDialog(ModalScreen[Result | None]):
         self.preview: Preview | None = None
         self.result: Result | None = None
         self.busy = False
+        self.verdicts: dict[str, GateVerdict] = {}
 
     @classmethod
     def starting_env(cls, board: Board, env: str) -> str:
@@ -108,15 +116,16 @@ class PinDialog(ModalScreen[Result | None]):
                 envs = [(env, env) for env in self.board.envs]
                 yield Select(envs, value=self.env, allow_blank=False, id="env", compact=True)
                 yield Label("version")
-                options = [(v, v) for v in versions(self.board, self.app_name)]
+                options = [(v, v) for v in versions(self.board.snapshot, self.app_name)]
                 yield Select(options, prompt="choose", id="version", compact=True)
             yield Static("Choose a version to see the policy checks.", id="checks")
             yield Static("", id="plan")
-            yield Input(placeholder="reason (required; recorded in the commit)", id="reason")
+            placeholder = "reason (required; recorded in the commit); Enter, then confirm"
+            yield Input(placeholder=placeholder, id="reason")
             force = "--force: override the failed checks (recorded)"
             yield MarkedCheckbox(force, id="force", compact=True)
             with Horizontal(id="buttons"):
-                yield Button(self.ACTION.capitalize(), id="confirm", variant="primary")
+                yield Button(f"{self.ACTION.capitalize()}…", id="confirm", variant="primary")
                 yield Button("Cancel", id="cancel")
             yield LoadingIndicator(id="progress")
             yield Static("", id="outcome")
@@ -127,6 +136,16 @@ class PinDialog(ModalScreen[Result | None]):
         self.query_one("#progress", LoadingIndicator).display = False
         self._update_confirm()
 
+    def on_key(self, event: events.Key) -> None:
+        """Keys typed while the dialog appears (nothing focused yet) go into the reason."""
+        if self.focused is not None or self.busy or not event.is_printable:
+            return
+        reason = self.query_one("#reason", Input)
+        reason.insert_text_at_cursor(event.character or "")
+        self.set_focus(reason)
+        event.stop()
+        event.prevent_default()
+
     # -- workers ---------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="choice")
@@ -135,8 +154,12 @@ class PinDialog(ModalScreen[Result | None]):
             version = self.dashboard.default_version(self.board, self.ACTION, self.app_name, env)
         except DashboardError:
             version = None  # no proposal; the user picks one and the dry run explains
+        try:
+            choices = self.dashboard.version_choices(self.board, self.app_name)
+        except DashboardError:  # the store is unreadable: offer the releases unmarked
+            choices = [(v, GateVerdict()) for v in versions(self.board.snapshot, self.app_name)]
         if not get_current_worker().is_cancelled:
-            self.post_message(ChoiceReady(env, version))
+            self.post_message(ChoiceReady(env, version, choices))
 
     @work(thread=True, exclusive=True, group="preview")
     def _dry_run(self, env: str, version: str) -> None:
@@ -173,11 +196,22 @@ class PinDialog(ModalScreen[Result | None]):
         select = self.query_one("#version", Select)
         if message.env != self.env:
             return
-        known = message.version in versions(self.board, self.app_name)
-        if known and select.value != message.version:
-            select.value = message.version  # posts Select.Changed, which runs the dry run
+        verdicts = dict(message.choices)
+        if verdicts != self.verdicts:
+            self.verdicts = verdicts
+            chosen = select.value
+            select.set_options([(version_label(v, g), v) for v, g in message.choices])
+            if isinstance(chosen, str) and chosen in verdicts:
+                select.value = chosen
+        proposed = message.version
+        blocked = proposed is not None and self.verdicts.get(proposed, GateVerdict()).blocked
+        if proposed in verdicts and not blocked and select.value != proposed:
+            select.value = proposed  # posts Select.Changed, which runs the dry run
         elif isinstance(select.value, str):
             self._dry_run(self.env, select.value)
+        elif blocked:
+            mark = self.verdicts[str(proposed)].mark()
+            self._clear_preview(Text(f"Not proposing {proposed} ({mark}): choose a version."))
         else:
             self._clear_preview("Nothing to propose here: choose a version.")
 
@@ -208,6 +242,15 @@ class PinDialog(ModalScreen[Result | None]):
         self._update_confirm()
 
     @on(Input.Submitted, "#reason")
+    def _reason_done(self) -> None:
+        """Enter in the reason never commits: it moves to Confirm, or says what is missing."""
+        if self._can_confirm():
+            self.query_one("#confirm", Button).focus()
+        elif not self.query_one("#reason", Input).value.strip():
+            self.notify("A reason is required: it goes into the commit.", severity="warning")
+        elif self.preview is None and not self.busy and not self.result:
+            self.notify("Choose a release the policy can judge first.", severity="warning")
+
     @on(Button.Pressed, "#confirm")
     def _confirm(self) -> None:
         if not self._can_confirm() or self.preview is None:
@@ -216,6 +259,10 @@ class PinDialog(ModalScreen[Result | None]):
         force = self.query_one("#force", Checkbox).value and bool(self.preview.refused)
         self._set_busy(True, f"{self.ACTION.capitalize()}: committing and pushing…")
         self._commit(self.preview, reason, force)
+
+    @on(Checkbox.Changed, "#force")
+    def _force_changed(self) -> None:
+        self._update_confirm()
 
     @on(Button.Pressed, "#cancel")
     def _cancel_pressed(self) -> None:
@@ -273,7 +320,20 @@ class PinDialog(ModalScreen[Result | None]):
         return bool(reason) and self.preview is not None and not self.busy and not self.result
 
     def _update_confirm(self) -> None:
-        self.query_one("#confirm", Button).disabled = not self._can_confirm()
+        button = self.query_one("#confirm", Button)
+        button.disabled = not self._can_confirm()
+        preview = self.preview
+        label = f"{self.ACTION.capitalize()}…"
+        if preview is not None:
+            forced = preview.refused and self.query_one("#force", Checkbox).value
+            label = self.confirm_label(preview) + (" (--force)" if forced else "")
+        if str(button.label) != label:
+            button.label = label
+            button.refresh(layout=True)  # the label sets the button's width
+
+    def confirm_label(self, preview: Preview) -> str:
+        """What the Confirm button says it will do."""
+        return f"Confirm: {preview.action} {preview.to_version} in {preview.env}"
 
     def _set_busy(self, busy: bool, note: str | Text) -> None:
         self.busy = busy
@@ -295,12 +355,31 @@ class PromoteDialog(PinDialog):
         """The next environment downstream of the selected one (itself when there is none)."""
         return promote_target(board, env)
 
+    def confirm_label(self, preview: Preview) -> str:
+        """`Confirm: promote 1.2.0 to staging`."""
+        return f"Confirm: promote {preview.to_version} to {preview.env}"
+
 
 class RollbackDialog(PinDialog):
     """Pin an earlier release in the selected cell's environment (default: last Healthy)."""
 
     ACTION = "rollback"
     ENV_LABEL = "in"
+
+    def confirm_label(self, preview: Preview) -> str:
+        """`Confirm: roll staging back to 1.1.0`."""
+        return f"Confirm: roll {preview.env} back to {preview.to_version}"
+
+
+def version_label(version: str, verdict: GateVerdict) -> Text:
+    """A release in the version picker: its gates' verdict beside it, failed ones in red.
+
+    >>> version_label("1.2.0", GateVerdict(failed=("smoke",))).plain
+    '1.2.0  ✗ gates failed: smoke'
+    """
+    mark = verdict.mark()
+    style = "bold red" if verdict.blocked else "green" if verdict.passed else "yellow"
+    return Text.assemble(version, ("  " + mark, style) if mark else "")
 
 
 def _outcome(result: Result) -> Text:

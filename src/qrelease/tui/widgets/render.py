@@ -10,7 +10,7 @@ from rich.text import Text
 from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
 from qrelease.planning.policy import Check
 from qrelease.planning.status import StatusRow
-from qrelease.tui.board import cell_parts
+from qrelease.tui.board import CellParts, cell_parts
 
 HEALTH_STYLES: Mapping[Health, str] = {
     Health.HEALTHY: "green",
@@ -55,39 +55,45 @@ OUTCOME_MARKS: Mapping[str, tuple[str, str]] = {
 
 
 def styled_cell(row: StatusRow | None) -> Text:
-    """A matrix cell: versions (yellow while out of sync), then the coloured glyphs.
+    """A matrix cell: versions (yellow while out of sync), the coloured glyphs, a running step.
 
     Cells that look alike share one Text (a thousand Healthy apps at 1.0.0 are one object),
-    so filling the matrix costs a dictionary lookup per cell; nobody modifies a cell's Text.
+    so drawing the matrix costs a dictionary lookup per cell; nobody modifies a cell's Text.
     """
     if row is None:
-        return _styled(None, None, None, None, None)
-    return _styled(row.desired, row.deployed, row.sync, row.health, row.rollout, row.availability)
+        return _styled(None)
+    return _styled(cell_parts(row), row.sync, row.health, row.rollout, row.availability)
+
+
+def cell_key(row: StatusRow | None) -> tuple[object, ...]:
+    """Everything a cell's rendering depends on (equal keys draw the same cell)."""
+    if row is None:
+        return ()
+    return (row.desired, row.deployed, row.sync, row.health, row.rollout, row.step,
+            row.availability)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=4096)
 def _styled(
-    desired: str | None,
-    deployed: str | None,
-    sync: Sync | None,
-    health: Health | None,
-    rollout: Rollout | None,
-    availability: Availability | None,
+    parts: CellParts | None,
+    sync: Sync = Sync.UNKNOWN,
+    health: Health = Health.UNKNOWN,
+    rollout: Rollout | None = None,
+    availability: Availability = Availability.UNKNOWN,
 ) -> Text:
-    if sync is None or health is None or availability is None:
+    if parts is None:
         return Text("·", style="bright_black")
-    row = StatusRow(
-        "", "", desired, deployed, sync, health, rollout, "", None, availability, "", None
-    )
-    versions, sync_glyph, health_glyph, rollout_glyph, target = cell_parts(row)
-    return Text.assemble(
-        (versions, "yellow" if sync == Sync.OUT_OF_SYNC else ""),
+    text = Text.assemble(
+        (parts.versions, "yellow" if sync == Sync.OUT_OF_SYNC else ""),
         " ",
-        (sync_glyph, SYNC_STYLES[sync]),
-        (health_glyph, HEALTH_STYLES[health]),
-        (rollout_glyph, ROLLOUT_STYLES[rollout]),
-        (target, AVAILABILITY_STYLES[availability]),
+        (parts.sync, SYNC_STYLES[sync]),
+        (parts.health, HEALTH_STYLES[health]),
+        (parts.rollout, ROLLOUT_STYLES[rollout]),
+        (parts.target, AVAILABILITY_STYLES[availability]),
     )
+    if parts.step:
+        text.append(f" {parts.step}", style="italic " + ROLLOUT_STYLES[rollout])
+    return text
 
 
 def outcome_mark(outcome: str) -> Text:
