@@ -20,7 +20,7 @@ from qrelease.deployers.base import Deployer, DeployError, Provisioner
 from qrelease.engine import Backends, Engine, ReportSink, RowSink, utcnow
 from qrelease.model.environment import AzureQuantum, Environment
 from qrelease.promotion.promote import Promoter
-from qrelease.quantum.base import QuantumBackend
+from qrelease.quantum.base import JobReader, QuantumBackend
 from qrelease.quantum.cache import GateCache
 from qrelease.quantum.sandbox import GateLimits
 from qrelease.source.private import private_dir, private_file
@@ -30,6 +30,7 @@ from qrelease.store import DB_NAME, StateStore, open_store
 
 if TYPE_CHECKING:
     from qrelease.azure.arm import ArmDeployer
+    from qrelease.azure.quantum import AzureQuantumBackend
 
 _HEAD = "HEAD"
 
@@ -69,7 +70,7 @@ class LocalBackends:
         self.read_template = read_template or _no_templates
         self._qdk: QuantumBackend | None = None
         self._arm: ArmDeployer | None = None
-        self._azure: dict[str, tuple[AzureQuantum, QuantumBackend]] = {}
+        self._azure: dict[str, tuple[AzureQuantum, AzureQuantumBackend]] = {}
         self._lock = threading.Lock()
 
     def deployer_for(self, env: Environment) -> Deployer:
@@ -99,6 +100,13 @@ class LocalBackends:
                 return self._azure_backend(env, env.quantum)
             return self._local_qdk()
 
+    def jobs_for(self, env: Environment) -> JobReader | None:
+        """Where an environment's quantum jobs are read: its Azure Quantum workspace."""
+        with self._lock:
+            if isinstance(env.quantum, AzureQuantum):
+                return self._azure_backend(env, env.quantum)
+            return None
+
     def _local_qdk(self) -> QuantumBackend:
         if self._qdk is None:
             from qrelease.quantum.qdk import QdkBackend
@@ -107,7 +115,7 @@ class LocalBackends:
             self._qdk = QdkBackend(GatePool(self.gate_limits), cache=self.gate_cache)
         return self._qdk
 
-    def _azure_backend(self, env: Environment, settings: AzureQuantum) -> QuantumBackend:
+    def _azure_backend(self, env: Environment, settings: AzureQuantum) -> AzureQuantumBackend:
         known = self._azure.get(env.environment)
         if known is not None and known[0] == settings:
             return known[1]
@@ -125,6 +133,7 @@ class LocalBackends:
             deployer_for=self.deployer_for,
             quantum_for=self.quantum_for,
             provisioner_for=self.provisioner_for,
+            jobs_for=self.jobs_for,
             gate_workers=self.gate_limits.workers,
             gate_cache=self.gate_cache,
         )

@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from qrelease.deployers.base import DeployError, Previewer
 from qrelease.engine import infrastructure
 from qrelease.engine.backends import Backends
-from qrelease.engine.bake import bake_check, verify_live
+from qrelease.engine.bake import bake_check, quantum_degrade, verify_live
 from qrelease.engine.gates import PreparedGates, run_plan_gates
+from qrelease.engine.monitor import JobMonitor, MonitorReport, MonitorSettings, verdicts
 from qrelease.engine.observe import (
     Observation,
     Observer,
@@ -76,6 +77,7 @@ class Engine:
         concurrency: int = 1,
         sinks: Iterable[ReportSink] = (),
         trusted_keys: TrustedKeys | None = None,
+        monitor: MonitorSettings | None = None,
     ) -> None:
         self.repo = repo
         self.store = store
@@ -88,6 +90,7 @@ class Engine:
         self.loader = Loader(repo)
         self.finalise = Finaliser(sinks)
         self._observer = Observer(backends)
+        self.jobs = JobMonitor(store, backends, clock, monitor)
         self._owned: frozenset[str] | None = None
         self._local = threading.local()
 
@@ -120,6 +123,7 @@ class Engine:
         stored = self.store.observed_by_key()
         observation = self._observer.observe(snapshot, stored, scope, fresh=fresh)
         broken = broken_environments(snapshot, scope)
+        covered = selected(snapshot.environments, scope).values()
         the_plan = plan(
             snapshot.revision,
             observation.desired,
@@ -129,6 +133,7 @@ class Engine:
             retry=retry,
             broken=broken,
             verdicts=self._verdicts(snapshot, observation, stored, now),
+            degraded=verdicts(self.store, covered, stored, now),
         )
         refusal = self.verify(snapshot.revision) if self.verify else None
         return (hold_all(the_plan, refusal) if refusal else the_plan), observation, refusal
@@ -206,6 +211,7 @@ class Engine:
             self._observer.forget_environments(owned - (self._owned or frozenset()))
             self._owned = owned
         recovered_events = self.recover(snapshot.environments, Scope(owned=owned))
+        jobs = self.jobs.poll(selected(snapshot.environments, scope).values())
         the_plan, observation, refusal = self._decide(snapshot, scope, retry, started, fresh)
         self._observer.forget(action.key for action in the_plan.changes)
         run_id = self.store.begin_run(snapshot.revision, time=started)
@@ -231,6 +237,11 @@ class Engine:
             reports[action.key] = verify_live(
                 action, env, snapshot, states[action.key], self.backends, recorder, self.clock
             )
+        for action in the_plan.of_kind(ActionKind.DEGRADE):
+            env = environment_of(snapshot, action.env)
+            reports[action.key] = quantum_degrade(
+                action, env, snapshot, states[action.key], self.backends, recorder, self.clock
+            )
         deploys = the_plan.of_kind(ActionKind.DEPLOY)
         states |= self._entering_gates(recorder, deploys, states)
         gates = run_plan_gates(
@@ -250,9 +261,26 @@ class Engine:
             events=(first_seq, self.store.newest_seq()),
             env_filter=env_filter,
             trigger=trigger,
+            jobs=jobs,
         )
         self.finalise(self.store, report)
         return report
+
+    def watch_jobs(
+        self, rev: str = "HEAD", *, owned: frozenset[str] | None = None
+    ) -> tuple[MonitorReport, bool]:
+        """Read the covered workspaces' jobs between passes; True when a release's jobs now
+        fail its `policy.quantum_health` and a pass should degrade it."""
+        snapshot = self.loader.load(rev)
+        environments = selected(snapshot.environments, Scope(None, owned)).values()
+        report = self.jobs.poll(environments)
+        stored = self.store.observed_by_key()
+        failing = verdicts(self.store, environments, stored, self.clock())
+        due = any(
+            (state := stored.get(key)) is not None and state.failed_version != state.deployed
+            for key in failing
+        )
+        return report, due
 
     def _record_plan(
         self,

@@ -256,7 +256,9 @@ class GateSandbox:
         self._kill()
         # one thread per worker: the pool is the parallelism, and numpy's BLAS threads
         # would reserve address space against the memory limit
-        threads = dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "RAYON_NUM_THREADS"), "1")
+        threads = dict.fromkeys(
+            ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "RAYON_NUM_THREADS"), "1"
+        )
         env = {**os.environ, **threads, "QDK_PYTHON_TELEMETRY": "none"}
         limits = self.limits
         argv = [sys.executable, "-m", WORKER_MODULE, str(limits.memory_mib), str(limits.seconds)]

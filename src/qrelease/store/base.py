@@ -413,9 +413,14 @@ class StateStore(Protocol):
         ...
 
     def jobs(
-        self, env: str, app: str | None = None, version: str | None = None
+        self,
+        env: str,
+        app: str | None = None,
+        version: str | None = None,
+        *,
+        since: datetime | None = None,
     ) -> list[QuantumJob]:
-        """An environment's stored jobs (of one app, one release), oldest created first."""
+        """An environment's stored jobs (of one app, one release, created since), oldest first."""
         ...
 
     def open_jobs(self, env: str, limit: int) -> list[QuantumJob]:

@@ -273,14 +273,22 @@ class MemoryStore:
             self._jobs.update((job.key, job) for job in jobs)
 
     def jobs(
-        self, env: str, app: str | None = None, version: str | None = None
+        self,
+        env: str,
+        app: str | None = None,
+        version: str | None = None,
+        *,
+        since: datetime | None = None,
     ) -> list[QuantumJob]:
-        """An environment's stored jobs (of one app, one release), oldest created first."""
+        """An environment's stored jobs (of one app, one release, created since), oldest first."""
         with self._lock:
             found = [
                 job
                 for job in self._jobs.values()
-                if job.env == env and app in (None, job.app) and version in (None, job.version)
+                if job.env == env
+                and app in (None, job.app)
+                and version in (None, job.version)
+                and (since is None or job.created_at >= since)
             ]
         return sorted(found, key=lambda job: (job.created_at, job.job_id))
 

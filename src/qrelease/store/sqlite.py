@@ -572,14 +572,23 @@ class Store:
             self._connection.executemany(_UPSERT_JOB, [_job_row(job) for job in jobs])
 
     def jobs(
-        self, env: str, app: str | None = None, version: str | None = None
+        self,
+        env: str,
+        app: str | None = None,
+        version: str | None = None,
+        *,
+        since: datetime | None = None,
     ) -> list[QuantumJob]:
-        """An environment's stored jobs (of one app, one release), oldest created first."""
-        where, params = ["env = ?"], [env]
+        """An environment's stored jobs (of one app, one release, created since), oldest first."""
+        where: list[str] = ["env = ?"]
+        params: list[object] = [env]
         for column, value in (("app", app), ("version", version)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(_time_text(since))
         condition = " AND ".join(where)
         order = "ORDER BY created_at, job_id"
         sql = f"SELECT {_JOB_SELECT} FROM quantum_jobs WHERE {condition} {order}"  # noqa: S608 constant columns

@@ -257,6 +257,7 @@ def test_quantum_jobs_upsert_filter_and_prune(store: StateStore) -> None:
     assert store.jobs("prod", "bell", "1.0.0")[0] == done  # every field read back exactly
     assert [j.job_id for j in store.jobs("prod", version="1.1.0")] == ["j3"]
     assert store.jobs("prod", "other") == []
+    assert [j.job_id for j in store.jobs("prod", since=T0 + timedelta(minutes=2))] == ["j2", "j3"]
     assert [j.job_id for j in store.open_jobs("prod", 10)] == ["j2"]
     assert [j.job_id for j in store.open_jobs("dev", 1)] == ["x"]
     assert store.prune_jobs("prod", T0 + timedelta(minutes=2)) == 1
