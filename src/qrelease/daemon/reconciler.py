@@ -28,6 +28,7 @@ from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.schedule import next_delay, resync_due
 from qrelease.daemon.state import ControllerState, PassRecord
 from qrelease.engine import Backends, Engine, PassReport, utcnow
+from qrelease.engine.monitor import MonitorSettings, live_job_stats
 from qrelease.model.vocabulary import PassOutcome, Rollout
 from qrelease.planning.planner import Retry
 from qrelease.planning.status import StatusRow, row_of
@@ -118,6 +119,7 @@ class Reconciler:
         self._keeper_thread: threading.Thread | None = None
         self._keeper_stop = threading.Event()
         self._owned: frozenset[str] | None = None  # what the last pass covered
+        self._jobs_due: datetime | None = None  # when the workspaces' jobs are read next
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -239,6 +241,8 @@ class Reconciler:
                 self._requested_pass(revision or self._revision, request)
             if revision is not None and not requests and self._due(revision, reasons, config):
                 self._pass(revision, _trigger(reasons, revision != self._last_pass_revision))
+            elif revision is not None and self._jobs_due_now():
+                self._watch_jobs(revision)
         except Exception:  # a bug in one cycle must not stop the controller
             self._pass_errors += 1
             self.log.exception("cycle failed")
@@ -316,6 +320,30 @@ class Reconciler:
         elapsed = None if self._last_pass_at is None else self.clock() - self._last_pass_at
         return resync_due(elapsed, config.source.resync)
 
+    def _jobs_due_now(self) -> bool:
+        """True when the monitor interval since the last read of the workspaces' jobs is up."""
+        return self._jobs_due is None or self.clock() >= self._jobs_due
+
+    def _watch_jobs(self, revision: str) -> None:
+        """Read the owned workspaces' jobs between passes; a pass when a release now fails."""
+        owned = self.keeper.owned() if self.keeper is not None else None
+        report, degrade = self._the_engine().watch_jobs(revision, owned=owned)
+        self._jobs_due = self.clock() + self.config.monitor.interval
+        self.metrics.record_jobs(report.changes, report.errors)
+        for env, error in report.errors.items():
+            self.log.warning("reading quantum jobs failed", env=env, error=error)
+        if degrade:
+            self._pass(revision, "quantum-health")
+        else:
+            self._show_jobs(revision)
+
+    def _show_jobs(self, revision: str) -> None:
+        """Publish each watched live release's job statistics in the view (/status)."""
+        snapshot = self._the_engine().loader.load(revision)
+        store = self._opened_store()
+        stats = live_job_stats(store, snapshot.environments, store.all_observed(), self.clock())
+        self.state.update(jobs={key: value.as_json() for key, value in stats.items()})
+
     def _schedule(self, config: ControllerConfig) -> timedelta:
         """The next wait, published in the view so operators can see when the next poll is."""
         failures = max(self._source_failures, self._pass_errors)
@@ -323,6 +351,8 @@ class Reconciler:
         delay = next_delay(source.interval, failures, source.max_backoff, self._draw())
         if self._retry_at is not None:  # a transient failure is due before the next poll
             delay = max(timedelta(0), min(delay, self._retry_at - self.clock()))
+        if self._jobs_due is not None:  # the workspaces' jobs are read on their own interval
+            delay = max(timedelta(0), min(delay, self._jobs_due - self.clock()))
         self.state.update(
             next_poll_at=self.clock() + delay,
             interval=source.interval,
@@ -424,6 +454,10 @@ class Reconciler:
         self.metrics.record_holds((r.env, r.step) for r in rows if r.rollout == Rollout.HELD)
         due = [row.retry_at for row in rows if row.retry_at is not None]
         self._retry_at = min(due) if due else None
+        if report.jobs is not None:
+            self.metrics.record_jobs(report.jobs.changes, report.jobs.errors)
+            self._jobs_due = self.clock() + self.config.monitor.interval
+        self._show_jobs(report.revision)
 
     def _on_row(self, row: StatusRow) -> None:
         """The engine's row hook: /status shows every planned row and rollout step at once."""
@@ -550,6 +584,7 @@ class Reconciler:
                 trusted_keys=self._keys(),
                 concurrency=self.config.concurrency,
                 sinks=[self._on_report],
+                monitor=monitor_settings(self.config),
             )
         return self._engine
 
@@ -578,6 +613,17 @@ class Reconciler:
     def _opened_backends(self) -> Backends:
         assert self._backends is not None, "open() the reconciler first"
         return self._backends
+
+
+def monitor_settings(config: ControllerConfig) -> MonitorSettings:
+    """The engine's job-reading bounds from the config's `[monitor]` section."""
+    monitor = config.monitor
+    return MonitorSettings(
+        max_jobs=monitor.max_jobs,
+        max_refresh=monitor.max_refresh,
+        backfill=monitor.backfill,
+        retention=monitor.retention,
+    )
 
 
 def _describe(error: Exception) -> str:

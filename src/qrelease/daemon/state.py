@@ -58,6 +58,8 @@ class View:
     stopping: bool = False
     replica: str | None = None  # this replica's id when several share the store
     fleet: Mapping[str, Any] | None = None  # their heartbeats and leases
+    jobs: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    """The quantum-job statistics of each watched (env, app)'s live release (`JobStats`)."""
 
     def not_ready_reasons(self) -> list[str]:
         """Why the controller is not ready; empty when it is."""
@@ -107,11 +109,19 @@ class View:
             "revision": self.rows_revision,
             "pass_error": self.pass_error,
             "consecutive_pass_errors": self.pass_errors,
-            "rows": [self.rows[key].as_json() for key in sorted(self.rows)],
+            "rows": [self._row_json(key) for key in sorted(self.rows)],
             "stopping": self.stopping,
             "replica": self.replica,
             "fleet": dict(self.fleet) if self.fleet is not None else None,
         }
+
+    def _row_json(self, key: tuple[str, str]) -> dict[str, Any]:
+        """A status row, with its live release's quantum jobs where they are watched."""
+        row = self.rows[key].as_json()
+        stats = self.jobs.get(key)
+        if stats is not None and row.get("deployed") is not None:
+            row["quantum_jobs"] = {"version": row["deployed"], **stats}
+        return row
 
 
 class ControllerState:
