@@ -627,7 +627,25 @@ def status(
         snap = load_snapshot(git_repo, "HEAD")
     with open_state(ctx.state_dir, ctx.store_url) as store:
         recorded = [s for s in store.all_observed() if env_name in (None, s.env)]
-    _print_status(status_rows(recorded, snap.pins(env_name), snap.revision), ctx.as_json)
+        jobs = _live_jobs(store, snap.environments, recorded) if as_json else {}
+    rows = status_rows(recorded, snap.pins(env_name), snap.revision)
+    if as_json:  # each watched live release's quantum jobs, as /status shows them
+        emit_json([row.as_json() | _jobs_of(jobs, row) for row in rows])
+    else:
+        _print_status(rows, as_json=False)
+
+
+def _live_jobs(store: Any, environments: Any, recorded: Any) -> dict[Any, Any]:
+    from datetime import UTC, datetime
+
+    from qrelease.engine.monitor import live_jobs_json
+
+    return live_jobs_json(store, environments, recorded, datetime.now(UTC))
+
+
+def _jobs_of(jobs: dict[Any, Any], row: Any) -> dict[str, Any]:
+    found = jobs.get(row.key)
+    return {"quantum_jobs": found} if found and found["version"] == row.deployed else {}
 
 
 def _promoter(ctx: Context) -> Any:

@@ -28,7 +28,7 @@ from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.schedule import next_delay, resync_due
 from qrelease.daemon.state import ControllerState, PassRecord
 from qrelease.engine import Backends, Engine, PassReport, utcnow
-from qrelease.engine.monitor import MonitorSettings, live_job_stats
+from qrelease.engine.monitor import MonitorSettings, live_jobs_json
 from qrelease.model.vocabulary import PassOutcome, Rollout
 from qrelease.planning.planner import Retry
 from qrelease.planning.status import StatusRow, row_of
@@ -341,8 +341,8 @@ class Reconciler:
         """Publish each watched live release's job statistics in the view (/status)."""
         snapshot = self._the_engine().loader.load(revision)
         store = self._opened_store()
-        stats = live_job_stats(store, snapshot.environments, store.all_observed(), self.clock())
-        self.state.update(jobs={key: value.as_json() for key, value in stats.items()})
+        jobs = live_jobs_json(store, snapshot.environments, store.all_observed(), self.clock())
+        self.state.update(jobs=jobs)
 
     def _schedule(self, config: ControllerConfig) -> timedelta:
         """The next wait, published in the view so operators can see when the next poll is."""

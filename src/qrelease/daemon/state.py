@@ -59,7 +59,7 @@ class View:
     replica: str | None = None  # this replica's id when several share the store
     fleet: Mapping[str, Any] | None = None  # their heartbeats and leases
     jobs: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
-    """The quantum-job statistics of each watched (env, app)'s live release (`JobStats`)."""
+    """Each watched (env, app)'s live release and its quantum-job statistics."""
 
     def not_ready_reasons(self) -> list[str]:
         """Why the controller is not ready; empty when it is."""
@@ -118,9 +118,9 @@ class View:
     def _row_json(self, key: tuple[str, str]) -> dict[str, Any]:
         """A status row, with its live release's quantum jobs where they are watched."""
         row = self.rows[key].as_json()
-        stats = self.jobs.get(key)
-        if stats is not None and row.get("deployed") is not None:
-            row["quantum_jobs"] = {"version": row["deployed"], **stats}
+        jobs = self.jobs.get(key)
+        if jobs is not None and jobs.get("version") == row.get("deployed"):
+            row["quantum_jobs"] = dict(jobs)
         return row
 
 

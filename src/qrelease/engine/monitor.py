@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from qrelease.azure.jobs import first_cursor
 from qrelease.engine.backends import Backends
@@ -193,3 +194,22 @@ def live_job_stats(
         jobs = store.jobs(state.env, state.app, state.deployed)
         stats[state.key] = job_stats(jobs, now, env.policy.quantum_health)
     return stats
+
+
+def live_jobs_json(
+    store: StateStore,
+    environments: Mapping[str, Environment],
+    observed: Iterable[ObservedState],
+    now: datetime,
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """What every surface shows as a row's `quantum_jobs`: the live version and its stats.
+
+    `/status`, `qrelease status --json` (and `qrelease get` and the TUI's detail pane)
+    call this one function, so they agree.
+    """
+    rows = list(observed)
+    deployed = {state.key: state.deployed for state in rows}
+    return {
+        key: {"version": deployed[key], **stats.as_json()}
+        for key, stats in live_job_stats(store, environments, rows, now).items()
+    }

@@ -158,8 +158,9 @@ def test_failing_jobs_degrade_the_release_and_roll_it_back_once(
     controller = rig.start()
     api = api_for(controller)
     wait_for("1.0.0 live in qprod", live(api, "1.0.0"))
-    rig.pin(ENV, "bell-service", "1.1.0")
+    pinned = rig.pin(ENV, "bell-service", "1.1.0")
     wait_for("1.1.0 live in qprod", live(api, "1.1.0"))
+    wait_for("the pass to end", lambda: api.status()["last_pass"]["revision"] == pinned)
     plant(workspace, "1.1.0", ["Succeeded"] * 8 + ["Failed"])  # 1 of 9: too few to judge
     rig.clock.advance(timedelta(minutes=2))
     wait_for(
@@ -172,6 +173,7 @@ def test_failing_jobs_degrade_the_release_and_roll_it_back_once(
     rig.clock.advance(timedelta(minutes=2))
 
     wait_for("the rollback to 1.0.0", live(api, "1.0.0"))
+    wait_for("the pass to end", lambda: api.status()["last_pass"]["trigger"] == "quantum-health")
     row = api.row(ENV, "bell-service")
     assert (row["desired"], row["rollout"], row["step"]) == ("1.1.0", "Failed", "quantum jobs")
     assert "4 of 12 quantum jobs failed in the last 30m (33%" in row["message"]
