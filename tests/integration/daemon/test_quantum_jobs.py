@@ -181,7 +181,7 @@ def test_failing_jobs_degrade_the_release_and_roll_it_back_once(
     for _ in range(3):  # later reads find the same failures: nothing more is recorded
         reads = workspace.count("GET", r"/jobs$")
         rig.clock.advance(timedelta(minutes=2))
-        wait_for("another read", lambda: workspace.count("GET", r"/jobs$") > reads)
+        wait_for("another read", lambda n=reads: workspace.count("GET", r"/jobs$") > n)
     [rollback] = events(rig, "auto-rollback")
     [degraded] = events(rig, "quantum-health")
     assert (rollback.outcome, rollback.details["restored"]) == ("Restored", "1.0.0")
