@@ -106,6 +106,10 @@ def series(name: str, **labels: str) -> str:
     return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(every.items())) + "}"
 
 
+def more_reads(workspace: QuantumFake, reads: int) -> Callable[[], bool]:
+    return lambda: workspace.count("GET", r"/jobs$") > reads
+
+
 def live(api: Api, version: str) -> Callable[[], bool]:
     return lambda: api.row(ENV, "bell-service").get("deployed") == version
 
@@ -181,7 +185,7 @@ def test_failing_jobs_degrade_the_release_and_roll_it_back_once(
     for _ in range(3):  # later reads find the same failures: nothing more is recorded
         reads = workspace.count("GET", r"/jobs$")
         rig.clock.advance(timedelta(minutes=2))
-        wait_for("another read", lambda n=reads: workspace.count("GET", r"/jobs$") > n)
+        wait_for("another read", more_reads(workspace, reads))
     [rollback] = events(rig, "auto-rollback")
     [degraded] = events(rig, "quantum-health")
     assert (rollback.outcome, rollback.details["restored"]) == ("Restored", "1.0.0")
