@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrule as Recurrence
 from dateutil.rrule import rrulestr
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from qrelease.model.manifest import Frozen, has_parent_segment
 from qrelease.model.types import DnsName, Duration, SemVer
@@ -426,15 +426,17 @@ class Environment(Frozen):
     policy: Policy = Policy()
     apps: dict[DnsName, SemVer] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _jobs_are_watched(self) -> Environment:
+    @field_validator("policy")
+    @classmethod
+    def _jobs_are_watched(cls, policy: Policy, info: ValidationInfo) -> Policy:
         """quantum_health judges jobs read from a workspace; a local environment has none."""
-        if self.policy.quantum_health is not None and not isinstance(self.quantum, AzureQuantum):
+        quantum = info.data.get("quantum")
+        if policy.quantum_health is not None and not isinstance(quantum, AzureQuantum):
             raise ValueError(
-                "policy.quantum_health needs quantum.kind: azure (qrelease reads the jobs"
-                " from the workspace; jobs on the local simulator are not monitored)"
+                "quantum_health needs quantum.kind: azure (qrelease reads the jobs from the"
+                " workspace; jobs on the local simulator are not monitored)"
             )
-        return self
+        return policy
 
     def source_refusals(self, allowed: Sequence[str]) -> list[tuple[str, str]]:
         """(field, problem) for each package source that `[sources] allow` does not admit."""
