@@ -23,7 +23,7 @@ from qrelease.engine.rollout import switch_back
 from qrelease.model.environment import Environment
 from qrelease.model.events import Event
 from qrelease.model.observed import ObservedState
-from qrelease.model.vocabulary import EventKind, EventOutcome, Failure, Health, Rollout
+from qrelease.model.vocabulary import EventKind, EventOutcome, Failure, Health, Rollout, Sync
 from qrelease.planning.jobs import HEALTH_STEP
 from qrelease.planning.planner import Action
 from qrelease.planning.status import Outcome, baked, baking, failed, row_of, verified
@@ -198,6 +198,8 @@ def _failed_live(
         step, reason, Failure.DETERMINISTIC, live, live_health, went_live=live == action.to_version
     )
     after = failed(state, state, result, snapshot.revision, clock())
+    if live != action.to_version:  # switched back: what runs is no longer what Git asks for
+        after = after.model_copy(update={"sync": Sync.OUT_OF_SYNC})
     events.append(draft(action, kind, EventOutcome.FAILED, snapshot.revision, reason))
     return after, recorder.commit(after, events)
 

@@ -180,6 +180,7 @@ def test_failing_jobs_degrade_the_release_and_roll_it_back_once(
     wait_for("the pass to end", lambda: api.status()["last_pass"]["trigger"] == "quantum-health")
     row = api.row(ENV, "bell-service")
     assert (row["desired"], row["rollout"], row["step"]) == ("1.1.0", "Failed", "quantum jobs")
+    assert (row["sync"], row["health"]) == ("OutOfSync", "Healthy")  # 1.0.0 runs, checked
     assert "4 of 12 quantum jobs failed in the last 30m (33%" in row["message"]
     assert "rolled back to 1.0.0" in row["message"]
     for _ in range(3):  # later reads find the same failures: nothing more is recorded
