@@ -13,7 +13,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from qrelease.daemon.schedule import next_delay, resync_due
 from qrelease.daemon.state import ControllerState, PassRecord
 from qrelease.engine import Backends, Engine, PassReport, utcnow
 from qrelease.engine.monitor import MonitorSettings, live_jobs_json
+from qrelease.model.environment import Environment
 from qrelease.model.vocabulary import PassOutcome, Rollout
 from qrelease.planning.planner import Retry
 from qrelease.planning.status import StatusRow, row_of
@@ -327,21 +328,21 @@ class Reconciler:
     def _watch_jobs(self, revision: str) -> None:
         """Read the owned workspaces' jobs between passes; a pass when a release now fails."""
         owned = self.keeper.owned() if self.keeper is not None else None
-        report, degrade = self._the_engine().watch_jobs(revision, owned=owned)
-        self._jobs_due = self.clock() + self.config.monitor.interval
+        started = self.clock()  # the interval runs from the start of a read
+        report, degrade, environments = self._the_engine().watch_jobs(revision, owned=owned)
+        self._jobs_due = started + self.config.monitor.interval
         self.metrics.record_jobs(report.changes, report.errors)
         for env, error in report.errors.items():
             self.log.warning("reading quantum jobs failed", env=env, error=error)
         if degrade:
             self._pass(revision, "quantum-health")
         else:
-            self._show_jobs(revision)
+            self._show_jobs(environments)
 
-    def _show_jobs(self, revision: str) -> None:
+    def _show_jobs(self, environments: Mapping[str, Environment]) -> None:
         """Publish each watched live release's job statistics in the view (/status)."""
-        snapshot = self._the_engine().loader.load(revision)
         store = self._opened_store()
-        jobs = live_jobs_json(store, snapshot.environments, store.all_observed(), self.clock())
+        jobs = live_jobs_json(store, environments, store.all_observed(), self.clock())
         self.state.update(jobs=jobs)
 
     def _schedule(self, config: ControllerConfig) -> timedelta:
@@ -456,8 +457,8 @@ class Reconciler:
         self._retry_at = min(due) if due else None
         if report.jobs is not None:
             self.metrics.record_jobs(report.jobs.changes, report.jobs.errors)
-            self._jobs_due = self.clock() + self.config.monitor.interval
-        self._show_jobs(report.revision)
+            self._jobs_due = report.started_at + self.config.monitor.interval
+        self._show_jobs(report.snapshot.environments)
 
     def _on_row(self, row: StatusRow) -> None:
         """The engine's row hook: /status shows every planned row and rollout step at once."""

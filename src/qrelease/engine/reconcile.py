@@ -268,9 +268,10 @@ class Engine:
 
     def watch_jobs(
         self, rev: str = "HEAD", *, owned: frozenset[str] | None = None
-    ) -> tuple[MonitorReport, bool]:
-        """Read the covered workspaces' jobs between passes; True when a release's jobs now
-        fail its `policy.quantum_health` and a pass should degrade it."""
+    ) -> tuple[MonitorReport, bool, Mapping[str, Environment]]:
+        """Read the covered workspaces' jobs between passes: what was read, whether a
+        release's jobs now fail its `policy.quantum_health` (a pass should degrade it), and
+        the revision's environments."""
         snapshot = self.loader.load(rev)
         environments = selected(snapshot.environments, Scope(None, owned)).values()
         report = self.jobs.poll(environments)
@@ -280,7 +281,7 @@ class Engine:
             (state := stored.get(key)) is not None and state.failed_version != state.deployed
             for key in failing
         )
-        return report, due
+        return report, due, snapshot.environments
 
     def _record_plan(
         self,
