@@ -26,10 +26,9 @@ from qrelease.model.jobs import JobCursor, QuantumJob
 from qrelease.model.observed import ObservedState
 from qrelease.planning.jobs import JobStats, health_problem, job_stats
 from qrelease.quantum.base import JobReader
-from qrelease.store.base import StateStore
+from qrelease.store.base import JOB_CURSOR_KEY, StateStore
 
-CURSOR_KEY = "quantum_jobs.cursor."
-"""Meta key prefix of each environment's `JobCursor` (JSON: since, offset)."""
+CURSOR_KEY = JOB_CURSOR_KEY
 
 
 @dataclass(frozen=True)

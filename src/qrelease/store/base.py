@@ -189,6 +189,8 @@ JOB_COLUMNS = (
     "currency",
 )
 """The columns of the `quantum_jobs` table, in `QuantumJob` field order."""
+JOB_CURSOR_KEY = "quantum_jobs.cursor."
+"""Meta key prefix of each environment's job-list cursor (JSON: since, offset)."""
 ENDED_STATUSES = tuple(str(status) for status in JobStatus if status.ended)
 
 
