@@ -28,7 +28,7 @@ from qrelease.daemon.metrics import Metrics
 from qrelease.daemon.schedule import next_delay, resync_due
 from qrelease.daemon.state import ControllerState, PassRecord
 from qrelease.engine import Backends, Engine, PassReport, utcnow
-from qrelease.engine.monitor import MonitorSettings, live_jobs_json
+from qrelease.engine.monitor import MonitorSettings, live_jobs_json, watched
 from qrelease.model.environment import Environment
 from qrelease.model.vocabulary import PassOutcome, Rollout
 from qrelease.planning.planner import Retry
@@ -341,6 +341,10 @@ class Reconciler:
 
     def _show_jobs(self, environments: Mapping[str, Environment]) -> None:
         """Publish each watched live release's job statistics in the view (/status)."""
+        if not any(watched(env) for env in environments.values()):
+            if self.state.view.jobs:
+                self.state.update(jobs={})
+            return
         store = self._opened_store()
         jobs = live_jobs_json(store, environments, store.all_observed(), self.clock())
         self.state.update(jobs=jobs)
