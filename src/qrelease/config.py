@@ -299,6 +299,28 @@ class WebConfig(Frozen):
         return self
 
 
+class MonitorConfig(Frozen):
+    """Reading the quantum jobs live releases submit to their Azure Quantum workspaces.
+
+    Every `interval` (and at every pass) the controller reads each workspace's job list from
+    where it stopped, at most `max_jobs` jobs, and re-reads at most `max_refresh` jobs that
+    had not ended. A workspace read for the first time is read from `backfill` ago; jobs
+    are kept `retention` after their creation.
+    """
+
+    interval: Duration = timedelta(minutes=1)
+    max_jobs: int = Field(default=500, ge=1, le=100_000)
+    max_refresh: int = Field(default=100, ge=0, le=10_000)
+    backfill: Duration = timedelta(days=1)
+    retention: Duration = timedelta(days=30)
+
+    @model_validator(mode="after")
+    def _positive(self) -> MonitorConfig:
+        if self.interval <= timedelta(0) or self.retention <= timedelta(0):
+            raise ValueError("interval and retention must be positive")
+        return self
+
+
 class ControllerConfig(Frozen):
     """Everything the controller and the CLI read from the config file."""
 
@@ -318,6 +340,7 @@ class ControllerConfig(Frozen):
     replica: ReplicaConfig = ReplicaConfig()
     notifications: NotificationsConfig = NotificationsConfig()
     web: WebConfig = WebConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     @property
     def replicated(self) -> bool:

@@ -25,11 +25,12 @@ from qrelease.store import DB_NAME, StateStore, open_parse_cache, open_store
 
 if TYPE_CHECKING:
     from qrelease.azure.arm import ArmDeployer
+    from qrelease.azure.quantum import AzureQuantumBackend
     from qrelease.deployers.base import Deployer, Provisioner
     from qrelease.deployers.venv import Wheelhouse
     from qrelease.engine import Backends, Engine, ReportSink, RowSink
     from qrelease.promotion.promote import Promoter
-    from qrelease.quantum.base import QuantumBackend
+    from qrelease.quantum.base import JobReader, QuantumBackend
     from qrelease.quantum.cache import GateCache
     from qrelease.quantum.sandbox import GateLimits
     from qrelease.source.repo import GitRepo
@@ -108,7 +109,7 @@ class LocalBackends:
         self.gate_queue = gate_queue
         self._qdk: QuantumBackend | None = None
         self._arm: ArmDeployer | None = None
-        self._azure: dict[str, tuple[AzureQuantum, QuantumBackend]] = {}
+        self._azure: dict[str, tuple[AzureQuantum, AzureQuantumBackend]] = {}
         self._lock = threading.Lock()
 
     def deployer_for(self, env: Environment) -> Deployer:
@@ -138,6 +139,13 @@ class LocalBackends:
                 return self._azure_backend(env, env.quantum)
             return self._local_qdk()
 
+    def jobs_for(self, env: Environment) -> JobReader | None:
+        """Where an environment's quantum jobs are read: its Azure Quantum workspace."""
+        with self._lock:
+            if isinstance(env.quantum, AzureQuantum):
+                return self._azure_backend(env, env.quantum)
+            return None
+
     def _local_qdk(self) -> QuantumBackend:
         if self._qdk is None:
             from qrelease.quantum.qdk import QdkBackend
@@ -161,7 +169,7 @@ class LocalBackends:
             self._qdk = QdkBackend(pool, cache=self.gate_cache, runner=runner)
         return self._qdk
 
-    def _azure_backend(self, env: Environment, settings: AzureQuantum) -> QuantumBackend:
+    def _azure_backend(self, env: Environment, settings: AzureQuantum) -> AzureQuantumBackend:
         known = self._azure.get(env.environment)
         if known is not None and known[0] == settings:
             return known[1]
@@ -181,6 +189,7 @@ class LocalBackends:
             deployer_for=self.deployer_for,
             quantum_for=self.quantum_for,
             provisioner_for=self.provisioner_for,
+            jobs_for=self.jobs_for,
             gate_workers=self.gate_limits.workers,
             gate_cache=self.gate_cache,
         )

@@ -16,8 +16,9 @@ codes, headers and bodies that the SDKs parse; nothing of an SDK is patched.
   workspace's data-plane endpoint.
   Template expressions are evaluated only for `[parameters('name')]`; other expressions are
   kept as text, which is enough to compare runs.
-- `QuantumFake`: the Azure Quantum data plane (`providerStatus`, `storage/sasUri`, `jobs/{id}`
-  PUT/GET, `jobs/{id}:cancel`) plus the Azurite-style blob routes
+- `QuantumFake`: the Azure Quantum data plane (`providerStatus`, `storage/sasUri`, `jobs`
+  listed by creation date with skip/top paging and `nextLink`, `jobs/{id}` PUT/GET,
+  `jobs/{id}:cancel`) plus the Azurite-style blob routes
   (`/devstoreaccount1/{container}/{blob}` PUT/GET/HEAD) that job input and output go through.
   A job follows a scripted lifecycle, one status per GET: Waiting -> ... -> a final status.
 - `HealthFake`: an app's `/healthz`, for the ARM deployer's health probe.
@@ -49,7 +50,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from azure.core.credentials import AccessToken
 
@@ -410,6 +411,11 @@ class StaticToken:
         if self.error is not None:
             raise self.error
         return AccessToken(self.token, int(time.time()) + 3600)
+
+
+def _iso(moment: dt.datetime) -> str:
+    """An aware datetime as the service writes it (UTC, `Z`)."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _timestamp(seq: int) -> str:
@@ -866,6 +872,7 @@ class QuantumFake(FakeService):
         self._seq = 0
         self.route("GET", _WORKSPACE + "/providerStatus", self._provider_status)
         self.route("POST", _WORKSPACE + "/storage/sasUri", self._sas_uri)
+        self.route("GET", _WORKSPACE + "/jobs", self._list_jobs)
         self.route("PUT", _JOB, self._put_job)
         self.route("GET", _JOB, self._get_job)
         self.route("POST", _JOB + ":cancel", self._cancel_job)
@@ -903,6 +910,53 @@ class QuantumFake(FakeService):
         if qubits is not None:
             target["numQubits"] = qubits
         provider["targets"].append(target)
+
+    def add_job(
+        self,
+        job_id: str,
+        *,
+        created: dt.datetime,
+        status: str = "Succeeded",
+        tags: list[str] | None = None,
+        target: str = "ionq.simulator",
+        began: dt.datetime | None = None,
+        ended: dt.datetime | None = None,
+        cost: float | None = None,
+        currency: str = "USD",
+    ) -> JSON:
+        """Plant a job an application submitted (no input blob: only its record is read)."""
+        record: JSON = {
+            "id": job_id,
+            "itemType": "Job",
+            "name": f"app job {job_id}",
+            "providerId": target.split(".", 1)[0],
+            "target": target,
+            "status": status,
+            "creationTime": _iso(created),
+            "jobType": "QuantumComputing",
+            "containerUri": f"{self.base_url}/{STORAGE_ACCOUNT}/job-{job_id}",
+            "inputDataFormat": "qir.v1",
+            "tags": list(tags or []),
+        }
+        if began is not None:
+            record["beginExecutionTime"] = _iso(began)
+        if ended is not None:
+            record["endExecutionTime" if status != "Cancelled" else "cancellationTime"] = _iso(
+                ended
+            )
+        if cost is not None:
+            record["costEstimate"] = {"currencyCode": currency, "estimatedTotal": cost}
+        with self._lock:
+            self.jobs[job_id] = record
+            self._progress[job_id] = []
+        return record
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        """Change a planted job's record (its status, times, cost) as the service would."""
+        with self._lock:
+            record = self.jobs[job_id]
+            for key, value in fields.items():
+                record[key] = _iso(value) if isinstance(value, dt.datetime) else value
 
     def submitted(self) -> list[JSON]:
         """Every job created so far, in submission order."""
@@ -962,6 +1016,31 @@ class QuantumFake(FakeService):
         self._scripts[job] = self.script
         self._progress[job] = list(self.script.statuses)
         return Reply(200, record)
+
+    def _list_jobs(self, request: Request, sub: str, rg: str, ws: str) -> Reply:
+        """The job list: `filter` (only `CreationTime ge <date>`), `orderby`, `skip`, `top`."""
+        query = request.query
+        since = ""
+        if query.get("filter"):
+            match = re.fullmatch(r"CreationTime ge (\d{4}-\d{2}-\d{2})", query["filter"])
+            if match is None:
+                text = f"unsupported filter {query['filter']!r}"
+                return Reply(400, error_body("InvalidFilter", text))
+            since = match.group(1)
+        if query.get("orderby") not in (None, "CreationTime asc"):
+            return Reply(400, error_body("InvalidOrderBy", f"unsupported {query['orderby']!r}"))
+        listed = sorted(
+            (job for job in self.jobs.values() if job["creationTime"][:10] >= since),
+            key=lambda job: job["creationTime"],
+        )
+        skip, top = int(query.get("skip") or 0), int(query.get("top") or 100)
+        page = listed[skip : skip + top]
+        next_link = None
+        if skip + top < len(listed):
+            rest = {k: v for k, v in query.items() if k not in ("skip", "api-version")}
+            rest["skip"] = str(skip + top)
+            next_link = f"{self.base_url}{request.path}?{urlencode(rest)}"
+        return Reply(200, {"value": page, "nextLink": next_link})
 
     def _job_problem(self, body: JSON) -> str | None:
         target = body.get("target")

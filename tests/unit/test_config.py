@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,17 @@ def test_a_bad_notifications_or_web_section_names_file_line_and_field(
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert str(raised.value).startswith(f"{path}:{line}: {message}")
+
+
+def test_the_monitor_section_is_read_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "controller.toml"
+    path.write_text('[monitor]\ninterval = "30s"\nmax_jobs = 50\n')
+    monitor = load_config(path).monitor
+    assert (monitor.interval, monitor.max_jobs, monitor.max_refresh) == (
+        timedelta(seconds=30),
+        50,
+        100,
+    )
+    path.write_text("[monitor]\nmax_jobs = 0\n")
+    with pytest.raises(ConfigError, match=r"controller.toml:\d+: monitor.max_jobs: "):
+        load_config(path)

@@ -10,6 +10,8 @@ Protocol for environments with `quantum: {kind: azure, ...}`:
   holds rollouts like any other degradation (it never rolls an app back).
 - gates are qdk's (compile, estimate, smoke, run locally), except that the profile gate is
   re-judged against what the service reports, which wins over the built-in catalog.
+- the jobs live releases submit (`read_jobs`, `refresh_jobs`) are read from the workspace's
+  job list, incrementally and bounded per read (`azure/jobs.py` holds the cursor).
 - the optional verification job is priced first from the provider's tariff
   (`quantum/pricing.py`); where the environment has a `policy.quantum_budget`, a job over
   it (per job, or this month with what was spent) is refused before anything is submitted.
@@ -31,18 +33,19 @@ through the SAS URLs the service hands out, never with the storage SDK's default
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from azure.core import PipelineClient
 from azure.core.credentials import AzureKeyCredential
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline.policies import RetryPolicy
 from azure.quantum._client import WorkspaceClient
 from azure.quantum._constants import ConnectionConstants
@@ -68,7 +71,9 @@ from qrelease.azure.common import (
     retried,
     unavailable,
 )
+from qrelease.azure.jobs import advanced, job_of, parse_time, start_of, vanished
 from qrelease.model.environment import AzureQuantum
+from qrelease.model.jobs import JobCursor, QuantumJob
 from qrelease.model.manifest import Quantum, SmokeGate, TargetProfile
 from qrelease.model.types import format_duration
 from qrelease.model.vocabulary import Availability, GateOutcome
@@ -77,6 +82,7 @@ from qrelease.quantum.base import (
     EstimateSummary,
     GateReport,
     GateResult,
+    JobRead,
     ProgramSource,
     QuantumBackend,
     TargetStatus,
@@ -107,6 +113,7 @@ _PROFILE_ALIASES = {
 _RESULT_WORD = re.compile(r"\b(Zero|One)\b")
 _GATE = "verification"
 _INPUT_BLOB = "inputData"
+JOB_PAGE = 100  # jobs per listing request
 _T = TypeVar("_T")
 
 
@@ -534,6 +541,56 @@ class AzureQuantumBackend:
             status_of(target_id, targets, settings.workspace, settings.max_queue_time)
             for target_id in sorted(targets)
         ]
+
+    # -- the jobs of live releases (`JobReader`)
+
+    def read_jobs(self, cursor: JobCursor, limit: int) -> JobRead:
+        """Up to `limit` jobs of the workspace's list from `cursor`, oldest created first."""
+        workspace = self._open()
+        where, skip = start_of(cursor)
+
+        def listing() -> list[dict[str, Any]]:
+            assert workspace.rest is not None  # set by _create_client during construction
+            pages = workspace.rest.services.jobs.list(
+                workspace.subscription_id,
+                workspace.resource_group,
+                workspace.name,
+                filter=where,
+                orderby="CreationTime asc",
+                skip=skip,
+                top=min(limit, JOB_PAGE),
+            )
+            return [plain(job) for job in itertools.islice(pages, limit)]
+
+        records = self._call("listing the workspace's jobs", listing)
+        self._pipeline.take()
+        created = [parse_time(record.get("creationTime")) for record in records]
+        env = self.environment or self.settings.workspace
+        jobs = [job for job in (job_of(record, env) for record in records) if job is not None]
+        moments = [moment for moment in created if moment is not None]
+        return JobRead(jobs, advanced(cursor, skip, moments), len(records))
+
+    def refresh_jobs(self, jobs: Sequence[QuantumJob], now: datetime) -> list[QuantumJob]:
+        """The jobs as the service reports them now (one it no longer has is Cancelled)."""
+        workspace = self._open()
+        fresh = []
+        for job in jobs:
+
+            def get(job_id: str = job.job_id) -> dict[str, Any] | None:
+                assert workspace.rest is not None  # set by _create_client during construction
+                try:
+                    found = workspace.rest.services.jobs.get(
+                        workspace.subscription_id, workspace.resource_group, workspace.name, job_id
+                    )
+                except ResourceNotFoundError:
+                    return None
+                return dict(plain(found))
+
+            record = self._call("reading a job", get)
+            read = job_of(record, job.env) if record is not None else None
+            fresh.append(read or vanished(job, now))
+        self._pipeline.take()
+        return fresh
 
     def with_budget(self, ledger: SpendLedger) -> QuantumBackend:
         """This backend, pricing each verification job against `ledger` before submitting."""

@@ -6,9 +6,9 @@ only lays them out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qrelease.cli.output import Output, print_table
 
@@ -61,12 +61,22 @@ def status_cells(row: StatusRow, *, wide: bool = False) -> list[str]:
     return [*cells, row.message]
 
 
-def print_status(rows: Sequence[StatusRow], output: Output) -> None:
-    """Print status rows in the chosen format."""
+def print_status(
+    rows: Sequence[StatusRow],
+    output: Output,
+    jobs: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+) -> None:
+    """Print status rows in the chosen format (structured rows carry `quantum_jobs`: the live
+    release's job statistics, where `jobs` has them for the release deployed)."""
     if output.structured:
-        output.emit([row.as_json() for row in rows])
+        output.emit([row.as_json() | _jobs_of(jobs or {}, row) for row in rows])
         return
     headers = list(STATUS_COLUMNS)
     if output.wide:
         headers[-1:-1] = WIDE_COLUMNS
     print_table(headers, [status_cells(row, wide=output.wide) for row in rows])
+
+
+def _jobs_of(jobs: Mapping[tuple[str, str], Mapping[str, Any]], row: StatusRow) -> dict[str, Any]:
+    found = jobs.get(row.key)
+    return {"quantum_jobs": dict(found)} if found and found["version"] == row.deployed else {}

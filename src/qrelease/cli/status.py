@@ -145,9 +145,19 @@ def status(
         check_names(snapshot, env_name, app)
         rows = source.rows(snapshot, env_name, app)
         if not watch:
-            print_status(rows, output)
+            print_status(rows, output, _live_jobs(source, snapshot) if output.structured else None)
             return
         _watch(source, env_name, app, every, output)
+
+
+def _live_jobs(source: RowSource, snapshot: Snapshot) -> dict[tuple[str, str], Any]:
+    """Each watched live release's quantum jobs (`-o json|yaml`), as `/status` shows them."""
+    from datetime import UTC, datetime
+
+    from qrelease.engine.monitor import live_jobs_json
+
+    recorded = source.store.all_observed()
+    return dict(live_jobs_json(source.store, snapshot.environments, recorded, datetime.now(UTC)))
 
 
 def _watch(

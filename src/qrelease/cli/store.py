@@ -54,11 +54,12 @@ def store_migrate(from_url: str, to_url: str, output: Output) -> None:
                 "runs": copied.runs,
                 "intents": copied.intents,
                 "meta": copied.meta,
+                "quantum_jobs": copied.jobs,
             }
         )
         return
     click.echo(
         f"copied {copied.events} events (head {copied.head_hash[:12]}), {copied.observed} "
-        f"observed rows, {copied.runs} runs, {copied.intents} intents and {copied.meta} meta "
-        f"keys from {redact_url(from_url)} to {redact_url(to_url)}"
+        f"observed rows, {copied.runs} runs, {copied.intents} intents, {copied.meta} meta "
+        f"keys and {copied.jobs} quantum jobs from {redact_url(from_url)} to {redact_url(to_url)}"
     )

@@ -13,8 +13,12 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 
+from qrelease.engine.monitor import JobChange
+
 PASS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 FETCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+JOB_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+RELEASE = ["env", "app", "version"]
 
 
 class Metrics:
@@ -96,6 +100,61 @@ class Metrics:
             ["page", "code"],
             registry=r,
         )
+
+        self.quantum_jobs = Counter(
+            "qrelease_quantum_jobs",
+            "Quantum jobs of each release as this controller read them from the workspace:"
+            " status submitted when first seen, then Succeeded, Failed or Cancelled when"
+            " it ended.",
+            [*RELEASE, "status"],
+            registry=r,
+        )
+        self.quantum_queue = Histogram(
+            "qrelease_quantum_job_queue_seconds",
+            "How long each release's quantum jobs waited before executing.",
+            RELEASE,
+            registry=r,
+            buckets=JOB_BUCKETS,
+        )
+        self.quantum_execution = Histogram(
+            "qrelease_quantum_job_execution_seconds",
+            "How long each release's quantum jobs executed.",
+            RELEASE,
+            registry=r,
+            buckets=JOB_BUCKETS,
+        )
+        self.quantum_cost = Counter(
+            "qrelease_quantum_job_cost",
+            "What each release's ended quantum jobs cost, as the service reports it.",
+            [*RELEASE, "currency"],
+            registry=r,
+        )
+        self.quantum_read_errors = Counter(
+            "qrelease_quantum_job_read_errors",
+            "Reads of an environment's workspace jobs that failed.",
+            ["env"],
+            registry=r,
+        )
+
+    def record_jobs(self, changes: Iterable[JobChange], errors: Iterable[str] = ()) -> None:
+        """Count what one read of the workspaces found new: jobs, endings, times, cost."""
+        for change in changes:
+            job = change.job
+            release = {"env": job.env, "app": job.app, "version": job.version}
+            if change.submitted:
+                self.quantum_jobs.labels(**release, status="submitted").inc()
+            if change.began and job.queue_seconds is not None:
+                self.quantum_queue.labels(**release).observe(job.queue_seconds)
+            if not change.ended:
+                continue
+            self.quantum_jobs.labels(**release, status=str(job.status)).inc()
+            if job.execution_seconds is not None:
+                self.quantum_execution.labels(**release).observe(job.execution_seconds)
+            if job.cost is not None:
+                currency = job.currency or "unknown"
+                self.quantum_cost.labels(**release, currency=currency).inc(job.cost)
+        for env in errors:
+            self.quantum_read_errors.labels(env=env).inc()
 
     def record_fetch(self, seconds: float, ok: bool, at: float) -> None:
         """Count one fetch: its duration, and either the success time or one more error."""

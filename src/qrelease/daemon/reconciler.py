@@ -13,7 +13,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from qrelease.daemon.schedule import next_delay, resync_due
 from qrelease.daemon.state import ControllerState, PassRecord
 from qrelease.deployers.venv import Wheelhouse
 from qrelease.engine import Backends, Engine, PassReport, utcnow
+from qrelease.engine.monitor import MonitorSettings, live_jobs_json, watched
+from qrelease.model.environment import Environment
 from qrelease.model.vocabulary import PassOutcome, Rollout
 from qrelease.planning.planner import Retry
 from qrelease.planning.status import StatusRow, row_of
@@ -125,6 +127,7 @@ class Reconciler:
         self._owned: frozenset[str] | None = None  # what the last pass covered
         self.after_pass: list[Callable[[], None]] = []
         """Told after every pass's report is published (the notifier looks at the log then)."""
+        self._jobs_due: datetime | None = None  # when the workspaces' jobs are read next
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -259,6 +262,8 @@ class Reconciler:
                 self._requested_pass(revision or self._revision, request)
             if revision is not None and not requests and self._due(revision, reasons, config):
                 self._pass(revision, _trigger(reasons, revision != self._last_pass_revision))
+            elif revision is not None and self._jobs_due_now():
+                self._watch_jobs(revision)
         except Exception:  # a bug in one cycle must not stop the controller
             self._pass_errors += 1
             self.log.exception("cycle failed")
@@ -336,6 +341,34 @@ class Reconciler:
         elapsed = None if self._last_pass_at is None else self.clock() - self._last_pass_at
         return resync_due(elapsed, config.source.resync)
 
+    def _jobs_due_now(self) -> bool:
+        """True when the monitor interval since the last read of the workspaces' jobs is up."""
+        return self._jobs_due is None or self.clock() >= self._jobs_due
+
+    def _watch_jobs(self, revision: str) -> None:
+        """Read the owned workspaces' jobs between passes; a pass when a release now fails."""
+        owned = self.keeper.owned() if self.keeper is not None else None
+        started = self.clock()  # the interval runs from the start of a read
+        report, degrade, environments = self._the_engine().watch_jobs(revision, owned=owned)
+        self._jobs_due = started + self.config.monitor.interval
+        self.metrics.record_jobs(report.changes, report.errors)
+        for env, error in report.errors.items():
+            self.log.warning("reading quantum jobs failed", env=env, error=error)
+        if degrade:
+            self._pass(revision, "quantum-health")
+        else:
+            self._show_jobs(environments)
+
+    def _show_jobs(self, environments: Mapping[str, Environment]) -> None:
+        """Publish each watched live release's job statistics in the view (/status)."""
+        if not any(watched(env) for env in environments.values()):
+            if self.state.view.jobs:
+                self.state.update(jobs={})
+            return
+        store = self._opened_store()
+        jobs = live_jobs_json(store, environments, store.all_observed(), self.clock())
+        self.state.update(jobs=jobs)
+
     def _schedule(self, config: ControllerConfig) -> timedelta:
         """The next wait, published in the view so operators can see when the next poll is."""
         failures = max(self._source_failures, self._pass_errors)
@@ -343,6 +376,8 @@ class Reconciler:
         delay = next_delay(source.interval, failures, source.max_backoff, self._draw())
         if self._retry_at is not None:  # a transient failure is due before the next poll
             delay = max(timedelta(0), min(delay, self._retry_at - self.clock()))
+        if self._jobs_due is not None:  # the workspaces' jobs are read on their own interval
+            delay = max(timedelta(0), min(delay, self._jobs_due - self.clock()))
         self.state.update(
             next_poll_at=self.clock() + delay,
             interval=source.interval,
@@ -453,6 +488,10 @@ class Reconciler:
         self.metrics.record_holds((r.env, r.step) for r in rows if r.rollout == Rollout.HELD)
         due = [row.retry_at for row in rows if row.retry_at is not None]
         self._retry_at = min(due) if due else None
+        if report.jobs is not None:
+            self.metrics.record_jobs(report.jobs.changes, report.jobs.errors)
+            self._jobs_due = report.started_at + self.config.monitor.interval
+        self._show_jobs(report.snapshot.environments)
         for listener in self.after_pass:
             listener()
 
@@ -582,6 +621,7 @@ class Reconciler:
                 concurrency=self.config.concurrency,
                 sinks=[self._on_report],
                 parse_cache=self._parse_cache,
+                monitor=monitor_settings(self.config),
             )
         return self._engine
 
@@ -610,6 +650,17 @@ class Reconciler:
     def _opened_backends(self) -> Backends:
         assert self._backends is not None, "open() the reconciler first"
         return self._backends
+
+
+def monitor_settings(config: ControllerConfig) -> MonitorSettings:
+    """The engine's job-reading bounds from the config's `[monitor]` section."""
+    monitor = config.monitor
+    return MonitorSettings(
+        max_jobs=monitor.max_jobs,
+        max_refresh=monitor.max_refresh,
+        backfill=monitor.backfill,
+        retention=monitor.retention,
+    )
 
 
 def _describe(error: Exception) -> str:

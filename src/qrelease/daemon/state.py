@@ -61,6 +61,8 @@ class View:
     fleet: Mapping[str, Any] | None = None  # their heartbeats and leases
     environments: Mapping[str, Environment] = field(default_factory=dict)
     """The environments of the last pass's revision (the web view's column order and policy)."""
+    jobs: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    """Each watched (env, app)'s live release and its quantum-job statistics."""
 
     def not_ready_reasons(self) -> list[str]:
         """Why the controller is not ready; empty when it is."""
@@ -110,11 +112,19 @@ class View:
             "revision": self.rows_revision,
             "pass_error": self.pass_error,
             "consecutive_pass_errors": self.pass_errors,
-            "rows": [self.rows[key].as_json() for key in sorted(self.rows)],
+            "rows": [self._row_json(key) for key in sorted(self.rows)],
             "stopping": self.stopping,
             "replica": self.replica,
             "fleet": dict(self.fleet) if self.fleet is not None else None,
         }
+
+    def _row_json(self, key: tuple[str, str]) -> dict[str, Any]:
+        """A status row, with its live release's quantum jobs where they are watched."""
+        row = self.rows[key].as_json()
+        jobs = self.jobs.get(key)
+        if jobs is not None and jobs.get("version") == row.get("deployed"):
+            row["quantum_jobs"] = dict(jobs)
+        return row
 
 
 class ControllerState:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from qrelease.deployers.base import Deployer, Provisioner
 from qrelease.model.environment import Environment
-from qrelease.quantum.base import QuantumBackend
+from qrelease.quantum.base import JobReader, QuantumBackend
 from qrelease.quantum.cache import GateCache
 
 
@@ -16,11 +16,17 @@ def no_provisioner(env: Environment) -> Provisioner | None:
     return None
 
 
+def no_jobs(env: Environment) -> JobReader | None:
+    """No environment's quantum jobs are read."""
+    return None
+
+
 @dataclass(frozen=True)
 class Backends:
     """Which deployer, quantum backend and infrastructure provisioner serve an environment.
 
-    `provisioner_for` returns None for an environment without `quantum.infrastructure`.
+    `provisioner_for` returns None for an environment without `quantum.infrastructure`;
+    `jobs_for` returns where an environment's quantum jobs are read (None: nowhere).
 
     `gate_workers` is how many releases' gates may run side by side (the size of the
     quantum backends' worker pool); `gate_cache` is where those backends keep results by
@@ -31,5 +37,6 @@ class Backends:
     deployer_for: Callable[[Environment], Deployer]
     quantum_for: Callable[[Environment], QuantumBackend]
     provisioner_for: Callable[[Environment], Provisioner | None] = no_provisioner
+    jobs_for: Callable[[Environment], JobReader | None] = no_jobs
     gate_workers: int = 1
     gate_cache: GateCache | None = None

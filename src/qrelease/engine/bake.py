@@ -23,7 +23,8 @@ from qrelease.engine.rollout import switch_back
 from qrelease.model.environment import Environment
 from qrelease.model.events import Event
 from qrelease.model.observed import ObservedState
-from qrelease.model.vocabulary import EventKind, EventOutcome, Failure, Health, Rollout
+from qrelease.model.vocabulary import EventKind, EventOutcome, Failure, Health, Rollout, Sync
+from qrelease.planning.jobs import HEALTH_STEP
 from qrelease.planning.planner import Action
 from qrelease.planning.status import Outcome, baked, baking, failed, row_of, verified
 from qrelease.source.loader import Snapshot
@@ -117,6 +118,56 @@ def verify_live(
     )
 
 
+def quantum_degrade(
+    action: Action,
+    env: Environment,
+    snapshot: Snapshot,
+    state: ObservedState,
+    backends: Backends,
+    recorder: Recorder,
+    clock: Callable[[], datetime],
+) -> AppReport:
+    """The live release's quantum jobs fail too often: it is Degraded, as if its health
+    check had failed, and with `auto_rollback` switched back to the release before it."""
+    previous = state.previous or went_live_from(recorder, action)
+    live = state.model_copy(update={"previous": previous})
+    reason = f"quantum jobs failing: {action.reason}"
+    after, appended = _failed_live(
+        action,
+        env,
+        snapshot,
+        live,
+        backends,
+        recorder,
+        clock,
+        HEALTH_STEP,
+        reason,
+        EventKind.QUANTUM_HEALTH,
+    )
+    return AppReport(
+        action.env,
+        action.app,
+        action.kind,
+        action.from_version,
+        action.to_version,
+        Rollout.FAILED,
+        HEALTH_STEP,
+        after.rollout_reason,
+        row_of(after),
+        events=tuple(event.seq for event in appended),
+    )
+
+
+def went_live_from(recorder: Recorder, action: Action) -> str | None:
+    """The release that ran before the live one, from the audit event of its rollout."""
+    for event in recorder.store.iter_events(
+        env=action.env, app=action.app, actions=[str(EventKind.DEPLOY)], descending=True
+    ):
+        if event.outcome == EventOutcome.HEALTHY and event.to_version == action.to_version:
+            return event.from_version
+    return None
+
+
 def _failed_live(
     action: Action,
     env: Environment,
@@ -147,6 +198,8 @@ def _failed_live(
         step, reason, Failure.DETERMINISTIC, live, live_health, went_live=live == action.to_version
     )
     after = failed(state, state, result, snapshot.revision, clock())
+    if live != action.to_version:  # switched back: what runs is no longer what Git asks for
+        after = after.model_copy(update={"sync": Sync.OUT_OF_SYNC})
     events.append(draft(action, kind, EventOutcome.FAILED, snapshot.revision, reason))
     return after, recorder.commit(after, events)
 

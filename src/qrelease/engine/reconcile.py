@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from qrelease.deployers.base import DeployError, Previewer
 from qrelease.engine import infrastructure
 from qrelease.engine.backends import Backends
-from qrelease.engine.bake import bake_check, verify_live
+from qrelease.engine.bake import bake_check, quantum_degrade, verify_live
 from qrelease.engine.gates import PreparedGates, run_plan_gates
+from qrelease.engine.monitor import JobMonitor, MonitorReport, MonitorSettings, verdicts
 from qrelease.engine.observe import (
     Observation,
     Observer,
@@ -79,6 +80,7 @@ class Engine:
         sinks: Iterable[ReportSink] = (),
         trusted_keys: TrustedKeys | None = None,
         parse_cache: BlobCache | None = None,
+        monitor: MonitorSettings | None = None,
     ) -> None:
         self.repo = repo
         self.store = store
@@ -91,6 +93,7 @@ class Engine:
         self.loader = Loader(repo, cache=parse_cache)
         self.finalise = Finaliser(sinks)
         self._observer = Observer(backends)
+        self.jobs = JobMonitor(store, backends, clock, monitor)
         self._owned: frozenset[str] | None = None
         self._local = threading.local()
         self._quiet: dict[tuple[str, str], tuple[Action, ObservedState, AppReport]] = {}
@@ -128,6 +131,7 @@ class Engine:
         stored = self.store.observed_by_key()
         observation = self._observer.observe(snapshot, stored, scope, fresh=fresh)
         broken = broken_environments(snapshot, scope)
+        covered = selected(snapshot.environments, scope).values()
         the_plan = plan(
             snapshot.revision,
             observation.desired,
@@ -137,6 +141,7 @@ class Engine:
             retry=retry,
             broken=broken,
             verdicts=self._verdicts(snapshot, observation, stored, now),
+            degraded=verdicts(self.store, covered, stored, now),
         )
         refusal = self.verify(snapshot.revision) if self.verify else None
         return (hold_all(the_plan, refusal) if refusal else the_plan), observation, refusal
@@ -216,6 +221,7 @@ class Engine:
             self._observer.forget_environments(owned - (self._owned or frozenset()))
             self._owned = owned
         recovered_events = self.recover(snapshot.environments, Scope(owned=owned))
+        jobs = self.jobs.poll(selected(snapshot.environments, scope).values())
         the_plan, observation, refusal = self._decide(snapshot, scope, retry, started, fresh)
         the_plan = only_app(the_plan, app_filter)
         self._observer.forget(action.key for action in the_plan.changes)
@@ -242,6 +248,11 @@ class Engine:
             reports[action.key] = verify_live(
                 action, env, snapshot, states[action.key], self.backends, recorder, self.clock
             )
+        for action in the_plan.of_kind(ActionKind.DEGRADE):
+            env = environment_of(snapshot, action.env)
+            reports[action.key] = quantum_degrade(
+                action, env, snapshot, states[action.key], self.backends, recorder, self.clock
+            )
         deploys = the_plan.of_kind(ActionKind.DEPLOY)
         states |= self._entering_gates(recorder, deploys, states)
         gates = run_plan_gates(
@@ -261,9 +272,27 @@ class Engine:
             events=(first_seq, self.store.newest_seq()),
             env_filter=env_filter,
             trigger=trigger,
+            jobs=jobs,
         )
         self.finalise(self.store, report)
         return report
+
+    def watch_jobs(
+        self, rev: str = "HEAD", *, owned: frozenset[str] | None = None
+    ) -> tuple[MonitorReport, bool, Mapping[str, Environment]]:
+        """Read the covered workspaces' jobs between passes: what was read, whether a
+        release's jobs now fail its `policy.quantum_health` (a pass should degrade it), and
+        the revision's environments."""
+        snapshot = self.loader.load(rev)
+        environments = selected(snapshot.environments, Scope(None, owned)).values()
+        report = self.jobs.poll(environments)
+        stored = self.store.observed_by_key()
+        failing = verdicts(self.store, environments, stored, self.clock())
+        due = any(
+            (state := stored.get(key)) is not None and state.failed_version != state.deployed
+            for key in failing
+        )
+        return report, due, snapshot.environments
 
     def _record_plan(
         self,

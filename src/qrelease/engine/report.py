@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from qrelease.engine.monitor import MonitorReport
 from qrelease.model.vocabulary import ActionKind, PassOutcome, Rollout, Sync
 from qrelease.planning.planner import Plan
 from qrelease.planning.status import StatusRow
@@ -69,6 +70,8 @@ class PassReport:
     env_filter: str | None = None
     trigger: str = "manual"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    jobs: MonitorReport | None = None
+    """The quantum jobs this pass read from the workspaces it covers."""
 
     @property
     def failed(self) -> list[tuple[str, str]]:

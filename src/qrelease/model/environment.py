@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrule as Recurrence
 from dateutil.rrule import rrulestr
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from qrelease.model.manifest import Frozen, has_parent_segment
 from qrelease.model.types import DnsName, Duration, SemVer
@@ -369,6 +369,26 @@ class QuantumBudget(Frozen):
         return self
 
 
+class QuantumHealth(Frozen):
+    """The live release's quantum jobs as a health signal (Azure Quantum environments).
+
+    Over the jobs of the live release that ended in the last `window`, more than
+    `max_failure_rate` of them Failed (Cancelled ones count neither way), judged once at
+    least `min_jobs` Succeeded or Failed: the release is Degraded, and with
+    `auto_rollback` switched back, as when its health check fails.
+    """
+
+    max_failure_rate: float = Field(ge=0, le=1)
+    min_jobs: int = Field(default=10, ge=1, le=1_000_000)
+    window: Duration = timedelta(minutes=30)
+
+    @model_validator(mode="after")
+    def _positive(self) -> QuantumHealth:
+        if self.window <= timedelta(0):
+            raise ValueError("window must be positive")
+        return self
+
+
 class Policy(Frozen):
     """How releases move through this environment.
 
@@ -378,6 +398,7 @@ class Policy(Frozen):
     `acknowledge_deprecated` maps a deprecated quantum target to why this environment may
     still take releases pinned to it (otherwise the plan holds them). `quantum_budget`
     caps what its verification jobs may cost; a job over it is refused before submission.
+    `quantum_health` makes the live release's failing quantum jobs a health signal.
     """
 
     soak: Duration = timedelta(0)
@@ -392,6 +413,7 @@ class Policy(Frozen):
     bake: Bake | None = None
     acknowledge_deprecated: dict[TargetId, str] = Field(default_factory=dict)
     quantum_budget: QuantumBudget | None = None
+    quantum_health: QuantumHealth | None = None
 
 
 class Environment(Frozen):
@@ -403,6 +425,18 @@ class Environment(Frozen):
     quantum: Annotated[LocalQuantum | AzureQuantum, Field(discriminator="kind")] = LocalQuantum()
     policy: Policy = Policy()
     apps: dict[DnsName, SemVer] = Field(default_factory=dict)
+
+    @field_validator("policy")
+    @classmethod
+    def _jobs_are_watched(cls, policy: Policy, info: ValidationInfo) -> Policy:
+        """quantum_health judges jobs read from a workspace; a local environment has none."""
+        quantum = info.data.get("quantum")
+        if policy.quantum_health is not None and not isinstance(quantum, AzureQuantum):
+            raise ValueError(
+                "quantum_health needs quantum.kind: azure (qrelease reads the jobs from the"
+                " workspace; jobs on the local simulator are not monitored)"
+            )
+        return policy
 
     def source_refusals(self, allowed: Sequence[str]) -> list[tuple[str, str]]:
         """(field, problem) for each package source that `[sources] allow` does not admit."""

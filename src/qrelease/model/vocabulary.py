@@ -79,6 +79,7 @@ class ActionKind(StrEnum):
     PRUNE = "Prune"
     BAKE = "Bake"
     VERIFY = "Verify"
+    DEGRADE = "Degrade"  # what runs fails a live signal (its quantum jobs): switch back
 
 
 class Rollout(StrEnum):
@@ -118,6 +119,7 @@ class EventKind(StrEnum):
     PRUNE = "prune"
     RECOVER = "recover"
     BAKE = "bake"
+    QUANTUM_HEALTH = "quantum-health"  # the live release's quantum jobs failed too often
     INFRASTRUCTURE = "infrastructure"  # an environment's quantum infrastructure (no app)
     PROMOTE = "promote"
     ROLLBACK = "rollback"

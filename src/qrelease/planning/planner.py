@@ -111,7 +111,13 @@ class Plan:
     @property
     def changes(self) -> list[Action]:
         """The actions that would change something (a bake or verify check may switch back)."""
-        kinds = (ActionKind.DEPLOY, ActionKind.PRUNE, ActionKind.BAKE, ActionKind.VERIFY)
+        kinds = (
+            ActionKind.DEPLOY,
+            ActionKind.PRUNE,
+            ActionKind.BAKE,
+            ActionKind.VERIFY,
+            ActionKind.DEGRADE,
+        )
         return [a for a in self.actions if a.kind in kinds]
 
 
@@ -125,19 +131,30 @@ def plan(
     retry: Retry = Retry.DUE,
     broken: Mapping[str, str] | None = None,
     verdicts: Mapping[tuple[str, str], Sequence[Check]] | None = None,
+    degraded: Mapping[tuple[str, str], str] | None = None,
 ) -> Plan:
     """Decide for every desired app, and for every recorded app Git no longer asks for.
 
     `broken` maps environments whose file is invalid to the problem: their apps are held.
-    `verdicts` are the policy checks of the pin changes about to be applied.
+    `verdicts` are the policy checks of the pin changes about to be applied. `degraded`
+    says why a live release fails a live signal (`policy.quantum_health`).
     """
     judged = verdicts or {}
+    failing = degraded or {}
     actions = []
     for d in desired:
         key = (d.env.environment, d.app)
         verdict = judged.get(key, ())
         actions.append(
-            decide(revision, d, seen.get(key, Seen()), now=now, retry=retry, verdict=verdict)
+            decide(
+                revision,
+                d,
+                seen.get(key, Seen()),
+                now=now,
+                retry=retry,
+                verdict=verdict,
+                degraded=failing.get(key),
+            )
         )
     wanted = {(d.env.environment, d.app) for d in desired}
     for key, observed in seen.items():
@@ -199,8 +216,10 @@ def decide(
     now: datetime,
     retry: Retry = Retry.DUE,
     verdict: Sequence[Check] = (),
+    degraded: str | None = None,
 ) -> Action:
-    """The action for one app an environment file pins (`verdict`: its policy checks)."""
+    """The action for one app an environment file pins (`verdict`: its policy checks;
+    `degraded`: why what runs fails its quantum-job health, if it does)."""
     env, app, version = desired.env.environment, desired.app, desired.version
     current = seen.current
 
@@ -236,6 +255,8 @@ def decide(
         reason = "verify: an interrupted rollout left this release live; checking its health"
         return act(ActionKind.VERIFY, Sync.SYNCED, reason)
     if current == version and seen.drift is None and not unverified:
+        if degraded and not _failed_live(seen.state, version):
+            return act(ActionKind.DEGRADE, Sync.SYNCED, degraded)
         if _bake_due(seen.state, now):
             return act(ActionKind.BAKE, Sync.SYNCED, "bake: health check of what runs")
         return act(ActionKind.NOOP, Sync.SYNCED)
@@ -359,6 +380,11 @@ def _bake_due(state: ObservedState | None, now: datetime) -> bool:
     if state is None or state.bake_until is None or state.rollout != Rollout.RUNNING:
         return False
     return state.retry_at is None or now >= state.retry_at
+
+
+def _failed_live(state: ObservedState | None, version: str) -> bool:
+    """True when `version` already failed while live here (recorded once, not every pass)."""
+    return state is not None and state.failed_version == version
 
 
 def _unverified(state: ObservedState | None) -> bool:

@@ -221,6 +221,8 @@ def planned(
         update["message"] = action.reason  # a failure waiting: the rollout stays Failed
     elif action.kind == ActionKind.VERIFY:
         update.update(rollout_step="health check (live)", message=action.reason)
+    elif action.kind == ActionKind.DEGRADE:
+        update.update(message=action.reason)
     elif action.kind == ActionKind.NOOP:
         update.update(_settled(action, base))
     return base.model_copy(update=update)

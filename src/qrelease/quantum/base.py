@@ -5,10 +5,12 @@ The engine only sees `QuantumBackend`; `qdk.py` (local) and `azure.py` implement
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from qrelease.model.jobs import JobCursor, QuantumJob
 from qrelease.model.manifest import Quantum, TargetProfile
 from qrelease.model.vocabulary import Availability, GateOutcome
 
@@ -139,4 +141,28 @@ class QuantumBackend(Protocol):
         self, program: ProgramSource, quantum: Quantum, baseline: EstimateSummary | None
     ) -> GateReport:
         """Profile, estimate and smoke gates for one release; never raises for a bad program."""
+        ...
+
+
+@dataclass(frozen=True)
+class JobRead:
+    """One bounded read of a workspace's job list: this environment's jobs and where to go on.
+
+    `listed` counts every job the service listed (tagged for this environment or not).
+    """
+
+    jobs: list[QuantumJob]
+    cursor: JobCursor
+    listed: int
+
+
+class JobReader(Protocol):
+    """Where a quantum environment's jobs are read: its Azure Quantum workspace."""
+
+    def read_jobs(self, cursor: JobCursor, limit: int) -> JobRead:
+        """Up to `limit` jobs of the workspace's list from `cursor`, oldest created first."""
+        ...
+
+    def refresh_jobs(self, jobs: Sequence[QuantumJob], now: datetime) -> list[QuantumJob]:
+        """The jobs as the service reports them now (one it no longer has is Cancelled)."""
         ...

@@ -11,7 +11,7 @@ another thread from `connect()`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
+from qrelease.model.jobs import JobStatus, QuantumJob
 from qrelease.model.observed import ObservedState
 from qrelease.store.audit import ChainReport
 
@@ -198,6 +199,43 @@ def fence_problem(current: Lease | None, name: str, owner: str, token: int) -> s
             f"{current.acquired_at.isoformat()}; {owner} (token {token}) lost it"
         )
     return None
+
+
+JOB_COLUMNS = (
+    "env",
+    "job_id",
+    "app",
+    "version",
+    "status",
+    "created_at",
+    "target",
+    "began_at",
+    "ended_at",
+    "cost",
+    "currency",
+)
+"""The columns of the `quantum_jobs` table, in `QuantumJob` field order."""
+JOB_CURSOR_KEY = "quantum_jobs.cursor."
+"""Meta key prefix of each environment's job-list cursor (JSON: since, offset)."""
+ENDED_STATUSES = tuple(str(status) for status in JobStatus if status.ended)
+
+
+def job_from_row(row: Sequence[Any]) -> QuantumJob:
+    """A stored job row (in JOB_COLUMNS order, times already datetimes) as a QuantumJob."""
+    env, job_id, app, version, status, created, target, began, ended, cost, currency = row
+    return QuantumJob(
+        env=str(env),
+        job_id=str(job_id),
+        app=str(app),
+        version=str(version),
+        status=JobStatus(status),
+        created_at=created,
+        target=str(target),
+        began_at=began,
+        ended_at=ended,
+        cost=None if cost is None else float(cost),
+        currency=None if currency is None else str(currency),
+    )
 
 
 class StateStore(Protocol):
@@ -431,6 +469,31 @@ class StateStore(Protocol):
 
     def get_gate_job(self, key: str) -> GateJob | None:
         """The job for `key`, if any."""
+        ...
+
+    # -- quantum jobs of live releases -------------------------------------------------
+
+    def put_jobs(self, jobs: Collection[QuantumJob]) -> None:
+        """Record jobs as last read from the service (insert, or replace by (env, job id))."""
+        ...
+
+    def jobs(
+        self,
+        env: str,
+        app: str | None = None,
+        version: str | None = None,
+        *,
+        since: datetime | None = None,
+    ) -> list[QuantumJob]:
+        """An environment's stored jobs (of one app, one release, created since), oldest first."""
+        ...
+
+    def open_jobs(self, env: str, limit: int) -> list[QuantumJob]:
+        """Up to `limit` of an environment's jobs that have not ended, oldest created first."""
+        ...
+
+    def prune_jobs(self, env: str, before: datetime) -> int:
+        """Forget an environment's jobs created before `before`; returns how many."""
         ...
 
     def get_meta(self, key: str) -> str | None:

@@ -3,10 +3,10 @@
 With several controller replicas on one store, each environment is owned through a lease
 (`StateStore.acquire_lease`) whose token grows with every acquisition. The engine of a
 replica writes through a `FencedStore`: every write about an environment (observed rows,
-audit events, intents) checks, inside the write's own transaction, that this replica still
-holds that environment's lease with the token it acquired, and is stamped with both (rows'
-`owner`/`fence`, events' and intents' `lease`). A replica that paused past its lease's
-expiry, while another took the environment over, has its next write refused with
+audit events, intents, quantum jobs) checks, inside the write's own transaction, that this
+replica still holds that environment's lease with the token it acquired, and is stamped
+with both (rows' `owner`/`fence`, events' and intents' `lease`). A replica that paused past
+its lease's expiry, while another took the environment over, has its next write refused with
 `FencedError` and nothing of it is stored. The engine records a row before every rollout
 step, so the check also comes right before each side effect.
 
@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from qrelease.model.events import Event, EventDraft
+from qrelease.model.jobs import QuantumJob
 from qrelease.model.observed import ObservedState
 from qrelease.store.base import FencedError, StateStore
 
@@ -116,6 +117,15 @@ class FencedStore:
                     for s in states
                 ]
             )
+
+    def put_jobs(self, jobs: Collection[QuantumJob]) -> None:
+        """Record the jobs of owned environments (only the lease holder reads a workspace)."""
+        if not jobs:
+            return
+        with self.inner.transaction():
+            for env in sorted({job.env for job in jobs}):
+                self.fence.check(self.inner, env)
+            self.inner.put_jobs(jobs)
 
     def delete_observed(self, env: str, app: str) -> None:
         """Forget a row of an owned environment."""

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
+from qrelease.model.jobs import QuantumJob
 from qrelease.model.observed import ObservedState
 from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
 from qrelease.store.base import (
@@ -47,6 +48,7 @@ class MemoryStore:
         self._runs: dict[int, Run] = {}
         self._intents: dict[int, Intent] = {}
         self._meta: dict[str, str] = {}
+        self._jobs: dict[tuple[str, str], QuantumJob] = {}
         self._leases: dict[str, Lease] = {}
         self._replicas: dict[str, Replica] = {}
         self._gate_jobs: dict[str, GateJob] = {}
@@ -277,6 +279,45 @@ class MemoryStore:
             self._intents[intent.id] = copy.deepcopy(intent)
             self._last_intent_id = max(self._last_intent_id, intent.id)
 
+    def put_jobs(self, jobs: Collection[QuantumJob]) -> None:
+        """Record jobs as last read from the service (insert, or replace by (env, job id))."""
+        with self._lock:
+            self._jobs.update((job.key, job) for job in jobs)
+
+    def jobs(
+        self,
+        env: str,
+        app: str | None = None,
+        version: str | None = None,
+        *,
+        since: datetime | None = None,
+    ) -> list[QuantumJob]:
+        """An environment's stored jobs (of one app, one release, created since), oldest first."""
+        with self._lock:
+            found = [
+                job
+                for job in self._jobs.values()
+                if job.env == env
+                and app in (None, job.app)
+                and version in (None, job.version)
+                and (since is None or job.created_at >= since)
+            ]
+        return sorted(found, key=lambda job: (job.created_at, job.job_id))
+
+    def open_jobs(self, env: str, limit: int) -> list[QuantumJob]:
+        """Up to `limit` of an environment's jobs that have not ended, oldest created first."""
+        return [job for job in self.jobs(env) if not job.status.ended][:limit]
+
+    def prune_jobs(self, env: str, before: datetime) -> int:
+        """Forget an environment's jobs created before `before`; returns how many."""
+        with self._lock:
+            old = [
+                key for key, job in self._jobs.items() if key[0] == env and job.created_at < before
+            ]
+            for key in old:
+                del self._jobs[key]
+        return len(old)
+
     def get_meta(self, key: str) -> str | None:
         """The value stored under `key`."""
         return self._meta.get(key)
@@ -428,7 +469,8 @@ class MemoryStore:
             dict(self._runs),
             dict(self._intents),
             dict(self._meta),
+            dict(self._jobs),
         )
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
-        self._events, self._observed, self._runs, self._intents, self._meta = saved
+        self._events, self._observed, self._runs, self._intents, self._meta, self._jobs = saved

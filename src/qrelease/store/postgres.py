@@ -5,7 +5,7 @@ a store they can all reach, with the audit chain still one ordered, gap-free cha
 module implements the same `StateStore` contract over psycopg 3 and a psycopg_pool
 connection pool; it is the only module that imports psycopg.
 
-Stored format, schema version 4 (`schema_version` holds one row per applied migration;
+Stored format, schema version 5 (`schema_version` holds one row per applied migration;
 `_MIGRATIONS` lists the steps; each runs in its own transaction while the process holds an
 advisory lock, so two processes opening a new database at once migrate it once):
 
@@ -42,6 +42,11 @@ advisory lock, so two processes opening a new database at once migrate it once):
   heartbeat_at, result jsonb, created_at, finished_at)`` — quantum gates queued for gate
   workers, one job per content key (version 4). Workers claim with ``FOR UPDATE SKIP
   LOCKED``, so several take different jobs at once without waiting on each other.
+- ``quantum_jobs(env, job_id, app, version, status, created_at timestamptz, target,
+  began_at timestamptz, ended_at timestamptz, cost double precision, currency)`` — the
+  quantum jobs of each environment's releases as last read from the workspace
+  (`QuantumJob`), primary key ``(env, job_id)``, indexed by release and by creation time
+  (version 5).
 
 Every connection sets ``TimeZone`` to UTC, so times read back in UTC; naive datetimes are
 refused. An event's `details` is passed through jsonb before it is hashed (jsonb may write a
@@ -72,10 +77,13 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
+from qrelease.model.jobs import QuantumJob
 from qrelease.model.observed import ObservedState
 from qrelease.redaction import redact, redact_url
 from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
 from qrelease.store.base import (
+    ENDED_STATUSES,
+    JOB_COLUMNS,
     FencedError,
     GateJob,
     HistoryFilter,
@@ -87,6 +95,7 @@ from qrelease.store.base import (
     StoreError,
     acquired,
     fence_problem,
+    job_from_row,
     renewed,
 )
 
@@ -200,6 +209,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at timestamptz NOT NULL, finished_at timestamptz)""",
         "CREATE INDEX gate_jobs_waiting ON gate_jobs (state, created_at)",
     ),
+    (
+        """CREATE TABLE quantum_jobs (
+            env text NOT NULL, job_id text NOT NULL,
+            app text NOT NULL, version text NOT NULL, status text NOT NULL,
+            created_at timestamptz NOT NULL, target text NOT NULL DEFAULT '',
+            began_at timestamptz, ended_at timestamptz,
+            cost double precision, currency text,
+            PRIMARY KEY (env, job_id))""",
+        "CREATE INDEX quantum_jobs_by_release ON quantum_jobs (env, app, version, created_at)",
+        "CREATE INDEX quantum_jobs_by_created ON quantum_jobs (env, created_at)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -211,6 +231,12 @@ _EVENT_JSON = "json_build_object({})::text".format(  # one event row as JSON tex
     ", ".join(f"'{name}', {name}" for name in _EVENT_COLUMNS.split(", "))
 )
 _EVENT_LIST = TypeAdapter(list[Event])
+_JOB_SELECT = ", ".join(JOB_COLUMNS)
+_UPSERT_JOB = (
+    f"INSERT INTO quantum_jobs ({_JOB_SELECT}) VALUES ({', '.join(['%s'] * len(JOB_COLUMNS))}) "  # noqa: S608 constant columns
+    "ON CONFLICT (env, job_id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in JOB_COLUMNS[2:])
+)
 _INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 14)})"  # noqa: S608 constant column list
 _OBSERVED_COLUMNS = tuple(ObservedState.model_fields)
 _OBSERVED_JSON = "json_build_object({})::text".format(
@@ -613,6 +639,56 @@ class PostgresStore:
                 ],
             )
             _advance_identity(self._held(), "intents")
+
+    # -- quantum jobs -----------------------------------------------------------------
+
+    def put_jobs(self, jobs: Collection[QuantumJob]) -> None:
+        """Record jobs as last read from the service (insert, or replace by (env, job id))."""
+        if not jobs:
+            return
+        rows = [[_job_value(getattr(job, name)) for name in JOB_COLUMNS] for job in jobs]
+        with self.transaction(), self._held().cursor() as cursor:
+            cursor.executemany(_UPSERT_JOB, rows)
+
+    def jobs(
+        self,
+        env: str,
+        app: str | None = None,
+        version: str | None = None,
+        *,
+        since: datetime | None = None,
+    ) -> list[QuantumJob]:
+        """An environment's stored jobs (of one app, one release, created since), oldest first."""
+        where: list[str] = ["env = %s"]
+        params: list[object] = [env]
+        for column, value in (("app", app), ("version", version)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        if since is not None:
+            where.append("created_at >= %s")
+            params.append(as_utc(since))
+        condition = " AND ".join(where)
+        order = "ORDER BY created_at, job_id"
+        sql = f"SELECT {_JOB_SELECT} FROM quantum_jobs WHERE {condition} {order}"  # noqa: S608 constant columns
+        with self._connection() as connection:
+            return [job_from_row(row) for row in connection.execute(sql, params).fetchall()]
+
+    def open_jobs(self, env: str, limit: int) -> list[QuantumJob]:
+        """Up to `limit` of an environment's jobs that have not ended, oldest created first."""
+        sql = (
+            f"SELECT {_JOB_SELECT} FROM quantum_jobs WHERE env = %s AND NOT (status = ANY(%s)) "  # noqa: S608 constant columns
+            "ORDER BY created_at, job_id LIMIT %s"
+        )
+        with self._connection() as connection:
+            rows = connection.execute(sql, [env, list(ENDED_STATUSES), limit]).fetchall()
+        return [job_from_row(row) for row in rows]
+
+    def prune_jobs(self, env: str, before: datetime) -> int:
+        """Forget an environment's jobs created before `before`; returns how many."""
+        return self._write(
+            "DELETE FROM quantum_jobs WHERE env = %s AND created_at < %s", [env, as_utc(before)]
+        )
 
     # -- meta -------------------------------------------------------------------------
 
@@ -1063,3 +1139,12 @@ def _object(value: object) -> dict[str, Any]:
 def _first_line(error: BaseException) -> str:
     """The first line of an error's message, for a one-line report."""
     return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _job_value(value: object) -> object:
+    """A job field as psycopg passes it (enums as their values, times in UTC)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return as_utc(value)
+    return value

@@ -4,7 +4,7 @@ The controller must survive crashes and restarts without losing what it knows, a
 must be able to read and verify every change it ever made; one SQLite file in the state
 directory does both with no server to run.
 
-Stored format, schema version 5 (`PRAGMA user_version` holds the version; `_MIGRATIONS`
+Stored format, schema version 6 (`PRAGMA user_version` holds the version; `_MIGRATIONS`
 lists the steps, each applied in its own transaction):
 
 - ``meta(key TEXT PRIMARY KEY, value TEXT)`` — small facts such as the last applied revision.
@@ -32,6 +32,10 @@ lists the steps, each applied in its own transaction):
 - ``gate_jobs(key TEXT PRIMARY KEY, payload, state, worker, attempts INTEGER, heartbeat_at,
   result, created_at, finished_at)`` — quantum gates queued for gate workers, one job per
   content key, its result kept for every later asker (version 5).
+- ``quantum_jobs(env, job_id, app, version, status, created_at, target, began_at,
+  ended_at, cost REAL, currency)`` — the quantum jobs of each environment's releases as
+  last read from the workspace (`QuantumJob`), primary key ``(env, job_id)``, indexed by
+  release and by creation time (version 6).
 
 Times are UTC ISO 8601 text with microseconds (``2024-05-01T12:00:00.000000+00:00``), so
 text order is time order; naive datetimes are refused. Enums are stored as their values.
@@ -64,9 +68,12 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
+from qrelease.model.jobs import QuantumJob
 from qrelease.model.observed import ObservedState
 from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
 from qrelease.store.base import (
+    ENDED_STATUSES,
+    JOB_COLUMNS,
     FencedError,
     GateJob,
     HistoryFilter,
@@ -78,6 +85,7 @@ from qrelease.store.base import (
     StoreError,
     acquired,
     fence_problem,
+    job_from_row,
     renewed,
 )
 
@@ -160,6 +168,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             result TEXT CHECK (result IS NULL OR json_valid(result)),
             created_at TEXT NOT NULL, finished_at TEXT)""",
         "CREATE INDEX gate_jobs_waiting ON gate_jobs (state, created_at)",
+    ),
+    (
+        """CREATE TABLE quantum_jobs (
+            env TEXT NOT NULL, job_id TEXT NOT NULL,
+            app TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL,
+            created_at TEXT NOT NULL, target TEXT NOT NULL DEFAULT '',
+            began_at TEXT, ended_at TEXT, cost REAL, currency TEXT,
+            PRIMARY KEY (env, job_id))""",
+        "CREATE INDEX quantum_jobs_by_release ON quantum_jobs (env, app, version, created_at)",
+        "CREATE INDEX quantum_jobs_by_created ON quantum_jobs (env, created_at)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -621,6 +639,57 @@ class Store:
                 ),
             )
 
+    # -- quantum jobs -----------------------------------------------------------------
+
+    def put_jobs(self, jobs: Collection[QuantumJob]) -> None:
+        """Record jobs as last read from the service (insert, or replace by (env, job id))."""
+        if not jobs:
+            return
+        with self.transaction():
+            self._connection.executemany(_UPSERT_JOB, [_job_row(job) for job in jobs])
+
+    def jobs(
+        self,
+        env: str,
+        app: str | None = None,
+        version: str | None = None,
+        *,
+        since: datetime | None = None,
+    ) -> list[QuantumJob]:
+        """An environment's stored jobs (of one app, one release, created since), oldest first."""
+        where: list[str] = ["env = ?"]
+        params: list[object] = [env]
+        for column, value in (("app", app), ("version", version)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(_time_text(since))
+        condition = " AND ".join(where)
+        order = "ORDER BY created_at, job_id"
+        sql = f"SELECT {_JOB_SELECT} FROM quantum_jobs WHERE {condition} {order}"  # noqa: S608 constant columns
+        return [_job_from_row(row) for row in self._connection.execute(sql, params).fetchall()]
+
+    def open_jobs(self, env: str, limit: int) -> list[QuantumJob]:
+        """Up to `limit` of an environment's jobs that have not ended, oldest created first."""
+        marks = ", ".join("?" * len(ENDED_STATUSES))
+        sql = (
+            f"SELECT {_JOB_SELECT} FROM quantum_jobs WHERE env = ? AND status NOT IN ({marks}) "  # noqa: S608 constant columns
+            "ORDER BY created_at, job_id LIMIT ?"
+        )
+        rows = self._connection.execute(sql, [env, *ENDED_STATUSES, limit]).fetchall()
+        return [_job_from_row(row) for row in rows]
+
+    def prune_jobs(self, env: str, before: datetime) -> int:
+        """Forget an environment's jobs created before `before`; returns how many."""
+        with self.transaction():
+            cursor = self._connection.execute(
+                "DELETE FROM quantum_jobs WHERE env = ? AND created_at < ?",
+                [env, _time_text(before)],
+            )
+        return int(cursor.rowcount)
+
     # -- meta -------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -938,6 +1007,25 @@ def _savepoint(connection: sqlite3.Connection) -> Iterator[None]:
         connection.execute("RELEASE nested")
         raise
     connection.execute("RELEASE nested")
+
+
+_JOB_SELECT = ", ".join(JOB_COLUMNS)
+_UPSERT_JOB = (
+    f"INSERT INTO quantum_jobs ({_JOB_SELECT}) VALUES ({', '.join('?' * len(JOB_COLUMNS))}) "  # noqa: S608 constant columns
+    "ON CONFLICT (env, job_id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in JOB_COLUMNS[2:])
+)
+_JOB_TIMES = frozenset({5, 7, 8})  # created_at, began_at, ended_at
+
+
+def _job_row(job: QuantumJob) -> list[object]:
+    """A job as the values of a `quantum_jobs` row."""
+    return [_column_value(getattr(job, name)) for name in JOB_COLUMNS]
+
+
+def _job_from_row(row: sqlite3.Row) -> QuantumJob:
+    """A `quantum_jobs` row read back."""
+    return job_from_row([_time_value(v) if i in _JOB_TIMES else v for i, v in enumerate(row)])
 
 
 def _time_text(moment: datetime) -> str:

@@ -2,7 +2,7 @@
 
 Outgrowing one machine must not cost the history: auditors still need every event with the
 hash it was written with, and the controller still needs what it knew. `copy_store` copies
-observed state, runs, intents, meta and the audit chain into an empty store in one
+observed state, runs, intents, meta, the quantum jobs and the audit chain into an empty store in one
 transaction, and proves the chain came through unchanged: each event is chained again in
 the target and must get back exactly the hash it had, and the target's head must be the
 source's head. Anything less and nothing is written.
@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qrelease.model.events import EventDraft
-from qrelease.store.base import StateStore, StoreError
+from qrelease.model.observed import ObservedState
+from qrelease.store.base import JOB_CURSOR_KEY, StateStore, StoreError
 
 _DRAFT_FIELDS = set(EventDraft.model_fields)
 
@@ -28,6 +29,7 @@ class CopyReport:
     meta: int
     events: int
     head_hash: str
+    jobs: int = 0
 
 
 def copy_store(source: StateStore, target: StateStore) -> CopyReport:
@@ -52,11 +54,22 @@ def copy_store(source: StateStore, target: StateStore) -> CopyReport:
         meta = source.meta_items()
         for key, value in meta.items():
             target.set_meta(key, value)
+        jobs = 0
+        for env in sorted(_job_environments(meta, observed)):
+            found = source.jobs(env)
+            target.put_jobs(found)
+            jobs += len(found)
         events = _copy_chain(source, target)
         copied = target.verify()
         if not copied.ok or copied.head_hash != chain.head_hash:
             raise StoreError(f"{target.location}: the copied chain does not verify; rolled back")
-    return CopyReport(len(observed), runs, len(intents), len(meta), events, chain.head_hash)
+    return CopyReport(len(observed), runs, len(intents), len(meta), events, chain.head_hash, jobs)
+
+
+def _job_environments(meta: dict[str, str], observed: list[ObservedState]) -> set[str]:
+    """Every environment that may have stored jobs: those read (a cursor) or recorded."""
+    read = {key.removeprefix(JOB_CURSOR_KEY) for key in meta if key.startswith(JOB_CURSOR_KEY)}
+    return read | {state.env for state in observed}
 
 
 def _copy_chain(source: StateStore, target: StateStore) -> int:

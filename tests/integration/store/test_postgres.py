@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from psycopg import errors, sql
 
 from qrelease.cli import main
 from qrelease.model.events import EventDraft
+from qrelease.model.jobs import JobStatus, QuantumJob
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Availability, Failure, Health, Rollout, Sync
 from qrelease.store import SchemaTooNewError, StateStore, StoreError, open_store
@@ -365,8 +367,8 @@ def test_a_role_without_update_or_delete_runs_the_controller(
     role = f"qrelease_{uuid.uuid4().hex[:8]}"
     grants = [
         "CREATE ROLE {role} LOGIN",
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON meta, observed, runs, intents, leases, replicas "
-        "TO {role}",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON meta, observed, runs, intents, leases, replicas, "
+        "quantum_jobs TO {role}",
         "GRANT SELECT, INSERT ON events TO {role}",
         "GRANT SELECT, UPDATE ON chain_head TO {role}",
         "GRANT SELECT ON schema_version TO {role}",
@@ -384,6 +386,10 @@ def test_a_role_without_update_or_delete_runs_the_controller(
             store.finish_run(store.begin_run(None), "Succeeded", {})
             store.clear_intent(store.put_intent("prod", "bell", "deploy", {}))
             store.set_meta("last_revision", "a" * 40)
+            job = QuantumJob("prod", "j1", "bell", "1.0.0", JobStatus.WAITING, T0)
+            store.put_jobs([job])
+            store.put_jobs([replace(job, status=JobStatus.SUCCEEDED)])
+            assert store.prune_jobs("prod", T0 + timedelta(days=1)) == 1
             lease = store.acquire_lease("env:prod", "replica-a", timedelta(seconds=15), T0)
             assert lease is not None
             store.check_fence("env:prod", "replica-a", lease.token)
@@ -473,6 +479,23 @@ def fill(store: StateStore) -> None:
     assert kept == 1
     store.put_intent("dev", "bell", "switch", {"to": "1.2.0", "n": [1, 2]}, time=T0)
     store.set_meta("last_revision", "c" * 40)
+    store.put_jobs(
+        [
+            QuantumJob(
+                "prod",
+                "job-1",
+                "bell",
+                "1.0.0",
+                JobStatus.FAILED,
+                T0,
+                "ionq.qpu.aria-1",
+                T0 + timedelta(seconds=5),
+                T0 + timedelta(seconds=9, microseconds=7),
+                0.125,
+                "USD",
+            )
+        ]
+    )
     for index in range(30):
         store.append(
             EventDraft(
@@ -494,6 +517,7 @@ def dump(store: StateStore) -> dict[str, Any]:
         "intents": store.pending_intents(),
         "meta": store.meta_items(),
         "events": store.events(),
+        "jobs": store.jobs("prod"),
     }
 
 
@@ -512,7 +536,7 @@ def test_migrate_sqlite_to_postgresql_and_back_keeps_everything(
     code, out, err = cli("store", "migrate", "--from", str(state), "--to", postgres_url)
     assert code == 0, err
     assert out.startswith("copied 30 events (head ")
-    assert "3 observed rows, 2 runs, 2 intents and 1 meta keys" in out
+    assert "3 observed rows, 2 runs, 2 intents, 1 meta keys and 1 quantum jobs" in out
     with open_store(postgres_url) as pg_store:
         assert dump(pg_store) == original
         assert pg_store.put_intent("dev", "x", "deploy", {}) == 4  # after the copied ids

@@ -163,3 +163,37 @@ def test_a_relative_allowlist_entry_is_a_config_error(
     code, _, err = _validate(example_repo, "--config", config)
     assert code == 1
     assert f"{config}:2: sources.allow.0: Value error, 'wheels' is relative" in err
+
+
+def test_quantum_health_on_a_local_environment_is_refused_naming_the_field(
+    example_repo: GitOpsRepo,
+) -> None:
+    text = example_repo.read(ENV_FILE)
+    policy = "  auto_rollback: true\n"
+    assert policy in text
+    health = "  quantum_health: {max_failure_rate: 0.2, min_jobs: 10, window: 30m}\n"
+    example_repo.write(ENV_FILE, text.replace(policy, policy + health))
+    example_repo.commit()
+    line = text.splitlines().index("policy:") + 1
+
+    code, _, err = _validate(example_repo)
+
+    assert code == 1
+    assert f"{ENV_FILE}:{line}: policy: quantum_health needs quantum.kind: azure" in err
+
+
+@pytest.mark.parametrize(
+    ("health", "field"),
+    [
+        ({"max_failure_rate": 1.5}, "max_failure_rate"),
+        ({"max_failure_rate": 0.2, "min_jobs": 0}, "min_jobs"),
+        ({"max_failure_rate": 0.2, "window": "0s"}, ""),
+        ({"min_jobs": 10}, "max_failure_rate"),
+    ],
+)
+def test_a_bad_quantum_health_is_refused(health: dict[str, object], field: str) -> None:
+    from qrelease.model.environment import QuantumHealth
+
+    with pytest.raises(ValidationError) as refused:
+        QuantumHealth.model_validate(health)
+    assert refused.value.errors()[0]["loc"] == ((field,) if field else ())

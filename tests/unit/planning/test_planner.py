@@ -230,3 +230,21 @@ def test_holding_environments_holds_only_their_deploys() -> None:
         "infra",
         "quantum infrastructure: ARM said no",
     )
+
+
+def test_a_live_release_whose_quantum_jobs_fail_is_degraded_once() -> None:
+    problem = "4 of 12 quantum jobs failed in the last 30m (33%, over the limit of 20%)"
+    live = ObservedState(env="dev", app="bell", deployed="1.1.0", health=Health.HEALTHY)
+    action = decide(REV, desired(), Seen(state=live, current="1.1.0"), now=NOW, degraded=problem)
+    assert (action.kind, action.reason, action.sync) == (ActionKind.DEGRADE, problem, Sync.SYNCED)
+    recorded = live.model_copy(update={"failed_version": "1.1.0", "health": Health.DEGRADED})
+    again = decide(REV, desired(), Seen(state=recorded, current="1.1.0"), now=NOW, degraded=problem)
+    assert again.kind == ActionKind.NOOP  # already recorded: not degraded again every pass
+
+
+def test_quantum_jobs_never_degrade_a_release_that_is_not_the_desired_live_one() -> None:
+    problem = "jobs failing"
+    rolled_back = decide(REV, desired(), Seen(current="1.0.0"), now=NOW, degraded=problem)
+    assert rolled_back.kind != ActionKind.DEGRADE
+    the_plan = plan(REV, [desired()], {("dev", "bell"): Seen(current="1.1.0")}, {}, now=NOW)
+    assert the_plan.actions[0].kind == ActionKind.NOOP  # no verdict given: nothing to judge

@@ -6,10 +6,12 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from qrelease.model.events import EventDraft
+from qrelease.model.jobs import JobStatus, QuantumJob
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Failure, Health, Rollout, Sync
 from qrelease.store import FencedError, Intent, Replica, Run, StateStore, StoreError, open_store
@@ -305,3 +307,56 @@ def test_workers_claiming_at_once_take_each_job_once(store: StateStore) -> None:
     for thread in threads:
         thread.join()
     assert sorted(claimed) == [f"k{index:02}" for index in range(20)]
+
+
+def job(job_id: str, status: JobStatus, minute: int, **fields: object) -> QuantumJob:
+    values: dict[str, Any] = {
+        "env": "prod",
+        "job_id": job_id,
+        "app": "bell",
+        "version": "1.0.0",
+        "status": status,
+        "created_at": T0 + timedelta(minutes=minute),
+        "target": "ionq.simulator",
+    }
+    return QuantumJob(**(values | fields))
+
+
+def test_quantum_jobs_upsert_filter_and_prune(store: StateStore) -> None:
+    ended = T0 + timedelta(minutes=3, seconds=30)
+    done = job(
+        "j1",
+        JobStatus.SUCCEEDED,
+        1,
+        began_at=T0 + timedelta(minutes=2),
+        ended_at=ended,
+        cost=0.125,
+        currency="USD",
+    )
+    store.put_jobs([job("j1", JobStatus.WAITING, 1), job("j2", JobStatus.EXECUTING, 2)])
+    store.put_jobs(
+        [
+            done,
+            job("j3", JobStatus.FAILED, 3, version="1.1.0"),
+            job("x", JobStatus.WAITING, 0, env="dev"),
+        ]
+    )
+    store.put_jobs([])
+    assert store.jobs("prod") == [done, store.jobs("prod")[1], store.jobs("prod")[2]]
+    assert [j.job_id for j in store.jobs("prod")] == ["j1", "j2", "j3"]
+    assert store.jobs("prod", "bell", "1.0.0")[0] == done  # every field read back exactly
+    assert [j.job_id for j in store.jobs("prod", version="1.1.0")] == ["j3"]
+    assert store.jobs("prod", "other") == []
+    assert [j.job_id for j in store.jobs("prod", since=T0 + timedelta(minutes=2))] == ["j2", "j3"]
+    assert [j.job_id for j in store.open_jobs("prod", 10)] == ["j2"]
+    assert [j.job_id for j in store.open_jobs("dev", 1)] == ["x"]
+    assert store.prune_jobs("prod", T0 + timedelta(minutes=2)) == 1
+    assert [j.job_id for j in store.jobs("prod")] == ["j2", "j3"]
+    assert [j.job_id for j in store.jobs("dev")] == ["x"]
+
+
+def test_quantum_jobs_roll_back_with_their_transaction(store: StateStore) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_jobs([job("j1", JobStatus.WAITING, 1)])
+        raise RuntimeError("abort")
+    assert store.jobs("prod") == []

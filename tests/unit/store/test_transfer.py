@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from qrelease.model.events import EventDraft
+from qrelease.model.jobs import JobStatus, QuantumJob
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Health, Sync
 from qrelease.store import DB_NAME, StateStore, StoreError, open_store
@@ -36,6 +37,13 @@ def fill(store: StateStore) -> None:
     store.clear_intent(store.put_intent("prod", "bell", "deploy", {}, time=T0))
     store.put_intent("dev", "bell", "switch", {"to": "1.1.0"}, time=T0)
     store.set_meta("last_revision", "b" * 40)
+    store.set_meta("quantum_jobs.cursor.azure", '{"offset": 2, "since": "2026-05-01"}')
+    store.put_jobs(
+        [
+            QuantumJob("azure", "j1", "bell", "1.0.0", JobStatus.SUCCEEDED, T0, cost=0.5),
+            QuantumJob("prod", "j2", "bell", "1.0.0", JobStatus.WAITING, T0),
+        ]
+    )
     for index in range(12):
         store.append(
             EventDraft(env="prod", app="bell", action="deploy", details={"i": index, "x": 0.5}),
@@ -50,6 +58,7 @@ def dump(store: StateStore) -> dict[str, Any]:
         "intents": store.pending_intents(),
         "meta": store.meta_items(),
         "events": store.events(),
+        "jobs": store.jobs("azure") + store.jobs("prod"),
     }
 
 
@@ -60,7 +69,8 @@ def test_sqlite_to_memory_and_back_keeps_everything(tmp_path: Path) -> None:
         memory = open_store("memory:")
         copied = copy_store(source, memory)
     counts = (copied.observed, copied.runs, copied.intents, copied.meta, copied.events)
-    assert counts == (2, 2, 1, 1, 12)
+    assert counts == (2, 2, 1, 2, 12)
+    assert copied.jobs == 2
     assert copied.head_hash == original["events"][-1].hash
     assert dump(memory) == original
     assert memory.put_intent("dev", "x", "deploy", {}) == 3  # past the copied ids

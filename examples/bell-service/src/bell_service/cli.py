@@ -13,7 +13,15 @@ import sys
 from collections import Counter
 from importlib.metadata import PackageNotFoundError, version
 
-from bell_service.release import LockError, describe, load_lock, read_program, release_dir, simulate
+from bell_service.release import (
+    LockError,
+    describe,
+    job_tags,
+    load_lock,
+    read_program,
+    release_dir,
+    simulate,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bell-service: {error}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({**lock, "package_version": package_version, "release_dir": str(release)}))
+        shown = {**lock, "package_version": package_version, "release_dir": str(release)}
+        print(json.dumps(shown | {"job_tags": job_tags(lock)}))
     elif args.self_check:
         print(f"ok: {lock['app']} {lock['version']} pinned to {lock['target_id']}")
     else:

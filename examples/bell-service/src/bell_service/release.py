@@ -77,6 +77,22 @@ def read_program(release: Path, lock: dict[str, Any]) -> str:
     return data.decode("utf-8")
 
 
+def job_tags(lock: dict[str, Any]) -> list[str]:
+    """The tags every quantum job this release submits carries, so qrelease can watch them.
+
+    Pass them as the job's `tags` when submitting to Azure Quantum (azure-quantum's
+    `Job.from_input_data(..., tags=job_tags(lock))`, or `tags=` of `target.submit`): the
+    controller counts the jobs of each live release and judges them by the environment's
+    `policy.quantum_health`.
+    """
+    return [
+        "qrelease",
+        f"qrelease.env={lock['env']}",
+        f"qrelease.app={lock['app']}",
+        f"qrelease.version={lock['version']}",
+    ]
+
+
 def describe(lock: dict[str, Any], package_version: str) -> str:
     """A few lines saying what this release pins."""
     return "\n".join(
