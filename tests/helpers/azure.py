@@ -62,6 +62,8 @@ ARM_TOKEN = "arm-token"
 QUANTUM_TOKEN = "quantum-token"
 QUANTUM_API_KEY = "test-api-key"
 _EPOCH = dt.datetime(2025, 11, 24, 12, 0, tzinfo=dt.UTC)
+EPOCH = _EPOCH
+"""Where the fakes' clocks start: every creation and change time is a second after the last."""
 _HTTP_DATE = "%a, %d %b %Y %H:%M:%S GMT"
 _EXPRESSION = re.compile(r"^\[parameters\('([^']+)'\)\]$")
 

@@ -33,6 +33,7 @@ through the SAS URLs the service hands out, never with the storage SDK's default
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import re
@@ -40,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from azure.core import PipelineClient
@@ -114,6 +115,9 @@ _RESULT_WORD = re.compile(r"\b(Zero|One)\b")
 _GATE = "verification"
 _INPUT_BLOB = "inputData"
 JOB_PAGE = 100  # jobs per listing request
+VERIFY_TAG = "qrelease.verify="
+"""Tags a verification job with a digest of (environment, target, shots, QIR)."""
+IN_FLIGHT_SCAN = 2_000  # jobs of the timeout window scanned for one already under way
 _T = TypeVar("_T")
 
 
@@ -463,6 +467,7 @@ class Clock:
 
     now: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    wall: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
 class AzureQuantumBackend:
@@ -848,12 +853,17 @@ class AzureQuantumBackend:
     def _run_job(
         self, qir: str, program: ProgramSource, quantum: Quantum, target: str, shots: int
     ) -> JobRun:
-        """Submit the QIR, follow the job to an end or the timeout, and fetch its histogram."""
+        """Submit the QIR (or find the same job already under way), follow the job to an
+        end or the timeout, and fetch its histogram."""
         started = self.clock.now()
-        job = self._call(
-            "submitting the verification job",
-            lambda: self._submit(qir, program, quantum, target, shots),
-        )
+        tag = self._verification_tag(qir, target, shots)
+        job = self._call("looking for the same verification job", lambda: self._in_flight(tag))
+        followed = job is not None
+        if job is None:
+            job = self._call(
+                "submitting the verification job",
+                lambda: self._submit(qir, program, quantum, target, shots, tag),
+            )
         try:
             ended = self._follow(job)
         except AzureUnavailable:
@@ -861,6 +871,7 @@ class AzureQuantumBackend:
             raise
         record = _job_record(job, target, shots) | {
             "seconds": round(self.clock.now() - started, 3),
+            "followed": followed,
         }
         status = record["status"]
         if not ended:
@@ -877,8 +888,44 @@ class AzureQuantumBackend:
         record["retries"] = self._pipeline.take()
         return JobRun(record, status, histogram=histogram_counts(raw))
 
+    def _verification_tag(self, qir: str, target: str, shots: int) -> str:
+        """The tag naming one verification: this environment, target, shots and QIR."""
+        label = self.environment or self.settings.workspace
+        digest = hashlib.sha256(f"{label}\n{target}\n{shots}\n{qir}".encode()).hexdigest()
+        return f"{VERIFY_TAG}{digest[:32]}"
+
+    def _in_flight(self, tag: str) -> Any | None:
+        """The newest job tagged `tag` created within the verification timeout that did not
+        fail or get cancelled: one a controller submitted before it died (or lost its
+        lease), which a new owner follows instead of paying for the same job twice."""
+        workspace = self._open()
+        since = self.clock.wall() - self.settings.verification_timeout
+        assert workspace.rest is not None  # set by _create_client during construction
+        pages = workspace.rest.services.jobs.list(
+            workspace.subscription_id,
+            workspace.resource_group,
+            workspace.name,
+            filter=f"CreationTime ge {since.date().isoformat()}",
+            orderby="CreationTime asc",
+            top=JOB_PAGE,
+        )
+        found = None
+        for job in itertools.islice(pages, IN_FLIGHT_SCAN):
+            record = plain(job)
+            created = parse_time(record.get("creationTime"))
+            usable = str(record.get("status")) not in {"Failed", "Cancelled"}
+            if tag in (record.get("tags") or ()) and usable and created and created >= since:
+                found = record
+        return None if found is None else workspace.get_job(str(found["id"]))
+
     def _submit(
-        self, qir: str, program: ProgramSource, quantum: Quantum, target: str, shots: int
+        self,
+        qir: str,
+        program: ProgramSource,
+        quantum: Quantum,
+        target: str,
+        shots: int,
+        tag: str,
     ) -> Any:
         """Upload the QIR into a new job container of the workspace's storage, create the job."""
         workspace = self._open()
@@ -910,7 +957,7 @@ class AzureQuantumBackend:
             input_data_format="qir.v1",
             output_data_format="microsoft.quantum-results.v2",
             input_params=params,
-            tags=["qrelease", f"env:{label}"],
+            tags=["qrelease", f"env:{label}", tag],
         )
 
     def _cancel_quietly(self, job: Any) -> None:

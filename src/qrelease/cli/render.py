@@ -69,7 +69,7 @@ def print_status(
     """Print status rows in the chosen format (structured rows carry `quantum_jobs`: the live
     release's job statistics, where `jobs` has them for the release deployed)."""
     if output.structured:
-        output.emit([row.as_json() | _jobs_of(jobs or {}, row) for row in rows])
+        output.emit([row.as_json() | _jobs_field(live_jobs_of(jobs or {}, row)) for row in rows])
         return
     headers = list(STATUS_COLUMNS)
     if output.wide:
@@ -77,6 +77,13 @@ def print_status(
     print_table(headers, [status_cells(row, wide=output.wide) for row in rows])
 
 
-def _jobs_of(jobs: Mapping[tuple[str, str], Mapping[str, Any]], row: StatusRow) -> dict[str, Any]:
+def live_jobs_of(
+    jobs: Mapping[tuple[str, str], Mapping[str, Any]], row: StatusRow
+) -> Mapping[str, Any] | None:
+    """The row's live release's job statistics, if the monitor has them for that release."""
     found = jobs.get(row.key)
-    return {"quantum_jobs": dict(found)} if found and found["version"] == row.deployed else {}
+    return found if found and found["version"] == row.deployed else None
+
+
+def _jobs_field(found: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"quantum_jobs": dict(found)} if found else {}

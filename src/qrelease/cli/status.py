@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -27,7 +27,7 @@ from qrelease.cli.common import (
     make_context,
 )
 from qrelease.cli.output import print_table
-from qrelease.cli.render import print_status, rollout_cell, short_time
+from qrelease.cli.render import live_jobs_of, print_status, rollout_cell, short_time
 
 if TYPE_CHECKING:
     from qrelease.model.events import Event
@@ -205,11 +205,15 @@ class AppInEnv:
     pin: str | None
     gates: tuple[GateLine, ...]
     events: tuple[Event, ...]
+    jobs: Mapping[str, Any] | None = None
+    """The live release's quantum jobs (Azure Quantum environments), as `/status` has them."""
 
     def as_json(self) -> dict[str, Any]:
-        """The row's fields, the pin's place in Git, the gates and the recent events."""
+        """The row's fields, the pin's place in Git, the gates, the quantum jobs of the live
+        release (when watched) and the recent events."""
         return {
             **self.row.as_json(),
+            **({"quantum_jobs": dict(self.jobs)} if self.jobs else {}),
             "pin": self.pin,
             "gates": [
                 {
@@ -269,7 +273,13 @@ def get(
         snapshot = source.snapshot()
         check_names(snapshot, env_name, app)
         rows = source.rows(snapshot, env_name, app)
-        found = [app_in_env(source.store, snapshot, row, event_count) for row in rows]
+        jobs = _live_jobs(source, snapshot)
+        found = [
+            replace(
+                app_in_env(source.store, snapshot, row, event_count), jobs=live_jobs_of(jobs, row)
+            )
+            for row in rows
+        ]
     if not found:
         raise Failed(f"{app} is not pinned in {env_name or 'any environment'} and never ran there")
     if output.structured:
@@ -307,7 +317,34 @@ def _print_app_in_env(each: AppInEnv, *, wide: bool) -> None:
     for name, value in fields:
         click.echo(f"  {name:<10}{value}")
     _print_gates(each.gates, wide=wide)
+    if each.jobs:
+        click.echo(f"  {'jobs':<10}{jobs_line(each.jobs)}")
     _print_events(each.events, wide=wide)
+
+
+def jobs_line(jobs: Mapping[str, Any]) -> str:
+    """One line of a live release's quantum jobs.
+
+    >>> jobs_line({"submitted": 40, "succeeded": 36, "failed": 3, "cancelled": 1, "running": 0,
+    ...     "queue_seconds": {"p50": 4.0, "p95": 31.5}, "cost": {"USD": 1.2},
+    ...     "window": {"failure_rate": 0.075}}).split("; ")  # doctest: +NORMALIZE_WHITESPACE
+    ['40 submitted: 36 succeeded, 3 failed, 1 cancelled', 'queue p50 4s p95 32s',
+     'cost USD 1.20', 'failure rate 7.5% in the health window']
+    """
+    parts = [
+        f"{jobs['submitted']} submitted: {jobs['succeeded']} succeeded, {jobs['failed']} failed, "
+        f"{jobs['cancelled']} cancelled"
+        + (f", {jobs['running']} running" if jobs["running"] else "")
+    ]
+    queue = jobs.get("queue_seconds") or {}
+    if queue.get("p50") is not None:
+        parts.append(f"queue p50 {queue['p50']:.0f}s p95 {queue['p95']:.0f}s")
+    for currency, amount in sorted((jobs.get("cost") or {}).items()):
+        parts.append(f"cost {currency} {amount:.2f}")
+    rate = (jobs.get("window") or {}).get("failure_rate")
+    if rate is not None:
+        parts.append(f"failure rate {rate:.1%} in the health window")
+    return "; ".join(parts)
 
 
 def _clip(text: str, wide: bool, limit: int = 90) -> str:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -445,3 +446,32 @@ class Environment(Frozen):
         sources = {"find_links": self.classical.find_links, "index_url": self.classical.index_url}
         refusals = [(name, source_refusal(value, allowed)) for name, value in sources.items()]
         return [(f"classical.{name}", problem) for name, problem in refusals if problem]
+
+
+def promotion_order(
+    environments: Mapping[str, Environment], seen: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """Environments in promotion order (each right after the one it promotes from), then
+    any other name in `seen` (environments with rows but no valid file).
+
+    Chains stay contiguous (depth first), siblings go by name, and environments caught in a
+    cycle (which validation reports) come last.
+
+    >>> dev = Environment(environment="dev")
+    >>> prod = Environment(environment="prod", promote_from="staging")
+    >>> staging = Environment(environment="staging", promote_from="dev")
+    >>> promotion_order({"prod": prod, "dev": dev, "staging": staging}, ["old"])
+    ('dev', 'staging', 'prod', 'old')
+    """
+    children: dict[str | None, list[str]] = defaultdict(list)
+    for name in sorted(environments):
+        parent = environments[name].promote_from
+        children[parent if parent in environments else None].append(name)
+    order: list[str] = []
+    stack = list(reversed(children[None]))
+    while stack:
+        name = stack.pop()
+        order.append(name)
+        stack.extend(reversed(children[name]))
+    rest = sorted((set(environments) | set(seen)) - set(order))
+    return (*order, *rest)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from qrelease.history import Entry
-from qrelease.model.environment import Environment
+from qrelease.model.environment import Environment, promotion_order
 from qrelease.model.events import Event
 from qrelease.model.observed import ObservedState
 from qrelease.model.types import format_duration, version_key
@@ -64,25 +64,6 @@ by name, and names starting with `prod` last: the usual promotion chain."""
 
 
 # -- the matrix ---------------------------------------------------------------------------
-
-
-def environment_order(environments: Mapping[str, Environment]) -> tuple[str, ...]:
-    """Environments in promotion order: each right after the one it promotes from.
-
-    Chains stay contiguous (depth first), siblings go by name, and environments caught in a
-    cycle (which validation reports) come last.
-    """
-    children: dict[str | None, list[str]] = defaultdict(list)
-    for name in sorted(environments):
-        parent = environments[name].promote_from
-        children[parent if parent in environments else None].append(name)
-    order: list[str] = []
-    stack = list(reversed(children[None]))
-    while stack:
-        name = stack.pop()
-        order.append(name)
-        stack.extend(reversed(children[name]))
-    return (*order, *sorted(set(environments) - set(order)))
 
 
 @dataclass(frozen=True)
@@ -221,7 +202,7 @@ def build_board(
 ) -> Board:
     """The matrix of every pinned or deployed (app, env), environments in promotion order."""
     status = status_rows(observed, snapshot.pins(), snapshot.revision)
-    ordered = environment_order(snapshot.environments)
+    ordered = promotion_order(snapshot.environments)
     return _board(snapshot, status, ordered, last_run, stage)
 
 

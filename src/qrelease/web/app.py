@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute, Route
 
 from qrelease.config import ControllerConfig
 from qrelease.history import COLUMNS, event_reason
+from qrelease.model.environment import promotion_order
 from qrelease.store import StoreError
 from qrelease.web.data import WebData
 from qrelease.web.pages import (
@@ -42,7 +43,6 @@ from qrelease.web.pages import (
     HistoryQuery,
     Live,
     cell,
-    environment_order,
     history_page,
     matrix,
     parse_query,
@@ -132,7 +132,7 @@ class WebSite:
             return self._message(
                 request, 404, "Unknown app", message, "warn", suggestions=suggestions(name, apps)
             )
-        envs = environment_order(live.environments, sorted({env for env, _ in live.rows}))
+        envs = promotion_order(live.environments, sorted({env for env, _ in live.rows}))
         shown = []
         for env in envs:
             row = live.rows.get((env, name))

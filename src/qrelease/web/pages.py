@@ -8,7 +8,6 @@ and the TUI render: nothing here re-derives sync or health.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from difflib import get_close_matches
 from typing import Any
 
 from qrelease.history import Entry
-from qrelease.model.environment import Environment
+from qrelease.model.environment import Environment, promotion_order
 from qrelease.model.events import Event
 from qrelease.model.types import format_duration, parse_duration
 from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
@@ -43,31 +42,6 @@ class Live:
 
 
 # -- the matrix ---------------------------------------------------------------------------
-
-
-def environment_order(
-    environments: Mapping[str, Environment], seen: Sequence[str] = ()
-) -> tuple[str, ...]:
-    """Environments in promotion order (each after the one it promotes from), then any other.
-
-    >>> dev = Environment(environment="dev")
-    >>> prod = Environment(environment="prod", promote_from="staging")
-    >>> staging = Environment(environment="staging", promote_from="dev")
-    >>> environment_order({"prod": prod, "dev": dev, "staging": staging}, ["old"])
-    ('dev', 'staging', 'prod', 'old')
-    """
-    children: dict[str | None, list[str]] = defaultdict(list)
-    for name in sorted(environments):
-        parent = environments[name].promote_from
-        children[parent if parent in environments else None].append(name)
-    order: list[str] = []
-    stack = list(reversed(children[None]))
-    while stack:
-        name = stack.pop()
-        order.append(name)
-        stack.extend(reversed(children[name]))
-    rest = sorted((set(environments) | set(seen)) - set(order))
-    return (*order, *rest)
 
 
 @dataclass(frozen=True)
@@ -189,7 +163,7 @@ class Matrix:
 
 def matrix(live: Live) -> Matrix:
     """The matrix of every row the controller holds, environments in promotion order."""
-    names = environment_order(live.environments, sorted({env for env, _ in live.rows}))
+    names = promotion_order(live.environments, sorted({env for env, _ in live.rows}))
     apps = sorted({app for _, app in live.rows} | _pinned_apps(live.environments))
     cells = {(app, env): cell(env, app, live.rows.get((env, app))) for app in apps for env in names}
     headers = tuple(env_header(name, live.environments.get(name)) for name in names)

@@ -24,7 +24,7 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from qrelease.azure import quantum as quantum_azure
 from qrelease.azure.common import AzureAuthError, RetrySettings
-from qrelease.azure.quantum import AzureQuantumBackend, align_keys, entry_point
+from qrelease.azure.quantum import AzureQuantumBackend, Clock, align_keys, entry_point
 from qrelease.model.environment import AzureQuantum
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.vocabulary import Availability, GateOutcome
@@ -33,6 +33,7 @@ from qrelease.quantum.qdk import QdkBackend
 from qrelease.redaction import redact
 from tests.helpers import PROJECT_ROOT
 from tests.helpers.azure import (
+    EPOCH,
     SAS_SIGNATURE,
     ArmFake,
     JobScript,
@@ -299,6 +300,71 @@ def test_a_verification_job_that_fails_fails_the_gate_with_the_service_error(
     assert verification.outcome is GateOutcome.FAILED
     assert "failed: QIRValidationFailed: unsupported instruction" in verification.message
     assert verification.details["status"] == "Failed"
+
+
+WHEN = EPOCH + timedelta(minutes=1)  # just after the loopback workspace created its jobs
+
+
+class Killed(BaseException):
+    """The controller process dying where it stands (nothing after it runs)."""
+
+
+def _dies_after_submitting(backend: AzureQuantumBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    def die(job: object) -> bool:
+        raise Killed
+
+    monkeypatch.setattr(backend, "_follow", die)
+
+
+def _at_the_workspace_time(backend: AzureQuantumBackend) -> AzureQuantumBackend:
+    """The backend's calendar set to the loopback workspace's (its jobs' creation times)."""
+    backend.clock = Clock(now=backend.clock.now, sleep=backend.clock.sleep, wall=lambda: WHEN)
+    return backend
+
+
+def test_a_new_owner_follows_the_verification_job_the_last_one_submitted(
+    workspace: Workspace, make_backend: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failover never double-bills: the job a dead owner left running is followed."""
+    manifest, program = release("1.1.0")
+    dead = make_backend(verification_job=True, verification_target="ionq.simulator")
+    _dies_after_submitting(dead, monkeypatch)
+    with pytest.raises(Killed):
+        dead.run_gates(program, manifest.quantum, None)
+    [first] = workspace.fake.submitted()
+
+    owner = _at_the_workspace_time(
+        make_backend(verification_job=True, verification_target="ionq.simulator")
+    )
+    verification = gate(owner.run_gates(program, manifest.quantum, None), "verification")
+
+    assert verification.outcome is GateOutcome.PASSED, verification.message
+    assert workspace.fake.submitted() == [first]  # nothing submitted twice
+    assert verification.details["job_id"] == first["id"] and verification.details["followed"]
+    assert any(tag.startswith("qrelease.verify=") for tag in first["tags"])
+
+
+def test_a_failed_job_or_another_environment_s_is_not_followed(
+    workspace: Workspace, make_backend: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest, program = release("1.1.0")
+    workspace.fake.script = JobScript(statuses=("Executing", "Failed"), error={"code": "E"})
+    failed = make_backend(verification_job=True, verification_target="ionq.simulator")
+    failed.run_gates(program, manifest.quantum, None)
+    workspace.fake.script = JobScript()
+    other = make_backend(verification_job=True, verification_target="ionq.simulator")
+    other.environment = "staging"  # the same release verified for another environment
+    _dies_after_submitting(other, monkeypatch)
+    with pytest.raises(Killed):
+        other.run_gates(program, manifest.quantum, None)
+
+    owner = _at_the_workspace_time(
+        make_backend(verification_job=True, verification_target="ionq.simulator")
+    )
+    verification = gate(owner.run_gates(program, manifest.quantum, None), "verification")
+
+    assert verification.outcome is GateOutcome.PASSED, verification.message
+    assert len(workspace.fake.submitted()) == 3 and not verification.details["followed"]
 
 
 def test_a_verification_job_that_ran_other_shots_than_requested_is_not_accepted(

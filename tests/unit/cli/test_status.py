@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from qrelease.cli import status as status_module
+from qrelease.model.jobs import JobStatus, QuantumJob
 from qrelease.model.vocabulary import Health, Rollout, Sync
+from qrelease.store import open_store
 from tests.helpers.cli import Cli
 from tests.helpers.gitops import GitOpsRepo
 
@@ -191,3 +194,52 @@ def test_wait_times_out_naming_what_is_late(cli: Cli, polls: list) -> None:
     assert result.exit_code == 1
     assert "timed out after 2s waiting for dev/qrng, prod/qrng, staging/qrng" in result.stderr
     assert len(polls) == 3  # two polls of 1s, then the deadline
+
+
+def _watched_prod(cli: Cli, example_repo: GitOpsRepo) -> None:
+    """An Azure Quantum environment running bell-service 1.0.0, with two failed jobs read
+    from its workspace: one of the live release, one of an older release."""
+    example_repo.write(
+        "releases/qprod.yaml",
+        "environment: qprod\nquantum: {kind: azure, subscription: s, resource_group: rg,"
+        " workspace: ws, location: eastus}\napps:\n  bell-service: 1.0.0\n",
+    )
+    example_repo.commit("a watched environment")
+    cli.record("qprod", "bell-service", deployed="1.0.0")
+    cli.record("dev", "bell-service", deployed="1.2.0")
+    created = datetime.now(UTC) - timedelta(minutes=5)
+    with open_store(cli.state) as store:
+        store.put_jobs(
+            [
+                QuantumJob("qprod", "a", "bell-service", "1.0.0", JobStatus.FAILED, created),
+                QuantumJob("qprod", "b", "bell-service", "0.9.0", JobStatus.FAILED, created),
+            ]
+        )
+
+
+def test_status_json_shows_the_quantum_jobs_of_a_watched_live_release(
+    cli: Cli, example_repo: GitOpsRepo
+) -> None:
+    _watched_prod(cli, example_repo)
+
+    result = cli("status", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    rows = {(row["env"], row["app"]): row for row in json.loads(result.stdout)}
+    jobs = rows[("qprod", "bell-service")]["quantum_jobs"]
+    assert (jobs["version"], jobs["submitted"], jobs["failed"]) == ("1.0.0", 1, 1)
+    assert "quantum_jobs" not in rows[("dev", "bell-service")]  # a local environment
+
+
+def test_get_shows_the_live_release_quantum_jobs(cli: Cli, example_repo: GitOpsRepo) -> None:
+    _watched_prod(cli, example_repo)
+
+    table = cli("get", "bell-service", "--env", "qprod")
+    data = cli("get", "bell-service", "--env", "qprod", "-o", "json")
+
+    assert table.exit_code == 0, table.stderr
+    assert "  jobs      1 submitted: 0 succeeded, 1 failed, 0 cancelled" in table.stdout
+    (env,) = json.loads(data.stdout)["environments"]
+    assert (env["quantum_jobs"]["version"], env["quantum_jobs"]["failed"]) == ("1.0.0", 1)
+    local = cli("get", "bell-service", "--env", "dev")
+    assert "  jobs" not in local.stdout

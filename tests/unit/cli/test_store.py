@@ -6,7 +6,6 @@ commands against PostgreSQL.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -86,39 +85,3 @@ def test_store_migrate_copies_a_state_dir_into_a_new_sqlite_file(tmp_path: Path)
     assert out.startswith(f"copied 3 events (head {head[:12]}), 0 observed rows")
     code, _, err = cli("store", "migrate", "--from", str(tmp_path / "state"), "--to", target)
     assert code == 1 and "not empty (holds events)" in err
-
-
-def test_status_json_shows_the_quantum_jobs_of_a_watched_live_release(
-    tmp_path: Path, example_repo: GitOpsRepo
-) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from qrelease.model.jobs import JobStatus, QuantumJob
-
-    example_repo.write(
-        "releases/qprod.yaml",
-        "environment: qprod\nquantum: {kind: azure, subscription: s, resource_group: rg,"
-        " workspace: ws, location: eastus}\napps:\n  bell-service: 1.0.0\n",
-    )
-    example_repo.commit("a watched environment")
-    state = tmp_path / "state"
-    created = datetime.now(UTC) - timedelta(minutes=5)
-    with open_store(state) as store:
-        store.put_observed(ObservedState(env="qprod", app="bell-service", deployed="1.0.0"))
-        store.put_observed(ObservedState(env="dev", app="bell-service", deployed="1.2.0"))
-        store.put_jobs(
-            [
-                QuantumJob("qprod", "a", "bell-service", "1.0.0", JobStatus.FAILED, created),
-                QuantumJob("qprod", "b", "bell-service", "0.9.0", JobStatus.FAILED, created),
-            ]
-        )
-
-    code, out, err = cli(
-        "status", "--json", "--repo", str(example_repo.path), "--state", str(state)
-    )
-
-    assert code == 0, err
-    rows = {(row["env"], row["app"]): row for row in json.loads(out)}
-    jobs = rows[("qprod", "bell-service")]["quantum_jobs"]
-    assert (jobs["version"], jobs["submitted"], jobs["failed"]) == ("1.0.0", 1, 1)
-    assert "quantum_jobs" not in rows[("dev", "bell-service")]  # a local environment

@@ -197,3 +197,21 @@ def test_a_bad_quantum_health_is_refused(health: dict[str, object], field: str) 
     with pytest.raises(ValidationError) as refused:
         QuantumHealth.model_validate(health)
     assert refused.value.errors()[0]["loc"] == ((field,) if field else ())
+
+
+def test_promotion_order_follows_promote_from_chains() -> None:
+    """Chains stay together depth first, siblings by name: the column order of every view."""
+    from qrelease.model.environment import Environment, promotion_order
+
+    envs = {
+        name: Environment(environment=name, promote_from=parent)
+        for name, parent in [
+            ("prod", "staging"),
+            ("dev", None),
+            ("perf", "dev"),
+            ("staging", "dev"),
+            ("sandbox", None),
+        ]
+    }
+    assert promotion_order(envs) == ("dev", "perf", "staging", "prod", "sandbox")
+    assert promotion_order(envs, ["gone", "dev"])[-1] == "gone"

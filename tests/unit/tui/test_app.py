@@ -16,11 +16,10 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, DataTable, Input, Select
 from textual.widgets._select import SelectOverlay
 
-from qrelease.model.environment import Environment
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
 from qrelease.store import open_store
-from qrelease.tui.board import Stage, cell_text, environment_order, headline, matching
+from qrelease.tui.board import Stage, cell_text, headline, matching
 from qrelease.tui.data import Dashboard
 from qrelease.tui.screens.approve import ApproveDialog
 from qrelease.tui.screens.diff import DiffScreen
@@ -44,18 +43,7 @@ from tests.helpers.tui import (
 )
 
 
-def test_environment_order_follows_promote_from_chains() -> None:
-    envs = {
-        name: Environment(environment=name, promote_from=parent)
-        for name, parent in [
-            ("prod", "staging"),
-            ("dev", None),
-            ("perf", "dev"),
-            ("staging", "dev"),
-            ("sandbox", None),
-        ]
-    }
-    assert environment_order(envs) == ("dev", "perf", "staging", "prod", "sandbox")
+def test_matching_ignores_case_and_surrounding_spaces() -> None:
     assert matching(["bell-service", "qrng", "bell-2"], " Bell") == ["bell-service", "bell-2"]
 
 
