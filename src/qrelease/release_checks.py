@@ -234,16 +234,24 @@ def _compile_all(
     make_compiler: Callable[[], Compiler],
     findings: Findings,
 ) -> None:
-    """Compile what the cache does not know (in parallel on the pool), then report."""
+    """Compile what the cache does not know (in parallel on the pool), then report.
+
+    Units with the same content (the same program text in many apps' folders) compile once:
+    the others take its outcome, as they would from the cache on a second run.
+    """
     outcomes: dict[str, CompileOutcome] = {}
-    missing: list[_Unit] = []
+    first: dict[str, _Unit] = {}
     for unit in units:
+        if unit.key in outcomes or unit.key in first:
+            findings.cached += 1
+            continue
         known = cache.get(unit.key)
         if known is None:
-            missing.append(unit)
+            first[unit.key] = unit
         else:
             outcomes[unit.key] = _outcome_from(known)
             findings.cached += 1
+    missing = list(first.values())
     if missing:
         compiler = make_compiler()
         for unit, outcome in zip(missing, _compile_many(compiler, missing), strict=True):

@@ -92,6 +92,28 @@ def test_compile_results_are_cached_by_content(example_repo: GitOpsRepo, tmp_pat
     assert third["compiled"] == 1  # only the changed program is compiled again
 
 
+def test_the_same_program_in_many_apps_compiles_once(
+    example_repo: GitOpsRepo, tmp_path: Path
+) -> None:
+    """Ten apps shipping the same Bell program (as a monorepo of services does): one compile
+    for all, the same count as with the one app, and never a worker per copy."""
+    alone = report(example_repo, tmp_path / "alone")[1]
+    manifest = example_repo.read(BELL_1_0)
+    for n in range(10):
+        app = f"bell-copy-{n}"
+        example_repo.write(f"manifests/{app}/programs/bell.qs", example_repo.read(BELL))
+        example_repo.write(
+            f"manifests/{app}/1.0.0.yaml", manifest.replace("app: bell-service", f"app: {app}")
+        )
+    example_repo.commit("ten copies of the Bell service")
+
+    copies = report(example_repo, tmp_path / "copies")[1]
+
+    assert copies["ok"], copies["errors"]
+    assert copies["compiled"] == alone["compiled"]
+    assert copies["compile_cached"] == alone["compile_cached"] + 10
+
+
 def test_no_compile_skips_qdk(example_repo: GitOpsRepo, tmp_path: Path) -> None:
     example_repo.write(BELL, "namespace Bell { operation Main() : Result[] { oops } }")
     example_repo.commit("broken program")
