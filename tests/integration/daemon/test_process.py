@@ -191,6 +191,8 @@ def test_real_daemon_applies_pushes_answers_probes_and_stops_cleanly_on_sigterm(
     signature = {"X-Qrelease-Signature": sign(b"{}", SECRET)}
     assert client.post("/hooks/git", content=b"{}", headers=signature).status_code == 202
     wait_for("the webhook pass", lambda: deployed(daemon, "prod", "bell-service") == "1.1.0", 60)
+    # rows move with each rollout step; the pass's report comes when the pass ends
+    wait_for("its report", lambda: daemon.status()["last_pass"]["revision"] == revision, 60)
     last = daemon.status()["last_pass"]
     assert last["revision"] == revision and last["trigger"] == "webhook:generic"
     # a push alone: picked up by the next poll
