@@ -252,13 +252,13 @@ def run_claimed(
 
 @dataclass
 class GateWorker:
-    """A `qrelease worker`: claims gate jobs from the store and runs them, until stopped."""
+    """A `qrelease worker`'s work: claims gate jobs from the store and runs them, one per
+    `run_once` (the process's loop, signals and polling are in `daemon/worker.py`)."""
 
     store: StateStore
     backend: QuantumBackend
     name: str = f"worker@{socket.gethostname()}"
     clock: Callable[[], datetime] = _now
-    poll: timedelta = timedelta(seconds=1)
     stale: timedelta = timedelta(seconds=30)
     heartbeat: timedelta = timedelta(seconds=5)
     done: int = 0
@@ -278,9 +278,3 @@ class GateWorker:
         else:
             self.refused += 1
         return job
-
-    def run(self, stop: threading.Event) -> None:
-        """Work until `stop` is set, waiting `poll` when the queue is empty."""
-        while not stop.is_set():
-            if not self.run_once():
-                stop.wait(self.poll.total_seconds())

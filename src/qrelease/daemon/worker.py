@@ -82,7 +82,6 @@ def run_worker(
                 store,
                 backend,
                 options.name,
-                poll=options.poll,
                 stale=gates.stale,
                 heartbeat=gates.heartbeat,
             )
