@@ -16,10 +16,9 @@ from enum import StrEnum
 from qrelease.history import Entry
 from qrelease.model.environment import Environment, promotion_order
 from qrelease.model.events import Event
-from qrelease.model.observed import ObservedState
 from qrelease.model.types import format_duration, version_key
 from qrelease.model.vocabulary import Availability, EventKind, GateOutcome, Health, Rollout, Sync
-from qrelease.planning.status import StatusRow, status_rows
+from qrelease.planning.status import StatusRow, pinned_rows
 from qrelease.planning.upstream import healthy_release
 from qrelease.source.loader import Snapshot
 from qrelease.store.base import Run
@@ -194,27 +193,29 @@ class Board:
         return errors if isinstance(errors, int) else None
 
 
+Recorded = Mapping[tuple[str, str], StatusRow]
+"""The rows of the recorded states by (env, app) (`planning.status.recorded_rows`)."""
+
+
 def build_board(
     snapshot: Snapshot,
-    observed: Iterable[ObservedState],
+    recorded: Recorded,
     last_run: Run | None,
     stage: Stage = Stage.COMPLETE,
 ) -> Board:
     """The matrix of every pinned or deployed (app, env), environments in promotion order."""
-    status = status_rows(observed, snapshot.pins(), snapshot.revision)
+    status = pinned_rows(recorded, snapshot.pins(), snapshot.revision)
     ordered = promotion_order(snapshot.environments)
     return _board(snapshot, status, ordered, last_run, stage)
 
 
-def store_board(
-    observed: Iterable[ObservedState], last_run: Run | None, remembered: Sequence[str] = ()
-) -> Board:
+def store_board(recorded: Recorded, last_run: Run | None, remembered: Sequence[str] = ()) -> Board:
     """The first frame: what the controller last recorded, before Git is read.
 
     Environments come in the order the last session saw in Git (`remembered`), else in
     the conventional order (`guessed_order`).
     """
-    status = status_rows(observed)
+    status = pinned_rows(recorded)
     revision = last_run.revision if last_run and last_run.revision else ""
     snapshot = Snapshot(revision, {}, {}, {}, {}, ())
     names = {row.env for row in status}

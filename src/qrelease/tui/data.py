@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -25,8 +25,9 @@ from qrelease.history import Entry, timeline
 from qrelease.model.environment import Environment
 from qrelease.model.events import Event
 from qrelease.model.manifest import ReleaseManifest
+from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import EventKind
-from qrelease.planning.status import StatusRow
+from qrelease.planning.status import StatusRow, recorded_rows
 from qrelease.planning.upstream import GATE_EVENTS_SCANNED, GateLine, newest_gates
 from qrelease.promotion.diff import ReleaseDiff, UnknownReleaseError, diff_releases
 from qrelease.promotion.promote import PinAction, Preview, Promoter, PromotionError, Result
@@ -43,6 +44,7 @@ from qrelease.store.parsecache import ParseCache
 from qrelease.tui.board import (
     Board,
     GateVerdict,
+    Recorded,
     Stage,
     build_board,
     gate_verdicts,
@@ -283,6 +285,7 @@ class Watcher:
         self._run_revision: str | None = None
         self._loaded_at = 0.0
         self._board: Board | None = None
+        self._recorded: tuple[Mapping[tuple[str, str], ObservedState], Recorded] | None = None
 
     @property
     def complete(self) -> bool:
@@ -308,18 +311,29 @@ class Watcher:
         """A new board when anything shown changed since the last poll, else None."""
         with _reported():
             last_run = self._store.last_run()
-            observed = self._store.all_observed()
+            recorded = self._recorded_rows()
             if self._board is None:
-                board = store_board(observed, last_run, remembered_order(self._dashboard))
+                board = store_board(recorded, last_run, remembered_order(self._dashboard))
             else:
                 snapshot, stage = self._snapshot_for(last_run, reload_git)
-                board = build_board(snapshot, observed, last_run, stage)
+                board = build_board(snapshot, recorded, last_run, stage)
         if self._board is not None and board.same_as(self._board):
             return None
         if board.stage != Stage.STORE and (self._board is None or self._board.envs != board.envs):
             remember_order(self._dashboard, board.envs)
         self._board = board
         return board
+
+    def _recorded_rows(self) -> Recorded:
+        """The rows of the recorded states, made again only when the store moved.
+
+        The store hands back the very mapping it read last while nothing changed (SQLite's
+        `data_version`), so three stages of the first second make the rows once.
+        """
+        observed = self._store.observed_by_key()
+        if self._recorded is None or self._recorded[0] is not observed:
+            self._recorded = (observed, recorded_rows(observed.values()))
+        return self._recorded[1]
 
     def _snapshot_for(self, last_run: Run | None, reload_git: bool) -> tuple[Snapshot, Stage]:
         if self._repo is None:

@@ -8,6 +8,7 @@ UI makes lands on the bare remote with its `Qrelease-*` trailers.
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 
 import pytest
@@ -19,8 +20,9 @@ from textual.widgets._select import SelectOverlay
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Availability, Health, Rollout, Sync
 from qrelease.store import open_store
-from qrelease.tui.board import Stage, cell_text, headline, matching
-from qrelease.tui.data import Dashboard
+from qrelease.tui.board import Board, Stage, cell_text, headline, matching
+from qrelease.tui.data import Dashboard, Watcher
+from qrelease.tui.screens import main as main_screen
 from qrelease.tui.screens.approve import ApproveDialog
 from qrelease.tui.screens.diff import DiffScreen
 from qrelease.tui.screens.entry import EntryScreen
@@ -128,6 +130,69 @@ def test_matrix_shows_every_cell_with_glyphs_and_the_last_reconcile(remote: Remo
         assert "reconciled 2026-11-02 09:00 UTC, 2h ago (succeeded)" in status
 
     drive(app, scenario)
+
+
+def test_the_first_frame_already_shows_the_store_board(remote: Remote) -> None:
+    app = remote.app()
+    first: list[tuple[str | None, str]] = []
+    display = app._display
+
+    def record(screen: object, renderable: object) -> None:
+        if not first and isinstance(screen, MainScreen):
+            board = screen.board
+            first.append((board.stage if board else None, shown(screen.query_one("#status"))))
+        display(screen, renderable)  # type: ignore[arg-type]
+
+    app._display = record  # type: ignore[method-assign]
+    drive(app, lambda pilot: pilot.pause())
+    stage, status = first[0]
+    assert stage == Stage.STORE  # no frame ever said "Reading the store…"
+    assert "from the store; reading Git…" in status
+
+
+def test_a_slow_store_shows_that_it_is_read_then_the_board(
+    remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released = threading.Event()
+    poll = Watcher.poll
+
+    def slow_poll(watcher: Watcher, *, reload_git: bool = False) -> Board | None:
+        released.wait(30)  # the store answers only once the test saw the waiting screen
+        return poll(watcher, reload_git=reload_git)
+
+    monkeypatch.setattr(Watcher, "poll", slow_poll)
+    monkeypatch.setattr(main_screen, "FIRST_FRAME_WAIT", 0.05)
+    app = remote.app()
+
+    async def run() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, MainScreen) and screen.board is None
+            assert shown(screen.query_one("#status")).strip() == "Reading the store…"
+            released.set()
+            await settle(pilot)
+            assert cells(app)[("qrng", "prod")] == "0.1.0 ✓●"
+
+    asyncio.run(run())
+
+
+def test_a_bug_in_the_poller_ends_the_app_with_its_error(
+    remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(watcher: Watcher, *, reload_git: bool = False) -> Board | None:
+        raise RuntimeError("poller bug")
+
+    monkeypatch.setattr(Watcher, "poll", broken)
+    app = remote.app()
+
+    async def run() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            for _ in range(100):
+                await pilot.pause(0.05)
+
+    with pytest.raises(RuntimeError, match="poller bug"):
+        asyncio.run(run())
 
 
 def test_navigate_filter_and_open_details(remote: Remote) -> None:

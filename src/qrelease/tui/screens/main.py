@@ -1,15 +1,22 @@
 """The main screen: the live matrix, its filter, the detail pane, and the keys to act on a cell.
 
-A thread worker polls the store (with its own connection) and posts a board only when
+A poller thread watches the store (with its own connection) and posts a board only when
 something changed; the handler patches the matrix in place. Git is re-read when the
 controller reports a new revision, on request, and after a change made from this screen.
+
+The first frame: the poller starts before the widgets are built and the screen waits up
+to FIRST_FRAME_WAIT for its first board (the store alone), so the matrix is drawn in the
+first frame. While the screen waits it holds no GIL, so the poller reads at full speed;
+reading in parallel with Textual's start-up would cost more than it saves, as every SQLite
+call gives the GIL up and waits for it back. A store slower than that (a remote database,
+a locked file) gets the "Reading the store…" line instead, and its board a frame later.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from textual import on, work
@@ -35,6 +42,8 @@ POLL_SHARE = 10
 """A poll that took t seconds waits at least POLL_SHARE * t before the next: reading ten
 thousand apps' status takes most of a second, and the poller must not take the CPU (and
 the GIL) the screen needs to keep up with the keyboard. Asked-for refreshes come at once."""
+FIRST_FRAME_WAIT = 1.0
+"""How long building the screen waits for the store's board (10,000 apps: about 0.8 s)."""
 
 
 @dataclass
@@ -56,6 +65,43 @@ class DetailsLoaded(Message):
     """The detail pane's content for one cell."""
 
     details: Details
+
+
+@dataclass
+class PollerCrashed(Message):
+    """The poller thread hit a bug (not a Git or store problem): the app ends with it."""
+
+    error: Exception
+
+
+@dataclass
+class _Handoff:
+    """The poller's first board, taken by the screen while it is still being built."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ready: threading.Event = field(default_factory=threading.Event)
+    open: bool = True
+    """False once the screen stopped waiting: later boards travel as messages."""
+    board: Board | None = None
+
+    def give(self, board: Board) -> bool:
+        """Hand the board over if the screen still waits for it (else post it)."""
+        with self.lock:
+            if self.open:
+                self.board = board
+            self.ready.set()
+            return self.open
+
+    def give_up(self) -> None:
+        """Nothing to hand over (the store could not be read): the screen waits no longer."""
+        self.ready.set()
+
+    def take(self, timeout: float) -> Board | None:
+        """Wait up to `timeout` for the first board; after this nothing is handed over."""
+        self.ready.wait(timeout)
+        with self.lock:
+            self.open = False
+            return self.board
 
 
 class MainScreen(Screen[None]):
@@ -80,9 +126,14 @@ class MainScreen(Screen[None]):
         self._poll_interval = poll_interval
         self._wake = threading.Event()
         self._reload = threading.Event()
+        self._stop = threading.Event()
+        self._first = _Handoff()
+        self._first_board: Board | None = None
+        self._poller = threading.Thread(target=self._poll, name="qrelease-tui-poll", daemon=True)
 
     def compose(self) -> ComposeResult:
-        self._poll()  # read the store while Textual builds and lays out the widgets
+        self._poller.start()
+        self._first_board = self._first.take(FIRST_FRAME_WAIT)
         yield Header()
         yield Static("Reading the store…", id="status")
         yield Input(placeholder="/ filter apps by name", id="filter", compact=True)
@@ -94,23 +145,32 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(Matrix).focus()
         self.set_interval(HEADLINE_REFRESH_SECONDS, self._show_headline)
+        if self._first_board is not None:  # drawn in the first frame
+            self._show_board(BoardLoaded(self._first_board))
 
     def on_unmount(self) -> None:
-        self._wake.set()  # the poller is cancelled with the screen; let it see that now
+        self._stop.set()
+        self._wake.set()  # let the poller see that now
 
-    # -- workers: compute in threads, post what they found -----------------------------
+    # -- threads: compute off the UI thread, post what they found ------------------------
 
-    @work(thread=True, exclusive=True, group="poll")
     def _poll(self) -> None:
         """Watch the store until the screen goes; each change becomes one BoardLoaded."""
-        worker = get_current_worker()
+        try:
+            self._watch()
+        except Exception as exc:  # a bug: the UI thread raises it, as a worker would
+            self._first.give_up()
+            self.post_message(PollerCrashed(exc))
+
+    def _watch(self) -> None:
         try:
             watcher = self.dashboard.watcher()
         except DashboardError as exc:
+            self._first.give_up()
             self.post_message(BoardFailed(str(exc)))
             return
         with watcher:
-            while not worker.is_cancelled:
+            while not self._stop.is_set():
                 started = time.monotonic()
                 self._poll_once(watcher)
                 spent = time.monotonic() - started
@@ -123,9 +183,10 @@ class MainScreen(Screen[None]):
         try:
             board = watcher.poll(reload_git=reload_git)
         except DashboardError as exc:
+            self._first.give_up()
             self.post_message(BoardFailed(str(exc)))
             return
-        if board is not None:
+        if board is not None and not self._first.give(board):
             self.post_message(BoardLoaded(board))
 
     @work(thread=True, exclusive=True, group="details")
@@ -153,6 +214,10 @@ class MainScreen(Screen[None]):
             self.call_after_refresh(self._wake.set)
         if self._detail_open() and self._selected_changed(previous, message.board):
             self._request_details(keep_shown=True)
+
+    @on(PollerCrashed)
+    def _poller_crashed(self, message: PollerCrashed) -> None:
+        raise message.error
 
     @on(BoardFailed)
     def _show_problem(self, message: BoardFailed) -> None:
