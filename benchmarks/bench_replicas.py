@@ -18,9 +18,10 @@
   pool of two sandboxed workers. Both sides use two processes on the same cores, so the
   ratio is what the queue costs (claims, heartbeats, results through the store, polling).
 
-The issue's row of 1,000 releases with 2 replicas and 2 gate workers against one
-controller is not built: on this 2-core machine the replicas, workers and PostgreSQL
-would share the same two cores, so it would measure contention, not scale-out.
+- fleet rollout (ratio): 1,000 app releases from one commit to Healthy by two replica
+  processes and two gate worker processes on one PostgreSQL, against one controller on
+  SQLite; real `qrelease` processes, uv, virtualenvs and qdk (benchmarks/fleet.py). On a
+  2-core machine this is what running as a fleet costs, not scale-out.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ OVERHEAD_TARGET = 1.5
 QUEUE_TARGET = 1.3
 GATE_RELEASES = 8
 FAILOVER_TRIALS = 3
+FLEET_TARGET = 1.33
+FLEET_TRIALS = 1
+"""Each side of the fleet row takes one to two minutes at 1,000 releases."""
 
 
 def _postgres() -> Any:
@@ -277,11 +281,50 @@ def gate_workers(ctx: Context, server: Any) -> Row:
             worker.wait(60)
 
 
+def fleet_rollout(ctx: Context, server: Any) -> Row:
+    """N releases to Healthy: 2 replicas + 2 gate workers on PostgreSQL vs one on SQLite."""
+    from benchmarks import fleet
+
+    repo = fleet.build_repo(ctx.workdir / "fleet", ctx.sizes.reconcile_apps)
+    databases = iter(range(1_000))
+    ours = fleet.Side(
+        "fleet", 2, 2, lambda root: _database(server, f"bench_fleet_{next(databases)}")
+    )
+    one = fleet.Side("one", 1, 0, lambda root: f"sqlite:///{root}/state-0/qrelease.db")
+    times: dict[str, list[float]] = {"fleet": [], "one": []}
+    for n in range(FLEET_TRIALS):
+        for side in (ours, one) if n % 2 == 0 else (one, ours):
+            root = ctx.workdir / "fleet" / f"{side.name}-{n}"
+            times[side.name].append(fleet.trial(side, repo, root))
+    return Row(
+        f"{repo.releases:,} app releases to Healthy: 2 replicas + 2 gate workers on "
+        "PostgreSQL vs one controller on SQLite",
+        "ratio",
+        FLEET_TARGET,
+        Stats.of(times["fleet"]),
+        Stats.of(times["one"]),
+        "one `qrelease controller run` on its SQLite store, its own pool of 2 gate workers",
+        (
+            f"{len(fleet.ENVIRONMENTS)} environments x {repo.apps:,} apps, no promotion chain; "
+            "real processes, uv virtualenvs of tiny hash-pinned wheels, health commands, qdk "
+            "gates (the gate cache answers every release after the first)",
+            "ours: environments split by lease between the replicas, gates through the queue "
+            "in PostgreSQL; from the push of the pins to every release Healthy and Synced",
+            "one 2-core machine: the fleet shares the cores, so this is its cost, not scale-out",
+        ),
+    )
+
+
 def run(ctx: Context) -> list[Row]:
     """The replica rows."""
     server = _postgres().start_server()
     try:
-        rows = [lease_overhead(ctx, server), failover(ctx, server), gate_workers(ctx, server)]
+        rows = [
+            lease_overhead(ctx, server),
+            failover(ctx, server),
+            gate_workers(ctx, server),
+            fleet_rollout(ctx, server),
+        ]
     finally:
         server.stop()
     return rows
