@@ -12,7 +12,8 @@ merge base, or when an environment file pins it where it did not before (a promo
 The verdicts render three ways: lines for people, JSON (`as_json`) and JUnit XML
 (`junit_xml`, one test case per release x gate) that Azure Pipelines and GitHub Actions
 show natively. Each verdict carries the gate cache key and the QIR digest, the identity of
-what was gated.
+what was gated. With `--record` the verdicts are also kept in Git (`verdicts.py`), bound
+to each release's digest, for the controller to show and, where policy allows, reuse.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from qrelease.evidence import release_digest
 from qrelease.model.manifest import Quantum, ReleaseManifest
 from qrelease.model.vocabulary import GateOutcome
 from qrelease.quantum.base import EstimateSummary, GateReport, GateResult, ProgramSource
 from qrelease.source.loader import Loader, LoadError, Snapshot, program_path
 from qrelease.source.repo import GitRepo
+from qrelease.verdicts import record_review
 
 JUNIT_SUITE = "qrelease check"
 _FAILING = (GateOutcome.FAILED, GateOutcome.INCONCLUSIVE)
@@ -55,6 +58,8 @@ class ChangedRelease:
     manifest: ReleaseManifest
     manifest_path: str
     reasons: tuple[str, ...]
+    digest: str = ""
+    """The release digest at HEAD (manifest and program blob): what a recorded verdict binds."""
 
     @property
     def name(self) -> str:
@@ -154,7 +159,8 @@ def changed_releases(
             reasons.append(f"{program} changed")
         reasons += _new_pins(base, head, manifest)
         if reasons:
-            out.append(ChangedRelease(manifest, path, tuple(reasons)))
+            digest = release_digest(head, manifest)
+            out.append(ChangedRelease(manifest, path, tuple(reasons), digest))
     return out
 
 
@@ -198,6 +204,32 @@ def run_gates(
         return list(pool.map(one, releases))
 
 
+def record_verdicts(
+    repo: GitRepo, report: CheckReport, *, actor: str | None = None, sign: bool = False
+) -> list[tuple[Verdict, str]]:
+    """Keep each verdict whose gates ran in Git (`refs/qrelease/reviews`); (verdict, commit).
+
+    A release whose gates could not run at all has nothing to keep: it is not recorded.
+    """
+    recorded = []
+    for verdict in report.verdicts:
+        if verdict.report is None:
+            continue
+        manifest = verdict.release.manifest
+        commit = record_review(
+            repo,
+            app=manifest.app,
+            version=manifest.version,
+            digest=verdict.release.digest,
+            report=verdict.report,
+            reviewed=report.head,
+            actor=actor,
+            sign=sign,
+        )
+        recorded.append((verdict, commit))
+    return recorded
+
+
 def result_line(release: ChangedRelease, result: GateResult) -> str:
     """`app version  gate  Outcome  message`, one line per gate for people."""
     return f"{release.name}  {result.gate}  {result.outcome}  {result.message}"
@@ -229,6 +261,7 @@ def _verdict_json(verdict: Verdict) -> dict[str, Any]:
         "target": release.manifest.quantum.target.id,
         "profile": str(release.manifest.quantum.target.profile),
         "changed": list(release.reasons),
+        "digest": release.digest,
         "passed": verdict.passed,
         "qir_sha256": None if report is None else report.qir_sha256,
         "cache_key": next(iter(keys)) if len(keys) == 1 else None,

@@ -104,3 +104,39 @@ def test_an_unknown_base_is_a_clear_error(example_repo: GitOpsRepo, tmp_path: Pa
     code, _out, err = run_check(example_repo, tmp_path / "state", "--base", "no-such-branch")
     assert code == 1
     assert "unknown revision 'no-such-branch'" in err
+
+
+def test_recorded_verdicts_reach_git_and_get_shows_them_for_the_pinned_release(
+    example_repo: GitOpsRepo, tmp_path: Path
+) -> None:
+    base = example_repo.head
+    text = example_repo.read("manifests/qrng/0.2.0.yaml").replace(
+        "version: 0.2.0", "version: 0.3.0"
+    )
+    example_repo.write("manifests/qrng/0.3.0.yaml", text)
+    example_repo.write(
+        "releases/dev.yaml",
+        example_repo.read("releases/dev.yaml").replace("qrng: 0.2.0", "qrng: 0.3.0"),
+    )
+    example_repo.commit("qrng 0.3.0 into dev")
+    state = tmp_path / "state"
+    code, out, _err = run_check(
+        example_repo, state, "--base", base, "--record", "--actor", "CI <ci@example.com>", "--json"
+    )
+    assert code == 0, out
+    (release,) = json.loads(out)["releases"]
+    commit = release["review_commit"]
+    assert commit == example_repo.git("rev-parse", "refs/qrelease/reviews")
+    trailers = example_repo.git("log", "-1", "--format=%B", commit)
+    assert f"Qrelease-QIR-Sha256: {release['qir_sha256']}" in trailers
+    assert f"Qrelease-Digest: {release['digest']}" in trailers
+    assert example_repo.git("log", "-1", "--format=%ae", commit) == "ci@example.com"
+    result = CliRunner().invoke(
+        main,
+        ["get", "qrng", "--env", "dev", "--repo", str(example_repo.path), "--state", str(state)],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        f"review    gates passed in review {commit[:12]} by ci@example.com "
+        f"for QIR sha256 {release['qir_sha256'][:12]}…" in result.stdout
+    )

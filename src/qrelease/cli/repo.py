@@ -107,6 +107,15 @@ def validate(
 )
 @click.option("--head", "head_rev", default="HEAD", show_default=True, help="Revision to check.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Also write JUnit XML here.")
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Keep the verdicts in Git (refs/qrelease/reviews, pushed to origin) for the controller.",
+)
+@click.option("--sign", is_flag=True, help="Sign the recorded verdicts with your git signing key.")
+@click.option(
+    "--actor", help="Author of the recorded verdicts, 'Name <email>' (default: git config)."
+)
 def check(
     repo: str | None,
     state: Path | None,
@@ -115,10 +124,15 @@ def check(
     base: str,
     head_rev: str,
     junit: Path | None,
+    record: bool,
+    sign: bool,
+    actor: str | None,
 ) -> None:
     """Validate, then run the quantum gates of every release changed since --base.
 
     For pull requests: nothing is deployed and no environment's state is read or written.
+    With --record, each release's verdict is kept in Git, bound to the release's digest and
+    QIR: the controller shows it, and environments with `policy.reuse_review` reuse it.
     Exit 1 when validation or any gate fails.
     """
     from qrelease import review
@@ -140,9 +154,12 @@ def check(
         findings = _quantum_findings(ctx, git_repo, snapshot, compile_programs=True)
         return [*snapshot.errors, *sources, *findings.errors], list(findings.warnings)
 
+    recorded: list[tuple[Any, str]] = []
     with opened(ctx) as git_repo:
         try:
             report = review.check(git_repo, base, head_rev, validate=validate, runner=runner)
+            if record:
+                recorded = review.record_verdicts(git_repo, report, actor=actor, sign=sign)
         except SourceError as exc:
             raise Failed(str(exc)) from None
         finally:
@@ -151,9 +168,15 @@ def check(
     if junit is not None:
         junit.write_bytes(review.junit_xml(report))
     if output.structured:
-        output.emit(review.as_json(report))
+        data = review.as_json(report)
+        commits = {id(verdict): commit for verdict, commit in recorded}
+        for verdict, entry in zip(report.verdicts, data["releases"], strict=True):
+            entry["review_commit"] = commits.get(id(verdict))
+        output.emit(data)
     else:
         _print_check(report)
+        for verdict, commit in recorded:
+            click.echo(f"recorded the verdict of {verdict.release.name} as {commit[:12]}")
     if not report.ok:
         sys.exit(1)
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from qrelease.source.repo import GitRepo
     from qrelease.store.base import StateStore
     from qrelease.store.parsecache import ParseCache
+    from qrelease.verdicts import ReviewRecord
 
 _sleep: Callable[[float], None] = time.sleep
 """How the polling commands wait between polls (tests replace it to step time themselves)."""
@@ -88,6 +89,12 @@ class RowSource:
         """The open store."""
         assert self._store is not None, "use RowSource as a context manager"
         return self._store
+
+    @property
+    def repo(self) -> GitRepo:
+        """The open GitOps repo."""
+        assert self._repo is not None, "use RowSource as a context manager"
+        return self._repo
 
     def snapshot(self, refresh: bool = False) -> Snapshot:
         """The desired state at HEAD (a remote repo's mirror fetched first when `refresh`)."""
@@ -207,6 +214,8 @@ class AppInEnv:
     events: tuple[Event, ...]
     jobs: Mapping[str, Any] | None = None
     """The live release's quantum jobs (Azure Quantum environments), as `/status` has them."""
+    review: ReviewRecord | None = None
+    """The newest counting review (`qrelease check --record`) of the desired release."""
 
     def as_json(self) -> dict[str, Any]:
         """The row's fields, the pin's place in Git, the gates, the quantum jobs of the live
@@ -225,6 +234,7 @@ class AppInEnv:
                 for g in self.gates
             ],
             "events": [event.model_dump(mode="json") for event in self.events],
+            "review": None if self.review is None else _review_json(self.review),
         }
 
 
@@ -274,9 +284,12 @@ def get(
         check_names(snapshot, env_name, app)
         rows = source.rows(snapshot, env_name, app)
         jobs = _live_jobs(source, snapshot)
+        reviews = _reviews_of(ctx, source.repo, snapshot, rows)
         found = [
             replace(
-                app_in_env(source.store, snapshot, row, event_count), jobs=live_jobs_of(jobs, row)
+                app_in_env(source.store, snapshot, row, event_count),
+                jobs=live_jobs_of(jobs, row),
+                review=reviews.get(row.env),
             )
             for row in rows
         ]
@@ -317,9 +330,60 @@ def _print_app_in_env(each: AppInEnv, *, wide: bool) -> None:
     for name, value in fields:
         click.echo(f"  {name:<10}{value}")
     _print_gates(each.gates, wide=wide)
+    if each.review is not None:
+        click.echo(f"  {'review':<10}{_clip(review_line(each.review), wide)}")
     if each.jobs:
         click.echo(f"  {'jobs':<10}{jobs_line(each.jobs)}")
     _print_events(each.events, wide=wide)
+
+
+def _reviews_of(
+    ctx: Context, repo: GitRepo, snapshot: Snapshot, rows: Sequence[StatusRow]
+) -> dict[str, ReviewRecord]:
+    """Per environment, the newest counting review of the release it wants (desired)."""
+    from qrelease.evidence import release_digest
+    from qrelease.verdicts import newest_review, read_reviews
+    from qrelease.wiring import trusted_keys
+
+    records = None
+    found = {}
+    for row in rows:
+        manifest = snapshot.manifest(row.app, row.desired) if row.desired else None
+        if manifest is None:
+            continue
+        if records is None:
+            records = read_reviews(repo, trusted_keys(ctx.config))
+        digest = release_digest(snapshot, manifest)
+        review = newest_review(records, manifest.app, manifest.version, digest)
+        if review is not None:
+            found[row.env] = review
+    return found
+
+
+def review_line(review: ReviewRecord) -> str:
+    """What a review said of this exact release, and for which QIR.
+
+    >>> from datetime import datetime, UTC
+    >>> from qrelease.verdicts import ReviewRecord
+    >>> review_line(ReviewRecord("ab" * 20, "a", "1.0.0", "d", "cd" * 32, True, "ef" * 20,
+    ...                          "ci@example.com", datetime(2026, 12, 1, tzinfo=UTC)))
+    'gates passed in review abababababab by ci@example.com for QIR sha256 cdcdcdcdcdcd…'
+    """
+    word = "passed" if review.passed else "failed"
+    qir = f" for QIR sha256 {review.qir_sha256[:12]}…" if review.qir_sha256 else ""
+    return f"gates {word} in review {review.commit[:12]} by {review.reviewer}{qir}"
+
+
+def _review_json(review: ReviewRecord) -> dict[str, Any]:
+    return {
+        "commit": review.commit,
+        "passed": review.passed,
+        "reviewer": review.reviewer,
+        "qir_sha256": review.qir_sha256,
+        "digest": review.digest,
+        "reviewed": review.reviewed,
+        "at": review.at.isoformat(),
+    }
 
 
 def jobs_line(jobs: Mapping[str, Any]) -> str:

@@ -22,7 +22,7 @@ from qrelease.deployers.base import DeployError, Previewer
 from qrelease.engine import infrastructure
 from qrelease.engine.backends import Backends
 from qrelease.engine.bake import bake_check, quantum_degrade, verify_live
-from qrelease.engine.gates import PreparedGates, run_plan_gates
+from qrelease.engine.gates import PreparedGates, ReviewedGates, run_plan_gates
 from qrelease.engine.monitor import JobMonitor, MonitorReport, MonitorSettings, verdicts
 from qrelease.engine.observe import (
     Observation,
@@ -255,8 +255,9 @@ class Engine:
             )
         deploys = the_plan.of_kind(ActionKind.DEPLOY)
         states |= self._entering_gates(recorder, deploys, states)
+        reviewed = ReviewedGates(self.repo, snapshot, self.trusted_keys)
         gates = run_plan_gates(
-            deploys, snapshot, self.repo, self.backends, self.store, self.clock()
+            deploys, snapshot, self.repo, self.backends, self.store, self.clock(), reviewed
         )
         for app_report in self._deploy_all(deploys, snapshot, previous, states, gates):
             reports[app_report.key] = app_report

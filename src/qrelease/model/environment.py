@@ -400,6 +400,10 @@ class Policy(Frozen):
     still take releases pinned to it (otherwise the plan holds them). `quantum_budget`
     caps what its verification jobs may cost; a job over it is refused before submission.
     `quantum_health` makes the live release's failing quantum jobs a health signal.
+    `reuse_review` takes the gate verdicts `qrelease check --record` kept in Git for the
+    very same release (manifest, program blob and compiled QIR) instead of running the
+    gates again; only with signed-commit verification on, and never in place of an Azure
+    verification job (a review submits none).
     """
 
     soak: Duration = timedelta(0)
@@ -415,6 +419,7 @@ class Policy(Frozen):
     acknowledge_deprecated: dict[TargetId, str] = Field(default_factory=dict)
     quantum_budget: QuantumBudget | None = None
     quantum_health: QuantumHealth | None = None
+    reuse_review: bool = False
 
 
 class Environment(Frozen):

@@ -6,11 +6,13 @@ deployer and quantum fakes, a real SQLite store and a clock the tests move.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -20,14 +22,16 @@ from qrelease.deployers.memory import MemoryDeployer
 from qrelease.engine import Backends, Engine, PassReport
 from qrelease.evidence import release_digest
 from qrelease.model.observed import ObservedState
-from qrelease.model.vocabulary import Health, Rollout
+from qrelease.model.vocabulary import GateOutcome, Health, Rollout
 from qrelease.promotion.promote import Promoter
+from qrelease.quantum.base import GateReport, GateResult
 from qrelease.quantum.memory import MemoryQuantum
 from qrelease.source.approvals import record_approval
 from qrelease.source.loader import Loader
 from qrelease.source.repo import GitRepo
 from qrelease.source.signatures import TrustedKeys
 from qrelease.store import open_store
+from qrelease.verdicts import record_review
 from tests.helpers.gitops import GitOpsRepo
 
 MONDAY = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
@@ -452,3 +456,124 @@ def test_a_retired_target_is_held_whatever_the_environment_says(fleet: Fleet) ->
     row = fleet.row("dev", "qrng")
     assert (row.deployed, row.rollout) == ("0.2.0", Rollout.HELD)
     assert "target-status: rigetti.qpu.cepheus-1-36q is retired" in row.message
+
+
+# -- gate verdicts from review (policy.reuse_review) --------------------------------------
+
+
+@pytest.fixture
+def reviewing(example_repo: GitOpsRepo, tmp_path: Path) -> Iterator[tuple[Fleet, dict[str, Path]]]:
+    """Signed heads; staging reuses reviewed gates; `ci` is trusted, `mallory` is not."""
+    keys, lines = {}, []
+    for name in ("rm", "ci", "mallory"):
+        keys[name], line = _signing_key(tmp_path, f"{name}@example.com")
+        if name != "mallory":
+            lines.append(line)
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text("\n".join(lines) + "\n")
+    example_repo.git("config", "gpg.format", "ssh")
+    example_repo.git("config", "user.signingkey", str(keys["rm"]))
+    example_repo.git("config", "commit.gpgsign", "true")
+    fleet = Fleet(example_repo, tmp_path, TrustedKeys(allowed_signers=allowed))
+    fleet.edit("staging", "  soak: 10m\n", "  soak: 10m\n  reuse_review: true\n", "reuse")
+    fleet.reconcile()
+    fleet.now += timedelta(hours=2)
+    yield fleet, keys
+    fleet.close()
+
+
+def _review(fleet: Fleet, key: Path, who: str, *, qir: str = "; bell 1.2.0\n") -> str:
+    """`qrelease check --record` of bell-service 1.2.0, signed with `key`."""
+    results = (
+        GateResult("profile", GateOutcome.PASSED, "compiles for Base"),
+        GateResult("estimate", GateOutcome.PASSED, "12 physical qubits", {"physical_qubits": 12}),
+        GateResult("smoke", GateOutcome.PASSED, "distance 0.01"),
+    )
+    report = GateReport(results, qir, hashlib.sha256(qir.encode()).hexdigest())
+    with GitRepo(fleet.bare) as repo:
+        repo.git.config("gpg.format", "ssh")
+        repo.git.config("user.signingkey", str(key))
+        snapshot = Loader(repo).load("main")
+        manifest = snapshot.manifest("bell-service", "1.2.0")
+        assert manifest is not None
+        return record_review(
+            repo,
+            app="bell-service",
+            version="1.2.0",
+            digest=release_digest(snapshot, manifest),
+            report=report,
+            reviewed=snapshot.revision,
+            actor=f"{who.title()} <{who}@example.com>",
+            sign=True,
+        )
+
+
+def _gate_events(fleet: Fleet) -> list[tuple[str, str, str]]:
+    events = fleet.store.events(env="staging", app="bell-service", actions=["gate"])
+    return [
+        (str(e.details.get("gate")), e.outcome, str(e.details.get("review", "")))
+        for e in events
+        if e.to_version == "1.2.0"
+    ]
+
+
+def test_staging_takes_the_gates_a_trusted_review_passed_instead_of_running_them(
+    reviewing: tuple[Fleet, dict[str, Path]],
+) -> None:
+    fleet, keys = reviewing
+    commit = _review(fleet, keys["ci"], "ci")
+    runs = len(fleet.quantum.calls)
+    shipped: list[tuple[str, str]] = []
+    prepare = fleet.deployer.prepare
+
+    def keep_qir(env: Any, manifest: Any, lock: Any, qir: str) -> Any:
+        shipped.append((env.environment, qir))
+        return prepare(env, manifest, lock, qir)
+
+    fleet.deployer.prepare = keep_qir  # type: ignore[method-assign]
+    fleet.edit("staging", "bell-service: 1.1.0", "bell-service: 1.2.0", "promote")
+    fleet.reconcile()
+    assert shipped == [("staging", "; bell 1.2.0\n")]  # the reviewed QIR is what ships
+    assert fleet.row("staging", "bell-service").deployed == "1.2.0"
+    assert len(fleet.quantum.calls) == runs  # no gate ran
+    assert _gate_events(fleet) == [
+        ("profile", "Passed", commit),
+        ("estimate", "Passed", commit),
+        ("smoke", "Passed", commit),
+    ]
+
+
+def test_an_untrusted_or_altered_review_is_not_evidence_and_the_gates_run(
+    reviewing: tuple[Fleet, dict[str, Path]],
+) -> None:
+    fleet, keys = reviewing
+    _review(fleet, keys["mallory"], "mallory")  # signed, but not by a trusted key
+    runs = len(fleet.quantum.calls)
+    fleet.edit("staging", "bell-service: 1.1.0", "bell-service: 1.2.0", "promote")
+    fleet.reconcile()
+    assert fleet.row("staging", "bell-service").deployed == "1.2.0"
+    assert len(fleet.quantum.calls) == runs + 1  # the gates ran here
+    assert {review for _gate, _outcome, review in _gate_events(fleet)} == {""}
+
+
+def test_without_signed_commit_verification_a_review_is_never_reused(fleet: Fleet) -> None:
+    fleet.edit("staging", "  soak: 10m\n", "  soak: 10m\n  reuse_review: true\n", "reuse")
+    results = (GateResult("profile", GateOutcome.PASSED, "ok"),)
+    with GitRepo(fleet.bare) as repo:
+        snapshot = Loader(repo).load("main")
+        manifest = snapshot.manifest("bell-service", "1.2.0")
+        assert manifest is not None
+        record_review(
+            repo,
+            app="bell-service",
+            version="1.2.0",
+            digest=release_digest(snapshot, manifest),
+            report=GateReport(results, "q", hashlib.sha256(b"q").hexdigest()),
+            reviewed=snapshot.revision,
+            actor="CI <ci@example.com>",
+        )
+    runs = len(fleet.quantum.calls)
+    fleet.edit("staging", "bell-service: 1.1.0", "bell-service: 1.2.0", "promote")
+    fleet.reconcile()
+    assert fleet.row("staging", "bell-service").deployed == "1.2.0"
+    assert len(fleet.quantum.calls) == runs + 1
