@@ -85,6 +85,8 @@ class _Manifests:
         self._repo = repo
         self._snapshot = snapshot
         self._docs: dict[tuple[str, str], tuple[str, YamlDoc | None]] = {}
+        self._blobs: dict[str, str] | None = None
+        """Manifest path -> blob id at the snapshot's revision (one `ls-tree` when first asked)."""
 
     def where(self, manifest: ReleaseManifest, *keys: str) -> tuple[str, int]:
         """(path, line) of a field of a manifest (line 1 when it cannot be found)."""
@@ -99,8 +101,12 @@ class _Manifests:
 
     def _read(self, manifest: ReleaseManifest) -> tuple[str, YamlDoc | None]:
         base = f"manifests/{manifest.app}/{manifest.version}"
+        if self._blobs is None:  # one listing, then the persistent `cat-file` per file
+            entries = self._repo.list_files(self._snapshot.revision, ("manifests",))
+            self._blobs = {entry.path: entry.sha for entry in entries}
         for path in (f"{base}.yaml", f"{base}.yml"):
-            raw = self._repo.show_file(self._snapshot.revision, path)
+            blob = self._blobs.get(path)
+            raw = self._repo.read_blob(blob) if blob is not None else None
             if raw is not None:
                 try:
                     return path, parse_mapping(raw)

@@ -14,6 +14,7 @@ read back is a miss. The directory keeps at most `max_entries` files; the oldest
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -49,14 +50,20 @@ def content_key(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@functools.cache
 def qdk_version() -> str:
-    """The installed qdk's version (part of every key: another qdk may answer otherwise)."""
+    """The installed qdk's version (part of every key: another qdk may answer otherwise).
+
+    Read once per process: package metadata costs a millisecond or two, and a check of
+    30,000 releases asks for every one (an upgraded qdk is loaded by a restart anyway).
+    """
     try:
         return metadata.version("qdk")
     except metadata.PackageNotFoundError:
         return "unknown"
 
 
+@functools.cache
 def qiskit_version() -> str:
     """The Qiskit the gate workers convert circuits with (from package metadata, no import)."""
     try:
