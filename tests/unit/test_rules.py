@@ -27,7 +27,8 @@ def test_the_status_of_a_row_is_decided_in_one_place() -> None:
     from qrelease.daemon import reconciler
     from qrelease.engine import record
     from qrelease.planning import status
-    from qrelease.tui import board
+    from qrelease.tui import board, data
 
     assert record.row_of is status.row_of and reconciler.row_of is status.row_of
-    assert board.status_rows is status.status_rows
+    assert board.pinned_rows is status.pinned_rows  # what status_rows does, rows made once
+    assert data.recorded_rows is status.recorded_rows
