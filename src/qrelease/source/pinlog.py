@@ -6,6 +6,7 @@ Commits made by qrelease carry `Qrelease-*` trailers; any other commit that edit
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,9 +21,14 @@ _RECORD = "\x1e"
 _FORMAT = _RECORD + _FIELD.join(["%H", "%an <%ae>", "%cI", "%G?", "%B"])
 _RAW = ["--raw", "--no-abbrev", "--no-renames"]
 _CACHE_SIZE = 256
+_CACHE_PINS = 100_000
+"""The cache holds at most this many pins in all (about 10 MiB): an environment file of
+10,000 apps is 10,000 pins, so 256 versions of it would otherwise hold a quarter GiB."""
 _PIN_CACHE: OrderedDict[str, Mapping[str, str]] = OrderedDict()
 """Pins by blob id: content-addressed, so one cache serves every repository and revision."""
 _CACHE_LOCK = Lock()
+_cached_pins = [0]
+"""How many pins `_PIN_CACHE` holds (a list: changed under the lock, never rebound)."""
 SIGNATURE_STATUS = {
     "G": "good",
     "B": "bad",
@@ -183,11 +189,20 @@ def _pins(repo: GitRepo, blob: str, known: KnownPins | None = None) -> Mapping[s
     except YamlError:
         data = {}
     apps = data.get("apps")
-    pins = {str(k): str(v) for k, v in apps.items()} if isinstance(apps, dict) else {}
+    # Interned: every version of a file names the same apps and mostly the same versions.
+    pins = (
+        {sys.intern(str(k)): sys.intern(str(v)) for k, v in apps.items()}
+        if isinstance(apps, dict)
+        else {}
+    )
     with _CACHE_LOCK:
-        _PIN_CACHE[blob] = pins
-        while len(_PIN_CACHE) > _CACHE_SIZE:
-            _PIN_CACHE.popitem(last=False)
+        if blob not in _PIN_CACHE:
+            _PIN_CACHE[blob] = pins
+            _cached_pins[0] += len(pins)
+        while len(_PIN_CACHE) > 1 and (
+            len(_PIN_CACHE) > _CACHE_SIZE or _cached_pins[0] > _CACHE_PINS
+        ):
+            _cached_pins[0] -= len(_PIN_CACHE.popitem(last=False)[1])
     return pins
 
 
