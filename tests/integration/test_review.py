@@ -20,6 +20,12 @@ pytestmark = pytest.mark.slow
 BELL = "manifests/bell-service/programs/bell.qs"
 
 
+def _add_qrng_0_3_0(repo: GitOpsRepo) -> None:
+    """A new release of qrng: 0.2.0's manifest under a new version (not yet committed)."""
+    text = repo.read("manifests/qrng/0.2.0.yaml").replace("version: 0.2.0", "version: 0.3.0")
+    repo.write("manifests/qrng/0.3.0.yaml", text)
+
+
 def run_check(repo: GitOpsRepo, state: Path, *args: str) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `qrelease check` in the repo."""
     argv = ["check", "--repo", str(repo.path), "--state", str(state), *args]
@@ -59,10 +65,7 @@ def test_a_good_change_passes_every_gate_and_exits_zero(
     example_repo: GitOpsRepo, tmp_path: Path
 ) -> None:
     base = example_repo.head
-    text = example_repo.read("manifests/qrng/0.2.0.yaml").replace(
-        "version: 0.2.0", "version: 0.3.0"
-    )
-    example_repo.write("manifests/qrng/0.3.0.yaml", text)
+    _add_qrng_0_3_0(example_repo)
     example_repo.commit("qrng 0.3.0")
     code, out, _err = run_check(example_repo, tmp_path / "state", "--base", base, "--json")
     assert code == 0, out
@@ -110,10 +113,7 @@ def test_recorded_verdicts_reach_git_and_get_shows_them_for_the_pinned_release(
     example_repo: GitOpsRepo, tmp_path: Path
 ) -> None:
     base = example_repo.head
-    text = example_repo.read("manifests/qrng/0.2.0.yaml").replace(
-        "version: 0.2.0", "version: 0.3.0"
-    )
-    example_repo.write("manifests/qrng/0.3.0.yaml", text)
+    _add_qrng_0_3_0(example_repo)
     example_repo.write(
         "releases/dev.yaml",
         example_repo.read("releases/dev.yaml").replace("qrng: 0.2.0", "qrng: 0.3.0"),

@@ -226,19 +226,28 @@ def _signing_key(root: Path, principal: str) -> tuple[Path, str]:
     return key, f"{principal} {key.with_suffix('.pub').read_text().strip()}"
 
 
+def _signing_fleet(
+    work: GitOpsRepo, root: Path, trusted: tuple[str, ...], untrusted: tuple[str, ...] = ()
+) -> tuple[Fleet, dict[str, Path], list[str]]:
+    """A fleet that trusts the keys of `trusted` (the first signs the repo's commits); every
+    name gets a key; returns the fleet, the keys and the allowed-signers lines."""
+    keys, lines = {}, []
+    for name in (*trusted, *untrusted):
+        keys[name], line = _signing_key(root, f"{name}@example.com")
+        if name in trusted:
+            lines.append(line)
+    allowed = root / "allowed_signers"
+    allowed.write_text("\n".join(lines) + "\n")
+    work.git("config", "gpg.format", "ssh")
+    work.git("config", "user.signingkey", str(keys[trusted[0]]))
+    work.git("config", "commit.gpgsign", "true")
+    return Fleet(work, root, TrustedKeys(allowed_signers=allowed)), keys, lines
+
+
 @pytest.fixture
 def signed(example_repo: GitOpsRepo, tmp_path: Path) -> Iterator[tuple[Fleet, dict[str, Path]]]:
     """A fleet whose controller applies only signed commits, with three approvers' keys."""
-    keys, lines = {}, []
-    for name in ("rm", "alice", "bob", "carol"):
-        keys[name], line = _signing_key(tmp_path, f"{name}@example.com")
-        lines.append(line)
-    allowed = tmp_path / "allowed_signers"
-    allowed.write_text("\n".join(lines) + "\n")
-    example_repo.git("config", "gpg.format", "ssh")
-    example_repo.git("config", "user.signingkey", str(keys["rm"]))
-    example_repo.git("config", "commit.gpgsign", "true")
-    fleet = Fleet(example_repo, tmp_path, TrustedKeys(allowed_signers=allowed))
+    fleet, keys, lines = _signing_fleet(example_repo, tmp_path, ("rm", "alice", "bob", "carol"))
     fleet.now = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
     fleet.edit("prod", "  soak: 1h\n", "  soak: 1h\n", "signed head")  # heads must be signed
     fleet.reconcile()  # everything runs; then prod's policy gets stricter
@@ -464,17 +473,7 @@ def test_a_retired_target_is_held_whatever_the_environment_says(fleet: Fleet) ->
 @pytest.fixture
 def reviewing(example_repo: GitOpsRepo, tmp_path: Path) -> Iterator[tuple[Fleet, dict[str, Path]]]:
     """Signed heads; staging reuses reviewed gates; `ci` is trusted, `mallory` is not."""
-    keys, lines = {}, []
-    for name in ("rm", "ci", "mallory"):
-        keys[name], line = _signing_key(tmp_path, f"{name}@example.com")
-        if name != "mallory":
-            lines.append(line)
-    allowed = tmp_path / "allowed_signers"
-    allowed.write_text("\n".join(lines) + "\n")
-    example_repo.git("config", "gpg.format", "ssh")
-    example_repo.git("config", "user.signingkey", str(keys["rm"]))
-    example_repo.git("config", "commit.gpgsign", "true")
-    fleet = Fleet(example_repo, tmp_path, TrustedKeys(allowed_signers=allowed))
+    fleet, keys, _lines = _signing_fleet(example_repo, tmp_path, ("rm", "ci"), ("mallory",))
     fleet.edit("staging", "  soak: 10m\n", "  soak: 10m\n  reuse_review: true\n", "reuse")
     fleet.reconcile()
     fleet.now += timedelta(hours=2)
