@@ -10,6 +10,7 @@ import hashlib
 import json
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -265,19 +266,28 @@ def signed(example_repo: GitOpsRepo, tmp_path: Path) -> Iterator[tuple[Fleet, di
     fleet.close()
 
 
-def _approve(fleet: Fleet, key: Path, who: str, approves: bool = True) -> None:
+@contextmanager
+def _as_signer(fleet: Fleet, key: Path | None, version: str) -> Iterator[tuple[GitRepo, str, str]]:
+    """The remote, set to sign with `key` (None: unsigned), with bell-service `version`'s
+    release digest and the revision of main."""
     with GitRepo(fleet.bare) as repo:
-        repo.git.config("gpg.format", "ssh")
-        repo.git.config("user.signingkey", str(key))
+        if key is not None:
+            repo.git.config("gpg.format", "ssh")
+            repo.git.config("user.signingkey", str(key))
         snapshot = Loader(repo).load("main")
-        manifest = snapshot.manifest("bell-service", "1.1.0")
+        manifest = snapshot.manifest("bell-service", version)
         assert manifest is not None
+        yield repo, release_digest(snapshot, manifest), snapshot.revision
+
+
+def _approve(fleet: Fleet, key: Path, who: str, approves: bool = True) -> None:
+    with _as_signer(fleet, key, "1.1.0") as (repo, digest, _revision):
         record_approval(
             repo,
             env="prod",
             app="bell-service",
             version="1.1.0",
-            digest=release_digest(snapshot, manifest),
+            digest=digest,
             approves=approves,
             reason=f"{who} says so",
             actor=f"{who.title()} <{who}@example.com>",
@@ -481,29 +491,24 @@ def reviewing(example_repo: GitOpsRepo, tmp_path: Path) -> Iterator[tuple[Fleet,
     fleet.close()
 
 
-def _review(fleet: Fleet, key: Path, who: str, *, qir: str = "; bell 1.2.0\n") -> str:
-    """`qrelease check --record` of bell-service 1.2.0, signed with `key`."""
+def _review(fleet: Fleet, key: Path | None, who: str, *, qir: str = "; bell 1.2.0\n") -> str:
+    """`qrelease check --record` of bell-service 1.2.0, signed with `key` (None: unsigned)."""
     results = (
         GateResult("profile", GateOutcome.PASSED, "compiles for Base"),
         GateResult("estimate", GateOutcome.PASSED, "12 physical qubits", {"physical_qubits": 12}),
         GateResult("smoke", GateOutcome.PASSED, "distance 0.01"),
     )
     report = GateReport(results, qir, hashlib.sha256(qir.encode()).hexdigest())
-    with GitRepo(fleet.bare) as repo:
-        repo.git.config("gpg.format", "ssh")
-        repo.git.config("user.signingkey", str(key))
-        snapshot = Loader(repo).load("main")
-        manifest = snapshot.manifest("bell-service", "1.2.0")
-        assert manifest is not None
+    with _as_signer(fleet, key, "1.2.0") as (repo, digest, revision):
         return record_review(
             repo,
             app="bell-service",
             version="1.2.0",
-            digest=release_digest(snapshot, manifest),
+            digest=digest,
             report=report,
-            reviewed=snapshot.revision,
+            reviewed=revision,
             actor=f"{who.title()} <{who}@example.com>",
-            sign=True,
+            sign=key is not None,
         )
 
 
@@ -557,20 +562,7 @@ def test_an_untrusted_or_altered_review_is_not_evidence_and_the_gates_run(
 
 def test_without_signed_commit_verification_a_review_is_never_reused(fleet: Fleet) -> None:
     fleet.edit("staging", "  soak: 10m\n", "  soak: 10m\n  reuse_review: true\n", "reuse")
-    results = (GateResult("profile", GateOutcome.PASSED, "ok"),)
-    with GitRepo(fleet.bare) as repo:
-        snapshot = Loader(repo).load("main")
-        manifest = snapshot.manifest("bell-service", "1.2.0")
-        assert manifest is not None
-        record_review(
-            repo,
-            app="bell-service",
-            version="1.2.0",
-            digest=release_digest(snapshot, manifest),
-            report=GateReport(results, "q", hashlib.sha256(b"q").hexdigest()),
-            reviewed=snapshot.revision,
-            actor="CI <ci@example.com>",
-        )
+    _review(fleet, None, "ci")  # complete and passed, but nothing verifies who wrote it
     runs = len(fleet.quantum.calls)
     fleet.edit("staging", "bell-service: 1.1.0", "bell-service: 1.2.0", "promote")
     fleet.reconcile()
