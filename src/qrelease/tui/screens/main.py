@@ -96,12 +96,12 @@ class _Handoff:
         """Nothing to hand over (the store could not be read): the screen waits no longer."""
         self.ready.set()
 
-    def take(self, timeout: float) -> Board | None:
-        """Wait up to `timeout` for the first board; after this nothing is handed over."""
+    def take(self, timeout: float) -> None:
+        """Wait up to `timeout` for the first board (then in `board`, if it came in time);
+        after this nothing is handed over."""
         self.ready.wait(timeout)
         with self.lock:
             self.open = False
-            return self.board
 
 
 class MainScreen(Screen[None]):
@@ -128,12 +128,11 @@ class MainScreen(Screen[None]):
         self._reload = threading.Event()
         self._stop = threading.Event()
         self._first = _Handoff()
-        self._first_board: Board | None = None
         self._poller = threading.Thread(target=self._poll, name="qrelease-tui-poll", daemon=True)
 
     def compose(self) -> ComposeResult:
         self._poller.start()
-        self._first_board = self._first.take(FIRST_FRAME_WAIT)
+        self._first.take(FIRST_FRAME_WAIT)
         yield Header()
         yield Static("Reading the store…", id="status")
         yield Input(placeholder="/ filter apps by name", id="filter", compact=True)
@@ -145,8 +144,8 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(Matrix).focus()
         self.set_interval(HEADLINE_REFRESH_SECONDS, self._show_headline)
-        if self._first_board is not None:  # drawn in the first frame
-            self._show_board(BoardLoaded(self._first_board))
+        if self._first.board is not None:  # handed over while the screen was built: first frame
+            self._show_board(BoardLoaded(self._first.board))
 
     def on_unmount(self) -> None:
         self._stop.set()
