@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -76,9 +76,12 @@ class Entry:
 
     def as_json(self) -> dict[str, Any]:
         """The entry as plain JSON values."""
-        row = asdict(self)
+        row = {key: getattr(self, key) for key in _ENTRY_FIELDS}  # flat: no `asdict` deep copy
         row["time"] = self.time.isoformat()
         return row
+
+
+_ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
 
 
 def timeline(

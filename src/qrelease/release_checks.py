@@ -12,6 +12,7 @@ validation.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,12 +26,13 @@ from qrelease.quantum.cache import ContentCache, content_key, qdk_version, qiski
 from qrelease.quantum.gates import shots_needed
 from qrelease.quantum.noise import NoiseProblem, resolve_noise
 from qrelease.source.loader import LoadError, Snapshot, program_path
+from qrelease.source.parsing import BlobCache, KeyLines, lines_many
 from qrelease.source.repo import GitRepo
-from qrelease.source.yamldoc import YamlDoc, YamlError, parse_mapping
 
 COMPILE_CHECK_VERSION = 1
 """Part of every compile cache key: bump it when what a cached compile result means changes."""
 _SHOWN_PINS = 3
+_SMALL_READ = 8
 
 
 class Compiler(Protocol):
@@ -62,8 +64,9 @@ class _Unit:
     profile: TargetProfile
     manifests: tuple[ReleaseManifest, ...]
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
+        """The compile cache's key of this check (asked several times: computed once)."""
         kind = str(ProgramKind.of(self.path))
         extra = [qiskit_version()] if kind == ProgramKind.QISKIT else []
         return content_key(
@@ -79,40 +82,58 @@ class _Unit:
 
 
 class _Manifests:
-    """Manifest files read once each, for the lines of their fields."""
+    """Where each manifest's fields are: its path, and its key lines read once (cached by blob)."""
 
-    def __init__(self, repo: GitRepo, snapshot: Snapshot) -> None:
+    def __init__(self, repo: GitRepo, snapshot: Snapshot, lines: BlobCache | None) -> None:
         self._repo = repo
         self._snapshot = snapshot
-        self._docs: dict[tuple[str, str], tuple[str, YamlDoc | None]] = {}
+        self._cache = lines
+        self._lines: dict[tuple[str, str], KeyLines | None] = {}
         self._blobs: dict[str, str] | None = None
         """Manifest path -> blob id at the snapshot's revision (one `ls-tree` when first asked)."""
 
+    def path_of(self, manifest: ReleaseManifest) -> str:
+        """The file a manifest was read from (`.yaml` or `.yml`)."""
+        base = f"manifests/{manifest.app}/{manifest.version}"
+        blobs = self._listing()
+        return next((p for p in (f"{base}.yaml", f"{base}.yml") if p in blobs), f"{base}.yaml")
+
     def where(self, manifest: ReleaseManifest, *keys: str) -> tuple[str, int]:
         """(path, line) of a field of a manifest (line 1 when it cannot be found)."""
-        path, doc = self._doc(manifest)
-        return path, doc.line_of(tuple(keys)) if doc is not None else 1
+        if manifest.key not in self._lines:
+            self.locate([manifest])
+        lines = self._lines[manifest.key]
+        return self.path_of(manifest), lines.line_of(keys) if lines is not None else 1
 
-    def _doc(self, manifest: ReleaseManifest) -> tuple[str, YamlDoc | None]:
-        key = manifest.key
-        if key not in self._docs:
-            self._docs[key] = self._read(manifest)
-        return self._docs[key]
+    def locate(self, manifests: Iterable[ReleaseManifest]) -> None:
+        """Learn the key lines of these manifests at once: from the parse cache, or one read."""
+        blobs = self._listing()
+        wanted = {m.key: blobs.get(self.path_of(m)) for m in manifests if m.key not in self._lines}
+        found = lines_many(self._read, {b for b in wanted.values() if b is not None}, self._cache)
+        for key, blob in wanted.items():
+            self._lines[key] = found.get(blob) if blob is not None else None
 
-    def _read(self, manifest: ReleaseManifest) -> tuple[str, YamlDoc | None]:
-        base = f"manifests/{manifest.app}/{manifest.version}"
-        if self._blobs is None:  # one listing, then the persistent `cat-file` per file
+    def _listing(self) -> dict[str, str]:
+        if self._blobs is None:
             entries = self._repo.list_files(self._snapshot.revision, ("manifests",))
             self._blobs = {entry.path: entry.sha for entry in entries}
-        for path in (f"{base}.yaml", f"{base}.yml"):
-            blob = self._blobs.get(path)
-            raw = self._repo.read_blob(blob) if blob is not None else None
-            if raw is not None:
-                try:
-                    return path, parse_mapping(raw)
-                except YamlError:
-                    return path, None
-        return f"{base}.yaml", None
+        return self._blobs
+
+    def _read(self, blobs: list[str]) -> Mapping[str, bytes]:
+        """A few blobs through the persistent reader, many through one batch."""
+        if len(blobs) > _SMALL_READ:
+            return self._repo.read_blobs(blobs)
+        return {blob: self._repo.read_blob(blob) for blob in blobs}
+
+
+@dataclass(frozen=True)
+class _At:
+    """A finding about a manifest field, placed once every manifest's lines are known."""
+
+    manifest: ReleaseManifest
+    keys: tuple[str, ...]
+    message: str
+    warning: bool = False
 
 
 def check_releases(
@@ -121,48 +142,56 @@ def check_releases(
     *,
     cache: ContentCache,
     compiler: Callable[[], Compiler] | None,
+    lines: BlobCache | None = None,
 ) -> Findings:
     """Every quantum problem of every valid release at the snapshot's revision.
 
     `compiler` makes the compiler on first need (no worker starts when every result is
-    cached); None skips compiling (`--no-compile`).
+    cached); None skips compiling (`--no-compile`). `lines` is the parse cache, where the
+    key lines of the manifests a finding points into are kept by blob id.
     """
     findings = Findings()
-    manifests = _Manifests(repo, snapshot)
+    manifests = _Manifests(repo, snapshot, lines)
     releases = sorted(snapshot.manifests.values(), key=lambda m: m.key)
+    found: list[_At] = []
     for manifest in releases:
-        _check_target(manifest, manifests, findings)
-        _check_power(manifest, manifests, findings)
-        _check_qiskit_pin(manifest, manifests, findings)
+        found += _check_target(manifest)
+        found += _check_power(manifest)
+        found += _check_qiskit_pin(manifest)
+    manifests.locate(at.manifest for at in found)
+    for at in found:
+        path, line = manifests.where(at.manifest, *at.keys)
+        error = LoadError(path, line, ".".join(at.keys), at.message)
+        (findings.warnings if at.warning else findings.errors).append(error)
     _check_environments(snapshot, findings)
     if compiler is not None:
         _compile_all(_units(repo, snapshot, releases), manifests, cache, compiler, findings)
     return findings
 
 
-def _check_target(manifest: ReleaseManifest, manifests: _Manifests, findings: Findings) -> None:
+def _check_target(manifest: ReleaseManifest) -> list[_At]:
     """Unknown or retired targets are errors; a deprecated target is a warning."""
     pin = manifest.quantum.target
-    for found in catalog.pin_findings(pin.id, pin.profile, None):
-        path, line = manifests.where(manifest, "quantum", "target", found.field)
-        error = LoadError(path, line, f"quantum.target.{found.field}", found.message)
-        (findings.warnings if found.warning else findings.errors).append(error)
+    return [
+        _At(manifest, ("quantum", "target", found.field), found.message, found.warning)
+        for found in catalog.pin_findings(pin.id, pin.profile, None)
+    ]
 
 
-def _check_power(manifest: ReleaseManifest, manifests: _Manifests, findings: Findings) -> None:
+def _check_power(manifest: ReleaseManifest) -> list[_At]:
     """Warn when the smoke test has too few shots to tell a deviation of the size it names;
     refuse a `noise: target` the catalog has no figures for."""
     smoke = manifest.quantum.gates.smoke
     if smoke is None:
-        return
+        return []
+    out = []
     try:
         resolve_noise(smoke, manifest.quantum.target.id)
     except NoiseProblem as problem:
-        path, line = manifests.where(manifest, "quantum", "gates", "smoke", "noise")
-        findings.errors.append(LoadError(path, line, "quantum.gates.smoke.noise", str(problem)))
+        out.append(_At(manifest, ("quantum", "gates", "smoke", "noise"), str(problem)))
     needed = shots_needed(smoke)
     if smoke.shots >= needed:
-        return
+        return out
     if smoke.method == "chi2":
         what = f"a deviation of {smoke.detect:g} (detect) at significance {smoke.max_distance:g}"
     else:
@@ -171,31 +200,29 @@ def _check_power(manifest: ReleaseManifest, manifests: _Manifests, findings: Fin
         f"{smoke.shots} shots cannot tell {what} from the expectation with power"
         f" {smoke.power:g}; {needed} are needed"
     )
-    path, line = manifests.where(manifest, "quantum", "gates", "smoke", "shots")
-    findings.warnings.append(LoadError(path, line, "quantum.gates.smoke.shots", text))
+    return [*out, _At(manifest, ("quantum", "gates", "smoke", "shots"), text, warning=True)]
 
 
-def _check_qiskit_pin(manifest: ReleaseManifest, manifests: _Manifests, findings: Findings) -> None:
+def _check_qiskit_pin(manifest: ReleaseManifest) -> list[_At]:
     """A Qiskit release lists the qiskit it is written for among its packages; the gates
     convert its circuit with the gate workers' qiskit, so a different pin is a warning."""
     if manifest.quantum.kind is not ProgramKind.QISKIT:
-        return
+        return []
     used = qiskit_version()
     pinned = [p for p in manifest.classical.packages if p.name.lower() == "qiskit"]
     if not pinned:
-        path, line = manifests.where(manifest, "classical", "packages")
         text = (
             "a Qiskit program needs qiskit among the release's packages (the gate workers "
             f"convert its circuit with qiskit {used})"
         )
-        findings.errors.append(LoadError(path, line, "classical.packages", text))
-    elif pinned[0].version != used:
-        path, line = manifests.where(manifest, "classical", "packages")
+        return [_At(manifest, ("classical", "packages"), text)]
+    if pinned[0].version != used:
         text = (
             f"the release pins qiskit {pinned[0].version}, but the gate workers convert its "
             f"circuit with qiskit {used}: the gates test another qiskit than the app runs"
         )
-        findings.warnings.append(LoadError(path, line, "classical.packages", text))
+        return [_At(manifest, ("classical", "packages"), text, warning=True)]
+    return []
 
 
 def _check_environments(snapshot: Snapshot, findings: Findings) -> None:
@@ -326,9 +353,9 @@ def _too_big(unit: _Unit, outcome: CompileOutcome, manifests: _Manifests) -> lis
 
 def _pinned_by(unit: _Unit, manifests: _Manifests) -> str:
     """`pinned by manifests/a/1.0.0.yaml` (and how many more)."""
-    paths = [manifests.where(manifest, "quantum")[0] for manifest in unit.manifests]
-    shown = ", ".join(paths[:_SHOWN_PINS])
-    more = len(paths) - _SHOWN_PINS
+    paths = [manifests.path_of(manifest) for manifest in unit.manifests[:_SHOWN_PINS]]
+    shown = ", ".join(paths)
+    more = len(unit.manifests) - _SHOWN_PINS
     return f"pinned by {shown}" + (f" and {more} more" if more > 0 else "")
 
 

@@ -98,6 +98,8 @@ def test_too_few_shots_is_a_warning_that_says_how_many_are_needed(
         " of 0.1 (max_distance) at alpha 0.05 from the expectation with power 0.95; 869 are"
         " needed"
     ) in err
+    (warning,) = report["warnings"]  # type: ignore[misc]  # the second run: lines from the cache
+    assert (warning["path"], warning["line"]) == (path, line)
 
 
 def test_noise_target_needs_published_figures(example_repo: GitOpsRepo, tmp_path: Path) -> None:

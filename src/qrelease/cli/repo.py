@@ -205,6 +205,7 @@ def _quantum_findings(
     """Catalog, power and (unless skipped) compile checks of every release."""
     from qrelease.quantum.cache import ContentCache
     from qrelease.release_checks import check_releases
+    from qrelease.store import open_parse_cache
 
     backends: list[Any] = []
 
@@ -218,9 +219,14 @@ def _quantum_findings(
 
     cache = ContentCache(ctx.state_dir / "cache" / "compile")
     try:
-        return check_releases(
-            git_repo, snapshot, cache=cache, compiler=compiler if compile_programs else None
-        )
+        with open_parse_cache(ctx.state_dir) as lines:
+            return check_releases(
+                git_repo,
+                snapshot,
+                cache=cache,
+                compiler=compiler if compile_programs else None,
+                lines=lines,
+            )
     finally:
         for backend in backends:
             backend.close()

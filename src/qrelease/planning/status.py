@@ -9,7 +9,7 @@ while a rollout runs); the last rollout has its own field with its step and reas
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -91,14 +91,18 @@ class StatusRow:
     def as_json(self) -> dict[str, Any]:
         """The row as plain JSON values (the `status --json` and `/status` row)."""
         out: dict[str, Any] = {}
-        for key, value in asdict(self).items():
+        for key in _ROW_FIELDS:  # not `asdict`: it deep-copies every value (30,000 rows: 0.7 s)
+            value = getattr(self, key)
             if isinstance(value, datetime):
                 out[key] = value.isoformat()
-            elif value is None or isinstance(value, str):
-                out[key] = None if value is None else str(value)
+            elif isinstance(value, str):
+                out[key] = str(value)  # an enum member as its plain value
             else:
                 out[key] = value
         return out
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(StatusRow))
 
 
 def row_of(state: ObservedState) -> StatusRow:

@@ -14,6 +14,7 @@ brought to the same form by `canonical_text`, so ``"[Zero,One]"`` matches ``"[Ze
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -148,12 +149,27 @@ def shots_needed(smoke: SmokeGate) -> int:
     >>> shots_needed(SmokeGate(expect={"[Zero]": 0.5, "[One]": 0.5}))
     869
     """
-    expected = normalise_expect(smoke.expect)
-    if smoke.method == "chi2":
+    design = (smoke.max_distance, smoke.detect, smoke.power, smoke.alpha, smoke.shots)
+    return _shots_needed(smoke.method, tuple(smoke.expect.items()), *design)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shots_needed(
+    method: str,
+    expect: tuple[tuple[str, float], ...],
+    max_distance: float,
+    detect: float,
+    power: float,
+    alpha: float,
+    shots: int,
+) -> int:
+    """`shots_needed` of one design (a large repo's releases share a few: `validate` asks 30,000
+    times, and a design's search takes a millisecond)."""
+    expected = normalise_expect(dict(expect))
+    if method == "chi2":
         outcomes = sum(1 for p in expected.values() if p > 0)
-        design = chi2_design(outcomes, smoke.max_distance, smoke.detect, smoke.power, smoke.shots)
-        return design.shots_needed
-    return tvd_design(expected, smoke.max_distance, smoke.alpha, smoke.power, 1).shots_needed
+        return chi2_design(outcomes, max_distance, detect, power, shots).shots_needed
+    return tvd_design(expected, max_distance, alpha, power, 1).shots_needed
 
 
 def _judge_tvd(counts: dict[str, int], expected: dict[str, float], smoke: SmokeGate) -> GateResult:

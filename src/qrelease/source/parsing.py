@@ -24,7 +24,7 @@ import pickle
 import subprocess
 import sys
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +133,89 @@ def lines_of(raw: bytes) -> Mapping[Path_, int]:
         return parse_mapping(raw).lines
     except YamlError:
         return {}
+
+
+LINES_SCHEMA = "lines"
+"""The cache's name for a blob's key lines (what `qrelease validate` points its findings at)."""
+
+
+def lines_many(
+    read: Callable[[list[str]], Mapping[str, bytes]],
+    blobs: Collection[str],
+    cache: BlobCache | None,
+) -> dict[str, KeyLines]:
+    """The key lines of each blob: from the cache, else read (by `read`), parsed and offered to it.
+
+    Lines are as pure a function of the blob as its parse, so they are kept by blob id too:
+    a second `validate` that warns about every manifest of a large repo reads no blob.
+    """
+    keys = {blob: cache_key(LINES_SCHEMA, blob) for blob in blobs}
+    found: dict[str, KeyLines] = {}
+    if cache is not None and keys:
+        stored = cache.get_many(list(keys.values()))
+        found = {
+            blob: KeyLines(stored[key])
+            for blob, key in keys.items()
+            if KeyLines.looks_packed(stored.get(key))
+        }
+    missing = [blob for blob in keys if blob not in found]
+    if missing:
+        raw = read(missing)
+        with paused_gc():
+            fresh = {blob: KeyLines.of(lines_of(raw[blob])) for blob in missing if blob in raw}
+        found |= fresh
+        if cache is not None and fresh:
+            cache.put_many({keys[blob]: lines.packed for blob, lines in fresh.items()})
+    return found
+
+
+class KeyLines:
+    """The key lines of one document, packed as text and searched, not decoded.
+
+    Each key path is one line of `packed`, `<part>\x1f<part>...\t<line>`, where a part is
+    `s<key>` or `i<index>`: a large repo's 30,000 cached entries cost a read each, not a
+    dictionary of tuples each. A damaged entry finds nothing (its findings point at line 1).
+    """
+
+    __slots__ = ("packed",)
+
+    def __init__(self, packed: bytes) -> None:
+        self.packed = packed
+
+    @classmethod
+    def of(cls, lines: Mapping[Path_, int]) -> KeyLines:
+        """Pack a document's key lines."""
+        rows = (f"{_packed_path(path)}\t{line}" for path, line in lines.items())
+        return cls(("\n" + "\n".join(rows) + "\n").encode("utf-8", "surrogatepass"))
+
+    @staticmethod
+    def looks_packed(value: bytes | None) -> bool:
+        """True for bytes shaped as `packed` is (anything else is re-parsed and replaced)."""
+        return value is not None and value[:1] == b"\n" and value[-1:] == b"\n"
+
+    def line(self, path: Path_) -> int | None:
+        """The line of exactly this key path, if the document has it."""
+        needle = ("\n" + _packed_path(path) + "\t").encode("utf-8", "surrogatepass")
+        start = self.packed.find(needle)
+        if start < 0:
+            return None
+        start += len(needle)
+        end = self.packed.find(b"\n", start)
+        text = self.packed[start:end] if end >= 0 else b""
+        return int(text) if text.isdigit() else None
+
+    def line_of(self, path: Path_) -> int:
+        """The line of the longest prefix of `path` the document has (1 if none)."""
+        for end in range(len(path), 0, -1):
+            found = self.line(path[:end])
+            if found is not None:
+                return found
+        return 1
+
+
+def _packed_path(path: Path_) -> str:
+    parts = (f"i{part}" if isinstance(part, int) else f"s{part}" for part in path)
+    return "\x1f".join(part.replace("\n", " ").replace("\t", " ") for part in parts)
 
 
 FREEZE_AFTER = 100_000

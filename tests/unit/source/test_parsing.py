@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 import pytest
 
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.source import parsing
-from qrelease.source.parsing import ParsedFile, decode, parse_batch, parse_file, parse_many
+from qrelease.source.parsing import (
+    KeyLines,
+    ParsedFile,
+    decode,
+    lines_many,
+    parse_batch,
+    parse_file,
+    parse_many,
+)
 from qrelease.source.yamldoc import YamlError, parse_mapping
 from tests.helpers.fuzz import BUNDLED, KINDS, mutate
 
@@ -94,3 +104,53 @@ def test_bytes_that_are_not_a_parse_decode_to_nothing() -> None:
     import pickle
 
     assert decode(pickle.dumps({"model": None})) is None
+
+
+class _Cache:
+    """A BlobCache in a dict, counting what it is asked."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+
+    def get_many(self, keys: Collection[str]) -> dict[str, bytes]:
+        return {key: self.values[key] for key in keys if key in self.values}
+
+    def put_many(self, items: Mapping[str, bytes]) -> None:
+        self.values.update(items)
+
+    def discard(self, keys: Collection[str]) -> None:
+        for key in keys:
+            self.values.pop(key, None)
+
+
+def test_key_lines_are_read_once_then_come_from_the_cache() -> None:
+    text = BUNDLED["manifests/qrng/0.2.0.yaml"]
+    shots = next(i for i, row in enumerate(text.splitlines(), 1) if "shots:" in row)
+    blobs = {"b1": text.encode(), "b2": b"a:\n  - x\n  - y: 1\n"}
+    reads: list[list[str]] = []
+
+    def read(wanted: list[str]) -> dict[str, bytes]:
+        reads.append(sorted(wanted))
+        return {blob: blobs[blob] for blob in wanted}
+
+    cache = _Cache()
+    first = lines_many(read, list(blobs), cache)
+    second = lines_many(read, list(blobs), cache)
+    assert reads == [["b1", "b2"]]  # the second call read no blob
+    for found in (first, second):
+        assert found["b1"].line_of(("quantum", "gates", "smoke", "shots")) == shots
+        assert found["b1"].line_of(("quantum", "gates", "smoke", "nothing")) < shots
+        assert found["b1"].line_of(("absent",)) == 1
+        assert found["b2"].line_of(("a", 1, "y")) == 3
+        assert found["b2"].line(("a", "1")) is None  # a list index is not a key "1"
+
+
+def test_a_damaged_key_lines_entry_is_parsed_again_and_replaced() -> None:
+    blobs = {"b1": b"first: 1\nsecond: 2\n"}
+    cache = _Cache()
+    lines_many(lambda wanted: {b: blobs[b] for b in wanted}, ["b1"], cache)
+    (key,) = cache.values
+    cache.values[key] = b"garbage"
+    found = lines_many(lambda wanted: {b: blobs[b] for b in wanted}, ["b1"], cache)
+    assert found["b1"].line_of(("second",)) == 2
+    assert KeyLines.looks_packed(cache.values[key])
