@@ -342,10 +342,19 @@ def soak_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def child_env() -> dict[str, str]:
-    """The environment of a benchmark subprocess: this checkout importable."""
+def child_env(pycache: Path | None = None) -> dict[str, str]:
+    """The environment of a benchmark subprocess: this checkout importable.
+
+    With `pycache`, bytecode is written and read there (the Makefile sets
+    PYTHONDONTWRITEBYTECODE, which would make every timed CLI start compile its imports:
+    not what a user's installed qrelease does).
+    """
     path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PYTHONPATH": path, "QDK_PYTHON_TELEMETRY": "none"}
+    env = {**os.environ, "PYTHONPATH": path, "QDK_PYTHON_TELEMETRY": "none"}
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
 
 
 def python_call(function: str, *args: str) -> list[str]:

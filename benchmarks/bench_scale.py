@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,9 +72,14 @@ def qrelease(*args: str) -> list[str]:
     return [sys.executable, "-m", "qrelease", *args]
 
 
+PYCACHE = Path(tempfile.gettempdir()) / f"qrelease-bench-pycache-{os.getuid()}"
+"""Where the timed CLI runs keep their bytecode (a user's installed qrelease has it too)."""
+
+
 def run_cli(argv: list[str]) -> None:
     """Run one CLI command with its output thrown away; it must exit 0."""
-    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env())
+    env = child_env(PYCACHE)
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     if done.returncode != 0:
         raise AssertionError(f"{argv[3:5]} exited {done.returncode}: {done.stderr[-2000:]!r}")
 

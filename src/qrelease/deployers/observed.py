@@ -56,14 +56,14 @@ class ObservedCache:
         self._saved_at: float | None = None
         self._lock = threading.Lock()
 
-    def get(self, key: Key, app_dir: Path, read: Callable[[Path], Observed]) -> Observed:
+    def get(self, key: Key, app_dir: str, read: Callable[[Path], Observed]) -> Observed:
         """The observation of one app: remembered while its signal holds, else `read`."""
-        signal = app_signal(str(app_dir), self._clock())
+        signal = app_signal(app_dir, self._clock())
         entries = self._loaded()
         known = entries.get(key)
         if signal is not None and known is not None and known[0] == signal:
             return known[1]
-        observed = read(app_dir)  # after the signal: a change meanwhile moves it again
+        observed = read(Path(app_dir))  # after the signal: a change meanwhile moves it again
         with self._lock:
             entries[key] = (signal, observed)
             self._changed = True

@@ -147,8 +147,14 @@ class VenvDeployer:
         What was read last time is answered again while the app's change signal (see
         `ObservedCache`) has not moved; `forget_observed` makes the next calls read all.
         """
-        app_dir = self.app_dir(env.environment, app)
-        return self.observed.get((env.environment, app), app_dir, _observe_app)
+        name = env.environment
+        try:
+            check_dns_label(name)
+            check_dns_label(app)
+        except ValueError as error:
+            raise DeployError(str(error)) from None
+        app_dir = f"{self.state_dir}/envs/{name}/{app}"  # a str: every app of every pass
+        return self.observed.get((name, app), app_dir, _observe_app)
 
     def forget_observed(self) -> None:
         """Read every app again on its next observe (the resync's full drift check)."""

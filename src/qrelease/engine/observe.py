@@ -17,7 +17,7 @@ from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Availability
 from qrelease.planning.planner import Desired, Seen
-from qrelease.source.loader import Snapshot
+from qrelease.source.loader import ManifestView, Snapshot
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,8 @@ class Observer:
         desired: list[Desired] = []
         seen: dict[tuple[str, str], Seen] = {}
         manifests, problems = snapshot.manifests, snapshot.pin_problems
+        if isinstance(manifests, ManifestView):  # the pinned ones, decoded together
+            manifests.decode((a, v) for env in environments.values() for a, v in env.apps.items())
         remembering = self._remembering(environments, forget=fresh)
         for name, env in sorted(environments.items()):  # one tight loop: thousands of pins a pass
             deployer: Deployer | None = None

@@ -11,7 +11,7 @@ one, so a one-pin commit costs a `git diff-tree` and one parse, however large th
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -19,6 +19,7 @@ from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.source.parsing import (
     BlobCache,
+    ManifestFacts,
     ParsedFile,
     cache_key,
     decode,
@@ -93,13 +94,77 @@ class Snapshot:
             if env_filter not in (None, name):
                 continue
             for app, version in env.apps.items():
-                manifest = self.manifest(app, version)
-                out[(name, app)] = (version, manifest.quantum.target.id if manifest else None)
+                out[(name, app)] = (version, self.target_of(app, version))
         return out
+
+    def target_of(self, app: str, version: str) -> str | None:
+        """The target a valid release is pinned to (without decoding a cached manifest)."""
+        if isinstance(self.manifests, ManifestView):
+            facts = self.manifests.facts((app, version))
+            return facts.target if facts is not None else None
+        manifest = self.manifest(app, version)
+        return manifest.quantum.target.id if manifest is not None else None
 
     def versions(self, app: str) -> list[str]:
         """Every valid version of an app."""
         return [version for (name, version) in self.manifests if name == app]
+
+
+class ManifestView(Mapping[tuple[str, str], ReleaseManifest]):
+    """A snapshot's valid manifests by (app, version), each decoded when first asked for.
+
+    Keys, `in` and `facts` cost no decoding; a value read from the parse cache is unpickled
+    on first access and kept (the parse is shared by every later snapshot that has it).
+    """
+
+    __slots__ = ("_parsed",)
+
+    def __init__(self, parsed: Mapping[tuple[str, str], ParsedFile]) -> None:
+        self._parsed = parsed
+
+    def __getitem__(self, key: tuple[str, str]) -> ReleaseManifest:
+        manifest = self._parsed[key].manifest()
+        if manifest is None:
+            raise KeyError(key)
+        return manifest
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._parsed
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._parsed)
+
+    def __len__(self) -> int:
+        return len(self._parsed)
+
+    def values(self) -> ValuesView[ReleaseManifest]:
+        """Every valid manifest (decoded together first: see `decode`)."""
+        self.decode()
+        return super().values()
+
+    def items(self) -> ItemsView[tuple[str, str], ReleaseManifest]:
+        """Every valid release and its manifest (decoded together first: see `decode`)."""
+        self.decode()
+        return super().items()
+
+    def decode(self, keys: Iterable[tuple[str, str]] | None = None) -> None:
+        """Decode these releases' manifests (default: all) at once, collections paused.
+
+        Thousands of models decoded one by one between other work would be walked again
+        and again by the garbage collector; decoded together they are frozen out of its
+        sight, as a cold load's parses are (`paused_gc`).
+        """
+        parsed = self._parsed
+        with paused_gc(freeze=True):
+            for key in parsed if keys is None else keys:
+                found = parsed.get(key)
+                if found is not None and found.model is None:
+                    found.manifest()
+
+    def facts(self, key: tuple[str, str]) -> ManifestFacts | None:
+        """A valid release's names and target, if there is one."""
+        parsed = self._parsed.get(key)
+        return parsed.facts if parsed is not None else None
 
 
 def program_path(app: str, program: str) -> str:
@@ -116,7 +181,7 @@ class _Release:
     """What the files of one (app, version) add up to at a revision."""
 
     path: str  # the first of its files in git order: errors about the release name it
-    manifest: ReleaseManifest | None  # None when any file of the release has a problem
+    manifest: ParsedFile | None  # None when any file of the release has a problem
     program: str | None  # the program path a well-formed manifest names (checked or not)
     errors: tuple[LoadError, ...]
 
@@ -137,7 +202,7 @@ class _Tree:
         self.programs: dict[str, str] = {}  # program path -> blob id
         self.users: dict[str, frozenset[Key]] = {}  # program path -> releases naming it
         self.releases: dict[Key, _Release] = {}
-        self.manifests: dict[Key, ReleaseManifest] = {}
+        self.manifests: dict[Key, ParsedFile] = {}  # valid releases (models decoded on use)
         self.env_files: dict[str, None] = {}  # releases/*.yaml paths
         self.failing: dict[Key, tuple[LoadError, ...]] = {}  # releases with errors
         self.pins: dict[str, _Pins] = {}  # environment file -> its checked pins
@@ -431,19 +496,19 @@ def _settle(tree: _Tree, key: Key, locate: Locate) -> None:
     if not paths:
         return
     errors: list[LoadError] = []
-    model: ReleaseManifest | None = None
+    model: ParsedFile | None = None
     for index, path in enumerate(paths):
         parsed = tree.parsed[path]
         errors += _located(path, parsed.problems)
-        if isinstance(parsed.model, ReleaseManifest):
-            errors += _name_checks(path, locate, parsed.model, *key)
-            model = parsed.model if index == 0 else None
+        if parsed.facts is not None:
+            errors += _name_checks(path, locate, parsed.facts, *key)
+            model = parsed if index == 0 else None
         if index:
             msg = f"duplicate release {key[0]} {key[1]} (also {paths[0]})"
             errors.append(LoadError(path, 1, "", msg))
     program = None
-    if model is not None and not errors:
-        program = program_path(model.app, model.quantum.program)
+    if model is not None and model.facts is not None and not errors:
+        program = program_path(model.facts.app, model.facts.program)
         tree.users[program] = tree.users.get(program, frozenset()) | {key}
         if program not in tree.programs:
             msg = f"{program} does not exist at this revision"
@@ -504,7 +569,7 @@ def _snapshot(tree: _Tree) -> Snapshot:
         pin_lines.update(tree.pins[envs.paths[name]].lines)
     return Snapshot(
         revision=tree.revision,
-        manifests=tree.manifests,
+        manifests=ManifestView(tree.manifests),
         environments=envs.models,
         programs=tree.programs,
         pin_lines=pin_lines,
@@ -536,10 +601,10 @@ def _located(path: str, problems: Iterable[tuple[int, str, str]]) -> list[LoadEr
 
 
 def _name_checks(
-    path: str, locate: Locate, model: ReleaseManifest, app_dir: str, stem: str
+    path: str, locate: Locate, facts: ManifestFacts, app_dir: str, stem: str
 ) -> list[LoadError]:
     errors = []
-    app, version = model.app, model.version
+    app, version = facts.app, facts.version
     if app != app_dir:
         msg = f"{app!r} does not match the folder name {app_dir!r}"
         errors.append(LoadError(path, locate(path).get(("app",), 1), "app", msg))

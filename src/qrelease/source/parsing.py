@@ -59,17 +59,72 @@ PARALLEL_MIN = 2000
 
 
 @dataclass(frozen=True, slots=True)
+class ManifestFacts:
+    """What the loader needs of a valid manifest to settle its release, without the model."""
+
+    app: str
+    version: str
+    program: str
+    target: str
+
+    @classmethod
+    def of(cls, manifest: ReleaseManifest) -> ManifestFacts:
+        """The facts of a manifest."""
+        quantum = manifest.quantum
+        return cls(manifest.app, manifest.version, quantum.program, quantum.target.id)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class ParsedFile:
     """A parse of one blob: the model or its problems, and the key lines.
 
     `located` is False when the key lines were not recorded (a valid manifest: nothing to
     point at); a caller that needs one after all parses the blob again with lines.
+
+    A valid manifest carries its `facts`. Read from the cache, its model is `packed` (its
+    own pickle) and decoded on first `manifest()`: a status read of 30,000 releases needs
+    each one's target, not 30,000 models of nine parts each.
     """
 
     model: BaseModel | None
     problems: tuple[tuple[int, str, str], ...]
     lines: Mapping[Path_, int]
     located: bool = True
+    facts: ManifestFacts | None = None
+    packed: bytes | None = None
+
+    def manifest(self) -> ReleaseManifest | None:
+        """The valid manifest this parse holds (decoded now if it is still packed)."""
+        if self.model is None and self.packed is not None:
+            model = pickle.loads(self.packed)  # noqa: S301 checked with its cache entry
+            if not isinstance(model, ReleaseManifest):
+                raise RuntimeError(f"a packed manifest decoded to {type(model).__name__}")
+            object.__setattr__(self, "model", model)  # same value, decoded: a memo, not a change
+            object.__setattr__(self, "packed", None)
+        return self.model if isinstance(self.model, ReleaseManifest) else None
+
+    def cached(self) -> ParsedFile:
+        """The form the cache stores: a manifest's model packed behind its facts."""
+        if self.facts is None or self.model is None:
+            return self
+        packed = pickle.dumps(self.model, protocol=5)
+        return ParsedFile(None, self.problems, self.lines, self.located, self.facts, packed)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ParsedFile):
+            return NotImplemented
+        mine = self.manifest() if self.facts is not None else self.model
+        theirs = other.manifest() if other.facts is not None else other.model
+        same = (self.problems, dict(self.lines), self.located, self.facts)
+        return mine == theirs and same == (
+            other.problems,
+            dict(other.lines),
+            other.located,
+            other.facts,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.problems, self.facts))
 
 
 class BlobCache(Protocol):
@@ -118,7 +173,9 @@ def parse_file(raw: bytes, schema: type[BaseModel]) -> ParsedFile:
     except YamlError as exc:
         return ParsedFile(None, ((exc.line, exc.field, capped(exc.message)),), {})
     try:
-        return ParsedFile(schema.model_validate(doc.data), (), doc.lines, located)
+        model = schema.model_validate(doc.data)
+        facts = ManifestFacts.of(model) if isinstance(model, ReleaseManifest) else None
+        return ParsedFile(model, (), doc.lines, located, facts)
     except ValidationError as exc:
         doc = doc if located else parse_mapping(raw)  # the same data, now with its lines
         return ParsedFile(None, tuple(_problems(exc, doc)), doc.lines)
@@ -251,7 +308,7 @@ def parse_batch(items: Sequence[tuple[str, bytes]]) -> list[Parsed]:
     """Parse (schema name, raw) pairs."""
     with paused_gc():
         parsed = [parse_file(raw, SCHEMAS[name]) for name, raw in items]
-        return [(one, pickle.dumps(one, protocol=5)) for one in parsed]
+        return [(one, pickle.dumps(one.cached(), protocol=5)) for one in parsed]
 
 
 def pickled_batch(items: Sequence[tuple[str, bytes]]) -> list[bytes]:

@@ -13,7 +13,9 @@ from click.testing import CliRunner
 from pydantic import BaseModel, field_validator
 
 from qrelease.cli import main
+from qrelease.model.manifest import ReleaseManifest
 from qrelease.source.loader import Loader, parse_file
+from qrelease.source.parsing import ParsedFile
 from qrelease.source.repo import GitRepo
 from tests.helpers.gitops import GitOpsRepo
 
@@ -645,6 +647,33 @@ def test_a_second_process_parses_nothing_and_a_changed_blob_is_parsed_again(
     with GitRepo(example_repo.path) as git_repo:
         fresh = Loader(git_repo).load("HEAD")
     assert changed.snapshot == fresh  # type: ignore[attr-defined]
+
+
+def test_a_cached_release_is_decoded_only_when_its_manifest_is_asked_for(
+    example_repo: GitOpsRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    cached_load(example_repo, state)
+    snapshot = cached_load(example_repo, state).snapshot  # type: ignore[attr-defined]
+    with GitRepo(example_repo.path) as git_repo:
+        fresh = Loader(git_repo).load("HEAD")
+    decoded: list[tuple[str, str]] = []
+    real = ParsedFile.manifest
+
+    def counting(self: ParsedFile) -> ReleaseManifest | None:
+        if self.model is None and self.facts is not None:
+            decoded.append((self.facts.app, self.facts.version))
+        return real(self)
+
+    monkeypatch.setattr(ParsedFile, "manifest", counting)
+    assert snapshot.pins() == fresh.pins() and set(snapshot.manifests) == set(fresh.manifests)
+    assert ("qrng", "0.2.0") in snapshot.manifests and snapshot.versions("qrng")
+    assert decoded == []  # targets, keys and versions come without a model
+    assert snapshot.manifest("qrng", "0.2.0") == fresh.manifest("qrng", "0.2.0")
+    assert decoded == [("qrng", "0.2.0")]
+    assert snapshot.manifest("qrng", "0.2.0") is snapshot.manifest("qrng", "0.2.0")  # kept
+    assert dict(snapshot.manifests.items()) == dict(fresh.manifests.items())
+    assert sorted(decoded) == sorted(fresh.manifests)  # each decoded once
 
 
 def test_a_cached_parse_reports_the_same_problems_with_their_lines(
