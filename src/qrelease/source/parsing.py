@@ -37,11 +37,15 @@ from pydantic import BaseModel, ValidationError
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
 from qrelease.source.yamldoc import (
+    PACKED_PART,
     QUOTE_LIMIT,
     Path_,
     YamlDoc,
     YamlError,
     dotted,
+    pack_lines,
+    packed_key_lines,
+    packed_part,
     parse_mapping,
     quote,
 )
@@ -219,7 +223,7 @@ def lines_many(
     if missing:
         raw = read(missing)
         with paused_gc():
-            fresh = {blob: KeyLines.of(lines_of(raw[blob])) for blob in missing if blob in raw}
+            fresh = {blob: KeyLines(packed_key_lines(raw[blob])) for blob in missing if blob in raw}
         found |= fresh
         if cache is not None and fresh:
             cache.put_many({keys[blob]: lines.packed for blob, lines in fresh.items()})
@@ -229,9 +233,9 @@ def lines_many(
 class KeyLines:
     """The key lines of one document, packed as text and searched, not decoded.
 
-    Each key path is one line of `packed`, `<part>\x1f<part>...\t<line>`, where a part is
-    `s<key>` or `i<index>`: a large repo's 30,000 cached entries cost a read each, not a
-    dictionary of tuples each. A damaged entry finds nothing (its findings point at line 1).
+    Each key path is one line of `packed` (`yamldoc.pack_lines`): a large repo's 30,000
+    cached entries cost a read each, not a dictionary of tuples each. An entry that is not
+    shaped as one is parsed again.
     """
 
     __slots__ = ("packed",)
@@ -242,8 +246,7 @@ class KeyLines:
     @classmethod
     def of(cls, lines: Mapping[Path_, int]) -> KeyLines:
         """Pack a document's key lines."""
-        rows = (f"{_packed_path(path)}\t{line}" for path, line in lines.items())
-        return cls(("\n" + "\n".join(rows) + "\n").encode("utf-8", "surrogatepass"))
+        return cls(pack_lines(dict(lines)))
 
     @staticmethod
     def looks_packed(value: bytes | None) -> bool:
@@ -252,7 +255,8 @@ class KeyLines:
 
     def line(self, path: Path_) -> int | None:
         """The line of exactly this key path, if the document has it."""
-        needle = ("\n" + _packed_path(path) + "\t").encode("utf-8", "surrogatepass")
+        packed = PACKED_PART.join(map(packed_part, path))
+        needle = ("\n" + packed + "\t").encode("utf-8", "surrogatepass")
         start = self.packed.find(needle)
         if start < 0:
             return None
@@ -268,11 +272,6 @@ class KeyLines:
             if found is not None:
                 return found
         return 1
-
-
-def _packed_path(path: Path_) -> str:
-    parts = (f"i{part}" if isinstance(part, int) else f"s{part}" for part in path)
-    return "\x1f".join(part.replace("\n", " ").replace("\t", " ") for part in parts)
 
 
 FREEZE_AFTER = 100_000

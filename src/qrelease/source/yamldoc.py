@@ -346,3 +346,122 @@ def dotted(path: Path_) -> str:
         if len(out) > QUOTE_LIMIT:  # a field name is a key the file chose: it may be 1 MB
             return out[: QUOTE_LIMIT - 3] + "..."
     return out
+
+
+# -- key lines, packed: where `validate` points its findings ------------------------------
+
+PACKED_PART = "\x1f"
+"""Separates the parts of a packed key path (`s<key>` or `i<index>`)."""
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+"""Plain keys that are text whatever the resolver says (unless one of `_NOT_TEXT`)."""
+_NOT_TEXT = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+
+
+def packed_part(part: str | int) -> str:
+    """One part of a packed key path."""
+    text = f"i{part}" if isinstance(part, int) else f"s{part}"
+    return text.replace("\n", " ").replace("\t", " ")
+
+
+def pack_lines(lines: dict[Path_, int]) -> bytes:
+    """Key lines as text, a line per key path: `<part>\\x1f<part>...\\t<line>`, framed by
+    newlines so a path is found with one `find`."""
+    rows = (f"{PACKED_PART.join(map(packed_part, path))}\t{line}" for path, line in lines.items())
+    return ("\n" + "\n".join(rows) + "\n").encode("utf-8", "surrogatepass")
+
+
+def packed_key_lines(raw: bytes) -> bytes:
+    """`pack_lines` of the document's key lines: `parse_mapping(raw).lines` for every document
+    it accepts (one it refuses for a value, such as a bad timestamp, may still get its keys').
+
+    A plain document (text keys, no anchors, aliases or tags) is walked as libyaml's event
+    stream, which needs neither the resolver nor the builder: several times faster, for a
+    repo whose every manifest has a finding. Anything else takes `parse_mapping`.
+    """
+    try:
+        rows = _event_lines(raw)
+    except (_NotPlain, yaml.YAMLError, UnicodeDecodeError, RecursionError):
+        rows = None
+    if rows is not None:
+        return ("\n" + "\n".join(rows) + "\n").encode("utf-8", "surrogatepass")
+    try:
+        return pack_lines(parse_mapping(raw).lines)
+    except YamlError:
+        return b"\n\n"
+
+
+class _Frame:
+    """A mapping or sequence being walked: its packed path and where it is."""
+
+    __slots__ = ("index", "is_map", "keys", "path", "pending")
+
+    def __init__(self, is_map: bool, path: str) -> None:
+        self.is_map = is_map
+        self.path = path
+        self.pending: str | None = None  # a mapping's key awaiting its value
+        self.index = 0
+        self.keys: set[str] = set()
+
+    def child(self, part: str) -> str:
+        return f"{self.path}{PACKED_PART}{part}" if self.path else part
+
+
+def _event_lines(raw: bytes) -> list[str] | None:
+    """The packed rows of a plain document; `_NotPlain` for anything the builder must judge."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise _NotPlain
+    loader = _Loader(raw.decode("utf-8"))
+    rows: list[str] = []
+    stack: list[_Frame] = []
+    documents = 0
+    try:
+        while True:
+            event: Any = loader.get_event()
+            kind = event.__class__
+            if kind is yaml.StreamEndEvent:
+                break
+            if kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise _NotPlain
+                continue
+            if kind in (yaml.StreamStartEvent, yaml.DocumentEndEvent):
+                continue
+            if kind in (yaml.MappingEndEvent, yaml.SequenceEndEvent):
+                stack.pop()
+                continue
+            if kind is yaml.AliasEvent or event.anchor is not None or event.tag is not None:
+                raise _NotPlain
+            line = event.start_mark.line + 1
+            if not stack:
+                if kind is not yaml.MappingStartEvent:
+                    raise _NotPlain
+                stack.append(_Frame(True, ""))
+                continue
+            top = stack[-1]
+            if top.is_map and top.pending is None:  # a key
+                if kind is not yaml.ScalarEvent:
+                    raise _NotPlain
+                key = event.value
+                plain = not event.style  # libyaml gives plain scalars the style ""
+                if plain and (not _PLAIN_KEY.fullmatch(key) or key.lower() in _NOT_TEXT):
+                    raise _NotPlain
+                if key in top.keys:
+                    raise _NotPlain
+                top.keys.add(key)
+                top.pending = top.child(packed_part(key))
+                rows.append(f"{top.pending}\t{line}")
+                continue
+            if top.is_map:
+                path, top.pending = top.pending, None
+            else:
+                path = top.child(f"i{top.index}")
+                top.index += 1
+                rows.append(f"{path}\t{line}")
+            if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                if len(stack) >= MAX_DEPTH:
+                    raise _NotPlain
+                stack.append(_Frame(kind is yaml.MappingStartEvent, path or ""))
+    finally:
+        loader.dispose()
+    return rows if documents == 1 else None

@@ -14,9 +14,12 @@ from qrelease.source.yamldoc import (
     QUOTE_LIMIT,
     YamlError,
     dotted,
+    pack_lines,
+    packed_key_lines,
     parse_mapping,
     quote,
 )
+from tests.helpers.fuzz import BUNDLED, KINDS, mutate
 
 
 def refusal(text: str | bytes) -> YamlError:
@@ -197,3 +200,46 @@ def test_a_mapping_key_that_is_not_text_is_quoted_briefly() -> None:
     error = refusal(f"? [{', '.join(['x' * 1000] * 100)}]\n: 1\n")
     assert error.line == 1 and error.message.startswith("mapping keys must be text, got ['xxx")
     assert len(error.message) < QUOTE_LIMIT + 40
+
+
+TRICKY_KEY_DOCUMENTS = [
+    b"a:\n  - x\n  - y: 1\n    z: [1, {w: 2}]\n",
+    b"'quoted key': 1\n\"tab\\tkey\": 2\nplain-key_2: {inner: [a, b]}\n",
+    b"yes: 1\n",  # a plain key the resolver makes a bool: the builder judges it
+    b"1: one\n0x1f: hex\n",  # keys the resolver makes ints: the builder's text for them
+    b"a: &x 1\nb: *x\n",  # anchors and aliases: the builder refuses them
+    b"a: !!str 1\n",
+    b"? [a]\n: 1\n",
+    b"a: 1\na: 2\n",  # a duplicate key: the builder refuses it
+    b"- not a mapping\n",
+    b"a: 1\n---\nb: 2\n",
+    b"{a: 1, b: [2, 3], c: {d: 4}}\n",
+    b"a:\n- 1\n- - 2\n  - 3\n",
+]
+
+
+@pytest.mark.parametrize("raw", TRICKY_KEY_DOCUMENTS, ids=range(len(TRICKY_KEY_DOCUMENTS)))
+def test_packed_key_lines_are_the_builders_lines(raw: bytes) -> None:
+    assert packed_key_lines(raw) == _builders(raw)
+
+
+@pytest.mark.parametrize("seed", range(0, 20 * len(KINDS), 3))
+def test_packed_key_lines_agree_with_the_builder_on_hostile_files(seed: int) -> None:
+    raw = mutate(seed).content
+    found = packed_key_lines(raw)  # never raises, whatever the file holds
+    if _builders(raw) != b"\n\n":  # a file it refuses (a bad value) may still have key lines
+        assert found == _builders(raw)
+
+
+@pytest.mark.parametrize("path", sorted(BUNDLED))
+def test_packed_key_lines_of_the_bundled_files(path: str) -> None:
+    raw = BUNDLED[path].encode()
+    assert packed_key_lines(raw) == _builders(raw) != b"\n\n"
+
+
+def _builders(raw: bytes) -> bytes:
+    """The key lines the careful builder records, packed (none when it refuses the file)."""
+    try:
+        return pack_lines(parse_mapping(raw).lines)
+    except YamlError:
+        return b"\n\n"
