@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from qrelease.deployers.base import Deployer, Observed, Remembering
 from qrelease.engine.backends import Backends
 from qrelease.model.environment import Environment
-from qrelease.model.manifest import ReleaseManifest
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Availability
 from qrelease.planning.planner import Desired, Seen
-from qrelease.source.loader import ManifestView, Snapshot
+from qrelease.source.loader import Snapshot
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,6 @@ class Observer:
 
     def __init__(self, backends: Backends) -> None:
         self._backends = backends
-        self._targets: dict[int, tuple[ReleaseManifest, str]] = {}
         self._live: dict[tuple[str, str], Observed] = {}
 
     def forget(self, keys: Iterable[tuple[str, str]]) -> None:
@@ -84,16 +82,12 @@ class Observer:
         """Every pin of the covered environments, plus every recorded key no pin names."""
         environments = selected(snapshot.environments, scope)
         availability = _AvailabilityCache(self._backends)
-        targets: dict[int, tuple[ReleaseManifest, str]] = self._targets
-        used: dict[int, tuple[ReleaseManifest, str]] = {}
         known = {} if fresh else self._live
         others = {key: seen for key, seen in self._live.items() if not scope.covers(key[0])}
         live: dict[tuple[str, str], Observed] = others
         desired: list[Desired] = []
         seen: dict[tuple[str, str], Seen] = {}
-        manifests, problems = snapshot.manifests, snapshot.pin_problems
-        if isinstance(manifests, ManifestView):  # the pinned ones, decoded together
-            manifests.decode((a, v) for env in environments.values() for a, v in env.apps.items())
+        release_of, problems = snapshot.release, snapshot.pin_problems  # no manifest decoded
         remembering = self._remembering(environments, forget=fresh)
         for name, env in sorted(environments.items()):  # one tight loop: thousands of pins a pass
             deployer: Deployer | None = None
@@ -101,10 +95,10 @@ class Observer:
             statuses: dict[str, tuple[Availability, str]] = {}  # by target id, in this env
             for app, version in sorted(env.apps.items()):
                 key = (name, app)
-                manifest = manifests.get((app, version))
+                release = release_of(app, version)
                 problem = problems.get(key) if problems else None
                 desired.append(
-                    Desired(env, app, version, manifest, problem.message if problem else "")
+                    Desired(env, app, version, release, problem.message if problem else "")
                 )
                 observed = None if asks else known.get(key)
                 if observed is None:
@@ -112,18 +106,16 @@ class Observer:
                     observed = deployer.observe(env, app)
                 if observed.error is None:
                     live[key] = observed
-                if manifest is None:
+                if release is None:
                     status = _UNKNOWN
                 else:
-                    target = targets.get(id(manifest)) or (manifest, manifest.quantum.target.id)
-                    used[id(manifest)] = target
-                    status = statuses.get(target[1]) or _NOT_LOOKED_UP
+                    target = release.target
+                    status = statuses.get(target) or _NOT_LOOKED_UP
                     if status is _NOT_LOOKED_UP:
-                        status = statuses[target[1]] = availability.of(env, target[1])
+                        status = statuses[target] = availability.of(env, target)
                 seen[key] = Seen(
                     stored.get(key), observed.current, observed.drift, *status, observed.error
                 )
-        self._targets = used  # only the manifests of this pass stay referenced
         gone = sorted(k for k in stored if k not in seen and scope.covers(k[0]))
         for key in gone:  # recorded once, no longer pinned: observed for the prune
             env = environments.get(key[0]) or Environment(environment=key[0])
@@ -192,9 +184,9 @@ def desired_pins(snapshot: Snapshot, environments: Mapping[str, Environment]) ->
     """Every pin of the given environments, with the loader's problem when it is not valid."""
     for name, env in sorted(environments.items()):
         for app, version in sorted(env.apps.items()):
-            manifest = snapshot.manifest(app, version)
+            release = snapshot.release(app, version)
             problem = snapshot.pin_problems.get((name, app))
-            yield Desired(env, app, version, manifest, str(problem.message) if problem else "")
+            yield Desired(env, app, version, release, str(problem.message) if problem else "")
 
 
 def broken_environments(snapshot: Snapshot, scope: Scope) -> dict[str, str]:

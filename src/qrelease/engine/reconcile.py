@@ -159,11 +159,15 @@ class Engine:
         )
         verdicts = {}
         for desired in observation.desired:
-            env, app, manifest = desired.env, desired.app, desired.manifest
+            env, app = desired.env, desired.app
             key = (env.environment, app)
             running = observation.seen[key].current
-            if manifest is None or running == desired.version or app in env.policy.suspended:
+            if desired.release is None or running == desired.version:
                 continue
+            if app in env.policy.suspended:
+                continue
+            manifest = desired.manifest  # decoded only for a pin about to change
+            assert manifest is not None
             upstream = stored.get((env.promote_from, app)) if env.promote_from else None
             verdicts[key] = judge(
                 sources,

@@ -333,3 +333,12 @@ class ReleaseManifest(Frozen):
     def key(self) -> tuple[str, str]:
         """(app, version)."""
         return (self.app, self.version)
+
+    @property
+    def target(self) -> str:
+        """The id of the target the release is pinned to (as `planning.Release` asks)."""
+        return self.quantum.target.id
+
+    def manifest(self) -> ReleaseManifest:
+        """The manifest itself (a manifest is a `planning.Release` already decoded)."""
+        return self

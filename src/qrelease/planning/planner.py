@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from qrelease.model.environment import Environment
 from qrelease.model.manifest import ReleaseManifest
@@ -36,8 +36,25 @@ class Retry(StrEnum):
     ALL = "all"
 
 
+class Release(Protocol):
+    """A valid release: its target at once, its manifest when asked for.
+
+    A `ReleaseManifest` is one; so is the loader's parse of one, which decodes the manifest
+    only then: a pass over 30,000 unchanged pins reads each one's target and no manifest.
+    """
+
+    @property
+    def target(self) -> str:
+        """The id of the target the release is pinned to."""
+        ...
+
+    def manifest(self) -> ReleaseManifest | None:
+        """The release's manifest."""
+        ...
+
+
 class Desired(NamedTuple):
-    """What Git asks for one (environment, app): the pin and its manifest if valid.
+    """What Git asks for one (environment, app): the pin and its release if valid.
 
     A named tuple, like `Seen` and `Action`: a pass builds one per pin, thousands at a time.
     """
@@ -45,8 +62,13 @@ class Desired(NamedTuple):
     env: Environment
     app: str
     version: str
-    manifest: ReleaseManifest | None
+    release: Release | None
     problem: str = ""
+
+    @property
+    def manifest(self) -> ReleaseManifest | None:
+        """The release's manifest (decoded now if the loader kept it packed)."""
+        return self.release.manifest() if self.release is not None else None
 
 
 class Seen(NamedTuple):
@@ -83,7 +105,7 @@ class Action(NamedTuple):
     to_version: str | None
     sync: Sync
     reason: str = ""
-    manifest: ReleaseManifest | None = None
+    release: Release | None = None
     availability: Availability = Availability.UNKNOWN
     rollout: Rollout | None = None
     retry_at: datetime | None = None
@@ -95,6 +117,11 @@ class Action(NamedTuple):
     def key(self) -> tuple[str, str]:
         """(env, app)."""
         return (self.env, self.app)
+
+    @property
+    def manifest(self) -> ReleaseManifest | None:
+        """The desired release's manifest (decoded now if the loader kept it packed)."""
+        return self.release.manifest() if self.release is not None else None
 
 
 @dataclass(frozen=True)
@@ -234,7 +261,7 @@ def decide(
             version,
             sync,
             reason,
-            desired.manifest,
+            desired.release,
             seen.availability,
             rollout,
         )
@@ -244,7 +271,7 @@ def decide(
         reason = f"suspended: {suspended}" if suspended else "suspended"
         held = act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
         return held._replace(health=Health.SUSPENDED, step="suspended")
-    if desired.manifest is None:
+    if desired.release is None:
         reason = desired.problem or "release is invalid"
         held = act(ActionKind.HOLD, _sync(current, version), reason, Rollout.HELD)
         return held._replace(step="invalid")
@@ -264,7 +291,7 @@ def decide(
     if waiting:
         return act(ActionKind.HOLD, Sync.OUT_OF_SYNC, waiting, Rollout.FAILED)
     if seen.availability in BLOCKING_AVAILABILITY:
-        target = desired.manifest.quantum.target.id
+        target = desired.release.target
         detail = f": {seen.availability_message}" if seen.availability_message else ""
         reason = f"target {target} is {seen.availability}{detail}; rollout on hold"
         held = act(ActionKind.HOLD, Sync.OUT_OF_SYNC, reason, Rollout.HELD)

@@ -206,7 +206,7 @@ def planned(
 ) -> ObservedState:
     """The row the plan makes of one (env, app), before any rollout step runs."""
     base = previous or ObservedState(env=action.env, app=action.app)
-    manifest = action.manifest
+    release = action.release  # its target only: a pass plans thousands of unchanged pins
     running = action.from_version
     update: dict[str, Any] = {
         "desired": action.to_version,
@@ -214,10 +214,10 @@ def planned(
         "sync": action.sync,
         "revision": revision,
         "updated_at": now,
-        "target": _target(manifest, base),
+        "target": release.target if release is not None else base.running_target,
         "health": _running_health(base, running),
     }
-    if manifest is not None:
+    if release is not None:
         update["availability"] = action.availability
     if running is None:
         update["running_target"] = None
@@ -472,11 +472,6 @@ def _settled(action: Action, base: ObservedState) -> dict[str, Any]:
     if base.rollout == Rollout.HELD:  # Git asks for what runs again: nothing is held any more
         return {"message": "", "rollout": None, "rollout_reason": "", "retry_at": None}
     return {"message": ""}
-
-
-def _target(manifest: ReleaseManifest | None, base: ObservedState) -> str | None:
-    """The desired release's target, else the running release's."""
-    return manifest.quantum.target.id if manifest is not None else base.running_target
 
 
 def _running_health(base: ObservedState, running: str | None) -> Health:

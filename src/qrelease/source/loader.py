@@ -83,6 +83,12 @@ class Snapshot:
         """The valid manifest of a release, if there is one."""
         return self.manifests.get((app, version))
 
+    def release(self, app: str, version: str) -> ParsedFile | ReleaseManifest | None:
+        """A valid release (a `planning.Release`): its target at once, its manifest on use."""
+        if isinstance(self.manifests, ManifestView):
+            return self.manifests.parse((app, version))
+        return self.manifest(app, version)
+
     def program_blob(self, manifest: ReleaseManifest) -> str | None:
         """The blob id of a manifest's program at this revision."""
         return self.programs.get(program_path(manifest.app, manifest.quantum.program))
@@ -160,6 +166,10 @@ class ManifestView(Mapping[tuple[str, str], ReleaseManifest]):
                 found = parsed.get(key)
                 if found is not None and found.model is None:
                     found.manifest()
+
+    def parse(self, key: tuple[str, str]) -> ParsedFile | None:
+        """A valid release's parse (its manifest decoded on `manifest()`)."""
+        return self._parsed.get(key)
 
     def facts(self, key: tuple[str, str]) -> ManifestFacts | None:
         """A valid release's names and target, if there is one."""

@@ -85,9 +85,10 @@ class ParsedFile:
     `located` is False when the key lines were not recorded (a valid manifest: nothing to
     point at); a caller that needs one after all parses the blob again with lines.
 
-    A valid manifest carries its `facts`. Read from the cache, its model is `packed` (its
-    own pickle) and decoded on first `manifest()`: a status read of 30,000 releases needs
-    each one's target, not 30,000 models of nine parts each.
+    A valid manifest carries its `facts`. As the loader keeps it (fresh or from the cache),
+    its model is `packed` (its own pickle) and decoded on first `manifest()`: a status read
+    or a controller's pass over 30,000 releases needs each one's target, not 30,000 models
+    of nine parts each.
     """
 
     model: BaseModel | None
@@ -96,6 +97,13 @@ class ParsedFile:
     located: bool = True
     facts: ManifestFacts | None = None
     packed: bytes | None = None
+
+    @property
+    def target(self) -> str:
+        """The target a valid manifest is pinned to (known without decoding it)."""
+        if self.facts is None:
+            raise ValueError("not a valid release manifest")
+        return self.facts.target
 
     def manifest(self) -> ReleaseManifest | None:
         """The valid manifest this parse holds (decoded now if it is still packed)."""
@@ -304,10 +312,14 @@ Parsed = tuple[ParsedFile, bytes]
 
 
 def parse_batch(items: Sequence[tuple[str, bytes]]) -> list[Parsed]:
-    """Parse (schema name, raw) pairs."""
+    """Parse (schema name, raw) pairs: each parse in the form the cache keeps (a manifest's
+    model packed, so a batch of thousands never holds thousands of models at once)."""
+    out = []
     with paused_gc():
-        parsed = [parse_file(raw, SCHEMAS[name]) for name, raw in items]
-        return [(one, pickle.dumps(one.cached(), protocol=5)) for one in parsed]
+        for name, raw in items:
+            kept = parse_file(raw, SCHEMAS[name]).cached()
+            out.append((kept, pickle.dumps(kept, protocol=5)))
+    return out
 
 
 def pickled_batch(items: Sequence[tuple[str, bytes]]) -> list[bytes]:

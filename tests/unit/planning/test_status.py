@@ -70,7 +70,7 @@ def deploy(version: str = "1.1.0", target: str = "ionq.simulator") -> Action:
         "1.0.0",
         version,
         Sync.OUT_OF_SYNC,
-        manifest=manifest(version, target),
+        release=manifest(version, target),
         availability=Availability.AVAILABLE,
         rollout=Rollout.RUNNING,
     )
