@@ -78,6 +78,7 @@ from pydantic_core import to_jsonable_python
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
 from qrelease.model.jobs import QuantumJob
+from qrelease.model.manifest import share_fields_set
 from qrelease.model.observed import ObservedState
 from qrelease.redaction import redact, redact_url
 from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
@@ -535,7 +536,7 @@ class PostgresStore:
         """Every recorded state by (env, app), in env then app order (read on every call)."""
         sql = f"SELECT {_OBSERVED_JSON} FROM observed ORDER BY env, app"  # noqa: S608 constant
         states = (s for batch in self._validated_batches(_OBSERVED_LIST, sql, []) for s in batch)
-        return {(s.env, s.app): s for s in states}
+        return {(s.env, s.app): s for s in share_fields_set(states)}
 
     def delete_observed(self, env: str, app: str) -> None:
         """Forget one (env, app); forgetting an unknown one is harmless."""

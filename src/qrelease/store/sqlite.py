@@ -69,6 +69,7 @@ from pydantic_core import to_jsonable_python
 
 from qrelease.model.events import GENESIS_HASH, Event, EventDraft
 from qrelease.model.jobs import QuantumJob
+from qrelease.model.manifest import share_fields_set
 from qrelease.model.observed import ObservedState
 from qrelease.store.audit import ChainReport, ChainVerifier, as_utc, link
 from qrelease.store.base import (
@@ -230,6 +231,8 @@ _LEASE_COLUMNS = "name, owner, token, expires_at, acquired_at"
 _REPLICA_COLUMNS = "id, host, pid, address, serves, started_at, last_seen"
 _OBSERVED_JSON = "json_object({})".format(", ".join(f"'{n}', {n}" for n in _OBSERVED_COLUMNS))
 _OBSERVED_LIST = TypeAdapter(list[ObservedState])
+_OBSERVED_BATCH = 2000
+"""Stored states validated at a time: the read of 30,000 never holds all their JSON at once."""
 _Row = TypeVar("_Row", Event, ObservedState)
 _UPSERT_OBSERVED = (
     f"INSERT INTO observed ({', '.join(_OBSERVED_COLUMNS)}) "  # noqa: S608 constant column list
@@ -508,9 +511,11 @@ class Store:
         if self._observed is None or self._observed[0] != version:
             sql = f"SELECT {_OBSERVED_JSON} FROM observed ORDER BY env, app"  # noqa: S608 constant
             states = (
-                s for batch in self._validated_batches(_OBSERVED_LIST, sql, []) for s in batch
+                s
+                for batch in self._validated_batches(_OBSERVED_LIST, sql, [], _OBSERVED_BATCH)
+                for s in batch
             )
-            self._observed = (version, {(s.env, s.app): s for s in states})
+            self._observed = (version, {(s.env, s.app): s for s in share_fields_set(states)})
         return self._observed[1]
 
     def delete_observed(self, env: str, app: str) -> None:

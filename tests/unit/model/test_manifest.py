@@ -147,3 +147,24 @@ def test_gate_numbers_beyond_any_real_use_are_refused(gates: dict[str, object], 
     fields = _quantum(program="programs/bell.qs", entry="Bell.Main()", gates=gates)
     with pytest.raises(ValidationError, match=field.replace(".", r"\.")):
         Quantum.model_validate(fields)
+
+
+def test_equal_fields_sets_are_shared_and_a_copy_gets_its_own() -> None:
+    from qrelease.model.manifest import share_fields_set
+    from qrelease.model.observed import ObservedState
+
+    states = [ObservedState(env="dev", app=f"app-{i}", desired="1.0.0") for i in range(3)]
+    other = ObservedState(env="dev", app="other")
+    shared = list(share_fields_set([*states, other]))
+    assert shared[:3] == states
+    assert shared[0].__pydantic_fields_set__ is shared[2].__pydantic_fields_set__
+    assert shared[0].__pydantic_fields_set__ is not other.__pydantic_fields_set__
+    assert other.model_fields_set == {"env", "app"}
+    changed = shared[0].model_copy(update={"deployed": "1.0.0"})
+    assert changed.model_fields_set == {"env", "app", "desired", "deployed"}
+    assert shared[1].model_fields_set == {"env", "app", "desired"}  # the shared set is intact
+    assert shared[1].model_dump(exclude_unset=True) == {
+        "env": "dev",
+        "app": "app-1",
+        "desired": "1.0.0",
+    }

@@ -208,7 +208,9 @@ def test_the_observed_view_is_reread_when_any_connection_writes(
     assert store.observed_by_key() is store.observed_by_key()  # unchanged: rows not read again
     with Store.open(db_path) as other:
         other.put_observed(full_state(env="dev"))  # another connection commits
-    assert [s.env for s in store.all_observed()] == ["dev", "prod"]
+    dev, prod = store.all_observed()
+    assert (dev.env, prod.env) == ("dev", "prod")
+    assert dev.__pydantic_fields_set__ is prod.__pydantic_fields_set__  # one set, not one each
     with closing(sqlite3.connect(db_path, isolation_level=None)) as connection:
         connection.execute("DELETE FROM observed WHERE env = 'dev'")  # a process outside qrelease
     assert [s.env for s in store.all_observed()] == ["prod"]
