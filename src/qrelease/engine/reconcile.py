@@ -313,20 +313,21 @@ class Engine:
         holds: list[tuple[Action, EventDraft]] = []
         quiet, self._quiet = self._quiet, {}
         reused: dict[tuple[str, str], AppReport] = {}
-        for action in the_plan.actions:
+        for action in the_plan.actions:  # thousands a pass: the key is built once per action
             if action.kind == ActionKind.PRUNE:
                 continue
-            before = previous.get(action.key)
-            last = quiet.get(action.key) if action.kind == ActionKind.NOOP else None
+            key = action.key
+            before = previous.get(key)
+            last = quiet.get(key) if action.kind == ActionKind.NOOP else None
             if last is not None and last[1] is before and last[0] == action:
-                states[action.key], reused[action.key] = last[1], last[2]
+                states[key], reused[key] = last[1], last[2]
                 continue
             state = planned(action, before, revision, now)
             if before is not None and same_row(before, state):
                 state = before  # unchanged: nothing written, the row keeps its revision
             else:
                 changed.append(state)
-            states[action.key] = state
+            states[key] = state
             if action.rollout == Rollout.HELD and _new_hold(before, action):
                 details = {"reason": action.reason, "cause": action.step}
                 holds.append(
@@ -346,20 +347,19 @@ class Engine:
         seqs = {
             action.key: (event.seq,) for (action, _), event in zip(holds, appended, strict=True)
         }
-        reports = {
-            action.key: reused.get(action.key)
-            or _settled_report(action, states[action.key], seqs.get(action.key, ()))
-            for action in the_plan.actions
-            if action.kind in (ActionKind.NOOP, ActionKind.HOLD)
-        }
+        reports = {}
+        for action in the_plan.actions:
+            if action.kind in (ActionKind.NOOP, ActionKind.HOLD):
+                key = action.key
+                found = reused.get(key)
+                reports[key] = found or _settled_report(action, states[key], seqs.get(key, ()))
         for action in the_plan.actions:  # the same Noop on the same row next pass: nothing to do
-            kept = states.get(action.key)
-            if (
-                action.kind == ActionKind.NOOP
-                and kept is not None
-                and kept is previous.get(action.key)
-            ):
-                self._quiet[action.key] = (action, kept, reports[action.key])
+            if action.kind != ActionKind.NOOP:
+                continue
+            key = action.key
+            kept = states.get(key)
+            if kept is not None and kept is previous.get(key):
+                self._quiet[key] = (action, kept, reports[key])
         return states, reports
 
     def _entering_gates(
