@@ -121,8 +121,8 @@ class _Handlers:
         return Response(self.e.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def status(self, request: Request) -> Response:
-        """The last-known status rows, the source and the last pass, as JSON."""
-        return JSONResponse(self.e.state.view.as_json())
+        """The last-known status rows, the source and the last pass, as JSON (streamed)."""
+        return StreamingResponse(self.e.state.view.json_chunks(), media_type="application/json")
 
     async def hook(self, request: Request) -> Response:
         """A validly signed call triggers a fetch and a pass; the payload itself is never used."""

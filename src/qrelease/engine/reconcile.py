@@ -38,6 +38,7 @@ from qrelease.engine.rollout import STEP_GATES, Deployment
 from qrelease.evidence import PolicySources, judge
 from qrelease.model.environment import Environment
 from qrelease.model.events import Event, EventDraft
+from qrelease.model.manifest import share_fields
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import ActionKind, EventKind, EventOutcome, Rollout
 from qrelease.planning.planner import (
@@ -322,7 +323,7 @@ class Engine:
             if last is not None and last[1] is before and last[0] == action:
                 states[key], reused[key] = last[1], last[2]
                 continue
-            state = planned(action, before, revision, now)
+            state = share_fields(planned(action, before, revision, now))  # thousands kept
             if before is not None and same_row(before, state):
                 state = before  # unchanged: nothing written, the row keeps its revision
             else:

@@ -24,7 +24,7 @@ RowSink = Callable[[StatusRow], None]
 """Told every row the pass writes, as it writes it (from rollout threads too)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AppReport:
     """What happened to one (environment, app) in a pass.
 

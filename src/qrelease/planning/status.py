@@ -31,7 +31,7 @@ RETRY_CAP = timedelta(minutes=10)
 MANUAL_RETRY = "waiting for a new revision or `qrelease reconcile --retry`"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StatusRow:
     """One (environment, app) as every surface shows it.
 

@@ -397,7 +397,10 @@ class Loader:
         if not wanted:
             return {}
         blobs = self._read(list(dict.fromkeys(entry.sha for entry in wanted.values())))
-        results = parse_many([(_schema_name(e.path), blobs[e.sha]) for e in wanted.values()])
+        items = [(_schema_name(e.path), blobs[e.sha]) for e in wanted.values()]
+        del blobs  # the raw files go as soon as they are parsed (a cold load: tens of MiB)
+        results = parse_many(items)
+        del items
         self.parse_count += len(wanted)
         if self._cache is not None:
             self._cache.put_many(

@@ -393,10 +393,11 @@ class _Worker:
         if self._process is None:
             return None
         self._thread.join()
-        if self._output is None:
+        output, self._output = self._output, None  # a batch's answer is tens of MiB: kept once
+        if output is None:
             return None
         try:
-            values = pickle.loads(self._output)  # noqa: S301 our own child's answer
+            values = pickle.loads(output)  # noqa: S301 our own child's answer
         except Exception:
             return None
         return values if isinstance(values, list) else None
