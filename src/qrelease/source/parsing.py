@@ -43,7 +43,6 @@ from qrelease.source.yamldoc import (
     YamlDoc,
     YamlError,
     dotted,
-    pack_lines,
     packed_key_lines,
     packed_part,
     parse_mapping,
@@ -250,11 +249,6 @@ class KeyLines:
 
     def __init__(self, packed: bytes) -> None:
         self.packed = packed
-
-    @classmethod
-    def of(cls, lines: Mapping[Path_, int]) -> KeyLines:
-        """Pack a document's key lines."""
-        return cls(pack_lines(dict(lines)))
 
     @staticmethod
     def looks_packed(value: bytes | None) -> bool:
