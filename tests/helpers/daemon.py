@@ -158,5 +158,13 @@ class Api:
 
 
 def synced(api: Api) -> bool:
-    rows = api.status()["rows"]
-    return bool(rows) and all(r["sync"] == "Synced" for r in rows)
+    """Every row Synced, and the cycle that synced them over (its next poll scheduled).
+
+    Rows turn Synced before their cycle ends; a test that then moves the clock (`soaked`)
+    would have that cycle schedule its next one for now, and a pin pushed meanwhile would
+    be deployed by it rather than by the pass the test asks for.
+    """
+    status = api.status()
+    rows = status["rows"]
+    done = status["source"]["next_poll_at"] is not None and status["passes"] > 0
+    return done and bool(rows) and all(r["sync"] == "Synced" for r in rows)
