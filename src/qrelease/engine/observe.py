@@ -7,7 +7,7 @@ Nothing here writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from qrelease.deployers.base import Deployer, Observed, Remembering
@@ -15,8 +15,8 @@ from qrelease.engine.backends import Backends
 from qrelease.model.environment import Environment
 from qrelease.model.observed import ObservedState
 from qrelease.model.vocabulary import Availability
-from qrelease.planning.planner import Desired, Release, Seen
-from qrelease.source.loader import ManifestView, Snapshot
+from qrelease.planning.planner import Desired, Seen
+from qrelease.source.loader import Snapshot
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class Observer:
         live: dict[tuple[str, str], Observed] = others
         desired: list[Desired] = []
         seen: dict[tuple[str, str], Seen] = {}
-        release_of, problems = _releases(snapshot), snapshot.pin_problems  # nothing decoded
+        release_of, problems = snapshot.release, snapshot.pin_problems  # nothing decoded
         remembering = self._remembering(environments, forget=fresh)
         for name, env in sorted(environments.items()):  # one tight loop: thousands of pins a pass
             deployer: Deployer | None = None
@@ -168,15 +168,6 @@ class _AvailabilityCache:
             status = self._backends.quantum_for(env).target_status(target_id)
             self._seen[key] = (status.availability, status.message)
         return self._seen[key]
-
-
-def _releases(snapshot: Snapshot) -> Callable[[str, str], Release | None]:
-    """`snapshot.release`, with the loader's view looked up once for the thousands of pins."""
-    view = snapshot.manifests
-    if isinstance(view, ManifestView):
-        parses = view.parse
-        return lambda app, version: parses((app, version))
-    return snapshot.release
 
 
 def environment_of(snapshot: Snapshot, name: str) -> Environment:

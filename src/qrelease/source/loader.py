@@ -100,16 +100,9 @@ class Snapshot:
             if env_filter not in (None, name):
                 continue
             for app, version in env.apps.items():
-                out[(name, app)] = (version, self.target_of(app, version))
+                release = self.release(app, version)  # its target: no manifest decoded
+                out[(name, app)] = (version, release.target if release is not None else None)
         return out
-
-    def target_of(self, app: str, version: str) -> str | None:
-        """The target a valid release is pinned to (without decoding a cached manifest)."""
-        if isinstance(self.manifests, ManifestView):
-            facts = self.manifests.facts((app, version))
-            return facts.target if facts is not None else None
-        manifest = self.manifest(app, version)
-        return manifest.quantum.target.id if manifest is not None else None
 
     def versions(self, app: str) -> list[str]:
         """Every valid version of an app."""
@@ -153,28 +146,21 @@ class ManifestView(Mapping[tuple[str, str], ReleaseManifest]):
         self.decode()
         return super().items()
 
-    def decode(self, keys: Iterable[tuple[str, str]] | None = None) -> None:
-        """Decode these releases' manifests (default: all) at once, collections paused.
+    def decode(self) -> None:
+        """Decode every release's manifest at once, collections paused.
 
         Thousands of models decoded one by one between other work would be walked again
         and again by the garbage collector; decoded together they are frozen out of its
         sight, as a cold load's parses are (`paused_gc`).
         """
-        parsed = self._parsed
         with paused_gc(freeze=True):
-            for key in parsed if keys is None else keys:
-                found = parsed.get(key)
-                if found is not None and found.model is None:
+            for found in self._parsed.values():
+                if found.model is None:
                     found.manifest()
 
     def parse(self, key: tuple[str, str]) -> ParsedFile | None:
         """A valid release's parse (its manifest decoded on `manifest()`)."""
         return self._parsed.get(key)
-
-    def facts(self, key: tuple[str, str]) -> ManifestFacts | None:
-        """A valid release's names and target, if there is one."""
-        parsed = self._parsed.get(key)
-        return parsed.facts if parsed is not None else None
 
 
 def program_path(app: str, program: str) -> str:
